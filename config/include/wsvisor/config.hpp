@@ -1,0 +1,154 @@
+// The effective configuration of wsvisor (CONTRACT section 2) and the loader that
+// builds it from defaults, the TOML file, PORT, WSVISOR_* variables and --set.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace wsvisor {
+
+using duration = std::chrono::milliseconds;
+
+struct server_settings {
+  std::string host = "0.0.0.0";
+  uint16_t port = 8080;
+  std::string ws_path = "/ws";
+  unsigned io_threads = 0;     // 0 = cores
+  unsigned actor_threads = 0;  // 0 = cores
+  std::string scheduler = "io";  // "io" | "pool"
+  duration handshake_timeout = std::chrono::seconds(10);
+  uint64_t max_message_bytes = 65536;
+  std::vector<std::string> allowed_origins;  // empty = any
+  std::vector<std::string> trusted_proxies;  // CIDRs
+};
+
+struct auth_settings {
+  std::string mode = "none";  // "none" | "header" | "jwt"
+  std::string user_header = "X-User-Id";
+  std::string jwt_secret;  // secret: environment only, never printed
+};
+
+struct limits_settings {
+  uint64_t max_connections = 10000;
+  uint64_t soft_connections = 0;  // 0 = 90 % of max_connections (resolved by the loader)
+  uint64_t max_per_user = 20;
+  uint64_t max_per_ip = 1000;  // 0 = off
+  double accept_rate = 2000;   // tokens per second
+  uint64_t accept_burst = 4000;
+  uint64_t max_pending_handshakes = 1024;
+  double messages_per_second = 0;  // 0 = off
+  uint64_t messages_burst = 100;
+  uint64_t send_queue_bytes = 1048576;
+  duration admission_timeout = std::chrono::seconds(1);
+  duration retry_after = std::chrono::seconds(5);
+  std::string user_overflow = "reject";  // "reject" | "evict_idle"
+};
+
+struct janitor_settings {
+  duration sweep_interval = std::chrono::seconds(1);
+  duration ping_interval = std::chrono::seconds(25);
+  duration pong_timeout = std::chrono::seconds(10);
+  duration probe_timeout = std::chrono::milliseconds(500);
+  duration idle_timeout = duration::zero();  // 0 = off
+  duration max_lifetime = duration::zero();  // 0 = off
+  duration close_timeout = std::chrono::seconds(5);
+};
+
+struct supervision_settings {
+  uint64_t connection_restarts = 3;
+  duration connection_restart_period = std::chrono::seconds(60);
+  uint64_t service_restarts = 5;
+  duration service_restart_period = std::chrono::seconds(10);
+  duration backoff_min = std::chrono::milliseconds(10);
+  duration backoff_max = std::chrono::seconds(1);
+};
+
+struct shutdown_settings {
+  duration drain_timeout = std::chrono::seconds(8);
+  duration drain_spread = std::chrono::seconds(2);
+};
+
+struct log_settings {
+  std::string level = "info";   // trace debug info warn error critical off
+  std::string format = "text";  // "text" | "json"
+};
+
+struct admin_settings {
+  std::string listen;  // "" = the main listener; else "host:port"
+  std::string token;   // secret: environment only, never printed
+};
+
+struct faults_settings {
+  bool enabled = false;
+};
+
+struct app_settings {
+  std::string mode = "echo";
+};
+
+struct settings {
+  server_settings server;
+  auth_settings auth;
+  limits_settings limits;
+  janitor_settings janitor;
+  supervision_settings supervision;
+  shutdown_settings shutdown;
+  log_settings log;
+  admin_settings admin;
+  faults_settings faults;
+  app_settings app;
+};
+
+// What the command line asks for.
+enum class cli_action { run, help, version, check_config };
+
+struct cli_result {
+  cli_action action = cli_action::run;
+  settings config;
+  std::string config_path;  // the file that was read ("" = none)
+  std::string help_text;    // filled for cli_action::help
+};
+
+// A configuration or command-line error; `what()` names the key (and file:line where
+// there is one) and the fix. main() prints it and exits 2.
+class config_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Environment as name -> value, so tests can pass their own.
+using environment = std::map<std::string, std::string>;
+environment process_environment();
+
+// Parses argv (--help, --version, --config FILE, --set k=v..., --check-config),
+// then builds the settings: defaults < file < PORT < WSVISOR_<SECTION>_<KEY> < --set.
+// `default_config_path` is read when --config is not given and the file exists.
+// Throws config_error.
+cli_result parse_command_line(int argc, const char* const* argv, const environment& env,
+                              const std::string& default_config_path = "config/wsvisor.toml");
+
+// Builds settings from a TOML text (file name for messages), the environment and
+// --set assignments ("section.key=value"). Throws config_error.
+settings load_settings(const std::optional<std::string>& toml_text, const std::string& file_name,
+                       const environment& env, const std::vector<std::string>& assignments);
+
+// The effective configuration as TOML, secrets redacted ("<redacted>" when set).
+std::string render_effective(const settings& s);
+
+// Parses "250ms", "10s", "5m", "1h" (also "0s"). Throws config_error naming `key`.
+duration parse_duration(const std::string& text, const std::string& key);
+
+// Formats a duration the shortest exact way ("250ms", "10s", "5m").
+std::string format_duration(duration d);
+
+// Threads that run actors: server.io_threads in "io" mode, server.actor_threads in
+// "pool" mode, with 0 resolved to the number of cores.
+unsigned actor_thread_count(const settings& s);
+unsigned io_thread_count(const settings& s);
+
+}  // namespace wsvisor
