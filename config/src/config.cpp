@@ -1,0 +1,833 @@
+// The configuration loader. One table of keys (section, name, type, valid range, how to
+// print it) drives the file, PORT, the WSVISOR_* variables, --set and render_effective
+// alike, so a key added to the table is parsed, validated, overridable and printed
+// everywhere at once, and the rules of CONTRACT section 2 live in one place.
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <limits>
+#include <map>
+#include <set>
+#include <thread>
+#include <type_traits>
+
+#include <toml++/toml.h>
+
+#include "config_internal.hpp"
+#include "wsvisor/config.hpp"
+
+namespace wsvisor {
+
+std::string detail::error_message(const std::string& where, const std::string& key,
+                                  const std::string& problem) {
+  std::string message = "config error: ";
+  if (!where.empty()) message += where + ": ";
+  if (!key.empty()) message += key + ": ";
+  return message + problem;
+}
+
+namespace {
+
+using detail::error_message;
+
+// What render_effective prints for a secret that is set; also accepted (and ignored) as
+// the value of a secret key in a file, so that --check-config output can be fed back.
+const std::string redacted = "<redacted>";
+
+// Variables of the build and test tooling that share the prefix but are no settings; the
+// end-to-end tests export them to the server's environment.
+const std::set<std::string> tooling_variables = {"WSVISOR_BIN", "WSVISOR_SOURCE_DIR"};
+
+[[noreturn]] void fail(const std::string& where, const std::string& key,
+                       const std::string& problem) {
+  throw config_error(error_message(where, key, problem));
+}
+
+// A TOML basic string, so that render_effective is valid TOML whatever the text holds.
+std::string quote(const std::string& text) {
+  std::string quoted = "\"";
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"':
+        quoted += "\\\"";
+        break;
+      case '\\':
+        quoted += "\\\\";
+        break;
+      case '\n':
+        quoted += "\\n";
+        break;
+      case '\t':
+        quoted += "\\t";
+        break;
+      case '\r':
+        quoted += "\\r";
+        break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char escape[8];
+          std::snprintf(escape, sizeof escape, "\\u%04x", c);
+          quoted += escape;
+        } else {
+          quoted += static_cast<char>(c);
+        }
+    }
+  }
+  return quoted + "\"";
+}
+
+// The shortest text that reads back as the same double, always with a '.' or an
+// exponent so that TOML sees a float.
+std::string format_real(double value) {
+  char buffer[64];
+  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+  std::string text(buffer, result.ptr);
+  if (text.find_first_of(".einf") == std::string::npos) text += ".0";
+  return text;
+}
+
+// How a value the user gave is shown after "got" (never used for secrets).
+std::string describe(const toml::node& node) {
+  if (auto text = node.value_exact<std::string>()) {
+    constexpr size_t shown = 80;
+    return text->size() > shown ? quote(text->substr(0, shown)) + "..." : quote(*text);
+  }
+  if (auto integer = node.value_exact<int64_t>()) return std::to_string(*integer);
+  if (auto real = node.value_exact<double>()) return format_real(*real);
+  if (auto flag = node.value_exact<bool>()) return *flag ? "true" : "false";
+  if (node.is_array()) return "an array";
+  if (node.is_table()) return "a table";
+  return "a date or time";
+}
+
+// ---------------------------------------------------------------------------------------
+// Validators of the text-valued keys.
+
+bool is_alpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+// A port written in decimal, within [lowest, 65535].
+bool is_port_text(const std::string& text, unsigned lowest) {
+  if (text.empty() || text.size() > 5) return false;
+  if (!std::all_of(text.begin(), text.end(), is_digit)) return false;
+  const unsigned port = static_cast<unsigned>(std::stoul(text));
+  return port >= lowest && port <= 65535;
+}
+
+bool is_ipv6(const std::string& text) {
+  in6_addr address;
+  return inet_pton(AF_INET6, text.c_str(), &address) == 1;
+}
+
+// A host name or IPv4 literal: letters, digits, '.', '-', '_'.
+bool is_plain_host(const std::string& text) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return is_alpha(c) || is_digit(c) || c == '.' || c == '-' || c == '_';
+  });
+}
+
+// "host:port" or "[v6]:port"; splits into host and port text.
+bool split_host_port(const std::string& text, std::string& host, std::string& port) {
+  if (!text.empty() && text.front() == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return false;
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+    return is_ipv6(host);
+  }
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos) return false;
+  host = text.substr(0, colon);
+  port = text.substr(colon + 1);
+  return is_plain_host(host);
+}
+
+bool is_listen_address(const std::string& text) {
+  if (text.empty()) return true;
+  std::string host, port;
+  return split_host_port(text, host, port) && is_port_text(port, 0);
+}
+
+bool is_bind_host(const std::string& text) {
+  return is_plain_host(text) || is_ipv6(text);
+}
+
+bool is_ws_path(const std::string& text) {
+  return !text.empty() && text.front() == '/' &&
+         std::none_of(text.begin(), text.end(), [](unsigned char c) {
+           return c <= 0x20 || c == 0x7f || c == '?' || c == '#';
+         });
+}
+
+// RFC 7230 token characters: what an HTTP header name may contain.
+bool is_header_name(const std::string& text) {
+  static const std::string punctuation = "!#$%&'*+-.^_`|~";
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return is_alpha(c) || is_digit(c) || punctuation.find(c) != std::string::npos;
+  });
+}
+
+// scheme://host[:port], exactly what browsers send in Origin (no path, no trailing '/').
+std::optional<std::string> checked_origin(const std::string& text) {
+  const size_t separator = text.find("://");
+  if (separator == std::string::npos || separator == 0 || !is_alpha(text.front()))
+    return std::nullopt;
+  const std::string scheme = text.substr(0, separator);
+  const bool scheme_ok = std::all_of(scheme.begin(), scheme.end(), [](char c) {
+    return is_alpha(c) || is_digit(c) || c == '+' || c == '-' || c == '.';
+  });
+  if (!scheme_ok) return std::nullopt;
+  const std::string authority = text.substr(separator + 3);
+  std::string host, port;
+  if (split_host_port(authority, host, port)) {
+    if (!is_port_text(port, 1)) return std::nullopt;
+  } else if (!(authority.size() > 2 && authority.front() == '[' && authority.back() == ']' &&
+               is_ipv6(authority.substr(1, authority.size() - 2))) &&
+             !is_plain_host(authority)) {
+    return std::nullopt;
+  }
+  return text;
+}
+
+// An IPv4 or IPv6 network; a bare address becomes a /32 or /128 so that consumers always
+// see address/prefix.
+std::optional<std::string> checked_cidr(const std::string& text) {
+  const size_t slash = text.find('/');
+  const std::string address = text.substr(0, slash);
+  in_addr v4;
+  unsigned longest_prefix = 0;
+  if (inet_pton(AF_INET, address.c_str(), &v4) == 1)
+    longest_prefix = 32;
+  else if (is_ipv6(address))
+    longest_prefix = 128;
+  else
+    return std::nullopt;
+  if (slash == std::string::npos) return address + "/" + std::to_string(longest_prefix);
+  const std::string prefix = text.substr(slash + 1);
+  if (prefix.empty() || prefix.size() > 3 || !std::all_of(prefix.begin(), prefix.end(), is_digit))
+    return std::nullopt;
+  if (std::stoul(prefix) > longest_prefix) return std::nullopt;
+  return address + "/" + std::to_string(std::stoul(prefix));
+}
+
+// ---------------------------------------------------------------------------------------
+// The key table.
+
+// Names where a node came from: "wsvisor.toml:12", "environment variable X", "--set k=v".
+using where_of = std::function<std::string(const toml::node&)>;
+
+enum class value_kind { text, integer, real, duration, boolean, text_list, secret };
+
+struct key_spec {
+  std::string section;
+  std::string name;
+  value_kind kind;
+  // Validates the node and stores it; throws config_error naming the key.
+  std::function<void(settings&, const toml::node&, const where_of&)> assign;
+  // The current value as a TOML value.
+  std::function<std::string(const settings&)> render;
+
+  std::string full_name() const { return section + "." + name; }
+  std::string environment_variable() const {
+    std::string variable = "WSVISOR_" + section + "_" + name;
+    std::transform(variable.begin(), variable.end(), variable.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+    return variable;
+  }
+};
+
+[[noreturn]] void fail_expected(const where_of& where, const toml::node& node,
+                                const std::string& key, const std::string& expected) {
+  fail(where(node), key, "expected " + expected + ", got " + describe(node));
+}
+
+template <class Field>
+key_spec integer_key(std::string section, std::string name, Field field, int64_t lowest,
+                     int64_t highest, std::string expected) {
+  key_spec spec{section, name, value_kind::integer, {}, {}};
+  spec.assign = [key = spec.full_name(), field, lowest, highest, expected](
+                    settings& s, const toml::node& node, const where_of& where) {
+    const auto value = node.value_exact<int64_t>();
+    if (!value || *value < lowest || *value > highest) fail_expected(where, node, key, expected);
+    field(s) = static_cast<std::remove_reference_t<decltype(field(s))>>(*value);
+  };
+  spec.render = [field](const settings& s) { return std::to_string(field(s)); };
+  return spec;
+}
+
+template <class Field>
+key_spec real_key(std::string section, std::string name, Field field,
+                  std::function<bool(double)> valid, std::string expected) {
+  key_spec spec{section, name, value_kind::real, {}, {}};
+  spec.assign = [key = spec.full_name(), field, valid, expected](
+                    settings& s, const toml::node& node, const where_of& where) {
+    // An integer is a fine rate too: "accept_rate = 2000".
+    std::optional<double> value = node.value_exact<double>();
+    if (auto integer = node.value_exact<int64_t>()) value = static_cast<double>(*integer);
+    if (!value || !std::isfinite(*value) || !valid(*value))
+      fail_expected(where, node, key, expected);
+    field(s) = *value;
+  };
+  spec.render = [field](const settings& s) { return format_real(field(s)); };
+  return spec;
+}
+
+template <class Field>
+key_spec duration_key(std::string section, std::string name, Field field,
+                      std::function<bool(duration)> valid, std::string expected) {
+  key_spec spec{section, name, value_kind::duration, {}, {}};
+  spec.assign = [key = spec.full_name(), field, valid, expected](
+                    settings& s, const toml::node& node, const where_of& where) {
+    const auto text = node.value_exact<std::string>();
+    if (!text) {
+      std::string problem =
+          "expected " + expected + " as a string with a unit, got " + describe(node);
+      if (node.is_number()) problem += ": write \"" + describe(node) + "s\" (or ms, m, h)";
+      fail(where(node), key, problem);
+    }
+    std::string problem;
+    const auto value = detail::try_parse_duration(*text, problem);
+    if (!value) fail(where(node), key, problem);
+    if (!valid(*value)) fail_expected(where, node, key, expected);
+    field(s) = *value;
+  };
+  spec.render = [field](const settings& s) { return quote(format_duration(field(s))); };
+  return spec;
+}
+
+template <class Field>
+key_spec text_key(std::string section, std::string name, Field field,
+                  std::function<bool(const std::string&)> valid, std::string expected) {
+  key_spec spec{section, name, value_kind::text, {}, {}};
+  spec.assign = [key = spec.full_name(), field, valid, expected](
+                    settings& s, const toml::node& node, const where_of& where) {
+    const auto text = node.value_exact<std::string>();
+    if (!text || !valid(*text)) fail_expected(where, node, key, expected);
+    field(s) = *text;
+  };
+  spec.render = [field](const settings& s) { return quote(field(s)); };
+  return spec;
+}
+
+template <class Field>
+key_spec choice_key(std::string section, std::string name, Field field,
+                    std::vector<std::string> choices) {
+  std::string expected = "one of";
+  for (const auto& choice : choices)
+    expected += (&choice == &choices.front() ? " " : ", ") + quote(choice);
+  return text_key(
+      std::move(section), std::move(name), field,
+      [choices](const std::string& text) {
+        return std::find(choices.begin(), choices.end(), text) != choices.end();
+      },
+      expected);
+}
+
+template <class Field>
+key_spec list_key(std::string section, std::string name, Field field,
+                  std::function<std::optional<std::string>(const std::string&)> checked,
+                  std::string expected) {
+  key_spec spec{section, name, value_kind::text_list, {}, {}};
+  spec.assign = [key = spec.full_name(), field, checked, expected](
+                    settings& s, const toml::node& node, const where_of& where) {
+    const toml::array* array = node.as_array();
+    if (array == nullptr) fail_expected(where, node, key, "an array of strings, each " + expected);
+    std::vector<std::string> values;
+    for (size_t i = 0; i < array->size(); ++i) {
+      const toml::node& element = *array->get(i);
+      const auto text = element.value_exact<std::string>();
+      const auto value = text ? checked(*text) : std::nullopt;
+      if (!value) fail_expected(where, element, key + "[" + std::to_string(i) + "]", expected);
+      values.push_back(*value);
+    }
+    field(s) = std::move(values);
+  };
+  spec.render = [field](const settings& s) {
+    std::string text = "[";
+    for (const auto& value : field(s)) text += (text.size() > 1 ? ", " : "") + quote(value);
+    return text + "]";
+  };
+  return spec;
+}
+
+template <class Field>
+key_spec flag_key(std::string section, std::string name, Field field) {
+  key_spec spec{section, name, value_kind::boolean, {}, {}};
+  spec.assign = [key = spec.full_name(), field](settings& s, const toml::node& node,
+                                                const where_of& where) {
+    const auto value = node.value_exact<bool>();
+    if (!value) fail_expected(where, node, key, "true or false");
+    field(s) = *value;
+  };
+  spec.render = [field](const settings& s) { return field(s) ? "true" : "false"; };
+  return spec;
+}
+
+// Secrets are assigned from the environment only (the loader enforces it); the value is
+// never shown, not even in an error.
+template <class Field>
+key_spec secret_key(std::string section, std::string name, Field field) {
+  key_spec spec{section, name, value_kind::secret, {}, {}};
+  spec.assign = [field](settings& s, const toml::node& node, const where_of&) {
+    field(s) = node.value_or(std::string());
+  };
+  spec.render = [field](const settings& s) { return quote(field(s).empty() ? "" : redacted); };
+  return spec;
+}
+
+constexpr int64_t largest_integer = std::numeric_limits<int64_t>::max();
+constexpr int64_t most_threads = 1024;
+
+bool positive(duration d) {
+  return d > duration::zero();
+}
+bool not_negative(duration d) {
+  return d >= duration::zero();
+}
+
+const std::vector<key_spec>& key_table() {
+  static const std::vector<key_spec> keys = [] {
+    const std::string positive_integer = "a positive integer";
+    const std::string non_negative_integer = "a non-negative integer";
+    const std::string positive_duration = "a duration above zero";
+    const std::string threads = "an integer from 0 to 1024 (0 = one per core)";
+    // clang-format off
+    return std::vector<key_spec>{
+      text_key("server", "host", [](auto& s) -> auto& { return s.server.host; },
+               is_bind_host, "a host name or IP address, e.g. \"0.0.0.0\" or \"::\""),
+      integer_key("server", "port", [](auto& s) -> auto& { return s.server.port; }, 0, 65535,
+                  "an integer from 0 to 65535 (0 = any free port)"),
+      text_key("server", "ws_path", [](auto& s) -> auto& { return s.server.ws_path; },
+               is_ws_path, "a path beginning with \"/\", e.g. \"/ws\""),
+      integer_key("server", "io_threads", [](auto& s) -> auto& { return s.server.io_threads; },
+                  0, most_threads, threads),
+      integer_key("server", "actor_threads",
+                  [](auto& s) -> auto& { return s.server.actor_threads; }, 0, most_threads,
+                  threads),
+      choice_key("server", "scheduler", [](auto& s) -> auto& { return s.server.scheduler; },
+                 {"io", "pool"}),
+      duration_key("server", "handshake_timeout",
+                   [](auto& s) -> auto& { return s.server.handshake_timeout; }, positive,
+                   positive_duration),
+      integer_key("server", "max_message_bytes",
+                  [](auto& s) -> auto& { return s.server.max_message_bytes; }, 1,
+                  largest_integer, positive_integer),
+      list_key("server", "allowed_origins",
+               [](auto& s) -> auto& { return s.server.allowed_origins; }, checked_origin,
+               "an origin scheme://host[:port], e.g. \"https://example.com\" (no path)"),
+      list_key("server", "trusted_proxies",
+               [](auto& s) -> auto& { return s.server.trusted_proxies; }, checked_cidr,
+               "an IPv4 or IPv6 address or CIDR, e.g. \"10.0.0.0/8\""),
+
+      choice_key("auth", "mode", [](auto& s) -> auto& { return s.auth.mode; },
+                 {"none", "header", "jwt"}),
+      text_key("auth", "user_header", [](auto& s) -> auto& { return s.auth.user_header; },
+               is_header_name, "an HTTP header name, e.g. \"X-User-Id\""),
+      secret_key("auth", "jwt_secret", [](auto& s) -> auto& { return s.auth.jwt_secret; }),
+
+      integer_key("limits", "max_connections",
+                  [](auto& s) -> auto& { return s.limits.max_connections; }, 1,
+                  largest_integer, positive_integer),
+      integer_key("limits", "soft_connections",
+                  [](auto& s) -> auto& { return s.limits.soft_connections; }, 0,
+                  largest_integer,
+                  "a non-negative integer (0 = 90 % of limits.max_connections)"),
+      integer_key("limits", "max_per_user", [](auto& s) -> auto& { return s.limits.max_per_user; },
+                  0, largest_integer, "a non-negative integer (0 = off)"),
+      integer_key("limits", "max_per_ip", [](auto& s) -> auto& { return s.limits.max_per_ip; },
+                  0, largest_integer, "a non-negative integer (0 = off)"),
+      real_key("limits", "accept_rate", [](auto& s) -> auto& { return s.limits.accept_rate; },
+               [](double rate) { return rate > 0; }, "a number of accepts per second above 0"),
+      integer_key("limits", "accept_burst", [](auto& s) -> auto& { return s.limits.accept_burst; },
+                  1, largest_integer, positive_integer),
+      integer_key("limits", "max_pending_handshakes",
+                  [](auto& s) -> auto& { return s.limits.max_pending_handshakes; }, 1,
+                  largest_integer, positive_integer),
+      real_key("limits", "messages_per_second",
+               [](auto& s) -> auto& { return s.limits.messages_per_second; },
+               [](double rate) { return rate >= 0; },
+               "a number of messages per second >= 0 (0 = off)"),
+      integer_key("limits", "messages_burst",
+                  [](auto& s) -> auto& { return s.limits.messages_burst; }, 1, largest_integer,
+                  positive_integer),
+      integer_key("limits", "send_queue_bytes",
+                  [](auto& s) -> auto& { return s.limits.send_queue_bytes; }, 1,
+                  largest_integer, positive_integer),
+      duration_key("limits", "admission_timeout",
+                   [](auto& s) -> auto& { return s.limits.admission_timeout; }, positive,
+                   positive_duration),
+      duration_key("limits", "retry_after", [](auto& s) -> auto& { return s.limits.retry_after; },
+                   [](duration d) { return d >= std::chrono::seconds(1); },
+                   "a duration of at least 1s (Retry-After is in whole seconds)"),
+      choice_key("limits", "user_overflow",
+                 [](auto& s) -> auto& { return s.limits.user_overflow; },
+                 {"reject", "evict_idle"}),
+
+      duration_key("janitor", "sweep_interval",
+                   [](auto& s) -> auto& { return s.janitor.sweep_interval; }, positive,
+                   positive_duration),
+      duration_key("janitor", "ping_interval",
+                   [](auto& s) -> auto& { return s.janitor.ping_interval; }, positive,
+                   positive_duration),
+      duration_key("janitor", "pong_timeout",
+                   [](auto& s) -> auto& { return s.janitor.pong_timeout; }, positive,
+                   positive_duration),
+      duration_key("janitor", "probe_timeout",
+                   [](auto& s) -> auto& { return s.janitor.probe_timeout; }, positive,
+                   positive_duration),
+      duration_key("janitor", "idle_timeout",
+                   [](auto& s) -> auto& { return s.janitor.idle_timeout; }, not_negative,
+                   "a duration (\"0s\" = off)"),
+      duration_key("janitor", "max_lifetime",
+                   [](auto& s) -> auto& { return s.janitor.max_lifetime; }, not_negative,
+                   "a duration (\"0s\" = off)"),
+      duration_key("janitor", "close_timeout",
+                   [](auto& s) -> auto& { return s.janitor.close_timeout; }, positive,
+                   positive_duration),
+
+      integer_key("supervision", "connection_restarts",
+                  [](auto& s) -> auto& { return s.supervision.connection_restarts; }, 0,
+                  largest_integer, non_negative_integer),
+      duration_key("supervision", "connection_restart_period",
+                   [](auto& s) -> auto& { return s.supervision.connection_restart_period; },
+                   positive, positive_duration),
+      integer_key("supervision", "service_restarts",
+                  [](auto& s) -> auto& { return s.supervision.service_restarts; }, 0,
+                  largest_integer, non_negative_integer),
+      duration_key("supervision", "service_restart_period",
+                   [](auto& s) -> auto& { return s.supervision.service_restart_period; },
+                   positive, positive_duration),
+      duration_key("supervision", "backoff_min",
+                   [](auto& s) -> auto& { return s.supervision.backoff_min; }, not_negative,
+                   "a duration (\"0s\" = restart at once)"),
+      duration_key("supervision", "backoff_max",
+                   [](auto& s) -> auto& { return s.supervision.backoff_max; }, not_negative,
+                   "a duration"),
+
+      duration_key("shutdown", "drain_timeout",
+                   [](auto& s) -> auto& { return s.shutdown.drain_timeout; }, positive,
+                   positive_duration),
+      duration_key("shutdown", "drain_spread",
+                   [](auto& s) -> auto& { return s.shutdown.drain_spread; }, not_negative,
+                   "a duration (\"0s\" = close all at once)"),
+
+      choice_key("log", "level", [](auto& s) -> auto& { return s.log.level; },
+                 {"trace", "debug", "info", "warn", "error", "critical", "off"}),
+      choice_key("log", "format", [](auto& s) -> auto& { return s.log.format; },
+                 {"text", "json"}),
+
+      text_key("admin", "listen", [](auto& s) -> auto& { return s.admin.listen; },
+               is_listen_address,
+               "\"\" (the main listener) or host:port, e.g. \"127.0.0.1:9090\""),
+      secret_key("admin", "token", [](auto& s) -> auto& { return s.admin.token; }),
+
+      flag_key("faults", "enabled", [](auto& s) -> auto& { return s.faults.enabled; }),
+
+      choice_key("app", "mode", [](auto& s) -> auto& { return s.app.mode; }, {"echo"}),
+    };
+    // clang-format on
+  }();
+  return keys;
+}
+
+const key_spec* find_key(const std::string& section, const std::string& name) {
+  for (const auto& spec : key_table())
+    if (spec.section == section && spec.name == name) return &spec;
+  return nullptr;
+}
+
+std::vector<std::string> section_names() {
+  std::vector<std::string> sections;
+  for (const auto& spec : key_table())
+    if (sections.empty() || sections.back() != spec.section) sections.push_back(spec.section);
+  return sections;
+}
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string text;
+  for (const auto& name : names) text += (text.empty() ? "" : ", ") + name;
+  return text;
+}
+
+// Why section.name is not a key, listing what is there instead.
+std::string unknown_key_problem(const std::string& section) {
+  std::vector<std::string> names;
+  for (const auto& spec : key_table())
+    if (spec.section == section) names.push_back(spec.name);
+  if (names.empty())
+    return "unknown section \"" + section + "\"; the sections are " + joined(section_names());
+  return "unknown key; [" + section + "] has " + joined(names);
+}
+
+std::string secret_problem(const key_spec& spec) {
+  return "secrets are read only from the environment (never from a file or the command "
+         "line): set the environment variable " +
+         spec.environment_variable() + " instead";
+}
+
+// The placeholders render_effective prints for a secret; harmless in a file.
+bool is_secret_placeholder(const toml::node& node) {
+  const auto text = node.value_exact<std::string>();
+  return text && (text->empty() || *text == redacted);
+}
+
+// A value from the environment or --set: TOML when it parses as one value, else the bare
+// text as a string. For a text key the bare text wins even when it looks like a number
+// (WSVISOR_SERVER_HOST=1234), and a list key takes one bare string as a list of one.
+toml::table value_from_text(const std::string& raw, value_kind kind) {
+  toml::table holder;
+  try {
+    holder = toml::parse("value = " + raw);
+  } catch (const toml::parse_error&) {
+    holder.clear();
+  }
+  if (holder.size() != 1 || !holder.contains("value")) {
+    holder.clear();
+    holder.insert_or_assign("value", raw);
+  }
+  const toml::node& value = *holder.get("value");
+  if ((kind == value_kind::text || kind == value_kind::secret) && !value.is_string()) {
+    holder.insert_or_assign("value", raw);
+  } else if (kind == value_kind::text_list && value.is_string()) {
+    toml::array list;
+    if (!value.value_exact<std::string>()->empty()) list.push_back(*value.value<std::string>());
+    holder.insert_or_assign("value", std::move(list));
+  }
+  return holder;
+}
+
+std::string trimmed(const std::string& text) {
+  const size_t first = text.find_first_not_of(" \t");
+  if (first == std::string::npos) return "";
+  return text.substr(first, text.find_last_not_of(" \t") - first + 1);
+}
+
+// Applies the layers in order of precedence and checks the rules that span keys.
+class settings_builder {
+ public:
+  void apply_file(const std::string& text, const std::string& file_name) {
+    toml::table root;
+    try {
+      root = toml::parse(text, file_name);
+    } catch (const toml::parse_error& error) {
+      fail(file_name + ":" + std::to_string(error.source().begin.line), "",
+           "invalid TOML: " + std::string(error.description()));
+    }
+    const where_of where = [file_name](const toml::node& node) {
+      const auto line = node.source().begin.line;
+      return line == 0 ? file_name : file_name + ":" + std::to_string(line);
+    };
+
+    // toml++ iterates keys alphabetically; sorting by line reports the first mistake in
+    // the file first.
+    struct entry {
+      size_t line;
+      std::string section;
+      std::string name;  // "" for the section itself when it is not a table
+      const toml::node* node;
+    };
+    std::vector<entry> entries;
+    for (const auto& [section, section_node] : root) {
+      const toml::table* table = section_node.as_table();
+      if (table == nullptr || !is_section(std::string(section.str()))) {
+        entries.push_back(
+            {section_node.source().begin.line, std::string(section.str()), "", &section_node});
+        continue;
+      }
+      for (const auto& [name, node] : *table)
+        entries.push_back(
+            {node.source().begin.line, std::string(section.str()), std::string(name.str()), &node});
+    }
+    std::stable_sort(entries.begin(), entries.end(),
+                     [](const entry& a, const entry& b) { return a.line < b.line; });
+
+    for (const auto& [line, section, name, node] : entries) {
+      if (name.empty()) {
+        if (!is_section(section)) fail(where(*node), "", unknown_key_problem(section));
+        fail(where(*node), section, "expected a table: write [" + section + "]");
+      }
+      const key_spec* spec = find_key(section, name);
+      if (spec == nullptr) fail(where(*node), section + "." + name, unknown_key_problem(section));
+      if (spec->kind == value_kind::secret) {
+        if (is_secret_placeholder(*node)) continue;
+        fail(where(*node), spec->full_name(), secret_problem(*spec));
+      }
+      assign(*spec, *node, where);
+    }
+  }
+
+  // PORT: set by container platforms; the lowest of the environment layers.
+  void apply_port(const environment& env) {
+    const auto port = env.find("PORT");
+    if (port == env.end()) return;
+    assign_text(*find_key("server", "port"), port->second, "environment variable PORT");
+  }
+
+  void apply_environment(const environment& env) {
+    std::map<std::string, const key_spec*> key_of_variable;
+    for (const auto& spec : key_table()) key_of_variable[spec.environment_variable()] = &spec;
+    for (const auto& [variable, value] : env) {
+      if (variable.rfind("WSVISOR_", 0) != 0 || tooling_variables.count(variable) != 0) continue;
+      const auto found = key_of_variable.find(variable);
+      const std::string where = "environment variable " + variable;
+      if (found == key_of_variable.end())
+        fail(where, "",
+             "names no configuration key (the form is WSVISOR_<SECTION>_<KEY>, e.g. "
+             "WSVISOR_LIMITS_MAX_CONNECTIONS for limits.max_connections)");
+      const key_spec& spec = *found->second;
+      if (spec.kind == value_kind::secret) {
+        // Taken verbatim: a secret is never parsed as TOML nor shown in a message.
+        toml::table holder;
+        holder.insert_or_assign("value", value);
+        assign(spec, *holder.get("value"), [where](const toml::node&) { return where; });
+      } else {
+        assign_text(spec, value, where);
+      }
+    }
+  }
+
+  void apply_assignments(const std::vector<std::string>& assignments) {
+    for (const auto& assignment : assignments) {
+      const size_t equals = assignment.find('=');
+      const std::string key = trimmed(assignment.substr(0, equals));
+      const size_t dot = key.find('.');
+      if (equals == std::string::npos || dot == std::string::npos || dot == 0)
+        fail("--set " + assignment, "",
+             "expected section.key=value, e.g. limits.max_connections=5000");
+      const std::string section = key.substr(0, dot);
+      const key_spec* spec = find_key(section, key.substr(dot + 1));
+      // The value is not echoed for unknown keys and secrets: it may be a secret.
+      if (spec == nullptr) fail("--set " + key, "", unknown_key_problem(section));
+      const std::string raw = trimmed(assignment.substr(equals + 1));
+      if (spec->kind == value_kind::secret) {
+        const toml::table holder = value_from_text(raw, value_kind::secret);
+        if (is_secret_placeholder(*holder.get("value"))) continue;
+        fail("--set " + key, "", secret_problem(*spec));
+      }
+      assign_text(*spec, raw, "--set " + assignment);
+    }
+  }
+
+  settings finish() {
+    auto& limits = result_.limits;
+    if (limits.soft_connections > limits.max_connections)
+      fail(origin_of("limits.soft_connections"), "limits.soft_connections",
+           "expected 0 (= 90 % of limits.max_connections) or at most limits.max_connections (" +
+               std::to_string(limits.max_connections) + note("limits.max_connections") + "), got " +
+               std::to_string(limits.soft_connections));
+    if (limits.soft_connections == 0) {
+      // 90 % without overflowing for huge maxima, and at least one connection.
+      const uint64_t ninety_percent =
+          limits.max_connections / 10 * 9 + limits.max_connections % 10 * 9 / 10;
+      limits.soft_connections = std::max<uint64_t>(1, ninety_percent);
+    }
+
+    const auto& janitor = result_.janitor;
+    if (janitor.probe_timeout >= limits.admission_timeout)
+      fail(origin_of("janitor.probe_timeout"), "janitor.probe_timeout",
+           "expected a duration below limits.admission_timeout (" +
+               format_duration(limits.admission_timeout) + note("limits.admission_timeout") +
+               ") so that a sweep can finish within an admission, got \"" +
+               format_duration(janitor.probe_timeout) + "\"");
+
+    const auto& supervision = result_.supervision;
+    if (supervision.backoff_min > supervision.backoff_max)
+      fail(origin_of("supervision.backoff_min"), "supervision.backoff_min",
+           "expected a duration no longer than supervision.backoff_max (" +
+               format_duration(supervision.backoff_max) + note("supervision.backoff_max") +
+               "), got \"" + format_duration(supervision.backoff_min) + "\"");
+
+    const auto& shutdown = result_.shutdown;
+    if (shutdown.drain_spread > shutdown.drain_timeout)
+      fail(origin_of("shutdown.drain_spread"), "shutdown.drain_spread",
+           "expected a duration no longer than shutdown.drain_timeout (" +
+               format_duration(shutdown.drain_timeout) + note("shutdown.drain_timeout") +
+               "), got \"" + format_duration(shutdown.drain_spread) + "\"");
+
+    if (result_.auth.mode == "jwt" && result_.auth.jwt_secret.empty())
+      fail(origin_of("auth.mode"), "auth.jwt_secret",
+           "auth.mode = \"jwt\" needs the HS256 signing secret: set the environment variable "
+           "WSVISOR_AUTH_JWT_SECRET");
+    return result_;
+  }
+
+ private:
+  static bool is_section(const std::string& section) {
+    const auto sections = section_names();
+    return std::find(sections.begin(), sections.end(), section) != sections.end();
+  }
+
+  void assign(const key_spec& spec, const toml::node& node, const where_of& where) {
+    spec.assign(result_, node, where);
+    origins_[spec.full_name()] = where(node);
+  }
+
+  void assign_text(const key_spec& spec, const std::string& raw, const std::string& where) {
+    const toml::table holder = value_from_text(raw, spec.kind);
+    assign(spec, *holder.get("value"), [where](const toml::node&) { return where; });
+  }
+
+  std::string origin_of(const std::string& key) const {
+    const auto found = origins_.find(key);
+    return found == origins_.end() ? "" : found->second;
+  }
+
+  // " from <where>" or ", the default": tells which layer set the other key of a rule.
+  std::string note(const std::string& key) const {
+    const std::string where = origin_of(key);
+    return where.empty() ? ", the default" : " from " + where;
+  }
+
+  settings result_;
+  std::map<std::string, std::string> origins_;  // key -> where its value came from
+};
+
+unsigned threads_or_cores(unsigned configured) {
+  if (configured != 0) return configured;
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+}  // namespace
+
+settings load_settings(const std::optional<std::string>& toml_text, const std::string& file_name,
+                       const environment& env, const std::vector<std::string>& assignments) {
+  settings_builder builder;
+  if (toml_text) builder.apply_file(*toml_text, file_name);
+  builder.apply_port(env);
+  builder.apply_environment(env);
+  builder.apply_assignments(assignments);
+  return builder.finish();
+}
+
+std::string render_effective(const settings& s) {
+  std::string text = "# wsvisor effective configuration (secrets redacted)\n";
+  std::string section;
+  for (const auto& spec : key_table()) {
+    if (spec.section != section) {
+      section = spec.section;
+      text += "\n[" + section + "]\n";
+    }
+    text += spec.name + " = " + spec.render(s) + "\n";
+  }
+  return text;
+}
+
+unsigned io_thread_count(const settings& s) {
+  return threads_or_cores(s.server.io_threads);
+}
+
+unsigned actor_thread_count(const settings& s) {
+  return s.server.scheduler == "pool" ? threads_or_cores(s.server.actor_threads)
+                                      : io_thread_count(s);
+}
+
+}  // namespace wsvisor

@@ -111,7 +111,7 @@ struct cli_result {
   cli_action action = cli_action::run;
   settings config;
   std::string config_path;  // the file that was read ("" = none)
-  std::string help_text;    // filled for cli_action::help
+  std::string help_text;    // filled for cli_action::help (and "wsvisor <version>" for version)
 };
 
 // A configuration or command-line error; `what()` names the key (and file:line where

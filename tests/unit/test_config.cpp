@@ -1,0 +1,800 @@
+// Tests of the configuration loader against CONTRACT sections 1 and 2.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
+
+#include "wsvisor/config.hpp"
+
+using namespace wsvisor;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string test_file = "test.toml";
+
+settings load(const std::optional<std::string>& toml, const environment& env = {},
+              const std::vector<std::string>& assignments = {}) {
+  return load_settings(toml, test_file, env, assignments);
+}
+
+// The message of the config_error that `action` throws ("" when it throws none, which
+// fails the calling check).
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const config_error& error) {
+    return error.what();
+  }
+  return "";
+}
+
+std::string load_error(const std::optional<std::string>& toml, const environment& env = {},
+                       const std::vector<std::string>& assignments = {}) {
+  return error_of([&] { load(toml, env, assignments); });
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// A scratch directory of this test process, removed at exit of each test that uses it.
+struct scratch_directory {
+  std::filesystem::path path = std::filesystem::temp_directory_path() /
+                               ("wsvisor-test-config-" + std::to_string(::getpid()));
+  scratch_directory() { std::filesystem::create_directories(path); }
+  ~scratch_directory() { std::filesystem::remove_all(path); }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream(path / name) << text;
+    return (path / name).string();
+  }
+};
+
+cli_result run_cli(std::vector<std::string> arguments, const environment& env = {},
+                   const std::string& default_config_path = "/nonexistent/wsvisor.toml") {
+  arguments.insert(arguments.begin(), "wsvisor");
+  std::vector<const char*> argv;
+  for (const auto& argument : arguments) argv.push_back(argument.c_str());
+  return parse_command_line(static_cast<int>(argv.size()), argv.data(), env, default_config_path);
+}
+
+std::string cli_error(const std::vector<std::string>& arguments, const environment& env = {}) {
+  return error_of([&] { run_cli(arguments, env); });
+}
+
+std::string repository_root() {
+  if (const char* root = std::getenv("WSVISOR_SOURCE_DIR")) return root;
+  const std::string this_file = __FILE__;
+  return this_file.substr(0, this_file.size() - std::string("tests/unit/test_config.cpp").size());
+}
+
+}  // namespace
+
+TEST_CASE("without a file every key has its built-in default") {
+  const settings s = load(std::nullopt);
+  CHECK(s.server.host == "0.0.0.0");
+  CHECK(s.server.port == 8080);
+  CHECK(s.server.ws_path == "/ws");
+  CHECK(s.server.io_threads == 0);
+  CHECK(s.server.actor_threads == 0);
+  CHECK(s.server.scheduler == "io");
+  CHECK(s.server.handshake_timeout == 10s);
+  CHECK(s.server.max_message_bytes == 65536);
+  CHECK(s.server.allowed_origins.empty());
+  CHECK(s.server.trusted_proxies.empty());
+  CHECK(s.auth.mode == "none");
+  CHECK(s.auth.user_header == "X-User-Id");
+  CHECK(s.auth.jwt_secret.empty());
+  CHECK(s.limits.max_connections == 10000);
+  CHECK(s.limits.soft_connections == 9000);  // 0 resolves to 90 % of max_connections
+  CHECK(s.limits.max_per_user == 20);
+  CHECK(s.limits.max_per_ip == 1000);
+  CHECK(s.limits.accept_rate == 2000);
+  CHECK(s.limits.accept_burst == 4000);
+  CHECK(s.limits.max_pending_handshakes == 1024);
+  CHECK(s.limits.messages_per_second == 0);
+  CHECK(s.limits.messages_burst == 100);
+  CHECK(s.limits.send_queue_bytes == 1048576);
+  CHECK(s.limits.admission_timeout == 1s);
+  CHECK(s.limits.retry_after == 5s);
+  CHECK(s.limits.user_overflow == "reject");
+  CHECK(s.janitor.sweep_interval == 1s);
+  CHECK(s.janitor.ping_interval == 25s);
+  CHECK(s.janitor.pong_timeout == 10s);
+  CHECK(s.janitor.probe_timeout == 500ms);
+  CHECK(s.janitor.idle_timeout == 0s);
+  CHECK(s.janitor.max_lifetime == 0s);
+  CHECK(s.janitor.close_timeout == 5s);
+  CHECK(s.supervision.connection_restarts == 3);
+  CHECK(s.supervision.connection_restart_period == 60s);
+  CHECK(s.supervision.service_restarts == 5);
+  CHECK(s.supervision.service_restart_period == 10s);
+  CHECK(s.supervision.backoff_min == 10ms);
+  CHECK(s.supervision.backoff_max == 1s);
+  CHECK(s.shutdown.drain_timeout == 8s);
+  CHECK(s.shutdown.drain_spread == 2s);
+  CHECK(s.log.level == "info");
+  CHECK(s.log.format == "text");
+  CHECK(s.admin.listen.empty());
+  CHECK(s.admin.token.empty());
+  CHECK_FALSE(s.faults.enabled);
+  CHECK(s.app.mode == "echo");
+}
+
+TEST_CASE("a file sets keys of every type") {
+  const settings s = load(R"(
+[server]
+host = "127.0.0.1"
+port = 9001
+ws_path = "/socket"
+io_threads = 2
+actor_threads = 3
+scheduler = "pool"
+handshake_timeout = "2500ms"
+max_message_bytes = 1024
+allowed_origins = ["https://a.example", "http://localhost:3000", "http://[::1]:8080"]
+trusted_proxies = ["10.0.0.0/8", "192.168.1.7", "fd00::/8", "::1"]
+
+[auth]
+mode = "header"
+user_header = "X-Forwarded-User"
+
+[limits]
+max_connections = 500
+soft_connections = 400
+max_per_user = 0
+max_per_ip = 0
+accept_rate = 12.5
+accept_burst = 10
+max_pending_handshakes = 8
+messages_per_second = 100
+messages_burst = 5
+send_queue_bytes = 4096
+admission_timeout = "2s"
+retry_after = "1m"
+user_overflow = "evict_idle"
+
+[janitor]
+sweep_interval = "200ms"
+ping_interval = "5s"
+pong_timeout = "3s"
+probe_timeout = "1s"
+idle_timeout = "30m"
+max_lifetime = "1h"
+close_timeout = "1.5s"
+
+[supervision]
+connection_restarts = 0
+connection_restart_period = "5s"
+service_restarts = 1
+service_restart_period = "1m"
+backoff_min = "0s"
+backoff_max = "0s"
+
+[shutdown]
+drain_timeout = "30s"
+drain_spread = "30s"
+
+[log]
+level = "debug"
+format = "json"
+
+[admin]
+listen = "127.0.0.1:9090"
+
+[faults]
+enabled = true
+
+[app]
+mode = "echo"
+)");
+  CHECK(s.server.host == "127.0.0.1");
+  CHECK(s.server.port == 9001);
+  CHECK(s.server.ws_path == "/socket");
+  CHECK(s.server.io_threads == 2);
+  CHECK(s.server.actor_threads == 3);
+  CHECK(s.server.scheduler == "pool");
+  CHECK(s.server.handshake_timeout == 2500ms);
+  CHECK(s.server.max_message_bytes == 1024);
+  CHECK(s.server.allowed_origins == std::vector<std::string>{"https://a.example",
+                                                             "http://localhost:3000",
+                                                             "http://[::1]:8080"});
+  // A bare address is a network of one.
+  CHECK(s.server.trusted_proxies ==
+        std::vector<std::string>{"10.0.0.0/8", "192.168.1.7/32", "fd00::/8", "::1/128"});
+  CHECK(s.auth.mode == "header");
+  CHECK(s.auth.user_header == "X-Forwarded-User");
+  CHECK(s.limits.max_connections == 500);
+  CHECK(s.limits.soft_connections == 400);
+  CHECK(s.limits.max_per_user == 0);
+  CHECK(s.limits.max_per_ip == 0);
+  CHECK(s.limits.accept_rate == 12.5);
+  CHECK(s.limits.accept_burst == 10);
+  CHECK(s.limits.max_pending_handshakes == 8);
+  CHECK(s.limits.messages_per_second == 100);
+  CHECK(s.limits.messages_burst == 5);
+  CHECK(s.limits.send_queue_bytes == 4096);
+  CHECK(s.limits.admission_timeout == 2s);
+  CHECK(s.limits.retry_after == 60s);
+  CHECK(s.limits.user_overflow == "evict_idle");
+  CHECK(s.janitor.sweep_interval == 200ms);
+  CHECK(s.janitor.ping_interval == 5s);
+  CHECK(s.janitor.pong_timeout == 3s);
+  CHECK(s.janitor.probe_timeout == 1s);
+  CHECK(s.janitor.idle_timeout == 30min);
+  CHECK(s.janitor.max_lifetime == 1h);
+  CHECK(s.janitor.close_timeout == 1500ms);
+  CHECK(s.supervision.connection_restarts == 0);
+  CHECK(s.supervision.connection_restart_period == 5s);
+  CHECK(s.supervision.service_restarts == 1);
+  CHECK(s.supervision.service_restart_period == 60s);
+  CHECK(s.supervision.backoff_min == 0s);
+  CHECK(s.supervision.backoff_max == 0s);
+  CHECK(s.shutdown.drain_timeout == 30s);
+  CHECK(s.shutdown.drain_spread == 30s);
+  CHECK(s.log.level == "debug");
+  CHECK(s.log.format == "json");
+  CHECK(s.admin.listen == "127.0.0.1:9090");
+  CHECK(s.faults.enabled);
+  CHECK(s.app.mode == "echo");
+}
+
+TEST_CASE("soft_connections: 0 is 90 % of max_connections, at least 1; up to max is kept") {
+  CHECK(load("limits.max_connections = 5").limits.soft_connections == 4);
+  CHECK(load("limits.max_connections = 1").limits.soft_connections == 1);
+  CHECK(
+      load("limits.max_connections = 100\nlimits.soft_connections = 100").limits.soft_connections ==
+      100);
+  // Resolved after every layer: a max from the environment moves the default watermark.
+  CHECK(load(std::nullopt, {{"WSVISOR_LIMITS_MAX_CONNECTIONS", "50"}}).limits.soft_connections ==
+        45);
+}
+
+TEST_CASE("precedence: defaults < file < PORT < WSVISOR_<SECTION>_<KEY> < --set") {
+  const std::string file = "[server]\nport = 1001\n";
+  CHECK(load(std::nullopt).server.port == 8080);
+  CHECK(load(file).server.port == 1001);
+  CHECK(load(file, {{"PORT", "1002"}}).server.port == 1002);
+  CHECK(load(file, {{"PORT", "1002"}, {"WSVISOR_SERVER_PORT", "1003"}}).server.port == 1003);
+  CHECK(load(file, {{"PORT", "1002"}, {"WSVISOR_SERVER_PORT", "1003"}}, {"server.port=1004"})
+            .server.port == 1004);
+  // Each layer only overrides the keys it names.
+  const settings s =
+      load("[log]\nlevel = \"debug\"\nformat = \"json\"\n", {{"WSVISOR_LOG_LEVEL", "warn"}});
+  CHECK(s.log.level == "warn");
+  CHECK(s.log.format == "json");
+  // The last --set of a key wins.
+  CHECK(load(std::nullopt, {}, {"log.level=error", "log.level=trace"}).log.level == "trace");
+}
+
+TEST_CASE("PORT sets server.port and its errors name PORT") {
+  CHECK(load(std::nullopt, {{"PORT", "3000"}}).server.port == 3000);
+  CHECK(load(std::nullopt, {{"PORT", "0"}}).server.port == 0);
+  const std::string message = load_error(std::nullopt, {{"PORT", "http"}});
+  CHECK(contains(message, "environment variable PORT"));
+  CHECK(contains(message, "server.port"));
+  CHECK(contains(load_error(std::nullopt, {{"PORT", "65536"}}), "0 to 65535"));
+}
+
+TEST_CASE("WSVISOR_<SECTION>_<KEY> variables map to keys and are read like --set values") {
+  const settings s = load(std::nullopt, {{"WSVISOR_LIMITS_MAX_CONNECTIONS", "5000"},
+                                         {"WSVISOR_JANITOR_PING_INTERVAL", "2s"},
+                                         {"WSVISOR_SERVER_ALLOWED_ORIGINS", R"(["https://a.b"])"},
+                                         {"WSVISOR_SERVER_TRUSTED_PROXIES", "10.1.0.0/16"},
+                                         {"WSVISOR_SERVER_HOST", "127.0.0.1"},
+                                         {"WSVISOR_AUTH_USER_HEADER", "\"X-Id\""},
+                                         {"WSVISOR_FAULTS_ENABLED", "true"},
+                                         {"WSVISOR_LIMITS_ACCEPT_RATE", "0.5"},
+                                         {"HOME", "/root"},
+                                         {"WSVISOR_BIN", "/build/wsvisor"},
+                                         {"WSVISOR_SOURCE_DIR", "/src"}});
+  CHECK(s.limits.max_connections == 5000);
+  CHECK(s.janitor.ping_interval == 2s);
+  CHECK(s.server.allowed_origins == std::vector<std::string>{"https://a.b"});
+  CHECK(s.server.trusted_proxies == std::vector<std::string>{"10.1.0.0/16"});
+  CHECK(s.server.host == "127.0.0.1");
+  CHECK(s.auth.user_header == "X-Id");
+  CHECK(s.faults.enabled);
+  CHECK(s.limits.accept_rate == 0.5);
+  // An empty value for a list key is the empty list.
+  CHECK(load("server.allowed_origins = [\"https://x.y\"]", {{"WSVISOR_SERVER_ALLOWED_ORIGINS", ""}})
+            .server.allowed_origins.empty());
+}
+
+TEST_CASE("a WSVISOR_ variable that names no key is an error naming the variable") {
+  for (const std::string variable :
+       {"WSVISOR_LIMITS_MAX_CONECTIONS", "WSVISOR_LIMIT_MAX_CONNECTIONS", "WSVISOR_PORT",
+        "WSVISOR_limits_max_connections", "WSVISOR_"}) {
+    CAPTURE(variable);
+    const std::string message = load_error(std::nullopt, {{variable, "5"}});
+    CHECK(contains(message, "config error: environment variable " + variable + ": "));
+    CHECK(contains(message, "names no configuration key"));
+  }
+}
+
+TEST_CASE("an environment value of the wrong type is an error naming the variable") {
+  const std::string message = load_error(std::nullopt, {{"WSVISOR_LIMITS_MAX_CONNECTIONS", "abc"}});
+  CHECK(message ==
+        "config error: environment variable WSVISOR_LIMITS_MAX_CONNECTIONS: "
+        "limits.max_connections: expected a positive integer, got \"abc\"");
+}
+
+TEST_CASE("secrets come from the environment only, verbatim, and are never shown") {
+  const std::string token = "s3cr3t-token";
+  const std::string jwt_secret = "[1, \"not toml to me\"]";
+  const environment env = {{"WSVISOR_ADMIN_TOKEN", token}, {"WSVISOR_AUTH_JWT_SECRET", jwt_secret}};
+  const settings s = load("auth.mode = \"jwt\"", env);
+  CHECK(s.admin.token == token);
+  CHECK(s.auth.jwt_secret == jwt_secret);
+
+  const std::string rendered = render_effective(s);
+  CHECK_FALSE(contains(rendered, token));
+  CHECK_FALSE(contains(rendered, "not toml to me"));
+  CHECK(contains(rendered, "token = \"<redacted>\""));
+  CHECK(contains(rendered, "jwt_secret = \"<redacted>\""));
+  const std::string unset = render_effective(load(std::nullopt));
+  CHECK(contains(unset, "token = \"\""));
+  CHECK(contains(unset, "jwt_secret = \"\""));
+
+  SUBCASE("in the file it is an error that points to the environment variable") {
+    const std::string message = load_error("[admin]\ntoken = \"" + token + "\"\n");
+    CHECK(contains(message, "test.toml:2: admin.token: "));
+    CHECK(contains(message, "WSVISOR_ADMIN_TOKEN"));
+    CHECK_FALSE(contains(message, token));
+    const std::string jwt = load_error("[auth]\njwt_secret = 42\n");
+    CHECK(contains(jwt, "test.toml:2: auth.jwt_secret: "));
+    CHECK(contains(jwt, "WSVISOR_AUTH_JWT_SECRET"));
+  }
+  SUBCASE("on the command line it is an error that does not echo the value") {
+    const std::string message = load_error(std::nullopt, {}, {"admin.token=" + token});
+    CHECK(contains(message, "--set admin.token"));
+    CHECK(contains(message, "WSVISOR_ADMIN_TOKEN"));
+    CHECK_FALSE(contains(message, token));
+    // A mistyped secret key is not echoed either.
+    CHECK_FALSE(contains(load_error(std::nullopt, {}, {"admin.tokn=" + token}), token));
+  }
+  SUBCASE("the placeholders render_effective prints are accepted and keep the secret") {
+    const settings fed_back = load("[admin]\ntoken = \"<redacted>\"\n[auth]\njwt_secret = \"\"\n",
+                                   {{"WSVISOR_ADMIN_TOKEN", token}});
+    CHECK(fed_back.admin.token == token);
+    CHECK(fed_back.auth.jwt_secret.empty());
+  }
+  SUBCASE("an empty secret variable is no secret") {
+    CHECK(load(std::nullopt, {{"WSVISOR_ADMIN_TOKEN", ""}}).admin.token.empty());
+  }
+}
+
+TEST_CASE("--set reads TOML values and takes a bare word as a string") {
+  const settings s = load(
+      std::nullopt, {},
+      {"janitor.ping_interval=2s", R"(server.allowed_origins=["https://a.b"])",
+       "limits.max_connections=5000", "faults.enabled=true", "server.host=0.0.0.0",
+       "log.level=\"warn\"", "admin.listen=", " limits.max_per_ip = 7 ", "server.ws_path=/a=b"});
+  CHECK(s.janitor.ping_interval == 2s);
+  CHECK(s.server.allowed_origins == std::vector<std::string>{"https://a.b"});
+  CHECK(s.limits.max_connections == 5000);
+  CHECK(s.faults.enabled);
+  CHECK(s.server.host == "0.0.0.0");
+  CHECK(s.log.level == "warn");
+  CHECK(s.admin.listen.empty());
+  CHECK(s.limits.max_per_ip == 7);
+  CHECK(s.server.ws_path == "/a=b");  // only the first '=' separates key and value
+}
+
+TEST_CASE("--set errors name the --set argument") {
+  CHECK(load_error(std::nullopt, {}, {"limits.max_connections=abc"}) ==
+        "config error: --set limits.max_connections=abc: limits.max_connections: expected a "
+        "positive integer, got \"abc\"");
+  CHECK(contains(load_error(std::nullopt, {}, {"limits.max_connections"}),
+                 "--set limits.max_connections: expected section.key=value"));
+  CHECK(contains(load_error(std::nullopt, {}, {"port=80"}), "expected section.key=value"));
+  const std::string unknown = load_error(std::nullopt, {}, {"limits.max_conections=5"});
+  CHECK(contains(unknown, "limits.max_conections: unknown key"));
+  CHECK(contains(unknown, "max_connections"));  // lists what the section does have
+  CHECK(contains(load_error(std::nullopt, {}, {"limitz.x=5"}), "unknown section \"limitz\""));
+  CHECK(contains(load_error(std::nullopt, {}, {"server.port=80.5"}),
+                 "--set server.port=80.5: server.port: expected an integer from 0 to 65535"));
+}
+
+TEST_CASE("the example message of the brief, exactly") {
+  CHECK(load_error("# limits\n[limits]\nmax_connections = \"abc\"\n") ==
+        "config error: test.toml:3: limits.max_connections: expected a positive integer, got "
+        "\"abc\"");
+}
+
+// One bad value per rule: the message names the key, the file and line, and what is
+// expected.
+TEST_CASE("every per-key rule is enforced with the key and file:line in the message") {
+  struct bad_value {
+    std::string section;
+    std::string line;  // "key = value"
+    std::string key;   // what the message must name
+    std::string expected;
+  };
+  const std::vector<bad_value> cases = {
+      {"server", "host = \"\"", "server.host", "host name or IP address"},
+      {"server", "host = \"a b\"", "server.host", "host name or IP address"},
+      {"server", "port = 65536", "server.port", "0 to 65535"},
+      {"server", "port = -1", "server.port", "0 to 65535"},
+      {"server", "port = \"8080\"", "server.port", "0 to 65535"},
+      {"server", "ws_path = \"ws\"", "server.ws_path", "beginning with \"/\""},
+      {"server", "io_threads = 1025", "server.io_threads", "0 to 1024"},
+      {"server", "actor_threads = -1", "server.actor_threads", "0 to 1024"},
+      {"server", "scheduler = \"fast\"", "server.scheduler", "one of \"io\", \"pool\""},
+      {"server", "handshake_timeout = \"0s\"", "server.handshake_timeout", "above zero"},
+      {"server", "max_message_bytes = 0", "server.max_message_bytes", "positive integer"},
+      {"server", "allowed_origins = [\"https://a.b/\"]", "server.allowed_origins[0]",
+       "scheme://host[:port]"},
+      {"server", "allowed_origins = [\"https://ok.example\", \"a.b\"]", "server.allowed_origins[1]",
+       "scheme://host[:port]"},
+      {"server", "allowed_origins = [\"https://a.b:0\"]", "server.allowed_origins[0]",
+       "scheme://host[:port]"},
+      {"server", "allowed_origins = \"https://a.b\"", "server.allowed_origins", "an array of"},
+      {"server", "trusted_proxies = [\"10.0.0.0/33\"]", "server.trusted_proxies[0]", "CIDR"},
+      {"server", "trusted_proxies = [\"::1/129\"]", "server.trusted_proxies[0]", "CIDR"},
+      {"server", "trusted_proxies = [\"proxy.local\"]", "server.trusted_proxies[0]", "CIDR"},
+      {"server", "trusted_proxies = [10]", "server.trusted_proxies[0]", "CIDR"},
+      {"auth", "mode = \"basic\"", "auth.mode", "one of \"none\", \"header\", \"jwt\""},
+      {"auth", "user_header = \"\"", "auth.user_header", "HTTP header name"},
+      {"auth", "user_header = \"X User\"", "auth.user_header", "HTTP header name"},
+      {"limits", "max_connections = 0", "limits.max_connections", "positive integer"},
+      {"limits", "soft_connections = -1", "limits.soft_connections", "non-negative"},
+      {"limits", "max_per_user = -1", "limits.max_per_user", "non-negative"},
+      {"limits", "max_per_ip = -1", "limits.max_per_ip", "non-negative"},
+      {"limits", "accept_rate = 0", "limits.accept_rate", "above 0"},
+      {"limits", "accept_rate = nan", "limits.accept_rate", "above 0"},
+      {"limits", "accept_burst = 0", "limits.accept_burst", "positive integer"},
+      {"limits", "max_pending_handshakes = 0", "limits.max_pending_handshakes", "positive integer"},
+      {"limits", "messages_per_second = -1.5", "limits.messages_per_second", ">= 0"},
+      {"limits", "messages_burst = 0", "limits.messages_burst", "positive integer"},
+      {"limits", "send_queue_bytes = 0", "limits.send_queue_bytes", "positive integer"},
+      {"limits", "admission_timeout = \"0ms\"", "limits.admission_timeout", "above zero"},
+      {"limits", "retry_after = \"500ms\"", "limits.retry_after", "at least 1s"},
+      {"limits", "user_overflow = \"evict\"", "limits.user_overflow", "\"evict_idle\""},
+      {"janitor", "sweep_interval = \"0s\"", "janitor.sweep_interval", "above zero"},
+      {"janitor", "ping_interval = \"0m\"", "janitor.ping_interval", "above zero"},
+      {"janitor", "pong_timeout = \"0h\"", "janitor.pong_timeout", "above zero"},
+      {"janitor", "probe_timeout = \"0s\"", "janitor.probe_timeout", "above zero"},
+      {"janitor", "idle_timeout = 30", "janitor.idle_timeout", "write \"30s\""},
+      {"janitor", "max_lifetime = \"-1s\"", "janitor.max_lifetime", "with a unit"},
+      {"janitor", "close_timeout = \"0s\"", "janitor.close_timeout", "above zero"},
+      {"supervision", "connection_restarts = -1", "supervision.connection_restarts",
+       "non-negative"},
+      {"supervision", "connection_restart_period = \"0s\"", "supervision.connection_restart_period",
+       "above zero"},
+      {"supervision", "service_restarts = -3", "supervision.service_restarts", "non-negative"},
+      {"supervision", "service_restart_period = \"0s\"", "supervision.service_restart_period",
+       "above zero"},
+      {"supervision", "backoff_min = \"soon\"", "supervision.backoff_min", "with a unit"},
+      {"supervision", "backoff_max = \"1d\"", "supervision.backoff_max", "unknown unit \"d\""},
+      {"shutdown", "drain_timeout = \"0s\"", "shutdown.drain_timeout", "above zero"},
+      {"shutdown", "drain_spread = true", "shutdown.drain_spread", "got true"},
+      {"log", "level = \"verbose\"", "log.level", "\"critical\", \"off\""},
+      {"log", "format = \"xml\"", "log.format", "one of \"text\", \"json\""},
+      {"admin", "listen = \"localhost\"", "admin.listen", "host:port"},
+      {"admin", "listen = \"localhost:99999\"", "admin.listen", "host:port"},
+      {"admin", "listen = \":9090\"", "admin.listen", "host:port"},
+      {"faults", "enabled = \"yes\"", "faults.enabled", "true or false"},
+      {"app", "mode = \"chat\"", "app.mode", "one of \"echo\""},
+  };
+  for (const auto& bad : cases) {
+    CAPTURE(bad.line);
+    const std::string message = load_error("# line 1\n[" + bad.section + "]\n" + bad.line + "\n");
+    CHECK(contains(message, "config error: test.toml:3: " + bad.key + ": "));
+    CHECK(contains(message, bad.expected));
+  }
+}
+
+TEST_CASE("valid values at the edges of each range are accepted") {
+  const settings s = load(R"(
+server.port = 65535
+server.io_threads = 1024
+server.host = "::"
+server.allowed_origins = ["app://x", "http://localhost", "https://[::1]", "https://a.b:65535"]
+server.trusted_proxies = ["0.0.0.0/0", "::/0"]
+limits.messages_per_second = 0
+limits.retry_after = "1s"
+janitor.idle_timeout = "0s"
+admin.listen = "[::1]:0"
+)");
+  CHECK(s.server.port == 65535);
+  CHECK(s.server.io_threads == 1024);
+  CHECK(s.server.allowed_origins.size() == 4);
+  CHECK(s.server.trusted_proxies == std::vector<std::string>{"0.0.0.0/0", "::/0"});
+  CHECK(s.admin.listen == "[::1]:0");
+}
+
+TEST_CASE("rules across keys name the key, and where both values came from") {
+  SUBCASE("an explicit soft_connections above max_connections") {
+    const std::string message =
+        load_error("[limits]\nmax_connections = 100\nsoft_connections = 101\n");
+    CHECK(contains(message, "test.toml:3: limits.soft_connections: "));
+    CHECK(contains(message, "at most limits.max_connections (100 from test.toml:2)"));
+    CHECK(contains(load_error(std::nullopt, {{"WSVISOR_LIMITS_SOFT_CONNECTIONS", "10001"}}),
+                   "environment variable WSVISOR_LIMITS_SOFT_CONNECTIONS: "
+                   "limits.soft_connections: "));
+  }
+  SUBCASE("probe_timeout not below admission_timeout") {
+    const std::string message = load_error("[limits]\nadmission_timeout = \"500ms\"\n");
+    CHECK(contains(message, "config error: janitor.probe_timeout: "));
+    CHECK(contains(message, "below limits.admission_timeout (500ms from test.toml:2)"));
+    CHECK(contains(load_error("[janitor]\nprobe_timeout = \"2s\"\n"),
+                   "test.toml:2: janitor.probe_timeout: "));
+  }
+  SUBCASE("backoff_min above backoff_max") {
+    CHECK(contains(load_error("[supervision]\nbackoff_min = \"2s\"\n"),
+                   "test.toml:2: supervision.backoff_min: "));
+  }
+  SUBCASE("drain_spread above drain_timeout") {
+    CHECK(contains(load_error("[shutdown]\ndrain_spread = \"9s\"\n"),
+                   "test.toml:2: shutdown.drain_spread: "));
+  }
+  SUBCASE("jwt mode without a secret") {
+    const std::string message = load_error("[auth]\nmode = \"jwt\"\n");
+    CHECK(contains(message, "test.toml:2: auth.jwt_secret: "));
+    CHECK(contains(message, "WSVISOR_AUTH_JWT_SECRET"));
+  }
+}
+
+TEST_CASE("unknown sections and keys, non-tables and bad TOML are errors with file:line") {
+  const std::string section = load_error("[server]\nport = 1\n\n[limitz]\nmax = 1\n");
+  CHECK(contains(section, "test.toml:4: "));
+  CHECK(contains(section, "unknown section \"limitz\""));
+  const std::string key = load_error("[server]\nport = 1\nprot = 2\n");
+  CHECK(contains(key, "test.toml:3: server.prot: unknown key"));
+  CHECK(contains(key, "ws_path"));
+  CHECK(contains(load_error("server = 5\n"), "test.toml:1: server: expected a table"));
+  const std::string syntax = load_error("[server]\nport = = 1\n");
+  CHECK(contains(syntax, "config error: test.toml:2: invalid TOML"));
+  CHECK(contains(load_error("[server]\nport = 1\nport = 2\n"), "test.toml:3: invalid TOML"));
+  // The first mistake in the file is the one reported.
+  CHECK(contains(load_error("[server]\nws_path = \"x\"\nhost = \"\"\n"), "server.ws_path"));
+}
+
+TEST_CASE("durations: units, fractions, the need for a unit, and the shortest format") {
+  CHECK(parse_duration("250ms", "k") == 250ms);
+  CHECK(parse_duration("10s", "k") == 10s);
+  CHECK(parse_duration("5m", "k") == 5min);
+  CHECK(parse_duration("1h", "k") == 1h);
+  CHECK(parse_duration("0s", "k") == 0ms);
+  CHECK(parse_duration("1.5s", "k") == 1500ms);
+  CHECK(parse_duration("0.25m", "k") == 15s);
+  CHECK(parse_duration("8760h", "k") == 8760h);
+
+  const std::string bare = error_of([] { parse_duration("10", "janitor.ping_interval"); });
+  CHECK(contains(bare, "janitor.ping_interval: "));
+  CHECK(contains(bare, "add a unit, e.g. \"10s\""));
+  for (const std::string text : {"", "s", "ms", "10 s", "10sec", "1d", "-1s", "1.s", ".5s",
+                                 "1.2.3s", "0.5ms", "8761h", "99999999999999h", " 1s"}) {
+    CAPTURE(text);
+    CHECK(contains(error_of([&] { parse_duration(text, "some.key"); }), "some.key: expected"));
+  }
+
+  CHECK(format_duration(0ms) == "0s");
+  CHECK(format_duration(250ms) == "250ms");
+  CHECK(format_duration(1500ms) == "1500ms");
+  CHECK(format_duration(10s) == "10s");
+  CHECK(format_duration(90s) == "90s");
+  CHECK(format_duration(5min) == "5m");
+  CHECK(format_duration(2h) == "2h");
+  for (const duration value : std::vector<duration>{1ms, 999ms, 1001ms, 61s, 59min, 25h})
+    CHECK(parse_duration(format_duration(value), "k") == value);
+}
+
+TEST_CASE("render_effective prints every key as TOML that reads back to the same settings") {
+  const environment secrets = {{"WSVISOR_ADMIN_TOKEN", "t"}, {"WSVISOR_AUTH_JWT_SECRET", "j"}};
+  const settings customised = load(
+      R"(
+[server]
+host = "::1"
+port = 0
+allowed_origins = ["https://a.example", "http://b.example:81"]
+trusted_proxies = ["10.0.0.1"]
+scheduler = "pool"
+handshake_timeout = "1.5s"
+ws_path = "/odd\"path\\"
+[auth]
+mode = "jwt"
+[limits]
+accept_rate = 0.1
+messages_per_second = 1e20
+soft_connections = 3
+[janitor]
+idle_timeout = "90m"
+max_lifetime = "25h"
+[log]
+level = "off"
+[admin]
+listen = "127.0.0.1:9090"
+[faults]
+enabled = true
+)",
+      secrets);
+  const std::string rendered = render_effective(customised);
+  const settings fed_back = load_settings(rendered, "effective.toml", secrets, {});
+  CHECK(render_effective(fed_back) == rendered);
+  CHECK(fed_back.server.host == "::1");
+  CHECK(fed_back.server.ws_path == "/odd\"path\\");
+  CHECK(fed_back.limits.accept_rate == 0.1);
+  CHECK(fed_back.limits.messages_per_second == 1e20);
+  CHECK(fed_back.server.handshake_timeout == 1500ms);
+
+  // Every key appears, under its section.
+  const std::string defaults = render_effective(load(std::nullopt));
+  for (const std::string line : {"[server]",
+                                 "host = \"0.0.0.0\"",
+                                 "port = 8080",
+                                 "ws_path = \"/ws\"",
+                                 "io_threads = 0",
+                                 "actor_threads = 0",
+                                 "scheduler = \"io\"",
+                                 "handshake_timeout = \"10s\"",
+                                 "max_message_bytes = 65536",
+                                 "allowed_origins = []",
+                                 "trusted_proxies = []",
+                                 "[auth]",
+                                 "mode = \"none\"",
+                                 "user_header = \"X-User-Id\"",
+                                 "jwt_secret = \"\"",
+                                 "[limits]",
+                                 "max_connections = 10000",
+                                 "soft_connections = 9000",
+                                 "max_per_user = 20",
+                                 "max_per_ip = 1000",
+                                 "accept_rate = 2000.0",
+                                 "accept_burst = 4000",
+                                 "max_pending_handshakes = 1024",
+                                 "messages_per_second = 0.0",
+                                 "messages_burst = 100",
+                                 "send_queue_bytes = 1048576",
+                                 "admission_timeout = \"1s\"",
+                                 "retry_after = \"5s\"",
+                                 "user_overflow = \"reject\"",
+                                 "[janitor]",
+                                 "sweep_interval = \"1s\"",
+                                 "ping_interval = \"25s\"",
+                                 "pong_timeout = \"10s\"",
+                                 "probe_timeout = \"500ms\"",
+                                 "idle_timeout = \"0s\"",
+                                 "max_lifetime = \"0s\"",
+                                 "close_timeout = \"5s\"",
+                                 "[supervision]",
+                                 "connection_restarts = 3",
+                                 "connection_restart_period = \"1m\"",
+                                 "service_restarts = 5",
+                                 "service_restart_period = \"10s\"",
+                                 "backoff_min = \"10ms\"",
+                                 "backoff_max = \"1s\"",
+                                 "[shutdown]",
+                                 "drain_timeout = \"8s\"",
+                                 "drain_spread = \"2s\"",
+                                 "[log]",
+                                 "level = \"info\"",
+                                 "format = \"text\"",
+                                 "[admin]",
+                                 "listen = \"\"",
+                                 "token = \"\"",
+                                 "[faults]",
+                                 "enabled = false",
+                                 "[app]",
+                                 "mode = \"echo\""}) {
+    CAPTURE(line);
+    CHECK(contains(defaults, "\n" + line + "\n"));
+  }
+  CHECK(render_effective(load(defaults)) == defaults);
+}
+
+TEST_CASE("config/wsvisor.toml documents exactly the built-in defaults") {
+  const std::string path = repository_root() + "/config/wsvisor.toml";
+  std::ifstream file(path);
+  REQUIRE_MESSAGE(file, "cannot open " << path);
+  const std::string text{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+  CHECK(render_effective(load_settings(text, "wsvisor.toml", {}, {})) ==
+        render_effective(load(std::nullopt)));
+  // Every key is in the file (a key left out would silently take its default).
+  const std::string defaults = render_effective(load(std::nullopt));
+  size_t keys_rendered = 0;
+  size_t position = 0;
+  while ((position = defaults.find(" = ", position)) != std::string::npos) {
+    const size_t line_start = defaults.rfind('\n', position) + 1;
+    const std::string name = defaults.substr(line_start, position - line_start);
+    CAPTURE(name);
+    CHECK(contains(text, "\n" + name + " = "));
+    ++keys_rendered;
+    ++position;
+  }
+  CHECK(keys_rendered == 47);  // the keys of CONTRACT section 2
+}
+
+TEST_CASE("command line: --help, --version, --check-config and running") {
+  const cli_result help = run_cli({"--help"});
+  CHECK(help.action == cli_action::help);
+  for (const std::string flag : {"--help", "--version", "--config", "--set", "--check-config"})
+    CHECK(contains(help.help_text, flag));
+  CHECK(run_cli({"-h"}).action == cli_action::help);
+  // Asking for help works even when the rest would fail.
+  CHECK(run_cli({"--help", "--config", "/nonexistent.toml"}).action == cli_action::help);
+
+  const cli_result version = run_cli({"--version"});
+  CHECK(version.action == cli_action::version);
+  CHECK(version.help_text == std::string("wsvisor ") + WSVISOR_VERSION);
+
+  const cli_result check = run_cli({"--check-config", "--set", "server.port=1234"});
+  CHECK(check.action == cli_action::check_config);
+  CHECK(check.config.server.port == 1234);
+
+  const cli_result run = run_cli({}, {{"PORT", "4321"}});
+  CHECK(run.action == cli_action::run);
+  CHECK(run.config_path.empty());  // the default path does not exist: defaults only
+  CHECK(run.config.server.port == 4321);
+  CHECK(run.config.limits.soft_connections == 9000);
+}
+
+TEST_CASE("command line: --config, the default path, repeated --set") {
+  scratch_directory scratch;
+  const std::string path =
+      scratch.write("custom.toml", "[server]\nport = 7000\nws_path = \"/x\"\n");
+  const cli_result given = run_cli({"--config", path, "--set", "server.port=7001", "--set",
+                                    "log.level=debug", "--set=faults.enabled=true"});
+  CHECK(given.config_path == path);
+  CHECK(given.config.server.port == 7001);
+  CHECK(given.config.server.ws_path == "/x");
+  CHECK(given.config.log.level == "debug");
+  CHECK(given.config.faults.enabled);
+
+  const cli_result by_default = run_cli({}, {}, path);
+  CHECK(by_default.config_path == path);
+  CHECK(by_default.config.server.port == 7000);
+
+  // Errors in the file name the file as it was given.
+  const std::string bad = scratch.write("bad.toml", "[server]\n\nport = \"x\"\n");
+  CHECK(contains(cli_error({"--config", bad}), bad + ":3: server.port: "));
+}
+
+TEST_CASE("command line errors: unknown flag, stray argument, missing or unreadable file") {
+  CHECK(contains(cli_error({"--verbose"}), "--verbose"));
+  CHECK(contains(cli_error({"run"}), "run"));
+  CHECK(contains(cli_error({"--set", "log.level=debug", "log.format=json"}), "log.format=json"));
+  CHECK(contains(cli_error({"--config"}), "--config"));
+  CHECK(contains(cli_error({"--config", "/nonexistent/wsvisor.toml"}),
+                 "--config /nonexistent/wsvisor.toml: no such file"));
+  CHECK(contains(cli_error({"--config", "/tmp"}), "is a directory"));
+  CHECK(contains(cli_error({"--set", "limits.max_connections=0"}), "limits.max_connections"));
+  CHECK(contains(cli_error({}, {{"WSVISOR_NOPE", "1"}}), "WSVISOR_NOPE"));
+  if (::geteuid() != 0) {  // root reads any file
+    scratch_directory scratch;
+    const std::string path = scratch.write("locked.toml", "");
+    std::filesystem::permissions(path, std::filesystem::perms::none);
+    CHECK(contains(cli_error({"--config", path}), "cannot read"));
+  }
+}
+
+TEST_CASE("thread counts: 0 means one per core, and the mode picks which key runs actors") {
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  settings s = load(std::nullopt);
+  CHECK(io_thread_count(s) == cores);
+  CHECK(actor_thread_count(s) == cores);
+  s.server.io_threads = 3;
+  s.server.actor_threads = 5;
+  CHECK(io_thread_count(s) == 3);
+  CHECK(actor_thread_count(s) == 3);  // "io": actors run on the I/O threads
+  s.server.scheduler = "pool";
+  CHECK(actor_thread_count(s) == 5);
+  s.server.actor_threads = 0;
+  CHECK(actor_thread_count(s) == cores);
+}
+
+TEST_CASE("process_environment reads the real environment") {
+  ::setenv("WSVISOR_TEST_CONFIG_PROBE", "a=b", 1);
+  const environment env = process_environment();
+  ::unsetenv("WSVISOR_TEST_CONFIG_PROBE");
+  REQUIRE(env.count("WSVISOR_TEST_CONFIG_PROBE") == 1);
+  CHECK(env.at("WSVISOR_TEST_CONFIG_PROBE") == "a=b");
+}
