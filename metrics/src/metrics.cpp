@@ -1,0 +1,323 @@
+#include "wsvisor/metrics.hpp"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstddef>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+namespace wsvisor {
+
+const char* to_string(close_reason r) {
+  switch (r) {
+    case close_reason::client:
+      return "client";
+    case close_reason::zombie:
+      return "zombie";
+    case close_reason::idle:
+      return "idle";
+    case close_reason::lifetime:
+      return "lifetime";
+    case close_reason::slow_consumer:
+      return "slow_consumer";
+    case close_reason::rate_limit:
+      return "rate_limit";
+    case close_reason::evicted:
+      return "evicted";
+    case close_reason::drain:
+      return "drain";
+    case close_reason::admin:
+      return "admin";
+    case close_reason::protocol_error:
+      return "protocol_error";
+    case close_reason::restart_budget:
+      return "restart_budget";
+    case close_reason::shard_down:
+      return "shard_down";
+    case close_reason::handshake_failed:
+      return "handshake_failed";
+    case close_reason::count_:
+      break;
+  }
+  return "unknown";
+}
+
+const char* to_string(reject_reason r) {
+  switch (r) {
+    case reject_reason::starting:
+      return "starting";
+    case reject_reason::draining:
+      return "draining";
+    case reject_reason::rate_limited:
+      return "rate_limited";
+    case reject_reason::forbidden_origin:
+      return "forbidden_origin";
+    case reject_reason::unauthorized:
+      return "unauthorized";
+    case reject_reason::ip_limit:
+      return "ip_limit";
+    case reject_reason::user_limit:
+      return "user_limit";
+    case reject_reason::server_full:
+      return "server_full";
+    case reject_reason::guard_unavailable:
+      return "guard_unavailable";
+    case reject_reason::handshake_limit:
+      return "handshake_limit";
+    case reject_reason::count_:
+      break;
+  }
+  return "unknown";
+}
+
+const char* to_string(eviction_reason r) {
+  switch (r) {
+    case eviction_reason::zombie:
+      return "zombie";
+    case eviction_reason::idle:
+      return "idle";
+    case eviction_reason::lifetime:
+      return "lifetime";
+    case eviction_reason::slow_consumer:
+      return "slow_consumer";
+    case eviction_reason::emergency:
+      return "emergency";
+    case eviction_reason::drain:
+      return "drain";
+    case eviction_reason::admin:
+      return "admin";
+    case eviction_reason::count_:
+      break;
+  }
+  return "unknown";
+}
+
+const char* to_string(sweep_kind k) {
+  switch (k) {
+    case sweep_kind::periodic:
+      return "periodic";
+    case sweep_kind::emergency:
+      return "emergency";
+    case sweep_kind::admin:
+      return "admin";
+    case sweep_kind::count_:
+      break;
+  }
+  return "unknown";
+}
+
+const char* to_string(actor_kind k) {
+  switch (k) {
+    case actor_kind::connection:
+      return "connection";
+    case actor_kind::limit_guard:
+      return "limit_guard";
+    case actor_kind::janitor:
+      return "janitor";
+    case actor_kind::shard:
+      return "shard";
+    case actor_kind::count_:
+      break;
+  }
+  return "unknown";
+}
+
+namespace {
+
+template <typename Enum>
+constexpr std::size_t enum_size() {
+  return static_cast<std::size_t>(Enum::count_);
+}
+
+template <typename Enum>
+constexpr std::size_t index_of(Enum value) {
+  return static_cast<std::size_t>(value);
+}
+
+// One counter per label value, all created up front so that every series is exposed at 0
+// before the first event (a series that appears only later makes rate() miss its first
+// increment and alerts on absent() fire at start-up).
+template <typename Enum>
+std::array<prometheus::Counter*, enum_size<Enum>()> counters_per_label(
+    prometheus::Registry& registry, const std::string& name, const std::string& help,
+    const std::string& label_name) {
+  auto& family = prometheus::BuildCounter().Name(name).Help(help).Register(registry);
+  std::array<prometheus::Counter*, enum_size<Enum>()> counters{};
+  for (std::size_t i = 0; i < counters.size(); ++i) {
+    counters[i] = &family.Add({{label_name, to_string(static_cast<Enum>(i))}});
+  }
+  return counters;
+}
+
+prometheus::Counter& single_counter(prometheus::Registry& registry, const std::string& name,
+                                    const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
+}
+
+prometheus::Gauge& single_gauge(prometheus::Registry& registry, const std::string& name,
+                                const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
+}
+
+// Sweeps range from ~100 us (a few idle connections, nothing to probe) to seconds (a
+// moderate sweep waits up to probe_timeout for pongs; a forced one closes thousands).
+prometheus::Histogram::BucketBoundaries sweep_duration_buckets() {
+  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+          0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
+}
+
+prometheus::MetricFamily process_gauge(std::string name, std::string help, double value) {
+  prometheus::MetricFamily family;
+  family.name = std::move(name);
+  family.help = std::move(help);
+  family.type = prometheus::MetricType::Gauge;
+  prometheus::ClientMetric sample;
+  sample.gauge.value = value;
+  family.metric.push_back(std::move(sample));
+  return family;
+}
+
+}  // namespace
+
+struct metrics::impl {
+  prometheus::Registry registry;
+
+  prometheus::Gauge& ready =
+      single_gauge(registry, "wsvisor_ready",
+                   "1 while the server admits connections, 0 while starting or draining");
+  prometheus::Gauge& draining =
+      single_gauge(registry, "wsvisor_draining", "1 from the first moment of shutdown");
+  prometheus::Gauge& connections = single_gauge(
+      registry, "wsvisor_connections", "Connection slots held, handshakes in flight included");
+  prometheus::Gauge& send_queue_bytes = single_gauge(
+      registry, "wsvisor_send_queue_bytes", "Bytes queued for sending, summed over connections");
+  prometheus::Counter& connections_opened =
+      single_counter(registry, "wsvisor_connections_opened_total", "Connections admitted");
+  std::array<prometheus::Counter*, enum_size<close_reason>()> connections_closed =
+      counters_per_label<close_reason>(registry, "wsvisor_connections_closed_total",
+                                       "Connections closed, by reason", "reason");
+  std::array<prometheus::Counter*, enum_size<reject_reason>()> admissions_rejected =
+      counters_per_label<reject_reason>(registry, "wsvisor_admissions_rejected_total",
+                                        "WebSocket upgrades refused, by reason", "reason");
+  std::array<prometheus::Counter*, enum_size<eviction_reason>()> evictions =
+      counters_per_label<eviction_reason>(registry, "wsvisor_evictions_total",
+                                          "Connections closed by the server, by reason", "reason");
+  std::array<prometheus::Counter*, enum_size<sweep_kind>()> sweeps = counters_per_label<sweep_kind>(
+      registry, "wsvisor_sweeps_total", "Janitor sweeps run, by kind", "kind");
+  prometheus::Histogram& sweep_duration_seconds = prometheus::BuildHistogram()
+                                                      .Name("wsvisor_sweep_duration_seconds")
+                                                      .Help("Duration of janitor sweeps")
+                                                      .Register(registry)
+                                                      .Add({}, sweep_duration_buckets());
+  std::array<prometheus::Counter*, enum_size<actor_kind>()> actor_restarts =
+      counters_per_label<actor_kind>(registry, "wsvisor_actor_restarts_total",
+                                     "Actors restarted by their supervisor, by actor kind",
+                                     "actor");
+  prometheus::Counter& messages_received =
+      single_counter(registry, "wsvisor_messages_received_total",
+                     "WebSocket text and binary messages received from clients");
+  prometheus::Counter& messages_sent =
+      single_counter(registry, "wsvisor_messages_sent_total",
+                     "WebSocket text and binary messages sent to clients");
+};
+
+metrics::metrics() : impl_(std::make_unique<impl>()) {}
+metrics::~metrics() = default;
+
+prometheus::Gauge& metrics::ready() {
+  return impl_->ready;
+}
+prometheus::Gauge& metrics::draining() {
+  return impl_->draining;
+}
+prometheus::Gauge& metrics::connections() {
+  return impl_->connections;
+}
+prometheus::Gauge& metrics::send_queue_bytes() {
+  return impl_->send_queue_bytes;
+}
+prometheus::Counter& metrics::connections_opened() {
+  return impl_->connections_opened;
+}
+
+prometheus::Counter& metrics::connections_closed(close_reason r) {
+  return *impl_->connections_closed.at(index_of(r));
+}
+
+prometheus::Counter& metrics::admissions_rejected(reject_reason r) {
+  return *impl_->admissions_rejected.at(index_of(r));
+}
+
+prometheus::Counter& metrics::evictions(eviction_reason r) {
+  return *impl_->evictions.at(index_of(r));
+}
+
+prometheus::Counter& metrics::sweeps(sweep_kind k) {
+  return *impl_->sweeps.at(index_of(k));
+}
+
+prometheus::Histogram& metrics::sweep_duration_seconds() {
+  return impl_->sweep_duration_seconds;
+}
+
+prometheus::Counter& metrics::actor_restarts(actor_kind k) {
+  return *impl_->actor_restarts.at(index_of(k));
+}
+
+prometheus::Counter& metrics::messages_received() {
+  return impl_->messages_received;
+}
+prometheus::Counter& metrics::messages_sent() {
+  return impl_->messages_sent;
+}
+
+std::string metrics::render() const {
+  std::vector<prometheus::MetricFamily> families = impl_->registry.Collect();
+  families.push_back(process_gauge("process_resident_memory_bytes", "Resident memory size in bytes",
+                                   process_resident_memory_bytes()));
+  families.push_back(
+      process_gauge("process_open_fds", "Number of open file descriptors", process_open_fds()));
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, families);
+  return out.str();
+}
+
+double process_resident_memory_bytes() {
+  // /proc/self/statm: total program size, then resident set size, both in pages.
+  std::ifstream statm("/proc/self/statm");
+  double total_pages = 0;
+  double resident_pages = 0;
+  if (!(statm >> total_pages >> resident_pages)) return 0;
+  return resident_pages * static_cast<double>(::sysconf(_SC_PAGESIZE));
+}
+
+double process_open_fds() {
+  DIR* fd_dir = ::opendir("/proc/self/fd");
+  if (fd_dir == nullptr) return 0;
+  // The directory stream holds a descriptor of its own, listed while we count; it is not
+  // one of the process's, so it is left out.
+  const int own_fd = ::dirfd(fd_dir);
+  double open_fds = 0;
+  while (const dirent* entry = ::readdir(fd_dir)) {
+    const std::string name = entry->d_name;
+    if (name == "." || name == ".." || name == std::to_string(own_fd)) continue;
+    ++open_fds;
+  }
+  ::closedir(fd_dir);
+  return open_fds;
+}
+
+}  // namespace wsvisor

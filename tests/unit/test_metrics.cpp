@@ -1,0 +1,271 @@
+// The /metrics contract (CONTRACT section 6): every series exists from construction at 0
+// under its exact name and labels, updates show up in the exposition, and the text is
+// valid Prometheus exposition format 0.0.4.
+#include <doctest/doctest.h>
+
+#include <cstddef>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+
+#include "wsvisor/metrics.hpp"
+
+namespace {
+
+// Sample lines of an exposition, keyed by series ("name" or "name{label=\"value\"}").
+std::map<std::string, double> samples_of(const std::string& exposition) {
+  std::map<std::string, double> samples;
+  std::istringstream lines(exposition);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto value_start = line.rfind(' ');
+    REQUIRE_MESSAGE(value_start != std::string::npos, "sample line without a value: " << line);
+    samples[line.substr(0, value_start)] = std::stod(line.substr(value_start + 1));
+  }
+  return samples;
+}
+
+std::string series(const std::string& name, const std::string& label, const std::string& value) {
+  return name + "{" + label + "=\"" + value + "\"}";
+}
+
+template <typename Enum>
+std::vector<Enum> all_values() {
+  std::vector<Enum> values;
+  for (std::size_t i = 0; i < static_cast<std::size_t>(Enum::count_); ++i) {
+    values.push_back(static_cast<Enum>(i));
+  }
+  return values;
+}
+
+// Every series name the contract promises, with its label values where it has a label.
+std::set<std::string> contract_series() {
+  std::set<std::string> expected = {
+      "wsvisor_ready",
+      "wsvisor_draining",
+      "wsvisor_connections",
+      "wsvisor_connections_opened_total",
+      "wsvisor_messages_received_total",
+      "wsvisor_messages_sent_total",
+      "wsvisor_send_queue_bytes",
+      "wsvisor_sweep_duration_seconds_count",
+      "wsvisor_sweep_duration_seconds_sum",
+      "process_resident_memory_bytes",
+      "process_open_fds",
+  };
+  for (const char* reason :
+       {"client", "zombie", "idle", "lifetime", "slow_consumer", "rate_limit", "evicted", "drain",
+        "admin", "protocol_error", "restart_budget", "shard_down", "handshake_failed"}) {
+    expected.insert(series("wsvisor_connections_closed_total", "reason", reason));
+  }
+  for (const char* reason :
+       {"starting", "draining", "rate_limited", "forbidden_origin", "unauthorized", "ip_limit",
+        "user_limit", "server_full", "guard_unavailable", "handshake_limit"}) {
+    expected.insert(series("wsvisor_admissions_rejected_total", "reason", reason));
+  }
+  for (const char* reason :
+       {"zombie", "idle", "lifetime", "slow_consumer", "emergency", "drain", "admin"}) {
+    expected.insert(series("wsvisor_evictions_total", "reason", reason));
+  }
+  for (const char* kind : {"periodic", "emergency", "admin"}) {
+    expected.insert(series("wsvisor_sweeps_total", "kind", kind));
+  }
+  for (const char* actor : {"connection", "limit_guard", "janitor", "shard"}) {
+    expected.insert(series("wsvisor_actor_restarts_total", "actor", actor));
+  }
+  return expected;
+}
+
+}  // namespace
+
+TEST_CASE("to_string gives the label values of the contract") {
+  CHECK(std::string(wsvisor::to_string(wsvisor::close_reason::slow_consumer)) == "slow_consumer");
+  CHECK(std::string(wsvisor::to_string(wsvisor::close_reason::handshake_failed)) ==
+        "handshake_failed");
+  CHECK(std::string(wsvisor::to_string(wsvisor::reject_reason::guard_unavailable)) ==
+        "guard_unavailable");
+  CHECK(std::string(wsvisor::to_string(wsvisor::eviction_reason::emergency)) == "emergency");
+  CHECK(std::string(wsvisor::to_string(wsvisor::sweep_kind::periodic)) == "periodic");
+  CHECK(std::string(wsvisor::to_string(wsvisor::actor_kind::limit_guard)) == "limit_guard");
+}
+
+TEST_CASE("every label value has a distinct name") {
+  // A duplicated or missing case in a to_string would merge two series into one.
+  auto check_distinct = [](const auto& values) {
+    std::set<std::string> names;
+    for (const auto value : values) {
+      const std::string name = wsvisor::to_string(value);
+      CHECK_MESSAGE(name != "unknown", "enum value " << static_cast<int>(value));
+      names.insert(name);
+    }
+    CHECK(names.size() == values.size());
+  };
+  check_distinct(all_values<wsvisor::close_reason>());
+  check_distinct(all_values<wsvisor::reject_reason>());
+  check_distinct(all_values<wsvisor::eviction_reason>());
+  check_distinct(all_values<wsvisor::sweep_kind>());
+  check_distinct(all_values<wsvisor::actor_kind>());
+}
+
+TEST_CASE("every series of the contract exists at 0 right after construction") {
+  const wsvisor::metrics metrics;
+  const auto samples = samples_of(metrics.render());
+
+  for (const auto& name : contract_series()) {
+    INFO("series " << name);
+    REQUIRE(samples.count(name) == 1);
+    if (name.rfind("process_", 0) != 0) CHECK(samples.at(name) == 0);
+  }
+  CHECK(samples.at("wsvisor_sweep_duration_seconds_bucket{le=\"+Inf\"}") == 0);
+}
+
+TEST_CASE("no series beyond the contract is exposed") {
+  // Catches a serializer that renames counters (appending a second _total, say).
+  const wsvisor::metrics metrics;
+  const auto expected = contract_series();
+  for (const auto& [name, value] : samples_of(metrics.render())) {
+    INFO("series " << name);
+    if (name.rfind("wsvisor_sweep_duration_seconds_bucket{", 0) == 0) continue;
+    CHECK(expected.count(name) == 1);
+  }
+}
+
+TEST_CASE("updates show up in the exposition") {
+  wsvisor::metrics metrics;
+  metrics.ready().Set(1);
+  metrics.connections().Increment();
+  metrics.connections().Increment();
+  metrics.connections().Decrement();
+  metrics.send_queue_bytes().Set(4096);
+  metrics.connections_opened().Increment();
+  metrics.connections_closed(wsvisor::close_reason::zombie).Increment();
+  metrics.connections_closed(wsvisor::close_reason::zombie).Increment();
+  metrics.admissions_rejected(wsvisor::reject_reason::guard_unavailable).Increment();
+  metrics.evictions(wsvisor::eviction_reason::slow_consumer).Increment();
+  metrics.sweeps(wsvisor::sweep_kind::emergency).Increment();
+  metrics.actor_restarts(wsvisor::actor_kind::limit_guard).Increment();
+  metrics.messages_received().Increment(3);
+  metrics.messages_sent().Increment(5);
+  metrics.sweep_duration_seconds().Observe(0.003);
+
+  const auto samples = samples_of(metrics.render());
+  CHECK(samples.at("wsvisor_ready") == 1);
+  CHECK(samples.at("wsvisor_draining") == 0);
+  CHECK(samples.at("wsvisor_connections") == 1);
+  CHECK(samples.at("wsvisor_send_queue_bytes") == 4096);
+  CHECK(samples.at("wsvisor_connections_opened_total") == 1);
+  CHECK(samples.at(series("wsvisor_connections_closed_total", "reason", "zombie")) == 2);
+  CHECK(samples.at(series("wsvisor_connections_closed_total", "reason", "client")) == 0);
+  CHECK(samples.at(series("wsvisor_admissions_rejected_total", "reason", "guard_unavailable")) ==
+        1);
+  CHECK(samples.at(series("wsvisor_evictions_total", "reason", "slow_consumer")) == 1);
+  CHECK(samples.at(series("wsvisor_sweeps_total", "kind", "emergency")) == 1);
+  CHECK(samples.at(series("wsvisor_sweeps_total", "kind", "periodic")) == 0);
+  CHECK(samples.at(series("wsvisor_actor_restarts_total", "actor", "limit_guard")) == 1);
+  CHECK(samples.at("wsvisor_messages_received_total") == 3);
+  CHECK(samples.at("wsvisor_messages_sent_total") == 5);
+  CHECK(samples.at("wsvisor_sweep_duration_seconds_count") == 1);
+  CHECK(samples.at("wsvisor_sweep_duration_seconds_sum") == doctest::Approx(0.003));
+}
+
+TEST_CASE("sweep duration buckets span 100 us to 10 s") {
+  wsvisor::metrics metrics;
+  metrics.sweep_duration_seconds().Observe(0.00005);
+  metrics.sweep_duration_seconds().Observe(0.02);
+  metrics.sweep_duration_seconds().Observe(30);
+
+  const auto samples = samples_of(metrics.render());
+  const std::string bucket = "wsvisor_sweep_duration_seconds_bucket";
+  CHECK(samples.at(series(bucket, "le", "0.0001")) == 1);
+  CHECK(samples.at(series(bucket, "le", "0.025")) == 2);
+  CHECK(samples.at(series(bucket, "le", "10")) == 2);
+  CHECK(samples.at(series(bucket, "le", "+Inf")) == 3);
+}
+
+TEST_CASE("the exposition is valid text format with HELP and TYPE for every family") {
+  const wsvisor::metrics metrics;
+  const std::string exposition = metrics.render();
+  REQUIRE(!exposition.empty());
+  CHECK(exposition.back() == '\n');
+
+  std::map<std::string, std::string> type_of_family;
+  std::set<std::string> families_with_help;
+  std::istringstream lines(exposition);
+  std::string line;
+  while (std::getline(lines, line)) {
+    INFO("line: " << line);
+    REQUIRE(!line.empty());
+    std::istringstream words(line);
+    if (line[0] == '#') {
+      std::string hash, keyword, family, rest;
+      words >> hash >> keyword >> family;
+      REQUIRE((keyword == "HELP" || keyword == "TYPE"));
+      std::getline(words, rest);
+      // Prometheus requires HELP and TYPE to come before the family's first sample.
+      if (keyword == "HELP") {
+        CHECK(!rest.empty());
+        families_with_help.insert(family);
+      } else {
+        const std::string type = rest.substr(rest.find_first_not_of(' '));
+        CHECK((type == "counter" || type == "gauge" || type == "histogram"));
+        CHECK(families_with_help.count(family) == 1);
+        type_of_family[family] = type;
+      }
+      continue;
+    }
+    std::string name = line.substr(0, line.find_first_of("{ "));
+    if (type_of_family.count(name) == 0) {
+      // Histogram samples carry a suffix on the family name.
+      for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+        const std::string s = suffix;
+        if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0 &&
+            type_of_family.count(name.substr(0, name.size() - s.size())) == 1) {
+          CHECK(type_of_family.at(name.substr(0, name.size() - s.size())) == "histogram");
+          name = name.substr(0, name.size() - s.size());
+          break;
+        }
+      }
+    }
+    CHECK_MESSAGE(type_of_family.count(name) == 1, "sample before its TYPE line");
+    // Exactly "series value": no timestamp, a number that parses whole.
+    const std::string value = line.substr(line.rfind(' ') + 1);
+    std::size_t parsed = 0;
+    CHECK_NOTHROW(std::stod(value, &parsed));
+    CHECK(parsed == value.size());
+  }
+
+  CHECK(type_of_family.at("wsvisor_connections_closed_total") == "counter");
+  CHECK(type_of_family.at("wsvisor_ready") == "gauge");
+  CHECK(type_of_family.at("wsvisor_sweep_duration_seconds") == "histogram");
+  CHECK(type_of_family.at("process_resident_memory_bytes") == "gauge");
+  CHECK(type_of_family.at("process_open_fds") == "gauge");
+}
+
+TEST_CASE("process metrics are read from /proc/self and plausible") {
+  const double resident_bytes = wsvisor::process_resident_memory_bytes();
+  CHECK(resident_bytes > 0);
+  // A unit test that holds more than 64 GiB resident means the pages were not converted.
+  CHECK(resident_bytes < 64.0 * 1024 * 1024 * 1024);
+
+  // stdin, stdout and stderr at least.
+  const double open_fds_before = wsvisor::process_open_fds();
+  CHECK(open_fds_before >= 3);
+
+  // The render-time value follows descriptors the process opens.
+  std::vector<FILE*> opened;
+  for (int i = 0; i < 4; ++i) opened.push_back(std::fopen("/proc/self/statm", "r"));
+  for (FILE* file : opened) REQUIRE(file != nullptr);
+  const wsvisor::metrics metrics;
+  const auto samples = samples_of(metrics.render());
+  CHECK(samples.at("process_open_fds") == open_fds_before + 4);
+  CHECK(samples.at("process_resident_memory_bytes") > 0);
+  for (FILE* file : opened) std::fclose(file);
+}
