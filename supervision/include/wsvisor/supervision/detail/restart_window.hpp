@@ -1,0 +1,27 @@
+#pragma once
+
+#include <deque>
+
+#include <caf/actor_clock.hpp>
+
+#include "wsvisor/supervision/restart_intensity.hpp"
+
+namespace wsvisor::detail {
+
+/// Sliding window of restart times that decides whether one more restart
+/// stays within a restart intensity. Holds at most max_restarts + 1 entries.
+class restart_window {
+ public:
+  using time_point = caf::actor_clock::time_point;
+
+  explicit restart_window(restart_intensity limit) : limit_(limit) {}
+
+  /// Records a restart at `now`; returns false if it exceeds the intensity.
+  bool admit(time_point now);
+
+ private:
+  restart_intensity limit_;
+  std::deque<time_point> recent_;
+};
+
+}  // namespace wsvisor::detail

@@ -1,0 +1,15 @@
+#include "wsvisor/supervision/detail/restart_window.hpp"
+
+namespace wsvisor::detail {
+
+bool restart_window::admit(time_point now) {
+  // Restarts that left the window no longer count.
+  while (!recent_.empty() && now - recent_.front() >= limit_.period) recent_.pop_front();
+  recent_.push_back(now);
+  if (recent_.size() <= limit_.max_restarts) return true;
+  // Only the newest max_restarts + 1 entries can matter later on.
+  recent_.pop_front();
+  return false;
+}
+
+}  // namespace wsvisor::detail
