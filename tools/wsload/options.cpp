@@ -1,0 +1,302 @@
+#include "options.hpp"
+
+#include <boost/asio/ip/address.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+
+namespace wsload {
+namespace {
+
+const std::vector<std::string> kModes = {"echo",   "connect", "hold",     "storm",
+                                         "zombie", "slow",    "slowloris"};
+
+// Thrown by the value readers; turned into a usage error naming the flag.
+struct BadValue : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+double to_double(const std::string& text, double min, double max) {
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    throw BadValue("not a number: '" + text + "'");
+  }
+  if (used != text.size() || !std::isfinite(value)) throw BadValue("not a number: '" + text + "'");
+  if (value < min || value > max) {
+    std::ostringstream message;
+    message << text << " is outside [" << min << ", " << max << "]";
+    throw BadValue(message.str());
+  }
+  return value;
+}
+
+std::uint64_t to_uint(const std::string& text, std::uint64_t min, std::uint64_t max) {
+  std::uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    throw BadValue("not a whole number: '" + text + "'");
+  }
+  if (value < min || value > max) {
+    throw BadValue(text + " is outside [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+  }
+  return value;
+}
+
+// wsload may only ever send to this machine: every address it dials or binds must be
+// in 127.0.0.0/8 or ::1.
+boost::asio::ip::address loopback_address(const std::string& text) {
+  boost::system::error_code ec;
+  auto address = boost::asio::ip::make_address(text == "localhost" ? "127.0.0.1" : text, ec);
+  if (ec) throw BadValue("not an IP address: '" + text + "'");
+  if (!address.is_loopback()) throw BadValue(text + " is not a loopback address");
+  return address;
+}
+
+struct Flag {
+  std::string name;
+  std::string value_name;  // empty: a switch without value
+  std::string help;
+  std::function<void(Options&, const std::string&)> apply;
+};
+
+const std::vector<Flag>& flags() {
+  static const std::vector<Flag> table = {
+      {"--host", "ADDR", "server address, loopback only (127.0.0.1)",
+       [](Options& o, const std::string& v) { o.host = loopback_address(v).to_string(); }},
+      {"--port", "N", "server port (8080)",
+       [](Options& o, const std::string& v) {
+         o.port = static_cast<std::uint16_t>(to_uint(v, 1, 65535));
+       }},
+      {"--path", "PATH", "WebSocket path (/ws)",
+       [](Options& o, const std::string& v) {
+         if (v.empty() || v[0] != '/') throw BadValue("the path must start with '/'");
+         o.path = v;
+       }},
+      {"--duration", "SECONDS",
+       "how long the load runs (5); every mode stops by itself then, and the hard deadline "
+       "is duration + grace",
+       [](Options& o, const std::string& v) { o.duration_s = to_double(v, 0.01, 86400); }},
+      {"--grace", "SECONDS",
+       "time after the duration for clean closes before everything is abandoned (5)",
+       [](Options& o, const std::string& v) { o.grace_s = to_double(v, 0.1, 3600); }},
+      {"--threads", "N", "I/O threads (1)",
+       [](Options& o, const std::string& v) { o.threads = static_cast<int>(to_uint(v, 1, 64)); }},
+      {"--header", "'NAME: VALUE'", "extra upgrade request header, repeatable (e.g. X-User-Id: u1)",
+       [](Options& o, const std::string& v) {
+         auto colon = v.find(':');
+         if (colon == std::string::npos || colon == 0) throw BadValue("expected 'Name: value'");
+         std::string value = v.substr(colon + 1);
+         value.erase(0, value.find_first_not_of(" \t"));
+         o.headers.emplace_back(v.substr(0, colon), value);
+       }},
+      {"--subprotocol", "NAME", "offer this Sec-WebSocket-Protocol",
+       [](Options& o, const std::string& v) { o.subprotocol = v; }},
+      {"--source-addrs", "A,B,...",
+       "bind client sockets round-robin to these loopback addresses (e.g. "
+       "127.0.0.1,127.0.0.2) so that more than ~28k connections reach one port",
+       [](Options& o, const std::string& v) {
+         o.source_addrs.clear();
+         std::stringstream list(v);
+         std::string item;
+         while (std::getline(list, item, ',')) {
+           if (!item.empty()) o.source_addrs.push_back(loopback_address(item));
+         }
+         if (o.source_addrs.empty()) throw BadValue("no address given");
+       }},
+      {"--connections", "N",
+       "connections (echo, hold, zombie, slow, slowloris) or concurrent workers (connect) (10)",
+       [](Options& o, const std::string& v) {
+         o.connections = static_cast<int>(to_uint(v, 1, 1000000));
+       }},
+      {"--in-flight", "K", "echo: messages outstanding per connection, 1 = request/response (1)",
+       [](Options& o, const std::string& v) {
+         o.in_flight = static_cast<int>(to_uint(v, 1, 100000));
+       }},
+      {"--size", "BYTES", "echo, slow: message size (64)",
+       [](Options& o, const std::string& v) { o.size = to_uint(v, 1, 64u << 20); }},
+      {"--binary", "", "echo, slow: send binary messages instead of text",
+       [](Options& o, const std::string&) { o.binary = true; }},
+      {"--count", "N", "connect: stop after N attempts (0 = only the duration bounds it)",
+       [](Options& o, const std::string& v) { o.count = to_uint(v, 0, UINT64_MAX); }},
+      {"--cycles", "N", "storm: connect/disconnect cycles (1000)",
+       [](Options& o, const std::string& v) { o.cycles = to_uint(v, 1, 10000000); }},
+      {"--concurrency", "N", "storm: cycles run at once (50)",
+       [](Options& o, const std::string& v) {
+         o.concurrency = static_cast<int>(to_uint(v, 1, 100000));
+       }},
+      {"--abort-fraction", "F", "storm: share of cycles aborted mid-handshake (0)",
+       [](Options& o, const std::string& v) { o.abort_fraction = to_double(v, 0, 1); }},
+      {"--reset-fraction", "F", "storm: share of cycles reset with TCP RST after the upgrade (0)",
+       [](Options& o, const std::string& v) { o.reset_fraction = to_double(v, 0, 1); }},
+      {"--rate", "PER_SECOND",
+       "cap on new connection attempts per second over all workers, 0 = unpaced (0)",
+       [](Options& o, const std::string& v) { o.rate = to_double(v, 0, 1e9); }},
+      {"--message-rate", "PER_SECOND",
+       "slow: messages per second per connection, 0 = as fast as the socket takes them (0)",
+       [](Options& o, const std::string& v) { o.message_rate = to_double(v, 0, 1e9); }},
+      {"--byte-interval", "MS", "slowloris: delay between request bytes (100)",
+       [](Options& o, const std::string& v) { o.byte_interval_ms = to_double(v, 0, 3600000); }},
+      {"--handshake-timeout", "SECONDS",
+       "client-side bound on TCP connect + upgrade and on a clean close (10)",
+       [](Options& o, const std::string& v) { o.handshake_timeout_s = to_double(v, 0.01, 3600); }},
+      {"--probe-interval", "MS",
+       "zombie, slow: how often each socket's TCP state is checked for a server close (250)",
+       [](Options& o, const std::string& v) { o.probe_interval_ms = to_double(v, 1, 60000); }},
+      {"--quiet", "", "no progress lines on stderr",
+       [](Options& o, const std::string&) { o.quiet = true; }},
+  };
+  return table;
+}
+
+}  // namespace
+
+std::string usage_text() {
+  std::ostringstream out;
+  out << R"(usage: wsload <mode> [options]
+
+Load and misbehaviour client for a WebSocket server on this machine. Prints one JSON
+object on stdout when the run ends; progress and errors go to stderr. Exit 0 when the
+run completed (also when the server refused or closed connections), 2 on bad usage.
+Every mode stops by itself after --duration; whatever is still open --grace seconds
+later is abandoned. The soft RLIMIT_NOFILE is raised to the hard limit at start.
+
+modes:
+  echo       --connections C each keep --in-flight K messages of --size S bytes
+             outstanding (text, or --binary) and check every echo byte for byte.
+             JSON: messages_sent, messages_received, messages_per_second,
+             latency_us {count,min,mean,p50,p90,p99,p999,max}, mismatches, errors,
+             refusals, connections_ok, connections_failed.
+  connect    --connections workers open upgrades as fast as they can (or at --rate),
+             closing each cleanly after the 101, until --duration or --count attempts.
+             JSON: attempts, upgrades, upgrades_per_second, handshake_latency_us,
+             refusals {"503":n,...}, errors.
+  hold       --connections idle connections held for --duration, answering pings
+             (optionally paced by --rate and spread over --source-addrs).
+             JSON: established, failed, refusals, errors, peak, open_at_end,
+             closed_by_server, close_codes {"1001":n,...; "1006" = no close frame}.
+  storm      --cycles connect/disconnect cycles, --concurrency at once; a share
+             --abort-fraction sends half the upgrade request then closes, a share
+             --reset-fraction upgrades then resets with TCP RST (SO_LINGER 0), the
+             rest upgrade and close cleanly.
+             JSON: cycles_planned, cycles_done {"clean","abort","reset"},
+             cycles_per_second, refusals, errors, completed.
+  zombie     --connections upgrade and then never read or write again (no pongs).
+             The kernel TCP state is probed every --probe-interval ms to see the
+             server close without reading; at the end the socket is drained.
+             JSON: established, failed, refusals, errors, closed_by_server
+             {"fin":n,"reset":n}, time_to_close_s, open_at_end, pings_seen,
+             close_codes (close frames found when draining at the end).
+  slow       --connections upgrade and send --size messages continuously (or at
+             --message-rate) and never read, so the server's send queue grows.
+             JSON: established, bytes_sent, messages_sent, closed_by_server
+             {"fin":n,"reset":n}, time_to_close_s, write_errors, open_at_end,
+             close_codes and bytes_drained (what the receive buffer held at the end).
+  slowloris  --connections send the upgrade request one byte every --byte-interval
+             ms. JSON: request_bytes, closed_before_upgrade, time_to_close_s,
+             answered_before_upgrade {"408":n,...}, upgraded, refusals,
+             still_dribbling_at_end, errors.
+
+options:
+)";
+  for (const auto& flag : flags()) {
+    std::string left = "  " + flag.name + (flag.value_name.empty() ? "" : " " + flag.value_name);
+    out << left;
+    if (left.size() < 30) {
+      out << std::string(30 - left.size(), ' ');
+    } else {
+      out << "\n" << std::string(30, ' ');
+    }
+    // Word-wrapped to 90 columns, continuation lines under the help column.
+    std::istringstream words(flag.help);
+    std::string word;
+    std::size_t column = 30;
+    bool first_word = true;
+    while (words >> word) {
+      if (!first_word && column + 1 + word.size() > 90) {
+        out << "\n" << std::string(30, ' ');
+        column = 30;
+        first_word = true;
+      }
+      if (!first_word) {
+        out << ' ';
+        ++column;
+      }
+      out << word;
+      column += word.size();
+      first_word = false;
+    }
+    out << "\n";
+  }
+  out << "  --help                      this text\n";
+  return out.str();
+}
+
+ParseResult parse_options(int argc, char** argv) {
+  ParseResult result;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    result.error = "missing mode";
+    return result;
+  }
+  if (std::find(args.begin(), args.end(), "--help") != args.end() ||
+      std::find(args.begin(), args.end(), "-h") != args.end()) {
+    result.outcome = ParseOutcome::help;
+    return result;
+  }
+  Options& options = result.options;
+  if (std::find(kModes.begin(), kModes.end(), args[0]) == kModes.end()) {
+    result.error = "unknown mode '" + args[0] + "'";
+    return result;
+  }
+  options.mode = args[0];
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    std::string name = args[i];
+    std::optional<std::string> inline_value;
+    if (auto equals = name.find('='); name.rfind("--", 0) == 0 && equals != std::string::npos) {
+      inline_value = name.substr(equals + 1);
+      name.resize(equals);
+    }
+    auto flag =
+        std::find_if(flags().begin(), flags().end(), [&](const Flag& f) { return f.name == name; });
+    if (flag == flags().end()) {
+      result.error = "unknown option '" + name + "'";
+      return result;
+    }
+    std::string value;
+    if (!flag->value_name.empty()) {
+      if (inline_value) {
+        value = *inline_value;
+      } else if (i + 1 < args.size()) {
+        value = args[++i];
+      } else {
+        result.error = name + " needs a value";
+        return result;
+      }
+    } else if (inline_value) {
+      result.error = name + " takes no value";
+      return result;
+    }
+    try {
+      flag->apply(options, value);
+    } catch (const BadValue& bad) {
+      result.error = name + ": " + bad.what();
+      return result;
+    }
+  }
+  if (options.abort_fraction + options.reset_fraction > 1.0 + 1e-9) {
+    result.error = "--abort-fraction + --reset-fraction must not exceed 1";
+    return result;
+  }
+  result.outcome = ParseOutcome::run;
+  return result;
+}
+
+}  // namespace wsload

@@ -1,0 +1,97 @@
+// The shared frame of every mode: one io_context run by --threads threads, a soft stop
+// at --duration (the mode winds down cleanly), a hard deadline --grace later (the
+// io_context is stopped whatever is still pending), SIGINT/SIGTERM as an early soft
+// stop, and pacing of new connection attempts.
+#pragma once
+
+#include "options.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+
+namespace wsload {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_between(Clock::time_point from, Clock::time_point to);
+
+class Runner {
+ public:
+  explicit Runner(const Options& options);
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
+
+  boost::asio::io_context& io() { return io_; }
+  const Options& options() const { return options_; }
+
+  // Blocks until the mode's work is done after the soft stop, or until the hard
+  // deadline. on_soft_stop is called once, from an I/O thread, when the duration ends,
+  // on a signal, or when the mode calls request_stop(); it must make every session
+  // wind down (it runs concurrently with session handlers on other threads).
+  void run(std::function<void()> on_soft_stop);
+
+  // Thread-safe: the mode has finished its planned work (e.g. --count reached).
+  void request_stop();
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+
+  double elapsed_s() const { return seconds_between(start_, Clock::now()); }
+  // Seconds from start to the soft stop (the measuring window of rates).
+  double active_s() const;
+  bool hard_deadline_hit() const { return hard_deadline_hit_; }
+  bool interrupted() const { return interrupted_; }
+
+  // When the next connection attempt may start, so that all workers together stay at
+  // --rate; now when --rate is 0.
+  Clock::time_point next_attempt_slot();
+
+  // The source address for the next socket (round-robin over --source-addrs), if any.
+  std::optional<boost::asio::ip::address> next_source();
+  boost::asio::ip::tcp::endpoint target() const { return target_; }
+
+  // Progress line on stderr unless --quiet.
+  void progress(const std::string& line) const;
+  // A line printed every second until the soft stop (set before run()).
+  void set_progress_report(std::function<std::string()> report) { report_ = std::move(report); }
+
+ private:
+  void soft_stop();
+  void watchdog();
+  void schedule_report();
+
+  const Options& options_;
+  boost::asio::io_context io_;
+  boost::asio::strand<boost::asio::io_context::executor_type> control_;
+  boost::asio::steady_timer duration_timer_;
+  boost::asio::steady_timer report_timer_;
+  std::function<std::string()> report_;
+  boost::asio::signal_set signals_;
+  boost::asio::ip::tcp::endpoint target_;
+  std::function<void()> on_soft_stop_;
+
+  Clock::time_point start_ = Clock::now();
+  std::atomic<bool> stopping_{false};
+  std::atomic<Clock::rep> soft_stop_at_{0};
+  bool hard_deadline_hit_ = false;
+  bool interrupted_ = false;
+
+  std::mutex watchdog_mutex_;
+  std::condition_variable watchdog_wakeup_;
+  bool io_finished_ = false;
+
+  std::mutex pacing_mutex_;
+  Clock::time_point next_slot_ = Clock::now();
+  std::atomic<std::uint64_t> next_source_index_{0};
+};
+
+}  // namespace wsload
