@@ -1,0 +1,38 @@
+// What an HTTP session asks the limit guard before an upgrade, and what it hears back.
+#pragma once
+
+#include <caf/actor.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "wsvisor/metrics.hpp"
+#include "wsvisor/session_port.hpp"
+
+namespace wsvisor {
+
+struct admission_decision {
+  bool admitted = false;
+  reject_reason reason = reject_reason::starting;  // when refused
+  std::chrono::seconds retry_after{0};             // 0 = no Retry-After header
+  caf::actor connection;                           // when admitted: the slot
+  uint64_t connection_id = 0;
+};
+
+struct admission_request {
+  std::shared_ptr<session_port> port;  // the session that waits for the answer
+  std::string ip;                      // client IP (trusted proxies resolved)
+  std::string user;                    // identity, "" when auth.mode = "none"
+  std::string origin;                  // the Origin header, "" when absent
+  bool identity_missing = false;       // the auth mode needs an identity and has none
+  bool identity_invalid = false;       // a token was there but is invalid or expired
+  // Called exactly once, from an actor's thread; the session posts it to its strand.
+  std::function<void(admission_decision)> reply;
+};
+
+using admission_ticket = std::shared_ptr<admission_request>;
+
+}  // namespace wsvisor

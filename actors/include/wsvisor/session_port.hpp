@@ -1,0 +1,57 @@
+// The narrow seam through which a connection actor reaches its socket. net/ implements
+// it (one per WebSocket session); actors never touch a socket themselves. Every member
+// is thread-safe: implementations post the work onto the session's own strand.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "wsvisor/metrics.hpp"
+
+namespace wsvisor {
+
+using steady_time = std::chrono::steady_clock::time_point;
+
+// Timestamps the session keeps in atomics, read by sweeps without asking the session.
+struct liveness_times {
+  steady_time opened_at;      // when the slot was taken (admission)
+  steady_time last_frame_in;  // any frame, data or control (heartbeat)
+  steady_time last_message;   // last text/binary message in either direction (idle)
+  steady_time ping_sent_at;   // last ping the janitor asked for (epoch = none pending)
+  uint64_t queued_bytes = 0;  // unsent outbound bytes
+  bool open = false;          // the 101 was sent and no close has begun
+  bool closing = false;       // a close has begun (ours or the peer's)
+};
+
+class session_port {
+ public:
+  virtual ~session_port() = default;
+
+  // Queues one message for the client (same opcode as `text` says).
+  virtual void send(std::string payload, bool text) = 0;
+
+  // Graceful close: the close frame goes after everything queued; TCP is closed once
+  // the peer answers or after close_timeout. `why` is recorded for the metrics.
+  virtual void close(uint16_t code, std::string reason, close_reason why) = 0;
+
+  // Closes TCP at once, without a close frame (zombies, hard drain).
+  virtual void abort(close_reason why) = 0;
+
+  // Sends a ping (the janitor's heartbeat and probes).
+  virtual void ping() = 0;
+
+  // The connection actor is gone for good: the socket must not outlive it.
+  virtual void actor_gone() = 0;
+
+  // Why the connection ended (the first reason recorded wins); handshake_failed when
+  // it never reached the 101, client when nothing else was recorded.
+  virtual close_reason reason() const = 0;
+
+  // The close code sent or received (1006 when the socket just went away).
+  virtual uint16_t close_code() const = 0;
+
+  virtual liveness_times liveness() const = 0;
+};
+
+}  // namespace wsvisor
