@@ -1,0 +1,150 @@
+#include "wsvisor/server.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+
+#include <prometheus/counter.h>
+#include <spdlog/spdlog.h>
+
+#include <vector>
+
+#include "http_session.hpp"
+#include "server_state.hpp"
+
+namespace wsvisor {
+
+namespace beast = boost::beast;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+bool out_of_descriptors(const beast::error_code& ec) {
+  return ec == net::error::no_descriptors || ec == net::error::no_buffer_space ||
+         ec == net::error::no_memory || ec.value() == ENFILE;
+}
+
+}  // namespace
+
+// Accepts TCP connections on one address and starts an http_session for each.
+class listener : public std::enable_shared_from_this<listener> {
+ public:
+  listener(std::shared_ptr<server_state> state, bool admin_listener)
+      : state_(std::move(state)),
+        acceptor_(net::make_strand(state_->io)),
+        pause_(acceptor_.get_executor()),
+        admin_listener_(admin_listener) {}
+
+  std::string open(const std::string& host, unsigned short port) {
+    beast::error_code ec;
+    const auto address = net::ip::make_address(host, ec);
+    if (ec) return "invalid listen address '" + host + "': " + ec.message();
+    const tcp::endpoint endpoint{address, port};
+    const auto where = host + ":" + std::to_string(port);
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    // The kernel's backlog: a spike waits there, not in a refusal.
+    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) return "cannot listen on " + where + ": " + ec.message();
+    return "";
+  }
+
+  unsigned short port() const {
+    beast::error_code ec;
+    return acceptor_.local_endpoint(ec).port();
+  }
+
+  void start() { do_accept(); }
+
+  void stop() {
+    net::post(acceptor_.get_executor(), [self = shared_from_this()] {
+      beast::error_code ignored;
+      self->pause_.cancel();
+      self->acceptor_.close(ignored);
+    });
+  }
+
+ private:
+  void do_accept() {
+    acceptor_.async_accept(net::make_strand(state_->io),
+                           beast::bind_front_handler(&listener::on_accept, shared_from_this()));
+  }
+
+  void on_accept(beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+    if (ec) {
+      if (out_of_descriptors(ec)) {
+        // Out of file descriptors: pause briefly and retry; never spin, never exit.
+        if (!paused_logged_)
+          spdlog::warn("accept paused: {} (the process is at its open-file limit; raise "
+                       "`ulimit -n` or lower limits.max_connections)",
+                       ec.message());
+        paused_logged_ = true;
+        pause_.expires_after(std::chrono::milliseconds(50));
+        pause_.async_wait([self = shared_from_this()](beast::error_code wait_ec) {
+          if (!wait_ec) self->do_accept();
+        });
+        return;
+      }
+      spdlog::debug("accept failed: {}", ec.message());
+      return do_accept();
+    }
+    paused_logged_ = false;
+    const auto limit = state_->config.limits.max_pending_handshakes;
+    if (state_->pending_handshakes.fetch_add(1, std::memory_order_relaxed) >= limit) {
+      state_->pending_handshakes.fetch_sub(1, std::memory_order_relaxed);
+      state_->stats.admissions_rejected(reject_reason::handshake_limit).Increment();
+      spdlog::info("connection refused reason=handshake_limit: {} handshakes pending "
+                   "(limits.max_pending_handshakes)",
+                   limit);
+      beast::error_code ignored;
+      socket.close(ignored);
+    } else {
+      std::make_shared<http_session>(std::move(socket), state_, admin_listener_)->run();
+    }
+    do_accept();
+  }
+
+  std::shared_ptr<server_state> state_;
+  tcp::acceptor acceptor_;
+  net::steady_timer pause_;
+  bool admin_listener_;
+  bool paused_logged_ = false;
+};
+
+server::server(net::io_context& io, const settings& config, service& tree, metrics& stats)
+    : state_(std::make_shared<server_state>(io, config, tree, stats)) {}
+
+server::~server() { stop_accepting(); }
+
+std::string server::listen() {
+  const auto& config = state_->config;
+  main_listener_ = std::make_shared<listener>(state_, false);
+  if (auto error = main_listener_->open(config.server.host, config.server.port); !error.empty())
+    return error + " (server.host / server.port)";
+  if (!config.admin.listen.empty()) {
+    const auto colon = config.admin.listen.rfind(':');
+    const auto host = config.admin.listen.substr(0, colon);
+    const auto port = static_cast<unsigned short>(std::stoul(config.admin.listen.substr(colon + 1)));
+    admin_listener_ = std::make_shared<listener>(state_, true);
+    if (auto error = admin_listener_->open(host, port); !error.empty())
+      return error + " (admin.listen)";
+  }
+  main_listener_->start();
+  if (admin_listener_) admin_listener_->start();
+  return "";
+}
+
+unsigned short server::port() const {
+  return main_listener_ ? main_listener_->port() : 0;
+}
+
+void server::stop_accepting() {
+  if (main_listener_) main_listener_->stop();
+  if (admin_listener_) admin_listener_->stop();
+}
+
+}  // namespace wsvisor

@@ -1,0 +1,370 @@
+#include "websocket_session.hpp"
+
+#include <caf/send.hpp>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/error.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <spdlog/spdlog.h>
+
+#include "http_responses.hpp"
+#include "wsvisor/auth.hpp"
+
+namespace wsvisor {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+
+// The atoms the connection actor understands, as the actors library defines them.
+using inbound_atom = caf::atom_constant<caf::atom("inbound")>;
+using peer_gone_atom = caf::atom_constant<caf::atom("peergone")>;
+
+websocket_session::websocket_session(beast::tcp_stream&& stream, request&& upgrade,
+                                     std::shared_ptr<server_state> state,
+                                     pending_handshake pending, steady_time accepted_at,
+                                     std::string client_ip)
+    : ws_(std::move(stream)),
+      upgrade_(std::make_unique<request>(std::move(upgrade))),
+      state_(std::move(state)),
+      pending_(std::move(pending)),
+      deadline_(ws_.get_executor()),
+      client_ip_(std::move(client_ip)),
+      opened_at_(std::chrono::steady_clock::now()),
+      last_frame_in_ns_(now_ns()),
+      last_message_ns_(now_ns()) {
+  // The handshake deadline runs from accept (CONTRACT section 3).
+  handshake_deadline_ = accepted_at + state_->config.server.handshake_timeout;
+}
+
+websocket_session::~websocket_session() = default;
+
+int64_t websocket_session::now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void websocket_session::run() {
+  const auto& config = state_->config;
+  auto ticket = std::make_shared<admission_request>();
+  ticket->port = shared_from_this();
+  ticket->ip = client_ip_;
+  const auto origin = upgrade_->find(http::field::origin);
+  if (origin != upgrade_->end()) ticket->origin = std::string(origin->value());
+  const identity who = identify(*upgrade_, config.auth);
+  ticket->user = who.user;
+  ticket->identity_missing = who.missing;
+  ticket->identity_invalid = who.invalid;
+  ticket->reply = [self = shared_from_this()](admission_decision decision) {
+    net::post(self->ws_.get_executor(), [self, decision = std::move(decision)]() mutable {
+      self->on_admission(std::move(decision));
+    });
+  };
+
+  // While admission is asked, the timer runs to whichever comes first: the handshake
+  // deadline or admission_timeout (then the guard is taken as unavailable).
+  const auto handshake_deadline = handshake_deadline_;
+  const auto admission_deadline =
+      std::chrono::steady_clock::now() + config.limits.admission_timeout;
+  deadline_.expires_at(std::min(handshake_deadline, admission_deadline));
+  deadline_.async_wait([self = shared_from_this(), handshake_deadline](beast::error_code ec) {
+    if (ec || self->phase_ != phase::admitting) return;
+    if (std::chrono::steady_clock::now() >= handshake_deadline) {
+      self->record(close_reason::handshake_failed, 1006);
+      return self->finish();
+    }
+    self->state_->stats.admissions_rejected(reject_reason::guard_unavailable).Increment();
+    spdlog::warn("admission refused reason=guard_unavailable ip={}: no answer within "
+                 "limits.admission_timeout={}",
+                 self->client_ip_, format_duration(self->state_->config.limits.admission_timeout));
+    self->refuse(reject_reason::guard_unavailable,
+                 std::chrono::duration_cast<std::chrono::seconds>(
+                     self->state_->config.limits.retry_after));
+  });
+  state_->tree.admit(std::move(ticket));
+}
+
+void websocket_session::on_admission(admission_decision decision) {
+  if (phase_ != phase::admitting) {
+    // Too late: the client already got its answer. An admitted slot dies at once.
+    if (decision.admitted) caf::anon_send(decision.connection, peer_gone_atom::value);
+    return;
+  }
+  if (!decision.admitted) return refuse(decision.reason, decision.retry_after);
+
+  actor_ = std::move(decision.connection);
+  id_ = decision.connection_id;
+  phase_ = phase::handshaking;
+  const auto& config = state_->config;
+
+  // Back to the handshake deadline alone (it runs from accept to the 101).
+  deadline_.expires_at(handshake_deadline_);
+  deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec || self->phase_ != phase::handshaking) return;
+    self->record(close_reason::handshake_failed, 1006);
+    self->finish();
+  });
+
+  websocket::stream_base::timeout timeouts{};
+  timeouts.handshake_timeout = websocket::stream_base::none();  // deadline_ instead
+  timeouts.idle_timeout = websocket::stream_base::none();  // the janitor's heartbeat instead
+  timeouts.keep_alive_pings = false;
+  ws_.set_option(timeouts);
+  ws_.read_message_max(config.server.max_message_bytes);
+  ws_.auto_fragment(false);
+  const std::string subprotocol = select_subprotocol(*upgrade_);
+  ws_.set_option(websocket::stream_base::decorator(
+      [subprotocol](websocket::response_type& response) {
+        response.set(http::field::server, "wsvisor");
+        if (!subprotocol.empty()) response.set(http::field::sec_websocket_protocol, subprotocol);
+      }));
+  ws_.control_callback([this](websocket::frame_type, beast::string_view) {
+    // Pings, pongs and closes all prove the peer is alive (heartbeat).
+    last_frame_in_ns_.store(now_ns(), std::memory_order_relaxed);
+    ping_sent_ns_.store(0, std::memory_order_relaxed);
+  });
+  beast::get_lowest_layer(ws_).expires_never();
+  ws_.async_accept(*upgrade_, beast::bind_front_handler(&websocket_session::on_accept,
+                                                       shared_from_this()));
+}
+
+void websocket_session::refuse(reject_reason reason, std::chrono::seconds retry_after) {
+  phase_ = phase::closing;
+  public_phase_ = 2;
+  auto response = std::make_shared<http::response<http::string_body>>(
+      refusal_response(reason, retry_after, upgrade_->version()));
+  http::async_write(ws_.next_layer(), *response,
+                    [self = shared_from_this(), response](beast::error_code, std::size_t) {
+                      self->record(close_reason::handshake_failed, 1006);
+                      self->finish();
+                    });
+}
+
+void websocket_session::on_accept(beast::error_code ec) {
+  upgrade_.reset();
+  if (ec || phase_ != phase::handshaking) {
+    if (ec)
+      spdlog::debug("handshake failed id={} ip={}: {}", id_, client_ip_, ec.message());
+    record(close_reason::handshake_failed, 1006);
+    return finish();
+  }
+  pending_.release();
+  phase_ = phase::open;
+  public_phase_ = 1;
+  last_frame_in_ns_.store(now_ns(), std::memory_order_relaxed);
+  last_message_ns_.store(now_ns(), std::memory_order_relaxed);
+  do_read();
+}
+
+void websocket_session::do_read() {
+  ws_.async_read(buffer_,
+                 beast::bind_front_handler(&websocket_session::on_read, shared_from_this()));
+}
+
+void websocket_session::on_read(beast::error_code ec, std::size_t) {
+  if (ec) {
+    if (ec == websocket::error::closed) {
+      // The peer's close frame: its own close, or the answer to ours.
+      record(close_reason::client, ws_.reason().code);
+    } else if (ec == websocket::error::message_too_big) {
+      record(close_reason::protocol_error, 1009);  // Beast sent the 1009 itself
+    } else if (ec == websocket::error::bad_frame_payload) {
+      record(close_reason::protocol_error, 1007);  // invalid UTF-8: Beast sent 1007
+    } else if (ec == websocket::condition::protocol_violation) {
+      record(close_reason::protocol_error, 1002);
+    } else {
+      record(close_reason::client, 1006);  // vanished: EOF or reset, no close frame
+    }
+    return finish();
+  }
+  const int64_t now = now_ns();
+  last_frame_in_ns_.store(now, std::memory_order_relaxed);
+  last_message_ns_.store(now, std::memory_order_relaxed);
+  ping_sent_ns_.store(0, std::memory_order_relaxed);
+  state_->stats.messages_received().Increment();
+  if (actor_) {
+    caf::anon_send(actor_, inbound_atom::value, beast::buffers_to_string(buffer_.data()),
+                   ws_.got_text());
+  }
+  buffer_.consume(buffer_.size());
+  do_read();
+}
+
+void websocket_session::send(std::string payload, bool text) {
+  net::post(ws_.get_executor(), [self = shared_from_this(), payload = std::move(payload),
+                                 text]() mutable {
+    if (self->phase_ != phase::open) return;  // closing: nothing more goes out
+    const auto size = payload.size();
+    const auto queued = self->queued_bytes_.fetch_add(size) + size;
+    self->state_->stats.send_queue_bytes().Increment(static_cast<double>(size));
+    if (queued > self->state_->config.limits.send_queue_bytes) {
+      // Slow consumer: drop what it did not read and tell it why (CONTRACT section 5).
+      self->drop_queue();
+      self->record(close_reason::slow_consumer, 1008);
+      self->pending_close_code_ = 1008;
+      self->pending_close_reason_ = "slow consumer";
+      return self->begin_close();
+    }
+    self->queue_.push_back(outbound{std::move(payload), text});
+    if (!self->writing_) self->do_write();
+  });
+}
+
+void websocket_session::drop_queue() {
+  // The message being written stays: Beast owns its buffer until the write completes.
+  const bool keep_front = writing_ && !queue_.empty();
+  uint64_t dropped = 0;
+  while (queue_.size() > (keep_front ? 1u : 0u)) {
+    dropped += queue_.back().payload.size();
+    queue_.pop_back();
+  }
+  queued_bytes_.fetch_sub(dropped);
+  state_->stats.send_queue_bytes().Decrement(static_cast<double>(dropped));
+}
+
+void websocket_session::do_write() {
+  writing_ = true;
+  auto& next = queue_.front();
+  ws_.text(next.text);
+  ws_.async_write(net::buffer(next.payload),
+                  beast::bind_front_handler(&websocket_session::on_write, shared_from_this()));
+}
+
+void websocket_session::on_write(beast::error_code ec, std::size_t) {
+  writing_ = false;
+  const auto size = queue_.front().payload.size();
+  queue_.pop_front();
+  queued_bytes_.fetch_sub(size);
+  state_->stats.send_queue_bytes().Decrement(static_cast<double>(size));
+  if (ec) {
+    record(close_reason::client, 1006);
+    return finish();
+  }
+  state_->stats.messages_sent().Increment();
+  if (!queue_.empty()) return do_write();
+  if (phase_ == phase::closing && !close_sent_) begin_close();
+}
+
+void websocket_session::close(uint16_t code, std::string reason, close_reason why) {
+  net::post(ws_.get_executor(),
+            [self = shared_from_this(), code, reason = std::move(reason), why]() mutable {
+              if (self->phase_ == phase::closed) return;
+              if (self->phase_ != phase::open) {
+                // Not upgraded yet (or already closing): nothing to say to the peer.
+                if (self->phase_ != phase::closing) {
+                  self->record(why, 1006);
+                  self->finish();
+                }
+                return;
+              }
+              self->record(why, code);
+              self->pending_close_code_ = code;
+              self->pending_close_reason_ = std::move(reason);
+              self->begin_close();
+            });
+}
+
+// The close frame goes after everything already queued; then the peer has
+// close_timeout to answer before TCP is closed.
+void websocket_session::begin_close() {
+  if (phase_ == phase::open) {
+    phase_ = phase::closing;
+    public_phase_ = 2;
+    deadline_.expires_after(state_->config.janitor.close_timeout);
+    deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->finish();
+    });
+  }
+  if (writing_ || close_sent_) return;  // on_write comes back here when the queue is empty
+  close_sent_ = true;
+  ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(pending_close_code_),
+                                          pending_close_reason_),
+                  [self = shared_from_this()](beast::error_code ec) {
+                    if (ec) self->finish();
+                    // Otherwise the read loop ends when the peer's close arrives.
+                  });
+}
+
+void websocket_session::abort(close_reason why) {
+  net::post(ws_.get_executor(), [self = shared_from_this(), why] {
+    self->record(why, 1006);
+    self->finish();
+  });
+}
+
+void websocket_session::ping() {
+  net::post(ws_.get_executor(), [self = shared_from_this()] {
+    if (self->phase_ != phase::open || self->ping_in_flight_) return;
+    self->ping_in_flight_ = true;
+    self->ping_sent_ns_.store(now_ns(), std::memory_order_relaxed);
+    self->ws_.async_ping({}, [self](beast::error_code) { self->ping_in_flight_ = false; });
+  });
+}
+
+void websocket_session::actor_gone() {
+  net::post(ws_.get_executor(), [self = shared_from_this()] {
+    self->actor_ = nullptr;
+    if (self->phase_ != phase::closed) {
+      self->record(close_reason::client, 1006);
+      self->finish();
+    }
+  });
+}
+
+void websocket_session::finish() {
+  if (phase_ == phase::closed) return;
+  phase_ = phase::closed;
+  public_phase_ = 3;
+  pending_.release();
+  deadline_.cancel();
+  beast::error_code ignored;
+  auto& socket = beast::get_lowest_layer(ws_).socket();
+  socket.shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
+  drop_queue();
+  if (actor_) {
+    caf::anon_send(actor_, peer_gone_atom::value);
+    actor_ = nullptr;  // the shard holds the slot until the actor is down
+  }
+}
+
+void websocket_session::record(close_reason why, uint16_t code) {
+  int unset = -1;
+  if (reason_.compare_exchange_strong(unset, static_cast<int>(why))) close_code_ = code;
+}
+
+close_reason websocket_session::reason() const {
+  const int why = reason_.load();
+  if (why >= 0) return static_cast<close_reason>(why);
+  return public_phase_.load() == 0 ? close_reason::handshake_failed : close_reason::client;
+}
+
+liveness_times websocket_session::liveness() const {
+  liveness_times times;
+  const auto from_ns = [](int64_t ns) {
+    return steady_time(std::chrono::duration_cast<steady_time::duration>(
+        std::chrono::nanoseconds(ns)));
+  };
+  times.opened_at = opened_at_;
+  times.last_frame_in = from_ns(last_frame_in_ns_.load(std::memory_order_relaxed));
+  times.last_message = from_ns(last_message_ns_.load(std::memory_order_relaxed));
+  const auto ping_ns = ping_sent_ns_.load(std::memory_order_relaxed);
+  times.ping_sent_at = ping_ns ? from_ns(ping_ns) : steady_time{};
+  times.queued_bytes = queued_bytes_.load(std::memory_order_relaxed);
+  const auto p = public_phase_.load();
+  times.open = p == 1;
+  times.closing = p == 2;
+  return times;
+}
+
+}  // namespace wsvisor

@@ -1,0 +1,99 @@
+// One WebSocket connection on the I/O side: admission, the handshake, the read loop,
+// the outbound queue and the close. It is the session_port of its connection actor:
+// actors hand it bytes and closes; it posts them onto its strand.
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/websocket/stream.hpp>
+
+#include <caf/actor.hpp>
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "server_state.hpp"
+#include "wsvisor/admission.hpp"
+#include "wsvisor/session_port.hpp"
+
+namespace wsvisor {
+
+class websocket_session final : public session_port,
+                                public std::enable_shared_from_this<websocket_session> {
+ public:
+  using request = boost::beast::http::request<boost::beast::http::string_body>;
+
+  websocket_session(boost::beast::tcp_stream&& stream, request&& upgrade,
+                    std::shared_ptr<server_state> state, pending_handshake pending,
+                    steady_time accepted_at, std::string client_ip);
+  ~websocket_session() override;
+
+  // Asks for admission; then the handshake and the read loop.
+  void run();
+
+  // session_port
+  void send(std::string payload, bool text) override;
+  void close(uint16_t code, std::string reason, close_reason why) override;
+  void abort(close_reason why) override;
+  void ping() override;
+  void actor_gone() override;
+  close_reason reason() const override;
+  uint16_t close_code() const override { return close_code_.load(std::memory_order_relaxed); }
+  liveness_times liveness() const override;
+
+ private:
+  enum class phase : uint8_t { admitting, handshaking, open, closing, closed };
+  struct outbound {
+    std::string payload;
+    bool text;
+  };
+
+  void on_admission(admission_decision decision);
+  void refuse(reject_reason reason, std::chrono::seconds retry_after);
+  void on_accept(boost::beast::error_code ec);
+  void do_read();
+  void on_read(boost::beast::error_code ec, std::size_t bytes);
+  void do_write();
+  void on_write(boost::beast::error_code ec, std::size_t bytes);
+  void begin_close();
+  void finish();  // closes TCP and tells the actor; idempotent
+  void record(close_reason why, uint16_t code);
+  void drop_queue();
+  static int64_t now_ns();
+
+  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  boost::beast::flat_buffer buffer_;
+  std::unique_ptr<request> upgrade_;  // freed once the handshake is done
+  std::shared_ptr<server_state> state_;
+  pending_handshake pending_;
+  boost::asio::steady_timer deadline_;  // handshake, then close_timeout
+  caf::actor actor_;
+  std::string client_ip_;
+  std::deque<outbound> queue_;
+  uint64_t id_ = 0;
+  uint16_t pending_close_code_ = 1000;
+  std::string pending_close_reason_;
+  phase phase_ = phase::admitting;
+  bool writing_ = false;
+  bool close_sent_ = false;
+  bool ping_in_flight_ = false;
+
+  // Read from other threads (sweeps, metrics) without asking the strand.
+  std::atomic<int> reason_{-1};
+  std::atomic<uint16_t> close_code_{1006};
+  std::atomic<uint8_t> public_phase_{0};
+  std::atomic<uint64_t> queued_bytes_{0};
+  const steady_time opened_at_;
+  steady_time handshake_deadline_;
+  std::atomic<int64_t> last_frame_in_ns_;
+  std::atomic<int64_t> last_message_ns_;
+  std::atomic<int64_t> ping_sent_ns_{0};
+};
+
+}  // namespace wsvisor
