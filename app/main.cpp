@@ -1,1 +1,188 @@
-int main() { return 0; }
+// wsvisor: wires the configuration, the logger, the io_context, the actor system, the
+// service tree and the listener, then waits for a signal and drains. Nothing else.
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "logging.hpp"
+#include "wsvisor/config.hpp"
+#include "wsvisor/metrics.hpp"
+#include "wsvisor/server.hpp"
+#include "wsvisor/service.hpp"
+
+namespace {
+
+using namespace wsvisor;
+namespace net = boost::asio;
+
+// Set once the process may exit; main() waits for it.
+class exit_latch {
+ public:
+  void open(int code) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (open_) return;
+    open_ = true;
+    code_ = code;
+    opened_.notify_all();
+  }
+  int wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    opened_.wait(lock, [this] { return open_; });
+    return code_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable opened_;
+  bool open_ = false;
+  int code_ = 0;
+};
+
+// The drain of CONTRACT section 9, polled on the io_context: done when every
+// connection is closed, or at drain_timeout (then the rest are closed hard).
+class drain_watch : public std::enable_shared_from_this<drain_watch> {
+ public:
+  drain_watch(net::io_context& io, service& tree, const settings& config, exit_latch& latch)
+      : timer_(io), tree_(tree), latch_(latch),
+        deadline_(std::chrono::steady_clock::now() + config.shutdown.drain_timeout) {}
+
+  void start() { poll(); }
+
+ private:
+  void poll() {
+    if (tree_.connections() == 0) {
+      spdlog::info("drain complete: every connection closed");
+      return latch_.open(0);
+    }
+    if (std::chrono::steady_clock::now() >= deadline_) {
+      spdlog::warn("drain deadline reached (shutdown.drain_timeout): closing {} connections "
+                   "at once",
+                   tree_.connections());
+      tree_.close_all_now();
+      return latch_.open(0);
+    }
+    timer_.expires_after(std::chrono::milliseconds(20));
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec) self->poll();
+    });
+  }
+
+  net::steady_timer timer_;
+  service& tree_;
+  exit_latch& latch_;
+  std::chrono::steady_clock::time_point deadline_;
+};
+
+int serve(const settings& config) {
+  const unsigned io_threads = io_thread_count(config);
+  const unsigned shard_count = actor_thread_count(config);
+  net::io_context io(static_cast<int>(io_threads));
+  auto work = net::make_work_guard(io);
+  std::vector<std::thread> threads;
+  for (unsigned i = 0; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });
+
+  caf::actor_system_config actor_config;
+  if (config.server.scheduler == "io") {
+    use_io_scheduler(actor_config, io);
+  } else {
+    actor_config.set("scheduler.max-threads", static_cast<size_t>(shard_count));
+  }
+  actor_config.set("logger.verbosity", caf::atom("quiet"));
+
+  int exit_code = 0;
+  {
+    caf::actor_system system{actor_config};
+    metrics stats;
+    service tree(system, config, stats, shard_count);
+    tree.start();
+    server listener(io, config, tree, stats);
+    exit_latch latch;
+    net::signal_set signals(io, SIGINT, SIGTERM);
+    int signals_seen = 0;
+    std::function<void(const boost::system::error_code&, int)> on_signal =
+        [&](const boost::system::error_code& ec, int signal_number) {
+          if (ec) return;
+          if (++signals_seen == 1) {
+            spdlog::info("signal {} received: draining (a second signal closes everything now)",
+                         signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+            tree.begin_drain();
+            std::make_shared<drain_watch>(io, tree, config, latch)->start();
+          } else {
+            spdlog::info("second signal: closing every connection at once");
+            tree.close_all_now();
+            latch.open(0);
+          }
+          signals.async_wait(on_signal);
+        };
+    signals.async_wait(on_signal);
+
+    if (const auto error = listener.listen(); !error.empty()) {
+      spdlog::critical("{}", error);
+      exit_code = 1;
+    } else {
+      tree.set_listening();
+      spdlog::info("wsvisor listening on {}:{} (ws path {}, scheduler {}, {} io threads, {} shards)",
+                   config.server.host, listener.port(), config.server.ws_path,
+                   config.server.scheduler, io_threads, shard_count);
+      exit_code = latch.wait();
+    }
+    signals.cancel();
+    listener.stop_accepting();
+    tree.close_all_now();
+    // Give aborted sessions a moment to tell their actors, so the tree stops empty.
+    for (int i = 0; i < 100 && tree.connections() > 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    tree.stop();
+    system.await_all_actors_done();
+    // CAF keeps a thread-local reference to its logger in every thread that spawned an
+    // actor, and ~actor_system waits for the last one: the io threads must be gone
+    // before it. What they leave queued, the io scheduler runs while it stops.
+    work.reset();
+    io.stop();
+    for (auto& t : threads) t.join();
+  }
+  spdlog::info("wsvisor exiting with code {}", exit_code);
+  return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cli_result cli;
+  try {
+    cli = parse_command_line(argc, argv, process_environment());
+  } catch (const config_error& error) {
+    std::fprintf(stderr, "wsvisor: %s\n", error.what());
+    return 2;
+  }
+  switch (cli.action) {
+    case cli_action::help:
+      std::fputs(cli.help_text.c_str(), stdout);
+      return 0;
+    case cli_action::version:
+      std::printf("wsvisor %s\n", WSVISOR_VERSION);
+      return 0;
+    case cli_action::check_config:
+      std::fputs(render_effective(cli.config).c_str(), stdout);
+      return 0;
+    case cli_action::run:
+      break;
+  }
+  setup_logging(cli.config.log);
+  spdlog::info("wsvisor {} starting (config {})", WSVISOR_VERSION,
+               cli.config_path.empty() ? "built-in defaults" : cli.config_path);
+  return serve(cli.config);
+}
