@@ -1,0 +1,61 @@
+# wsvisor container image: built from source on Debian bookworm (the platform the project
+# targets), run on bookworm-slim with only the shared libraries the binary loads.
+#
+#   docker build -t wsvisor .
+#   docker run -p 8080:8080 wsvisor
+#
+# Apt packages are not pinned to exact versions on purpose: Debian stable keeps only the
+# newest point and security revision of each package in its archive, so an exact pin
+# stops building after the next security update. The suite (bookworm) fixes the major
+# versions, and the runtime package names carry the library SONAMEs (libcaf-core0.17,
+# libboost-json1.81.0, ...), so the ABI cannot drift under the binary.
+
+FROM debian:bookworm AS build
+WORKDIR /src
+# The dependency installer alone first, so that the package layer is cached across
+# source changes.
+COPY tools/install-deps.sh tools/install-deps.sh
+RUN ./tools/install-deps.sh && rm -rf /var/lib/apt/lists/*
+COPY . .
+RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+ && cmake --build build --target wsvisor
+
+FROM debian:bookworm-slim
+# Runtime libraries of build/wsvisor (libstdc++, libgcc and libc are in the base image).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      libboost-json1.81.0 \
+      libboost-system1.81.0 \
+      libcaf-core0.17 \
+      libcaf-io0.17 \
+      libfmt9 \
+      libprometheus-cpp-core1.0 \
+      libspdlog1.10 \
+      libssl3 \
+      libtomlplusplus3 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 wsvisor \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin wsvisor
+
+COPY --from=build /src/build/wsvisor /usr/local/bin/wsvisor
+COPY config/wsvisor.toml /etc/wsvisor/wsvisor.toml
+# Fails the image build, rather than the first container start, when a library the
+# binary needs is missing from the list above.
+RUN if ldd /usr/local/bin/wsvisor | grep 'not found'; then exit 1; fi \
+ && /usr/local/bin/wsvisor --version
+
+# A numeric user, so that platforms enforcing runAsNonRoot can verify it without /etc/passwd.
+USER 10001:10001
+# Container platforms pass the port in PORT; it overrides server.port of the file.
+ENV PORT=8080
+EXPOSE 8080
+# SIGTERM starts the graceful drain (shutdown.drain_timeout, 8 s by default, within the
+# 10 s that docker stop waits before SIGKILL).
+STOPSIGNAL SIGTERM
+# The image has no curl: bash's /dev/tcp sends the request and the status line must say
+# 200. The timeout kills a probe that connects but gets no answer. No --start-period
+# (dockerfilelint 1.8 rejects the option, and start-up takes well under the 30 s that
+# three failed probes need to mark the container unhealthy).
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+  CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${PORT} && printf 'GET /health/live HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+ENTRYPOINT ["/usr/local/bin/wsvisor", "--config", "/etc/wsvisor/wsvisor.toml"]
