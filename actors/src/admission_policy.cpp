@@ -39,8 +39,9 @@ bool admission_policy::take_token(steady_time now) {
                        tokens_ + std::max(0.0, elapsed) * limits_.accept_rate);
   }
   last_refill_ = now;
-  if (tokens_ < 1.0) return false;
-  tokens_ -= 1.0;
+  // A whole token, give or take the rounding of repeated refills.
+  if (tokens_ < 1.0 - 1e-9) return false;
+  tokens_ = std::max(0.0, tokens_ - 1.0);
   return true;
 }
 
@@ -51,10 +52,10 @@ unsigned admission_policy::least_loaded_shard() const {
 
 admission_policy::verdict admission_policy::decide(const admission_request& request,
                                                    steady_time now, bool tree_up,
-                                                   bool draining) {
+                                                   bool draining, bool charge_token) {
   if (!tree_up) return refuse(reject_reason::starting, true);
   if (draining) return refuse(reject_reason::draining, true);
-  if (!take_token(now)) return refuse(reject_reason::rate_limited, true);
+  if (charge_token && !take_token(now)) return refuse(reject_reason::rate_limited, true);
   if (!request.origin.empty() && !allowed_origins_.empty() &&
       std::find(allowed_origins_.begin(), allowed_origins_.end(), request.origin) ==
           allowed_origins_.end())

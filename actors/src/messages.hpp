@@ -4,13 +4,45 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 
-#include <memory>
+#include <caf/actor.hpp>
 
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "wsvisor/admin.hpp"
 #include "wsvisor/admission.hpp"
 #include "wsvisor/metrics.hpp"
 #include "wsvisor/session_port.hpp"
+#include "wsvisor/sweep.hpp"
 
 namespace wsvisor {
+
+// What a shard tells about one of its connections (sweeps, admin listing).
+struct connection_snapshot {
+  caf::actor actor;
+  uint64_t id = 0;
+  std::string user;
+  std::string ip;
+  std::chrono::system_clock::time_point admitted_wall;
+  liveness_times live;
+  uint64_t restarts = 0;
+};
+
+// A slot as the limit guard counts it.
+struct slot_key {
+  unsigned shard = 0;
+  std::string user;
+  std::string ip;
+};
+
+// What one shard's periodic checks closed.
+struct periodic_counts {
+  uint64_t zombie = 0;
+  uint64_t idle = 0;
+  uint64_t lifetime = 0;
+};
 
 // session -> connection: one text or binary message from the client.
 using inbound_atom = caf::atom_constant<caf::atom("inbound")>;
@@ -33,9 +65,46 @@ using abort_all_atom = caf::atom_constant<caf::atom("abortall")>;
 // -> root: liveness round trip.
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
 using pong_atom = caf::atom_constant<caf::atom("pong")>;
+// janitor -> connection: ping the peer now (moderate sweep probe).
+using probe_atom = caf::atom_constant<caf::atom("probe")>;
+// janitor/shard -> connection: close (code, text, close_reason) and release the slot now,
+// without waiting for the peer (sweeps, restart budget).
+using evict_atom = caf::atom_constant<caf::atom("evict")>;
+// admin -> any actor: a fault of CONTRACT section 8.
+using fault_atom = caf::atom_constant<caf::atom("fault")>;
+using crash_atom = caf::atom_constant<caf::atom("crash")>;
+using clear_atom = caf::atom_constant<caf::atom("clear")>;
+// connection -> shard: a handler threw and the connection restarted.
+using crashed_atom = caf::atom_constant<caf::atom("crashed")>;
+// shard (dying) -> limit_guard: forget these slots, all at once.
+using shard_down_atom = caf::atom_constant<caf::atom("sharddown")>;
+// limit_guard -> shard: every slot you hold (for a rebuild after a restart).
+using table_atom = caf::atom_constant<caf::atom("table")>;
+// janitor -> itself: periodic sweep; -> shard: the periodic checks of its table.
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
+// -> shard: a snapshot of the connections in a scope.
+using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
+// janitor -> itself: the probe_timeout of an emergency sweep has passed.
+using probed_atom = caf::atom_constant<caf::atom("probed")>;
+// janitor -> itself: the next batch of the paced drain.
+using drain_tick_atom = caf::atom_constant<caf::atom("draintick")>;
+// -> shard: graceful admin close (4002) by id or user: number closed.
+using admin_close_atom = caf::atom_constant<caf::atom("aclose")>;
+// -> shard: the connection count of this shard.
+using count_atom = caf::atom_constant<caf::atom("count")>;
 
 }  // namespace wsvisor
 
 // Local-only message types (wsvisor never sends messages across a network).
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::admission_ticket)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::close_reason)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::eviction_reason)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_kind)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_scope)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_level)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::standing_fault)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::periodic_counts)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<wsvisor::connection_snapshot>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<wsvisor::slot_key>)

@@ -1,41 +1,76 @@
 #include "root.hpp"
 
+#include <prometheus/counter.h>
 #include <spdlog/spdlog.h>
 
+#include <wsvisor/supervisor.hpp>
+
+#include "janitor.hpp"
 #include "limit_guard.hpp"
-#include "messages.hpp"
 #include "shard.hpp"
 
 namespace wsvisor {
+namespace {
 
-caf::behavior root_actor(caf::stateful_actor<root_state>* self,
-                         std::shared_ptr<service_context> context) {
-  self->state.context = context;
-  auto guard = self->spawn<caf::monitored>(limit_guard_actor, context);
-  std::vector<caf::actor> shards;
-  for (unsigned i = 0; i < context->shard_count; ++i)
-    shards.push_back(self->spawn<caf::monitored>(shard_actor, context, i));
-  {
-    std::lock_guard<std::mutex> lock(context->handles_mutex);
-    context->guard_handle = guard;
-    context->shard_handles = shards;
-  }
-  self->set_down_handler([self](caf::down_msg& down) {
-    spdlog::error("service actor {} stopped: {}", caf::to_string(down.source),
-                  caf::to_string(down.reason));
-  });
-  // Stopping the root stops its children first.
-  self->set_exit_handler([self](caf::exit_msg& exit) {
-    auto& context = *self->state.context;
-    for (auto& shard : context.shards()) self->send_exit(shard, exit.reason);
-    if (auto g = context.guard()) self->send_exit(g, exit.reason);
-    self->quit(exit.reason);
-  });
-  context->tree_up = true;
-  spdlog::info("supervision tree up: limit_guard and {} shards", context->shard_count);
-  return {
-      [](ping_atom) { return pong_atom::value; },
+actor_kind kind_of(const std::string& child_id) {
+  if (child_id == "limit_guard") return actor_kind::limit_guard;
+  if (child_id == "janitor") return actor_kind::janitor;
+  return actor_kind::shard;
+}
+
+}  // namespace
+
+caf::actor spawn_service_tree(std::shared_ptr<service_context> context) {
+  const auto& supervision = context->config.supervision;
+  supervisor_spec spec;
+  spec.name = "root";
+  spec.strategy = restart_strategy::one_for_one;
+  spec.intensity.max_restarts = supervision.service_restarts;
+  spec.intensity.period = supervision.service_restart_period;
+  backoff_policy backoff;
+  backoff.min_delay = supervision.backoff_min;
+  backoff.max_delay = supervision.backoff_max;
+  spec.backoff = backoff;
+
+  child_spec guard;
+  guard.id = "limit_guard";
+  guard.start = [context](caf::local_actor& root) {
+    auto actor = root.spawn(limit_guard_actor, context);
+    context->set_guard(actor);
+    return actor;
   };
+  spec.children.push_back(guard);
+
+  child_spec janitor;
+  janitor.id = "janitor";
+  janitor.start = [context](caf::local_actor& root) {
+    auto actor = root.spawn(janitor_actor, context);
+    context->set_janitor(actor);
+    return actor;
+  };
+  spec.children.push_back(janitor);
+
+  for (unsigned i = 0; i < context->shard_count; ++i) {
+    child_spec shard;
+    shard.id = "shard-" + std::to_string(i);
+    shard.start = [context, i](caf::local_actor& root) {
+      auto actor = root.spawn(shard_actor, context, i);
+      context->set_shard(i, actor);
+      // Children start in order: the last shard up means the whole tree is up.
+      if (i + 1 == context->shard_count) context->tree_up = true;
+      return actor;
+    };
+    spec.children.push_back(shard);
+  }
+
+  spec.on_restart = [context](const std::string& child_id, const caf::actor&) {
+    context->stats.actor_restarts(kind_of(child_id)).Increment();
+    spdlog::warn("supervisor root restarted {}", child_id);
+  };
+  auto root = context->system.spawn<supervisor>(std::move(spec));
+  spdlog::info("supervision tree up: root over limit_guard, janitor and {} shards",
+               context->shard_count);
+  return root;
 }
 
 }  // namespace wsvisor

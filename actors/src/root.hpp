@@ -1,9 +1,10 @@
-// The root of the service tree: it spawns the limit guard and the shards, and answers
-// the liveness round trip of /health/live.
+// The service tree (CONTRACT section 7): a one_for_one root supervisor over the limit
+// guard, the janitor and the K shards, with service_restarts within
+// service_restart_period. Each child, when (re)started, publishes its handle in the
+// service context; a restarted limit guard rebuilds its counts from the shards.
 #pragma once
 
-#include <caf/event_based_actor.hpp>
-#include <caf/stateful_actor.hpp>
+#include <caf/actor.hpp>
 
 #include <memory>
 
@@ -11,12 +12,6 @@
 
 namespace wsvisor {
 
-struct root_state {
-  std::shared_ptr<service_context> context;
-  static inline const char* name = "root";
-};
-
-caf::behavior root_actor(caf::stateful_actor<root_state>* self,
-                         std::shared_ptr<service_context> context);
+caf::actor spawn_service_tree(std::shared_ptr<service_context> context);
 
 }  // namespace wsvisor

@@ -8,11 +8,82 @@
 #include <prometheus/gauge.h>
 #include <spdlog/spdlog.h>
 
+#include <wsvisor/supervisor.hpp>
+
 #include "messages.hpp"
 #include "root.hpp"
 #include "service_context.hpp"
 
 namespace wsvisor {
+namespace {
+
+using clock = std::chrono::steady_clock;
+constexpr auto kAdminTimeout = std::chrono::seconds(2);
+
+// Runs `work` in a short-lived actor of its own, so that the admin API can use
+// request/then from a non-actor thread.
+void in_helper_actor(caf::actor_system& system,
+                     std::function<void(caf::event_based_actor*)> work) {
+  system.spawn([work = std::move(work)](caf::event_based_actor* self) { work(self); });
+}
+
+// Asks every shard the same question; `done` gets every answer that came in time.
+template <class Answer, class... Ts>
+void ask_shards(caf::event_based_actor* self, const std::vector<caf::actor>& shards,
+                std::function<void(std::vector<Answer>&)> done, Ts... request) {
+  struct fan_in {
+    std::vector<Answer> answers;
+    size_t waiting = 0;
+    std::function<void(std::vector<Answer>&)> done;
+  };
+  auto gather = std::make_shared<fan_in>();
+  gather->done = std::move(done);
+  for (auto& shard : shards)
+    if (shard) ++gather->waiting;
+  if (gather->waiting == 0) return gather->done(gather->answers);
+  for (auto& shard : shards) {
+    if (!shard) continue;
+    self->request(shard, kAdminTimeout, request...)
+        .then(
+            [gather](Answer& answer) {
+              gather->answers.push_back(std::move(answer));
+              if (--gather->waiting == 0) gather->done(gather->answers);
+            },
+            [gather](caf::error&) {
+              if (--gather->waiting == 0) gather->done(gather->answers);
+            });
+  }
+}
+
+std::chrono::system_clock::time_point to_wall(steady_time t) {
+  return std::chrono::system_clock::now() -
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(clock::now() - t);
+}
+
+connection_info describe(const connection_snapshot& c) {
+  connection_info info;
+  info.id = c.id;
+  info.user = c.user;
+  info.ip = c.ip;
+  info.opened_at = c.admitted_wall;
+  info.last_activity = to_wall(std::max(c.live.last_frame_in, c.live.last_message));
+  info.state = c.live.open ? "open" : (c.live.closing ? "closing" : "handshake");
+  info.restarts = c.restarts;
+  info.queued_bytes = c.live.queued_bytes;
+  return info;
+}
+
+const char* strategy_name(restart_strategy s) {
+  switch (s) {
+    case restart_strategy::one_for_one: return "one_for_one";
+    case restart_strategy::one_for_all: return "one_for_all";
+    case restart_strategy::rest_for_one: return "rest_for_one";
+    case restart_strategy::dynamic: return "dynamic";
+  }
+  return "one_for_one";
+}
+
+}  // namespace
 
 service::service(caf::actor_system& system, const settings& config, metrics& stats,
                  unsigned shard_count)
@@ -21,10 +92,31 @@ service::service(caf::actor_system& system, const settings& config, metrics& sta
 
 service::~service() = default;
 
+void service::on_give_up(std::function<void()> callback) { give_up_ = std::move(callback); }
+
 void service::start() {
-  auto root = context_->system.spawn(root_actor, context_);
-  std::lock_guard<std::mutex> lock(context_->handles_mutex);
-  context_->root_handle = root;
+  auto root = spawn_service_tree(context_);
+  {
+    std::lock_guard<std::mutex> lock(context_->handles_mutex);
+    context_->root_handle = root;
+  }
+  // Escalation leaves the tree: the root gave up, the process exits 1 (CONTRACT section 9).
+  auto give_up = give_up_;
+  auto context = context_;
+  context_->system.spawn([root, give_up, context](caf::event_based_actor* self) {
+    self->monitor(root);
+    self->set_down_handler([self, give_up, context](caf::down_msg& down) {
+      if (down.reason == supervision_error::restart_intensity_exceeded) {
+        context->tree_up = false;
+        spdlog::critical("root supervisor gave up: more than {} restarts within {} "
+                         "(supervision.service_restarts / service_restart_period)",
+                         context->config.supervision.service_restarts,
+                         format_duration(context->config.supervision.service_restart_period));
+        if (give_up) give_up();
+      }
+      self->quit();
+    });
+  });
 }
 
 void service::set_listening() {
@@ -34,13 +126,13 @@ void service::set_listening() {
 
 void service::admit(admission_ticket ticket) {
   auto guard = context_->guard();
-  if (!guard) {
+  if (!guard || !context_->tree_up) {
     // Before the tree exists there is nobody to ask: that is "starting".
     admission_decision decision;
-    decision.reason = reject_reason::starting;
+    decision.reason = context_->draining ? reject_reason::draining : reject_reason::starting;
     decision.retry_after = std::chrono::duration_cast<std::chrono::seconds>(
         context_->config.limits.retry_after);
-    context_->stats.admissions_rejected(reject_reason::starting).Increment();
+    context_->stats.admissions_rejected(decision.reason).Increment();
     ticket->reply(std::move(decision));
     return;
   }
@@ -51,14 +143,18 @@ void service::begin_drain() {
   if (context_->draining.exchange(true)) return;
   context_->stats.draining().Set(1);
   context_->stats.ready().Set(0);
-  spdlog::info("drain begun: readiness 503, closing {} connections with 1001",
-               connections());
-  for (auto& shard : context_->shards()) caf::anon_send(shard, drain_atom::value);
+  spdlog::info("drain begun: readiness 503, {} connections to close with 1001", connections());
+  if (auto janitor = context_->janitor()) {
+    caf::anon_send(janitor, drain_atom::value);
+  } else {
+    for (auto& shard : context_->shards()) caf::anon_send(shard, drain_atom::value);
+  }
 }
 
 void service::close_all_now() {
-  spdlog::info("closing {} remaining connections at once", connections());
-  for (auto& shard : context_->shards()) caf::anon_send(shard, abort_all_atom::value);
+  if (connections() > 0) spdlog::info("closing {} remaining connections at once", connections());
+  for (auto& shard : context_->shards())
+    if (shard) caf::anon_send(shard, abort_all_atom::value);
 }
 
 void service::stop() {
@@ -66,6 +162,7 @@ void service::stop() {
   std::lock_guard<std::mutex> lock(context_->handles_mutex);
   context_->root_handle = nullptr;
   context_->guard_handle = nullptr;
+  context_->janitor_handle = nullptr;
   context_->shard_handles.clear();
 }
 
@@ -85,16 +182,166 @@ unsigned service::shard_count() const { return context_->shard_count; }
 void service::ping_root(std::function<void(bool)> done) {
   auto root = context_->root();
   if (!root) return done(false);
-  context_->system.spawn([root, done](caf::event_based_actor* self) {
-    self->request(root, std::chrono::seconds(1), ping_atom::value)
-        .then([self, done](pong_atom) {
-          done(true);
-          self->quit();
+  in_helper_actor(context_->system, [root, done](caf::event_based_actor* self) {
+    self->request(root, std::chrono::seconds(1), supervisor_tree_atom::value)
+        .then([self, done](const supervisor_tree&) { done(true); },
+              [self, done](caf::error&) { done(false); });
+  });
+}
+
+void service::list_connections(std::optional<std::string> user,
+                               std::function<void(std::vector<connection_info>)> done) {
+  sweep_scope scope;
+  if (user) {
+    scope.what = sweep_scope::kind::user;
+    scope.value = *user;
+  }
+  auto shards = context_->shards();
+  in_helper_actor(context_->system, [shards, scope, done](caf::event_based_actor* self) {
+    ask_shards<std::vector<connection_snapshot>>(
+        self, shards,
+        [done](std::vector<std::vector<connection_snapshot>>& per_shard) {
+          std::vector<connection_info> all;
+          for (auto& list : per_shard)
+            for (auto& c : list) all.push_back(describe(c));
+          std::sort(all.begin(), all.end(),
+                    [](const auto& a, const auto& b) { return a.id < b.id; });
+          done(std::move(all));
         },
-              [self, done](caf::error&) {
-                done(false);
-                self->quit();
-              });
+        snapshot_atom::value, scope);
+  });
+}
+
+void service::tree(std::function<void(std::optional<tree_node>)> done) {
+  auto root = context_->root();
+  if (!root) return done(std::nullopt);
+  auto shards = context_->shards();
+  in_helper_actor(context_->system, [root, shards, done](caf::event_based_actor* self) {
+    self->request(root, kAdminTimeout, supervisor_tree_atom::value)
+        .then(
+            [self, shards, done](const supervisor_tree& tree) {
+              tree_node node;
+              node.name = tree.name;
+              node.strategy = strategy_name(tree.strategy);
+              node.restarts = tree.restarts;
+              for (auto& child : tree.children) {
+                tree_node c;
+                c.name = child.id;
+                c.restarts = child.restarts;
+                node.children.push_back(std::move(c));
+              }
+              // Shards show their connection count instead of listing them.
+              auto counts = std::make_shared<std::map<std::string, uint64_t>>();
+              auto remaining = std::make_shared<size_t>(shards.size());
+              auto finish = [node, counts, done]() mutable {
+                for (auto& c : node.children) {
+                  auto it = counts->find(c.name);
+                  if (c.name.rfind("shard-", 0) == 0)
+                    c.connections = it == counts->end() ? 0 : it->second;
+                }
+                done(std::move(node));
+              };
+              if (shards.empty()) return finish();
+              for (size_t i = 0; i < shards.size(); ++i) {
+                const std::string name = "shard-" + std::to_string(i);
+                self->request(shards[i], kAdminTimeout, count_atom::value)
+                    .then(
+                        [counts, remaining, finish, name](uint64_t n) mutable {
+                          (*counts)[name] = n;
+                          if (--*remaining == 0) finish();
+                        },
+                        [remaining, finish](caf::error&) mutable {
+                          if (--*remaining == 0) finish();
+                        });
+              }
+            },
+            [done](caf::error&) { done(std::nullopt); });
+  });
+}
+
+void service::sweep(sweep_level level, sweep_scope scope,
+                    std::function<void(std::optional<sweep_result>)> done) {
+  auto janitor = context_->janitor();
+  if (!janitor) return done(std::nullopt);
+  const auto timeout = context_->config.janitor.probe_timeout + kAdminTimeout;
+  in_helper_actor(context_->system, [=](caf::event_based_actor* self) {
+    self->request(janitor, timeout, sweep_atom::value, level, scope, uint64_t{0},
+                  sweep_kind::admin)
+        .then([done](const sweep_result& result) { done(result); },
+              [done](caf::error&) { done(std::nullopt); });
+  });
+}
+
+void service::close_connections(uint64_t id, std::string user,
+                                std::function<void(uint64_t)> done) {
+  auto shards = context_->shards();
+  in_helper_actor(context_->system, [=](caf::event_based_actor* self) {
+    ask_shards<uint64_t>(
+        self, shards,
+        [done](std::vector<uint64_t>& counts) {
+          uint64_t closed = 0;
+          for (auto n : counts) closed += n;
+          done(closed);
+        },
+        admin_close_atom::value, id, user);
+  });
+}
+
+void service::inject_fault(fault_request fault, std::function<void(uint64_t)> done) {
+  auto context = context_;
+  using action = fault_request::action;
+  using target = fault_request::target;
+  if (fault.what == action::crash && fault.on != target::connection) {
+    caf::actor victim;
+    if (fault.on == target::limit_guard) victim = context->guard();
+    if (fault.on == target::janitor) victim = context->janitor();
+    if (fault.on == target::shard) victim = context->shard(fault.shard_index);
+    if (!victim) return done(0);
+    spdlog::warn("fault injection: crash {}", fault.on == target::shard
+                                                   ? "shard-" + std::to_string(fault.shard_index)
+                                                   : std::string(fault.on == target::janitor
+                                                                     ? "janitor"
+                                                                     : "limit_guard"));
+    caf::anon_send(victim, fault_atom::value, crash_atom::value);
+    return done(1);
+  }
+  // Standing faults also reach the user's future connections.
+  standing_fault standing;
+  standing.poison = fault.what == action::poison;
+  standing.delay_ms = fault.what == action::delay ? fault.delay_ms : 0;
+  if (fault.what == action::clear) context->clear_faults();
+  if (standing.any() && fault.user) context->set_fault(*fault.user, standing);
+  sweep_scope scope;
+  if (fault.user && fault.what != action::clear) {
+    scope.what = sweep_scope::kind::user;
+    scope.value = *fault.user;
+  }
+  auto shards = context->shards();
+  in_helper_actor(context->system, [=](caf::event_based_actor* self) {
+    ask_shards<std::vector<connection_snapshot>>(
+        self, shards,
+        [self, fault, standing, done](std::vector<std::vector<connection_snapshot>>& per_shard) {
+          uint64_t applied = 0;
+          for (auto& list : per_shard) {
+            for (auto& c : list) {
+              if (fault.id && c.id != *fault.id) continue;
+              switch (fault.what) {
+                case action::crash: self->send(c.actor, fault_atom::value, crash_atom::value); break;
+                case action::clear: self->send(c.actor, fault_atom::value, clear_atom::value); break;
+                default: self->send(c.actor, fault_atom::value, standing); break;
+              }
+              ++applied;
+            }
+          }
+          spdlog::warn("fault injection: {} applied to {} connection actors",
+                       fault.what == action::crash    ? "crash"
+                       : fault.what == action::poison ? "poison"
+                       : fault.what == action::delay  ? "delay"
+                                                      : "clear",
+                       applied);
+          done(applied);
+        },
+        snapshot_atom::value, scope);
   });
 }
 

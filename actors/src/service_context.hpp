@@ -7,8 +7,11 @@
 
 #include <atomic>
 #include <mutex>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
+#include "wsvisor/admin.hpp"
 #include "wsvisor/config.hpp"
 #include "wsvisor/metrics.hpp"
 
@@ -43,15 +46,53 @@ struct service_context {
     std::lock_guard<std::mutex> lock(handles_mutex);
     return shard_handles;
   }
+  caf::actor janitor() const {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    return janitor_handle;
+  }
   caf::actor root() const {
     std::lock_guard<std::mutex> lock(handles_mutex);
     return root_handle;
   }
 
+  // Supervisors call these when they (re)start a child.
+  void set_guard(caf::actor a) {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    guard_handle = std::move(a);
+  }
+  void set_janitor(caf::actor a) {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    janitor_handle = std::move(a);
+  }
+  void set_shard(unsigned index, caf::actor a) {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    if (shard_handles.size() <= index) shard_handles.resize(index + 1);
+    shard_handles[index] = std::move(a);
+  }
+
+  // Standing faults by user (CONTRACT section 8): applied to future connections too.
+  standing_fault fault_for(const std::string& user) const {
+    std::lock_guard<std::mutex> lock(faults_mutex);
+    auto it = user_faults.find(user);
+    return it == user_faults.end() ? standing_fault{} : it->second;
+  }
+  void set_fault(const std::string& user, standing_fault fault) {
+    std::lock_guard<std::mutex> lock(faults_mutex);
+    user_faults[user] = fault;
+  }
+  void clear_faults() {
+    std::lock_guard<std::mutex> lock(faults_mutex);
+    user_faults.clear();
+  }
+
   mutable std::mutex handles_mutex;
   caf::actor root_handle;
   caf::actor guard_handle;
+  caf::actor janitor_handle;
   std::vector<caf::actor> shard_handles;
+
+  mutable std::mutex faults_mutex;
+  std::unordered_map<std::string, standing_fault> user_faults;
 };
 
 }  // namespace wsvisor

@@ -1,12 +1,15 @@
 // A shard supervises the connection actors of one slice of the server (dynamic
-// children). Its table is the truth about which slots are held: an entry is added when
-// the limit guard's admission makes the shard spawn a connection actor, and removed by
-// that actor's down message, exactly once, whatever killed it.
+// children, like OTP's simple_one_for_one). Its table is the truth about which slots
+// are held: an entry is added when the limit guard's admission makes the shard spawn a
+// connection actor, and removed by that actor's down message, exactly once, whatever
+// killed it. A shard that dies takes its connections with it (OTP semantics): each
+// closes with 1011 and the limit guard forgets their slots at once.
 #pragma once
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -23,12 +26,20 @@ struct shard_entry {
   std::string user;
   std::string ip;
   steady_time admitted_at;
+  std::chrono::system_clock::time_point admitted_wall;
+  uint64_t restarts = 0;
+  std::deque<steady_time> recent_restarts;  // within connection_restart_period
+  bool over_budget = false;
 };
+
+// Shared with the functor that runs when the shard dies (its state is gone by then).
+using shard_table = std::unordered_map<caf::actor_addr, shard_entry>;
 
 struct shard_state {
   std::shared_ptr<service_context> context;
   unsigned index = 0;
-  std::unordered_map<caf::actor_addr, shard_entry> table;
+  std::shared_ptr<shard_table> table = std::make_shared<shard_table>();
+  std::unordered_map<uint64_t, caf::actor_addr> by_id;
   static inline const char* name = "shard";
 };
 

@@ -27,7 +27,10 @@ class admission_policy {
   admission_policy(const settings& config, unsigned shard_count);
 
   // Decides one upgrade and, when admitted, reserves its slot in every count at once.
-  verdict decide(const admission_request& request, steady_time now, bool tree_up, bool draining);
+  // `charge_token` is false when an upgrade that already paid (it waited for a sweep)
+  // is decided again.
+  verdict decide(const admission_request& request, steady_time now, bool tree_up, bool draining,
+                 bool charge_token = true);
 
   // A slot was released (its connection actor died).
   void release(unsigned shard, const std::string& user, const std::string& ip);

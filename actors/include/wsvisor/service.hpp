@@ -8,12 +8,16 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
+#include <vector>
 #include <memory>
 #include <string>
 
+#include "wsvisor/admin.hpp"
 #include "wsvisor/admission.hpp"
 #include "wsvisor/config.hpp"
 #include "wsvisor/metrics.hpp"
+#include "wsvisor/sweep.hpp"
 
 namespace wsvisor {
 
@@ -56,8 +60,26 @@ class service {
   // A round trip through the root supervisor (liveness): `done(true)` when it answered.
   void ping_root(std::function<void(bool)> done);
 
+  // Called once, from an actor's thread, when the root supervisor gives up (restart
+  // intensity exceeded): the process should exit 1. Set before start().
+  void on_give_up(std::function<void()> callback);
+
+  // The admin API (CONTRACT sections 7 and 8). Each `done` is called exactly once, from
+  // an actor's thread; an empty optional means the tree did not answer in time.
+  void list_connections(std::optional<std::string> user,
+                        std::function<void(std::vector<connection_info>)> done);
+  void tree(std::function<void(std::optional<tree_node>)> done);
+  void sweep(sweep_level level, sweep_scope scope,
+             std::function<void(std::optional<sweep_result>)> done);
+  // Graceful close with 4002 of connection `id` (when not 0) or of every connection of
+  // `user`: how many.
+  void close_connections(uint64_t id, std::string user, std::function<void(uint64_t)> done);
+  // A fault of CONTRACT section 8 (only when faults.enabled): how many actors it reached.
+  void inject_fault(fault_request fault, std::function<void(uint64_t)> done);
+
  private:
   std::shared_ptr<service_context> context_;
+  std::function<void()> give_up_;
 };
 
 }  // namespace wsvisor

@@ -1,0 +1,293 @@
+#include "janitor.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/histogram.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace wsvisor {
+namespace {
+
+using self_ptr = caf::stateful_actor<janitor_state>*;
+using clock = std::chrono::steady_clock;
+constexpr auto kDrainTick = std::chrono::milliseconds(10);
+
+double ms_since(steady_time t) {
+  return std::chrono::duration<double, std::milli>(clock::now() - t).count();
+}
+
+// Asks every shard for something and calls `done` once with all the answers that came
+// back within `timeout` (a dead shard answers nothing and is skipped).
+template <class Answer, class... Ts>
+void ask_all_shards(self_ptr self, std::chrono::milliseconds timeout,
+                    std::function<void(std::vector<Answer>&)> done, Ts... request) {
+  auto shards = self->state.context->shards();
+  struct fan_in {
+    std::vector<Answer> answers;
+    size_t waiting = 0;
+    std::function<void(std::vector<Answer>&)> done;
+  };
+  auto gather = std::make_shared<fan_in>();
+  gather->waiting = shards.size();
+  gather->done = std::move(done);
+  if (shards.empty()) return gather->done(gather->answers);
+  for (auto& shard : shards) {
+    self->request(shard, timeout, request...)
+        .then(
+            [gather](Answer& answer) {
+              gather->answers.push_back(std::move(answer));
+              if (--gather->waiting == 0) gather->done(gather->answers);
+            },
+            [gather](caf::error&) {
+              if (--gather->waiting == 0) gather->done(gather->answers);
+            });
+  }
+}
+
+void finish_job(self_ptr self, uint64_t job_id) {
+  auto it = self->state.jobs.find(job_id);
+  if (it == self->state.jobs.end()) return;
+  auto& job = it->second;
+  auto& stats = self->state.context->stats;
+  job.result.duration_ms = ms_since(job.started);
+  stats.sweeps(job.kind).Increment();
+  stats.sweep_duration_seconds().Observe(job.result.duration_ms / 1000.0);
+  if (job.result.evicted() > 0) {
+    stats.evictions(eviction_reason::emergency).Increment(static_cast<double>(job.result.evicted()));
+    spdlog::info("sweep kind={} level={} scope={} evicted={} dead={} zombie={} idle={} "
+                 "healthy={} duration_ms={:.2f}",
+                 to_string(job.kind), to_string(job.level), job.scope.describe(),
+                 job.result.evicted(), job.result.dead, job.result.zombie, job.result.idle,
+                 job.result.healthy, job.result.duration_ms);
+  }
+  job.promise.deliver(job.result);
+  self->state.jobs.erase(it);
+}
+
+bool enough(const sweep_job& job) {
+  return job.needed > 0 && job.result.evicted() >= job.needed;
+}
+
+void evict(self_ptr self, const connection_snapshot& c, bool abortive) {
+  if (abortive)
+    self->send(c.actor, abort_atom::value, close_reason::evicted);
+  else
+    self->send(c.actor, evict_atom::value, uint16_t{1013}, std::string("evicted"),
+               close_reason::evicted);
+}
+
+// aggressive: the longest idle first; force: then the oldest, healthy or not.
+void run_ordered_levels(self_ptr self, sweep_job& job) {
+  auto& rest = job.candidates;
+  if (job.level >= sweep_level::aggressive && !enough(job)) {
+    std::sort(rest.begin(), rest.end(), [](const auto& a, const auto& b) {
+      return a.live.last_message < b.live.last_message;
+    });
+    size_t used = 0;
+    for (; used < rest.size() && job.result.evicted() < job.needed; ++used) {
+      evict(self, rest[used], false);
+      ++job.result.idle;
+    }
+    rest.erase(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(used));
+  }
+  if (job.level >= sweep_level::force && !enough(job)) {
+    std::sort(rest.begin(), rest.end(), [](const auto& a, const auto& b) {
+      return a.live.opened_at < b.live.opened_at;
+    });
+    for (size_t i = 0; i < rest.size() && job.result.evicted() < job.needed; ++i) {
+      evict(self, rest[i], false);
+      ++job.result.healthy;
+    }
+  }
+}
+
+void start_job(self_ptr self, uint64_t job_id) {
+  const auto timeout = self->state.context->config.limits.admission_timeout;
+  ask_all_shards<std::vector<connection_snapshot>>(
+      self, timeout,
+      [self, job_id](std::vector<std::vector<connection_snapshot>>& per_shard) {
+        auto it = self->state.jobs.find(job_id);
+        if (it == self->state.jobs.end()) return;
+        auto& job = it->second;
+        const auto& janitor = self->state.context->config.janitor;
+        const auto now = clock::now();
+        uint64_t in_scope = 0;
+        for (auto& list : per_shard) in_scope += list.size();
+        if (job.kind == sweep_kind::admin)
+          job.needed = admin_sweep_target(self->state.context->config, job.scope, in_scope);
+        // conservative: known dead (a ping unanswered past pong_timeout) or stuck closing.
+        for (auto& list : per_shard) {
+          for (auto& c : list) {
+            const bool unanswered = c.live.ping_sent_at != steady_time{} &&
+                                    now - c.live.ping_sent_at >= janitor.pong_timeout;
+            if (c.live.closing || unanswered) {
+              evict(self, c, true);
+              ++job.result.dead;
+            } else if (c.live.open) {
+              job.candidates.push_back(std::move(c));
+            }
+          }
+        }
+        const bool stop_early = job.kind != sweep_kind::admin && enough(job);
+        if (job.level == sweep_level::conservative || stop_early || job.candidates.empty())
+          return finish_job(self, job_id);
+        // moderate: ping everyone left in scope; who stays silent for probe_timeout is
+        // a zombie.
+        job.probe_sent = clock::now();
+        for (auto& c : job.candidates) self->send(c.actor, probe_atom::value);
+        self->delayed_send(self, janitor.probe_timeout, probed_atom::value, job_id);
+      },
+      snapshot_atom::value, self->state.jobs[job_id].scope);
+}
+
+void after_probe(self_ptr self, uint64_t job_id) {
+  auto it = self->state.jobs.find(job_id);
+  if (it == self->state.jobs.end()) return;
+  const auto timeout = self->state.context->config.limits.admission_timeout;
+  ask_all_shards<std::vector<connection_snapshot>>(
+      self, timeout,
+      [self, job_id](std::vector<std::vector<connection_snapshot>>& per_shard) {
+        auto it = self->state.jobs.find(job_id);
+        if (it == self->state.jobs.end()) return;
+        auto& job = it->second;
+        std::unordered_map<caf::actor_addr, const connection_snapshot*> now_seen;
+        for (auto& list : per_shard)
+          for (auto& c : list) now_seen.emplace(c.actor.address(), &c);
+        std::vector<connection_snapshot> responsive;
+        for (auto& c : job.candidates) {
+          auto seen = now_seen.find(c.actor.address());
+          if (seen == now_seen.end()) continue;  // gone meanwhile
+          if (seen->second->live.last_frame_in < job.probe_sent) {
+            evict(self, c, true);  // silent: closed without a close frame
+            ++job.result.zombie;
+          } else {
+            responsive.push_back(*seen->second);
+          }
+        }
+        job.candidates = std::move(responsive);
+        const bool stop_early = job.kind != sweep_kind::admin && enough(job);
+        if (!stop_early) run_ordered_levels(self, job);
+        finish_job(self, job_id);
+      },
+      snapshot_atom::value, it->second.scope);
+}
+
+void periodic_sweep(self_ptr self) {
+  auto& state = self->state;
+  if (state.periodic_running) return;  // the last one has not finished: skip a beat
+  state.periodic_running = true;
+  const auto started = clock::now();
+  ask_all_shards<periodic_counts>(
+      self, state.context->config.janitor.sweep_interval,
+      [self, started](std::vector<periodic_counts>& answers) {
+        self->state.periodic_running = false;
+        periodic_counts total;
+        for (auto& a : answers) {
+          total.zombie += a.zombie;
+          total.idle += a.idle;
+          total.lifetime += a.lifetime;
+        }
+        auto& stats = self->state.context->stats;
+        const double ms = ms_since(started);
+        stats.sweeps(sweep_kind::periodic).Increment();
+        stats.sweep_duration_seconds().Observe(ms / 1000.0);
+        const auto evicted = total.zombie + total.idle + total.lifetime;
+        if (evicted > 0)
+          spdlog::info("sweep kind=periodic evicted={} zombie={} idle={} lifetime={} "
+                       "duration_ms={:.2f}",
+                       evicted, total.zombie, total.idle, total.lifetime, ms);
+      },
+      tick_atom::value);
+}
+
+void drain_step(self_ptr self) {
+  auto& state = self->state;
+  const size_t end = std::min(state.drain_queue.size(), state.drain_next + state.drain_batch);
+  for (; state.drain_next < end; ++state.drain_next) {
+    self->send(state.drain_queue[state.drain_next], close_atom::value, uint16_t{1001},
+               std::string("shutdown"), close_reason::drain);
+    state.context->stats.evictions(eviction_reason::drain).Increment();
+  }
+  if (state.drain_next < state.drain_queue.size()) {
+    self->delayed_send(self, kDrainTick, drain_tick_atom::value);
+  } else {
+    state.drain_queue.clear();
+  }
+}
+
+}  // namespace
+
+uint64_t admin_sweep_target(const settings& config, const sweep_scope& scope, uint64_t in_scope) {
+  uint64_t keep = 0;
+  switch (scope.what) {
+    case sweep_scope::kind::all:
+      keep = config.limits.soft_connections;
+      break;
+    case sweep_scope::kind::user:
+      keep = config.limits.max_per_user * 7 / 10;
+      break;
+    case sweep_scope::kind::ip:
+      keep = config.limits.max_per_ip * 7 / 10;
+      break;
+  }
+  return in_scope > keep ? in_scope - keep : 0;
+}
+
+caf::behavior janitor_actor(self_ptr self, std::shared_ptr<service_context> context) {
+  self->state.context = context;
+  self->delayed_send(self, context->config.janitor.sweep_interval, tick_atom::value);
+  return {
+      [self](tick_atom) {
+        periodic_sweep(self);
+        self->delayed_send(self, self->state.context->config.janitor.sweep_interval,
+                           tick_atom::value);
+      },
+      [self](sweep_atom, sweep_level level, sweep_scope& scope, uint64_t needed,
+             sweep_kind kind) -> caf::result<sweep_result> {
+        const uint64_t id = self->state.next_job++;
+        auto& job = self->state.jobs[id];
+        job.level = level;
+        job.scope = std::move(scope);
+        job.needed = needed;
+        job.kind = kind;
+        job.started = clock::now();
+        job.result.level = level;
+        job.result.scope = job.scope;
+        job.promise = self->make_response_promise();
+        auto promise = job.promise;
+        start_job(self, id);
+        return promise;
+      },
+      [self](probed_atom, uint64_t job_id) { after_probe(self, job_id); },
+      [self](drain_atom) {
+        // Paced drain (CONTRACT section 9): every connection gets 1001 after its queued
+        // messages, the closes spread across drain_spread.
+        if (self->state.draining) return;
+        self->state.draining = true;
+        ask_all_shards<std::vector<connection_snapshot>>(
+            self, self->state.context->config.limits.admission_timeout,
+            [self](std::vector<std::vector<connection_snapshot>>& per_shard) {
+              auto& state = self->state;
+              for (auto& list : per_shard)
+                for (auto& c : list) state.drain_queue.push_back(c.actor);
+              const auto spread = state.context->config.shutdown.drain_spread;
+              const auto ticks = std::max<int64_t>(1, spread / kDrainTick);
+              state.drain_batch = std::max<size_t>(
+                  1, (state.drain_queue.size() + static_cast<size_t>(ticks) - 1) /
+                         static_cast<size_t>(ticks));
+              spdlog::info("drain: closing {} connections with 1001 across {}",
+                           state.drain_queue.size(), format_duration(spread));
+              drain_step(self);
+            },
+            snapshot_atom::value, sweep_scope{});
+      },
+      [self](drain_tick_atom) { drain_step(self); },
+      [](fault_atom, crash_atom) -> caf::result<void> {
+        throw std::runtime_error("janitor crash (fault injection)");
+      },
+  };
+}
+
+}  // namespace wsvisor
