@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -107,21 +108,35 @@ int serve(const settings& config) {
     caf::actor_system system{actor_config};
     metrics stats;
     service tree(system, config, stats, shard_count);
+    exit_latch latch;
+    // The root supervisor gave up (restart intensity exceeded): exit 1, so that the
+    // container platform restarts the process (CONTRACT section 9).
+    tree.on_give_up([&tree, &latch] {
+      tree.close_all_now();
+      latch.open(1);
+    });
     tree.start();
     server listener(io, config, tree, stats);
-    exit_latch latch;
+    // SIGTERM, SIGINT and POST /admin/drain all begin the same drain, once.
+    std::atomic<bool> drain_begun{false};
+    auto begin_drain = [&] {
+      if (drain_begun.exchange(true)) return;
+      tree.begin_drain();
+      std::make_shared<drain_watch>(io, tree, config, latch)->start();
+    };
+    listener.on_drain_request(begin_drain);
     net::signal_set signals(io, SIGINT, SIGTERM);
     int signals_seen = 0;
     std::function<void(const boost::system::error_code&, int)> on_signal =
         [&](const boost::system::error_code& ec, int signal_number) {
           if (ec) return;
-          if (++signals_seen == 1) {
+          if (++signals_seen == 1 && !drain_begun) {
             spdlog::info("signal {} received: draining (a second signal closes everything now)",
                          signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
-            tree.begin_drain();
-            std::make_shared<drain_watch>(io, tree, config, latch)->start();
+            begin_drain();
           } else {
-            spdlog::info("second signal: closing every connection at once");
+            spdlog::info("signal {} received again: closing every connection at once",
+                         signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
             tree.close_all_now();
             latch.open(0);
           }

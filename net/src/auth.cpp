@@ -7,7 +7,9 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <vector>
 
 namespace wsvisor {
@@ -72,6 +74,9 @@ std::optional<std::string> base64url_decode(std::string_view text) {
     }
   }
   if (bits >= 6) return std::nullopt;  // a dangling sextet is not valid base64
+  // Canonical form only: the unused low bits must be zero, so that no two texts decode
+  // to the same bytes (a JWT signature cannot be altered in its last character).
+  if ((buffer & ((1u << bits) - 1)) != 0) return std::nullopt;
   return out;
 }
 
@@ -145,8 +150,11 @@ std::optional<std::string> find_token(const upgrade_request& request) {
   const auto authorization = request.find(http::field::authorization);
   if (authorization != request.end()) {
     std::string_view value(authorization->value().data(), authorization->value().size());
-    constexpr std::string_view bearer = "Bearer ";
-    if (value.size() > bearer.size() && value.substr(0, bearer.size()) == bearer)
+    // The scheme is case-insensitive (RFC 7235).
+    constexpr std::string_view bearer = "bearer ";
+    if (value.size() > bearer.size() &&
+        std::equal(bearer.begin(), bearer.end(), value.begin(),
+                   [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); }))
       return std::string(value.substr(bearer.size()));
   }
   for (auto entry : offered_subprotocols(request))

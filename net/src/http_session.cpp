@@ -11,6 +11,7 @@
 #include <prometheus/counter.h>
 #include <spdlog/spdlog.h>
 
+#include "admin_api.hpp"
 #include "websocket_session.hpp"
 #include "wsvisor/client_address.hpp"
 #include "wsvisor/http_router.hpp"
@@ -102,7 +103,10 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
     case route::metrics:
       return answer(metrics_text(version, keep_alive));
     case route::admin:
-      return answer(admin(request));
+      return handle_admin_request(request, state_, [self = shared_from_this()](http_response r) {
+        net::post(self->stream_.get_executor(),
+                  [self, r = std::move(r)]() mutable { self->answer(std::move(r)); });
+      });
     case route::upgrade_required: {
       auto response = json_response(http::status::upgrade_required, error_body("upgrade_required"),
                                     version, keep_alive);
@@ -172,20 +176,6 @@ http_response http_session::metrics_text(unsigned version, bool keep_alive) cons
   response.body() = state_->stats.render();
   response.prepare_payload();
   return response;
-}
-
-http_response http_session::admin(const http::request<http::string_body>& request) {
-  const auto& token = state_->config.admin.token;
-  // Without a token the admin API does not exist (CONTRACT section 7).
-  if (token.empty())
-    return json_response(http::status::not_found, error_body("not_found"), request.version(),
-                         request.keep_alive());
-  const auto authorization = request.find(http::field::authorization);
-  if (authorization == request.end() || authorization->value() != "Bearer " + token)
-    return json_response(http::status::unauthorized, error_body("unauthorized"),
-                         request.version(), request.keep_alive());
-  return json_response(http::status::not_found, error_body("not_found"), request.version(),
-                       request.keep_alive());
 }
 
 void http_session::answer(http_response response) {

@@ -33,7 +33,6 @@ class http_session : public std::enable_shared_from_this<http_session> {
   http_response health_ready(unsigned version, bool keep_alive) const;
   http_response health(unsigned version, bool keep_alive) const;
   http_response metrics_text(unsigned version, bool keep_alive) const;
-  http_response admin(const boost::beast::http::request<boost::beast::http::string_body>& request);
 
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;

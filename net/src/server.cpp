@@ -138,6 +138,10 @@ std::string server::listen() {
   return "";
 }
 
+void server::on_drain_request(std::function<void()> begin_drain) {
+  state_->request_drain = std::move(begin_drain);
+}
+
 unsigned short server::port() const {
   return main_listener_ ? main_listener_->port() : 0;
 }

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 
 #include "wsvisor/client_address.hpp"
@@ -27,6 +28,8 @@ struct server_state {
   const std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
   // Accepted and not yet upgraded or answered (limits.max_pending_handshakes).
   std::atomic<uint64_t> pending_handshakes{0};
+  // POST /admin/drain: begins the same drain as SIGTERM (set by main).
+  std::function<void()> request_drain;
 };
 
 // Holds one of the pending handshakes from accept until the 101 or the first HTTP

@@ -314,6 +314,9 @@ void websocket_session::ping() {
 void websocket_session::actor_gone() {
   net::post(ws_.get_executor(), [self = shared_from_this()] {
     self->actor_ = nullptr;
+    // A close already under way (eviction, 1011 after a crash) ends by itself within
+    // close_timeout; anything else must not outlive its actor.
+    if (self->phase_ == phase::closing) return;
     if (self->phase_ != phase::closed) {
       self->record(close_reason::client, 1006);
       self->finish();

@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -34,6 +35,9 @@ class server {
 
   // The port actually bound (server.port may be 0 = any free port).
   unsigned short port() const;
+
+  // What POST /admin/drain does: the same as SIGTERM. Set before listen().
+  void on_drain_request(std::function<void()> begin_drain);
 
   // Stops accepting new TCP connections (the end of a drain).
   void stop_accepting();
