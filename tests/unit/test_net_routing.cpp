@@ -1,0 +1,201 @@
+// The HTTP routing table of CONTRACT section 3 (route_request, target_path): every
+// endpoint, the WebSocket path with and without an upgrade, methods, query strings and
+// the split between the main and the admin listener (admin.listen).
+#include <doctest/doctest.h>
+
+#include <string>
+#include <string_view>
+
+#include "wsvisor/http_router.hpp"
+
+using wsvisor::route;
+using wsvisor::route_request;
+using wsvisor::routing_options;
+using wsvisor::target_path;
+
+namespace {
+
+// Readable names in failure messages (doctest prints enums as integers).
+std::string name(route r) {
+  switch (r) {
+    case route::health_live:
+      return "health_live";
+    case route::health_ready:
+      return "health_ready";
+    case route::health:
+      return "health";
+    case route::metrics:
+      return "metrics";
+    case route::websocket:
+      return "websocket";
+    case route::upgrade_required:
+      return "upgrade_required";
+    case route::admin:
+      return "admin";
+    case route::not_found:
+      return "not_found";
+    case route::method_not_allowed:
+      return "method_not_allowed";
+  }
+  return "?";
+}
+
+std::string get(std::string_view target, const routing_options& options = {}) {
+  return name(route_request("GET", target, false, options));
+}
+
+std::string upgrade(std::string_view target, const routing_options& options = {}) {
+  return name(route_request("GET", target, true, options));
+}
+
+std::string with(std::string_view method, std::string_view target,
+                 const routing_options& options = {}) {
+  return name(route_request(method, target, false, options));
+}
+
+routing_options main_listener_with_admin_elsewhere() {
+  routing_options options;
+  options.admin_elsewhere = true;
+  options.is_admin_listener = false;
+  return options;
+}
+
+routing_options admin_listener() {
+  routing_options options;
+  options.admin_elsewhere = true;
+  options.is_admin_listener = true;
+  return options;
+}
+
+}  // namespace
+
+TEST_CASE("target_path drops the query string and nothing else") {
+  CHECK(target_path("/ws") == "/ws");
+  CHECK(target_path("/ws?token=abc") == "/ws");
+  CHECK(target_path("/ws?") == "/ws");
+  CHECK(target_path("/health/live?a=1&b=2") == "/health/live");
+  CHECK(target_path("/a?b?c") == "/a");
+  CHECK(target_path("") == "");
+  CHECK(target_path("?x=1") == "");
+}
+
+TEST_CASE("GET of each health endpoint and /metrics") {
+  CHECK(get("/health/live") == "health_live");
+  CHECK(get("/health/ready") == "health_ready");
+  CHECK(get("/health") == "health");
+  CHECK(get("/metrics") == "metrics");
+}
+
+TEST_CASE("HEAD is answered like GET on the read-only endpoints") {
+  CHECK(with("HEAD", "/health/live") == "health_live");
+  CHECK(with("HEAD", "/health/ready") == "health_ready");
+  CHECK(with("HEAD", "/health") == "health");
+  CHECK(with("HEAD", "/metrics") == "metrics");
+}
+
+TEST_CASE("the WebSocket path: upgrade -> websocket, no upgrade -> 426") {
+  CHECK(upgrade("/ws") == "websocket");
+  CHECK(get("/ws") == "upgrade_required");
+  CHECK(with("HEAD", "/ws") == "upgrade_required");
+  // An upgrade must be a GET (RFC 6455 section 4.1).
+  CHECK(name(route_request("POST", "/ws", true, {})) == "method_not_allowed");
+  CHECK(with("POST", "/ws") == "method_not_allowed");
+  CHECK(with("DELETE", "/ws") == "method_not_allowed");
+}
+
+TEST_CASE("a custom ws_path replaces /ws") {
+  routing_options options;
+  options.ws_path = "/socket/v1";
+  CHECK(upgrade("/socket/v1", options) == "websocket");
+  CHECK(get("/socket/v1", options) == "upgrade_required");
+  CHECK(upgrade("/ws", options) == "not_found");
+  CHECK(get("/ws", options) == "not_found");
+  CHECK(upgrade("/socket/v1/", options) == "not_found");
+  CHECK(upgrade("/socket", options) == "not_found");
+  // The other endpoints are unaffected.
+  CHECK(get("/health/ready", options) == "health_ready");
+  CHECK(get("/metrics", options) == "metrics");
+}
+
+TEST_CASE("query strings are ignored for routing") {
+  CHECK(upgrade("/ws?token=abc.def.ghi") == "websocket");
+  CHECK(get("/ws?token=abc") == "upgrade_required");
+  CHECK(get("/health/live?verbose=1") == "health_live");
+  CHECK(get("/health/ready?x") == "health_ready");
+  CHECK(get("/health?") == "health");
+  CHECK(get("/metrics?name[]=wsvisor_ready") == "metrics");
+  CHECK(get("/admin/connections?user=alice") == "admin");
+  CHECK(get("/nope?/health") == "not_found");
+}
+
+TEST_CASE("unknown paths answer 404, whatever the method") {
+  CHECK(get("/") == "not_found");
+  CHECK(get("/healthz") == "not_found");
+  CHECK(get("/health/") == "not_found");
+  CHECK(get("/health/live/") == "not_found");
+  CHECK(get("/health/other") == "not_found");
+  CHECK(get("/metrics/") == "not_found");
+  CHECK(get("/Metrics") == "not_found");
+  CHECK(get("/ws/") == "not_found");
+  CHECK(get("/wss") == "not_found");
+  CHECK(get("/administrator") == "not_found");
+  CHECK(get("") == "not_found");
+  CHECK(get("*") == "not_found");
+  CHECK(upgrade("/chat") == "not_found");
+  CHECK(with("POST", "/nowhere") == "not_found");
+  CHECK(with("DELETE", "/") == "not_found");
+}
+
+TEST_CASE("a wrong method on a known path answers 405") {
+  CHECK(with("POST", "/health/live") == "method_not_allowed");
+  CHECK(with("PUT", "/health/ready") == "method_not_allowed");
+  CHECK(with("DELETE", "/health") == "method_not_allowed");
+  CHECK(with("PUT", "/metrics") == "method_not_allowed");
+  CHECK(with("POST", "/metrics") == "method_not_allowed");
+  CHECK(with("OPTIONS", "/metrics") == "method_not_allowed");
+  // Methods are case-sensitive (RFC 9110 section 9.1).
+  CHECK(with("get", "/health/live") == "method_not_allowed");
+}
+
+TEST_CASE("/admin and /admin/* go to the admin API, which checks methods itself") {
+  CHECK(get("/admin") == "admin");
+  CHECK(get("/admin/connections") == "admin");
+  CHECK(get("/admin/tree") == "admin");
+  CHECK(with("POST", "/admin/sweep?level=moderate") == "admin");
+  CHECK(with("POST", "/admin/close?id=3") == "admin");
+  CHECK(with("POST", "/admin/drain") == "admin");
+  CHECK(with("POST", "/admin/faults") == "admin");
+  CHECK(get("/admin/unknown/deeper") == "admin");
+}
+
+TEST_CASE("admin_elsewhere: the main listener answers 404 for /metrics and /admin/*") {
+  const auto options = main_listener_with_admin_elsewhere();
+  CHECK(get("/metrics", options) == "not_found");
+  CHECK(with("HEAD", "/metrics", options) == "not_found");
+  CHECK(with("PUT", "/metrics", options) == "not_found");
+  CHECK(get("/admin", options) == "not_found");
+  CHECK(get("/admin/connections", options) == "not_found");
+  CHECK(with("POST", "/admin/drain", options) == "not_found");
+  // Everything else is still served on the main port.
+  CHECK(get("/health/live", options) == "health_live");
+  CHECK(get("/health/ready", options) == "health_ready");
+  CHECK(get("/health", options) == "health");
+  CHECK(upgrade("/ws", options) == "websocket");
+  CHECK(get("/ws", options) == "upgrade_required");
+}
+
+TEST_CASE("admin_elsewhere: the admin listener serves /metrics, /admin/* and /health/*") {
+  const auto options = admin_listener();
+  CHECK(get("/metrics", options) == "metrics");
+  CHECK(with("PUT", "/metrics", options) == "method_not_allowed");
+  CHECK(get("/admin", options) == "admin");
+  CHECK(get("/admin/tree", options) == "admin");
+  CHECK(with("POST", "/admin/drain", options) == "admin");
+  CHECK(get("/health/live", options) == "health_live");
+  CHECK(get("/health/ready", options) == "health_ready");
+  CHECK(get("/health", options) == "health");
+  // The admin port accepts no WebSocket upgrades.
+  CHECK(upgrade("/ws", options) == "not_found");
+  CHECK(get("/ws", options) == "not_found");
+  CHECK(get("/other", options) == "not_found");
+}
