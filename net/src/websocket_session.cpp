@@ -192,12 +192,42 @@ void websocket_session::on_read(beast::error_code ec, std::size_t) {
   last_message_ns_.store(now, std::memory_order_relaxed);
   ping_sent_ns_.store(0, std::memory_order_relaxed);
   state_->stats.messages_received().Increment();
+  if (phase_ != phase::open) {
+    // Closing: what the peer still sends is read (to see its close) but not handled.
+    buffer_.consume(buffer_.size());
+    return do_read();
+  }
+  if (!within_inbound_rate()) {
+    buffer_.consume(buffer_.size());
+    record(close_reason::rate_limit, 1008);
+    pending_close_code_ = 1008;
+    pending_close_reason_ = "rate limit";
+    begin_close();
+    return do_read();  // keep reading until the peer answers the close
+  }
   if (actor_) {
     caf::anon_send(actor_, inbound_atom::value, beast::buffers_to_string(buffer_.data()),
                    ws_.got_text());
   }
   buffer_.consume(buffer_.size());
   do_read();
+}
+
+bool websocket_session::within_inbound_rate() {
+  const auto& limits = state_->config.limits;
+  if (limits.messages_per_second <= 0) return true;
+  const auto now = std::chrono::steady_clock::now();
+  const double burst = static_cast<double>(limits.messages_burst);
+  if (rate_refilled_ == steady_time{}) {
+    rate_tokens_ = burst;
+  } else {
+    const double elapsed = std::chrono::duration<double>(now - rate_refilled_).count();
+    rate_tokens_ = std::min(burst, rate_tokens_ + elapsed * limits.messages_per_second);
+  }
+  rate_refilled_ = now;
+  if (rate_tokens_ < 1.0 - 1e-9) return false;
+  rate_tokens_ = std::max(0.0, rate_tokens_ - 1.0);
+  return true;
 }
 
 void websocket_session::send(std::string payload, bool text) {

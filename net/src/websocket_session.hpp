@@ -65,6 +65,7 @@ class websocket_session final : public session_port,
   void finish();  // closes TCP and tells the actor; idempotent
   void record(close_reason why, uint16_t code);
   void drop_queue();
+  bool within_inbound_rate();
   static int64_t now_ns();
 
   boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
@@ -83,6 +84,9 @@ class websocket_session final : public session_port,
   bool writing_ = false;
   bool close_sent_ = false;
   bool ping_in_flight_ = false;
+  // limits.messages_per_second (burst messages_burst): a token bucket per connection.
+  double rate_tokens_ = 0;
+  steady_time rate_refilled_{};
 
   // Read from other threads (sweeps, metrics) without asking the strand.
   std::atomic<int> reason_{-1};
