@@ -1,0 +1,324 @@
+"""Command line, configuration and exit codes (CONTRACT sections 1 and 2)."""
+
+import re
+import socket
+import time
+import tomllib
+
+import pytest
+
+from conftest import HOST, Server, free_port, http_get, is_listening, run_cli
+
+SECRET_TOKEN = "s3cr3t-token"
+SECRET_JWT = "jwt-s3cr3t"
+SECRET_ENV = {"WSVISOR_ADMIN_TOKEN": SECRET_TOKEN, "WSVISOR_AUTH_JWT_SECRET": SECRET_JWT}
+
+
+def output(cp):
+    return (cp.stdout or "") + (cp.stderr or "")
+
+
+def assert_no_secret(text):
+    for needle in (SECRET_TOKEN, SECRET_JWT, "s3cr3t"):
+        assert needle not in text, f"secret {needle!r} printed:\n{text}"
+
+
+def effective_value(text, section, key):
+    """The value of section.key in --check-config output (TOML, with a fallback)."""
+    try:
+        return tomllib.loads(text)[section][key]
+    except (tomllib.TOMLDecodeError, KeyError):
+        pass
+    current = None
+    for line in text.splitlines():
+        line = line.strip()
+        m = re.match(r"^\[([A-Za-z0-9_.]+)\]", line)
+        if m:
+            current = m.group(1)
+            continue
+        m = re.match(rf"^{re.escape(key)}\s*=\s*(.+?)\s*(#.*)?$", line)
+        if m and current == section:
+            return tomllib.loads(f"v = {m.group(1)}")["v"]
+        m = re.match(rf"^{re.escape(section)}\.{re.escape(key)}\s*=\s*(.+?)\s*(#.*)?$", line)
+        if m:
+            return tomllib.loads(f"v = {m.group(1)}")["v"]
+    raise AssertionError(f"{section}.{key} not found in --check-config output:\n{text}")
+
+
+class PortWatcher:
+    """Polls a port while a process runs, to show it was never bound."""
+
+    def __init__(self, port):
+        self.port = port
+        self.seen_listening = False
+
+    def poll(self):
+        if is_listening(self.port, timeout=0.2):
+            self.seen_listening = True
+
+
+def run_expecting_exit(tmp_path, sets=(), env=None, timeout=10.0, name="run", port=None):
+    """Starts the server as for serving; waits for it to exit on its own. Watches the
+    port meanwhile. Returns (exit code, log text, port watcher)."""
+    port = port or free_port()
+    srv = Server(tmp_path / f"{name}.log", port=port, sets=sets, env=env)
+    watcher = PortWatcher(port)
+    deadline = time.monotonic() + timeout
+    try:
+        while srv.alive() and time.monotonic() < deadline:
+            watcher.poll()
+            time.sleep(0.02)
+        code = srv.wait_exit(0.1)
+        assert code is not None, (
+            f"server still running after {timeout}s, expected it to exit\n{srv.log()}")
+        return code, srv.log(), watcher
+    finally:
+        srv.kill()
+        srv.close_log()
+
+
+# ------------------------------------------------------------------ plain flags
+
+def test_version_exits_0_and_prints_a_version():
+    cp = run_cli("--version", config=False)
+    assert cp.returncode == 0, output(cp)
+    assert re.search(r"\d+\.\d+(\.\d+)?", output(cp)), output(cp)
+
+
+def test_help_exits_0():
+    cp = run_cli("--help", config=False)
+    assert cp.returncode == 0, output(cp)
+    text = output(cp)
+    for flag in ("--config", "--set", "--check-config", "--version"):
+        assert flag in text, f"--help does not mention {flag}:\n{text}"
+
+
+def test_unknown_flag_exits_2():
+    cp = run_cli("--no-such-flag", config=False)
+    assert cp.returncode == 2, output(cp)
+
+
+def test_missing_config_file_exits_2(tmp_path):
+    missing = tmp_path / "does-not-exist.toml"
+    cp = run_cli("--config", str(missing), config=False)
+    assert cp.returncode == 2, output(cp)
+    assert "does-not-exist.toml" in output(cp), output(cp)
+
+
+def test_bad_value_exits_2_naming_the_key(tmp_path):
+    code, log, watcher = run_expecting_exit(tmp_path, sets=["limits.max_connections=abc"])
+    assert code == 2, log
+    assert "limits.max_connections" in log, log
+    assert not watcher.seen_listening, "a configuration error bound the port"
+
+
+@pytest.mark.parametrize("line7,key", [
+    ('max_connections = "lots"', "max_connections"),
+    ("max_per_user = -3", "max_per_user"),
+    ('[nosuchsection]', "nosuchsection"),
+], ids=["wrong-type", "out-of-range", "unknown-section"])
+def test_bad_entry_in_file_exits_2_naming_key_and_line(tmp_path, line7, key):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("# comment\n\n[server]\nport = 8080\n\n[limits]\n" + line7 + "\n"
+                   + ("x = 1\n" if line7.startswith("[") else ""))
+    cp = run_cli("--config", str(bad), config=False)
+    text = output(cp)
+    assert cp.returncode == 2, text
+    assert key in text, text
+    assert re.search(r"(line\D{0,3}7\b|:7\b)", text), f"no line number 7 in:\n{text}"
+
+
+@pytest.mark.parametrize("how", ["set", "file"])
+def test_secrets_only_from_environment(tmp_path, how):
+    if how == "set":
+        cp = run_cli("--set", "admin.token=from-the-command-line", "--check-config")
+    else:
+        cfg = tmp_path / "secret.toml"
+        cfg.write_text('[admin]\ntoken = "from-the-command-line"\n')
+        cp = run_cli("--config", str(cfg), "--check-config", config=False)
+    assert cp.returncode == 2, output(cp)
+    assert "admin.token" in output(cp) or "WSVISOR_ADMIN_TOKEN" in output(cp), output(cp)
+    assert "from-the-command-line" not in output(cp), output(cp)
+
+
+def test_unknown_key_in_file_exits_2_naming_key_and_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        "# a config with one unknown key\n"   # 1
+        "\n"                                   # 2
+        "[server]\n"                           # 3
+        "port = 8080\n"                        # 4
+        "\n"                                   # 5
+        "[limits]\n"                           # 6
+        "bogus_knob = 12\n"                    # 7
+    )
+    cp = run_cli("--config", str(bad), config=False)
+    text = output(cp)
+    assert cp.returncode == 2, text
+    assert "bogus_knob" in text, text
+    assert re.search(r"(line\D{0,3}7\b|:7\b)", text), f"no line number 7 in:\n{text}"
+    assert "bad.toml" in text, f"the file is not named:\n{text}"
+
+
+def test_unknown_wsvisor_env_variable_exits_2(tmp_path):
+    code, log, watcher = run_expecting_exit(tmp_path, env={"WSVISOR_NOPE_KEY": "1"})
+    assert code == 2, log
+    assert "nope" in log.lower(), f"the error does not name WSVISOR_NOPE_KEY:\n{log}"
+    assert not watcher.seen_listening
+
+
+@pytest.mark.parametrize("sets,env,key", [
+    (["limits.max_connections=100", "limits.soft_connections=200"], None,
+     "soft_connections"),
+    (["auth.mode=jwt"], None, "auth"),
+    (["janitor.probe_timeout=2s", "limits.admission_timeout=1s"], None,
+     ("probe_timeout", "admission_timeout")),
+    (["janitor.ping_interval=soon"], None, "janitor.ping_interval"),
+    (["limits.nonexistent_key=1"], None, "nonexistent_key"),
+    (["janitor.ping_interval=10"], None, "janitor.ping_interval"),  # a duration needs a unit
+    (["server.port=70000"], None, "server.port"),
+    (["limits.max_connections=-5"], None, "limits.max_connections"),
+    (["server.scheduler=turbo"], None, "server.scheduler"),
+    ([], {"WSVISOR_LIMITS_MAX_CONNECTIONS": "many"}, "max_connections"),
+])
+def test_config_error_exits_2_before_binding(tmp_path, sets, env, key):
+    # Hold the port: a server that tried to bind before validating would exit 1.
+    port = free_port()
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind((HOST, port))
+    holder.listen(8)
+    try:
+        code, log, _ = run_expecting_exit(tmp_path, sets=sets, env=env, port=port)
+    finally:
+        holder.close()
+    assert code == 2, log
+    keys = key if isinstance(key, tuple) else (key,)
+    assert any(k.lower() in log.lower() for k in keys), f"the error does not name {key}:\n{log}"
+    # And with the port free, it is never bound either.
+    code, log, watcher = run_expecting_exit(tmp_path, sets=sets, env=env, name="run2")
+    assert code == 2, log
+    assert not watcher.seen_listening, "a configuration error bound the port"
+
+
+# ------------------------------------------------------------------ --check-config
+
+def test_check_config_prints_effective_config_without_binding():
+    port = free_port()
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind((HOST, port))  # taken: --check-config must not try to bind
+    holder.listen(8)
+    try:
+        cp = run_cli("--set", f"server.port={port}", "--set", "limits.max_per_user=7",
+                     "--set", "janitor.ping_interval=2s", "--check-config")
+    finally:
+        holder.close()
+    assert cp.returncode == 0, output(cp)
+    assert effective_value(cp.stdout, "server", "port") == port, cp.stdout
+    assert effective_value(cp.stdout, "limits", "max_per_user") == 7, cp.stdout
+    assert effective_value(cp.stdout, "janitor", "ping_interval") == "2s", cp.stdout
+    # Built-in / file defaults appear too.
+    assert effective_value(cp.stdout, "limits", "max_connections") == 10000, cp.stdout
+    assert effective_value(cp.stdout, "server", "ws_path") == "/ws", cp.stdout
+
+
+def test_check_config_with_error_exits_2():
+    cp = run_cli("--set", "limits.max_connections=abc", "--check-config")
+    assert cp.returncode == 2, output(cp)
+    assert "limits.max_connections" in output(cp)
+
+
+def test_check_config_never_prints_secrets():
+    cp = run_cli("--check-config", env=SECRET_ENV)
+    assert cp.returncode == 0, output(cp)
+    assert_no_secret(output(cp))
+    # With the secret in use too.
+    cp = run_cli("--set", "auth.mode=jwt", "--check-config", env=SECRET_ENV)
+    assert cp.returncode == 0, output(cp)
+    assert_no_secret(output(cp))
+    assert effective_value(cp.stdout, "auth", "mode") == "jwt"
+
+
+def test_secrets_not_in_running_server_logs(server_factory):
+    srv = server_factory("log.level=debug", env=SECRET_ENV)
+    # Use the admin API with the token (header in the log would be a leak) and a few
+    # plain requests, then stop.
+    r = http_get(srv.port, "/admin/tree", headers={"Authorization": f"Bearer {SECRET_TOKEN}"})
+    assert r.status in (200, 404), r
+    http_get(srv.port, "/health")
+    http_get(srv.port, "/metrics")
+    code = srv.stop()
+    assert code == 0, srv.log()
+    assert_no_secret(srv.log())
+
+
+# ------------------------------------------------------------------ PORT, precedence
+
+def test_port_env_sets_the_port(server_factory):
+    port = free_port()
+    server_factory(env={"PORT": str(port)}, port=port, set_port=False)
+    r = http_get(port, "/health/live")
+    assert r.status == 200, r
+
+
+def test_env_variable_beats_port(server_factory):
+    p_port, p_env = free_port(), free_port()
+    server_factory(env={"PORT": str(p_port), "WSVISOR_SERVER_PORT": str(p_env)},
+                   port=p_env, set_port=False)
+    assert http_get(p_env, "/health/ready").status == 200
+    assert not is_listening(p_port), "listening on PORT although WSVISOR_SERVER_PORT is set"
+
+
+def test_set_beats_env_and_port(server_factory):
+    p_port, p_env, p_set = free_port(), free_port(), free_port()
+    server_factory(env={"PORT": str(p_port), "WSVISOR_SERVER_PORT": str(p_env)},
+                   port=p_set)
+    assert http_get(p_set, "/health/ready").status == 200
+    assert not is_listening(p_port)
+    assert not is_listening(p_env)
+
+
+def test_precedence_in_effective_config(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[limits]\nmax_connections = 3000\nmax_per_user = 9\n"
+                   "[server]\nport = 1111\n")
+    # file < PORT
+    cp = run_cli("--config", str(cfg), "--check-config", config=False, env={"PORT": "2222"})
+    assert cp.returncode == 0, output(cp)
+    assert effective_value(cp.stdout, "server", "port") == 2222, cp.stdout
+    assert effective_value(cp.stdout, "limits", "max_connections") == 3000, cp.stdout
+    # PORT < env
+    env = {"PORT": "2222", "WSVISOR_SERVER_PORT": "3333", "WSVISOR_LIMITS_MAX_CONNECTIONS": "4000"}
+    cp = run_cli("--config", str(cfg), "--check-config", config=False, env=env)
+    assert cp.returncode == 0, output(cp)
+    assert effective_value(cp.stdout, "server", "port") == 3333, cp.stdout
+    assert effective_value(cp.stdout, "limits", "max_connections") == 4000, cp.stdout
+    assert effective_value(cp.stdout, "limits", "max_per_user") == 9, cp.stdout
+    # env < --set
+    cp = run_cli("--config", str(cfg), "--set", "server.port=4444",
+                 "--set", "limits.max_connections=5000", "--check-config", config=False,
+                 env=env)
+    assert cp.returncode == 0, output(cp)
+    assert effective_value(cp.stdout, "server", "port") == 4444, cp.stdout
+    assert effective_value(cp.stdout, "limits", "max_connections") == 5000, cp.stdout
+
+
+def test_set_reads_toml_values_and_bare_strings():
+    cp = run_cli("--set", "janitor.ping_interval=2s",
+                 "--set", 'server.allowed_origins=["https://a.b"]', "--check-config")
+    assert cp.returncode == 0, output(cp)
+    assert effective_value(cp.stdout, "janitor", "ping_interval") == "2s", cp.stdout
+    assert effective_value(cp.stdout, "server", "allowed_origins") == ["https://a.b"], cp.stdout
+
+
+# ------------------------------------------------------------------ bind failure
+
+def test_bind_failure_exits_1(tmp_path):
+    port = free_port()
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind((HOST, port))
+    holder.listen(8)
+    try:
+        code, log, _ = run_expecting_exit(tmp_path, port=port, timeout=15.0)
+    finally:
+        holder.close()
+    assert code == 1, log
