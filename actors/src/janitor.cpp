@@ -12,7 +12,7 @@ namespace {
 
 using self_ptr = caf::stateful_actor<janitor_state>*;
 using clock = std::chrono::steady_clock;
-constexpr auto kDrainTick = std::chrono::milliseconds(10);
+constexpr auto kShortestDrainTick = std::chrono::milliseconds(1);
 
 double ms_since(steady_time t) {
   return std::chrono::duration<double, std::milli>(clock::now() - t).count();
@@ -211,7 +211,7 @@ void drain_step(self_ptr self) {
     state.context->stats.evictions(eviction_reason::drain).Increment();
   }
   if (state.drain_next < state.drain_queue.size()) {
-    self->delayed_send(self, kDrainTick, drain_tick_atom::value);
+    self->delayed_send(self, state.drain_tick, drain_tick_atom::value);
   } else {
     state.drain_queue.clear();
   }
@@ -272,11 +272,15 @@ caf::behavior janitor_actor(self_ptr self, std::shared_ptr<service_context> cont
               auto& state = self->state;
               for (auto& list : per_shard)
                 for (auto& c : list) state.drain_queue.push_back(c.actor);
+              // Spread the closes evenly over the whole window: one batch per tick,
+              // ticks no shorter than 1 ms.
               const auto spread = state.context->config.shutdown.drain_spread;
-              const auto ticks = std::max<int64_t>(1, spread / kDrainTick);
+              const auto n = std::max<size_t>(1, state.drain_queue.size());
+              state.drain_tick = std::max<std::chrono::milliseconds>(
+                  kShortestDrainTick, spread / static_cast<int64_t>(n));
+              const auto ticks = std::max<int64_t>(1, spread / state.drain_tick);
               state.drain_batch = std::max<size_t>(
-                  1, (state.drain_queue.size() + static_cast<size_t>(ticks) - 1) /
-                         static_cast<size_t>(ticks));
+                  1, (n + static_cast<size_t>(ticks) - 1) / static_cast<size_t>(ticks));
               spdlog::info("drain: closing {} connections with 1001 across {}",
                            state.drain_queue.size(), format_duration(spread));
               drain_step(self);

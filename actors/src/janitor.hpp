@@ -39,6 +39,7 @@ struct janitor_state {
   std::vector<caf::actor> drain_queue;
   size_t drain_next = 0;
   size_t drain_batch = 1;
+  std::chrono::milliseconds drain_tick{1};
   bool draining = false;
   static inline const char* name = "janitor";
 };

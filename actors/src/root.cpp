@@ -57,7 +57,10 @@ caf::actor spawn_service_tree(std::shared_ptr<service_context> context) {
       auto actor = root.spawn(shard_actor, context, i);
       context->set_shard(i, actor);
       // Children start in order: the last shard up means the whole tree is up.
-      if (i + 1 == context->shard_count) context->tree_up = true;
+      if (i + 1 == context->shard_count) {
+        context->tree_up = true;
+        context->refresh_ready();
+      }
       return actor;
     };
     spec.children.push_back(shard);

@@ -108,6 +108,7 @@ void service::start() {
     self->set_down_handler([self, give_up, context](caf::down_msg& down) {
       if (down.reason == supervision_error::restart_intensity_exceeded) {
         context->tree_up = false;
+        context->refresh_ready();
         spdlog::critical("root supervisor gave up: more than {} restarts within {} "
                          "(supervision.service_restarts / service_restart_period)",
                          context->config.supervision.service_restarts,
@@ -121,7 +122,7 @@ void service::start() {
 
 void service::set_listening() {
   context_->listening = true;
-  if (ready()) context_->stats.ready().Set(1);
+  context_->refresh_ready();
 }
 
 void service::admit(admission_ticket ticket) {
@@ -142,7 +143,7 @@ void service::admit(admission_ticket ticket) {
 void service::begin_drain() {
   if (context_->draining.exchange(true)) return;
   context_->stats.draining().Set(1);
-  context_->stats.ready().Set(0);
+  context_->refresh_ready();
   spdlog::info("drain begun: readiness 503, {} connections to close with 1001", connections());
   if (auto janitor = context_->janitor()) {
     caf::anon_send(janitor, drain_atom::value);

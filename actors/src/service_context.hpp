@@ -15,6 +15,8 @@
 #include "wsvisor/config.hpp"
 #include "wsvisor/metrics.hpp"
 
+#include <prometheus/gauge.h>
+
 namespace wsvisor {
 
 struct service_context {
@@ -32,6 +34,11 @@ struct service_context {
   // Slots held: the sum of the shards' tables (each shard adds and removes its own).
   std::atomic<int64_t> connections{0};
   std::atomic<uint64_t> next_connection_id{1};
+
+  // wsvisor_ready follows readiness: tree up, listener accepting, not draining.
+  void refresh_ready() {
+    stats.ready().Set(tree_up && listening && !draining ? 1 : 0);
+  }
 
   // Handles change when a supervisor restarts an actor; read them through these.
   caf::actor guard() const {
