@@ -70,12 +70,11 @@ bool enough(const sweep_job& job) {
   return job.needed > 0 && job.result.evicted() >= job.needed;
 }
 
-void evict(self_ptr self, const connection_snapshot& c, bool abortive) {
-  if (abortive)
-    self->send(c.actor, abort_atom::value, close_reason::evicted);
-  else
-    self->send(c.actor, evict_atom::value, uint16_t{1013}, std::string("evicted"),
-               close_reason::evicted);
+// Sweep evictions close with 1013 (CONTRACT section 4); the slot is freed at once and
+// the session closes TCP as soon as the frame is out, without waiting for an answer.
+void evict(self_ptr self, const connection_snapshot& c) {
+  self->send(c.actor, evict_atom::value, uint16_t{1013}, std::string("evicted"),
+             close_reason::evicted);
 }
 
 // aggressive: the longest idle first; force: then the oldest, healthy or not.
@@ -87,7 +86,7 @@ void run_ordered_levels(self_ptr self, sweep_job& job) {
     });
     size_t used = 0;
     for (; used < rest.size() && job.result.evicted() < job.needed; ++used) {
-      evict(self, rest[used], false);
+      evict(self, rest[used]);
       ++job.result.idle;
     }
     rest.erase(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(used));
@@ -97,7 +96,7 @@ void run_ordered_levels(self_ptr self, sweep_job& job) {
       return a.live.opened_at < b.live.opened_at;
     });
     for (size_t i = 0; i < rest.size() && job.result.evicted() < job.needed; ++i) {
-      evict(self, rest[i], false);
+      evict(self, rest[i]);
       ++job.result.healthy;
     }
   }
@@ -123,7 +122,7 @@ void start_job(self_ptr self, uint64_t job_id) {
             const bool unanswered = c.live.ping_sent_at != steady_time{} &&
                                     now - c.live.ping_sent_at >= janitor.pong_timeout;
             if (c.live.closing || unanswered) {
-              evict(self, c, true);
+              evict(self, c);
               ++job.result.dead;
             } else if (c.live.open) {
               job.candidates.push_back(std::move(c));
@@ -155,16 +154,36 @@ void after_probe(self_ptr self, uint64_t job_id) {
         std::unordered_map<caf::actor_addr, const connection_snapshot*> now_seen;
         for (auto& list : per_shard)
           for (auto& c : list) now_seen.emplace(c.actor.address(), &c);
+        // Silent since the probe: no frame came back, although its ping went out early in
+        // the window. A ping that waited on the server's own strand for more than half
+        // of probe_timeout is the server's lag, not the client's fault.
+        const auto& janitor = self->state.context->config.janitor;
         std::vector<connection_snapshot> responsive;
+        std::vector<connection_snapshot> silent;
         for (auto& c : job.candidates) {
           auto seen = now_seen.find(c.actor.address());
           if (seen == now_seen.end()) continue;  // gone meanwhile
-          if (seen->second->live.last_frame_in < job.probe_sent) {
-            evict(self, c, true);  // silent: closed without a close frame
-            ++job.result.zombie;
-          } else {
+          const auto& live = seen->second->live;
+          const bool pinged_long_enough =
+              live.ping_sent_at != steady_time{} &&
+              live.ping_sent_at - job.probe_sent <= janitor.probe_timeout / 2;
+          if (live.last_frame_in < job.probe_sent && pinged_long_enough)
+            silent.push_back(*seen->second);
+          else
             responsive.push_back(*seen->second);
+        }
+        // Automatic sweeps stop as soon as enough slots are free: the longest silent
+        // go first. An admin sweep evicts every one of them.
+        std::sort(silent.begin(), silent.end(), [](const auto& a, const auto& b) {
+          return a.live.last_frame_in < b.live.last_frame_in;
+        });
+        for (auto& c : silent) {
+          if (job.kind != sweep_kind::admin && enough(job)) {
+            responsive.push_back(std::move(c));
+            continue;
           }
+          evict(self, c);
+          ++job.result.zombie;
         }
         job.candidates = std::move(responsive);
         const bool stop_early = job.kind != sweep_kind::admin && enough(job);

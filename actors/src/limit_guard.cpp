@@ -1,6 +1,5 @@
 #include "limit_guard.hpp"
 
-#include <prometheus/counter.h>
 #include <spdlog/spdlog.h>
 
 #include <stdexcept>
@@ -16,26 +15,14 @@ using clock = std::chrono::steady_clock;
 // guard -> itself: a parked upgrade's time is up.
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
 
-// Whole seconds in [retry_after, 1.5 x retry_after], so that refused clients do not all
-// come back at the same moment.
-std::chrono::seconds jittered_retry_after(limit_guard_state& state) {
-  const auto base = std::chrono::duration_cast<std::chrono::seconds>(
-                        state.context->config.limits.retry_after)
-                        .count();
-  const auto low = std::max<long long>(1, base);
-  const auto high = std::max<long long>(low, (low * 3) / 2);
-  std::uniform_int_distribution<long long> pick(low, high);
-  return std::chrono::seconds(pick(state.jitter));
-}
-
+// The session counts and logs the refusal when it answers (it may already have
+// answered guard_unavailable: each refusal is counted once, as the client saw it).
 void refuse(limit_guard_state& state, const admission_ticket& ticket, reject_reason reason,
             bool retry_after) {
-  state.context->stats.admissions_rejected(reason).Increment();
-  spdlog::info("admission refused reason={} ip={} user={}", to_string(reason), ticket->ip,
-               ticket->user.empty() ? "-" : ticket->user);
   admission_decision decision;
   decision.reason = reason;
-  if (retry_after) decision.retry_after = jittered_retry_after(state);
+  if (retry_after)
+    decision.retry_after = jittered_retry_after(state.context->config.limits.retry_after);
   ticket->reply(std::move(decision));
 }
 
@@ -80,6 +67,15 @@ bool decide(self_ptr self, const admission_ticket& ticket, bool first_time) {
     return true;
   }
   if (!first_time) return false;  // still at the cap: keep waiting for the sweep
+  const std::string scope_key = verdict.reason == reject_reason::user_limit
+                                    ? sweep_scope{sweep_scope::kind::user, ticket->user}.describe()
+                                    : std::string("all");
+  if (auto fruitless = state.fruitless_sweeps.find(scope_key);
+      fruitless != state.fruitless_sweeps.end() &&
+      clock::now() - fruitless->second < context.config.janitor.probe_timeout) {
+    refuse(state, ticket, verdict.reason, verdict.retry_after);
+    return true;
+  }
   // At a cap: ask for a sweep of that scope and wait for a slot (CONTRACT section 4).
   parked_upgrade wait;
   wait.ticket = ticket;
@@ -91,7 +87,7 @@ bool decide(self_ptr self, const admission_ticket& ticket, bool first_time) {
     scope.value = ticket->user;
     if (context.config.limits.user_overflow == "evict_idle") level = sweep_level::aggressive;
   }
-  wait.scope_key = scope.describe();
+  wait.scope_key = scope_key;
   const uint64_t id = state.next_parked++;
   state.parked.emplace(id, wait);
   state.parked_order.push_back(id);
@@ -140,6 +136,7 @@ void request_sweep(self_ptr self, const std::string& scope_key, sweep_level leve
           [self, scope_key](const sweep_result& result) {
             self->state.sweeps_in_flight.erase(scope_key);
             if (result.evicted() > 0) return;  // their slots come back as releases
+            self->state.fruitless_sweeps[scope_key] = clock::now();
             // Nothing freed: whoever waits on this scope is refused now.
             for (auto& [id, wait] : self->state.parked)
               if (wait.scope_key == scope_key) self->send(self, expire_atom::value, id);

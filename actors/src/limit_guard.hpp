@@ -31,7 +31,6 @@ struct parked_upgrade {
 struct limit_guard_state {
   std::shared_ptr<service_context> context;
   std::optional<admission_policy> policy;
-  std::minstd_rand jitter{std::random_device{}()};
   // Rebuild after a restart: shards whose table has not arrived yet; their releases are
   // already reflected in the table they will send.
   std::set<unsigned> awaiting_tables;
@@ -41,7 +40,10 @@ struct limit_guard_state {
   std::unordered_map<uint64_t, parked_upgrade> parked;  // by id, in arrival order below
   std::deque<uint64_t> parked_order;
   std::unordered_set<std::string> sweeps_in_flight;  // scope keys
-  static inline const char* name = "limit_guard";
+  // When a sweep of a scope last freed nothing: for probe_timeout after it, an upgrade
+  // at that cap is refused at once instead of waiting for the same answer again (a
+  // spike at the cap would otherwise park thousands of upgrades).
+  std::unordered_map<std::string, steady_time> fruitless_sweeps;  static inline const char* name = "limit_guard";
 };
 
 caf::behavior limit_guard_actor(caf::stateful_actor<limit_guard_state>* self,

@@ -103,7 +103,9 @@ void service::start() {
   // Escalation leaves the tree: the root gave up, the process exits 1 (CONTRACT section 9).
   auto give_up = give_up_;
   auto context = context_;
-  context_->system.spawn([root, give_up, context](caf::event_based_actor* self) {
+  // It needs a behavior (an actor without one ends at once) and a strong handle (an
+  // actor nobody references ends as unreachable).
+  auto watcher = context_->system.spawn([root, give_up, context](caf::event_based_actor* self) {
     self->monitor(root);
     self->set_down_handler([self, give_up, context](caf::down_msg& down) {
       if (down.reason == supervision_error::restart_intensity_exceeded) {
@@ -117,7 +119,10 @@ void service::start() {
       }
       self->quit();
     });
+    return caf::behavior{[](ping_atom) { return pong_atom::value; }};
   });
+  std::lock_guard<std::mutex> lock(context_->handles_mutex);
+  context_->root_watcher = watcher;
 }
 
 void service::set_listening() {
@@ -131,9 +136,7 @@ void service::admit(admission_ticket ticket) {
     // Before the tree exists there is nobody to ask: that is "starting".
     admission_decision decision;
     decision.reason = context_->draining ? reject_reason::draining : reject_reason::starting;
-    decision.retry_after = std::chrono::duration_cast<std::chrono::seconds>(
-        context_->config.limits.retry_after);
-    context_->stats.admissions_rejected(decision.reason).Increment();
+    decision.retry_after = jittered_retry_after(context_->config.limits.retry_after);
     ticket->reply(std::move(decision));
     return;
   }
@@ -165,6 +168,7 @@ void service::stop() {
   context_->guard_handle = nullptr;
   context_->janitor_handle = nullptr;
   context_->shard_handles.clear();
+  context_->root_watcher = nullptr;
 }
 
 bool service::ready() const {

@@ -36,9 +36,12 @@ struct service_context {
   std::atomic<uint64_t> next_connection_id{1};
 
   // wsvisor_ready follows readiness: tree up, listener accepting, not draining.
+  // Serialized: two threads computing it at once could otherwise write a stale value last.
   void refresh_ready() {
+    std::lock_guard<std::mutex> lock(ready_mutex);
     stats.ready().Set(tree_up && listening && !draining ? 1 : 0);
   }
+  std::mutex ready_mutex;
 
   // Handles change when a supervisor restarts an actor; read them through these.
   caf::actor guard() const {
@@ -94,6 +97,7 @@ struct service_context {
 
   mutable std::mutex handles_mutex;
   caf::actor root_handle;
+  caf::actor root_watcher;  // turns the root's escalation into exit 1
   caf::actor guard_handle;
   caf::actor janitor_handle;
   std::vector<caf::actor> shard_handles;

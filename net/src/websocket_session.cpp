@@ -83,13 +83,10 @@ void websocket_session::run() {
       self->record(close_reason::handshake_failed, 1006);
       return self->finish();
     }
-    self->state_->stats.admissions_rejected(reject_reason::guard_unavailable).Increment();
-    spdlog::warn("admission refused reason=guard_unavailable ip={}: no answer within "
-                 "limits.admission_timeout={}",
-                 self->client_ip_, format_duration(self->state_->config.limits.admission_timeout));
+    spdlog::warn("no admission answer within limits.admission_timeout={}: failing closed",
+                 format_duration(self->state_->config.limits.admission_timeout));
     self->refuse(reject_reason::guard_unavailable,
-                 std::chrono::duration_cast<std::chrono::seconds>(
-                     self->state_->config.limits.retry_after));
+                 jittered_retry_after(self->state_->config.limits.retry_after));
   });
   state_->tree.admit(std::move(ticket));
 }
@@ -138,7 +135,11 @@ void websocket_session::on_admission(admission_decision decision) {
                                                        shared_from_this()));
 }
 
+// Every refusal is counted and logged here, once, as the client receives it.
 void websocket_session::refuse(reject_reason reason, std::chrono::seconds retry_after) {
+  state_->stats.admissions_rejected(reason).Increment();
+  spdlog::info("admission refused reason={} ip={}{}", to_string(reason), client_ip_,
+               retry_after.count() ? fmt::format(" retry_after_s={}", retry_after.count()) : "");
   phase_ = phase::closing;
   public_phase_ = 2;
   auto response = std::make_shared<http::response<http::string_body>>(
@@ -235,16 +236,18 @@ void websocket_session::send(std::string payload, bool text) {
                                  text]() mutable {
     if (self->phase_ != phase::open) return;  // closing: nothing more goes out
     const auto size = payload.size();
-    const auto queued = self->queued_bytes_.fetch_add(size) + size;
-    self->state_->stats.send_queue_bytes().Increment(static_cast<double>(size));
-    if (queued > self->state_->config.limits.send_queue_bytes) {
+    if (self->queued_bytes_.load() + size > self->state_->config.limits.send_queue_bytes) {
       // Slow consumer: drop what it did not read and tell it why (CONTRACT section 5).
+      // This message is never queued, so it is never counted.
       self->drop_queue();
+      self->state_->stats.evictions(eviction_reason::slow_consumer).Increment();
       self->record(close_reason::slow_consumer, 1008);
       self->pending_close_code_ = 1008;
       self->pending_close_reason_ = "slow consumer";
       return self->begin_close();
     }
+    self->queued_bytes_.fetch_add(size);
+    self->state_->stats.send_queue_bytes().Increment(static_cast<double>(size));
     self->queue_.push_back(outbound{std::move(payload), text});
     if (!self->writing_) self->do_write();
   });
@@ -286,18 +289,17 @@ void websocket_session::on_write(beast::error_code ec, std::size_t) {
 }
 
 void websocket_session::close(uint16_t code, std::string reason, close_reason why) {
+  // Recorded at once: the actor may die (and its slot be counted) before the strand
+  // runs the close.
+  record(why, code);
   net::post(ws_.get_executor(),
-            [self = shared_from_this(), code, reason = std::move(reason), why]() mutable {
+            [self = shared_from_this(), code, reason = std::move(reason)]() mutable {
               if (self->phase_ == phase::closed) return;
               if (self->phase_ != phase::open) {
                 // Not upgraded yet (or already closing): nothing to say to the peer.
-                if (self->phase_ != phase::closing) {
-                  self->record(why, 1006);
-                  self->finish();
-                }
+                if (self->phase_ != phase::closing) self->finish();
                 return;
               }
-              self->record(why, code);
               self->pending_close_code_ = code;
               self->pending_close_reason_ = std::move(reason);
               self->begin_close();
@@ -320,16 +322,16 @@ void websocket_session::begin_close() {
   ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(pending_close_code_),
                                           pending_close_reason_),
                   [self = shared_from_this()](beast::error_code ec) {
-                    if (ec) self->finish();
-                    // Otherwise the read loop ends when the peer's close arrives.
+                    // An evicted peer may well be dead: its slot is already free, so
+                    // TCP closes once the frame is out. Otherwise the read loop ends
+                    // when the peer's close arrives (or close_timeout does).
+                    if (ec || self->reason() == close_reason::evicted) self->finish();
                   });
 }
 
 void websocket_session::abort(close_reason why) {
-  net::post(ws_.get_executor(), [self = shared_from_this(), why] {
-    self->record(why, 1006);
-    self->finish();
-  });
+  record(why, 1006);  // at once, as in close()
+  net::post(ws_.get_executor(), [self = shared_from_this()] { self->finish(); });
 }
 
 void websocket_session::ping() {

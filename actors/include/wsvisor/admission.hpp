@@ -35,4 +35,8 @@ struct admission_request {
 
 using admission_ticket = std::shared_ptr<admission_request>;
 
+// Retry-After for a refusal: whole seconds in [retry_after, 1.5 x retry_after] (at least
+// 1), drawn at random so that refused clients do not all come back together.
+std::chrono::seconds jittered_retry_after(std::chrono::milliseconds retry_after);
+
 }  // namespace wsvisor
