@@ -172,6 +172,15 @@ void after_probe(self_ptr self, uint64_t job_id) {
           else
             responsive.push_back(*seen->second);
         }
+        // Many silent at once is more likely the server's own backlog (thousands of
+        // pongs waiting to be read on a busy core) than a crowd of zombies: look again
+        // after one more probe_timeout before evicting anyone.
+        if (!job.probe_extended &&
+            silent.size() > std::max<size_t>(16, job.candidates.size() / 20)) {
+          job.probe_extended = true;
+          self->delayed_send(self, janitor.probe_timeout, probed_atom::value, job_id);
+          return;
+        }
         // Automatic sweeps stop as soon as enough slots are free: the longest silent
         // go first. An admin sweep evicts every one of them.
         std::sort(silent.begin(), silent.end(), [](const auto& a, const auto& b) {

@@ -26,6 +26,7 @@ struct sweep_job {
   caf::response_promise promise;
   steady_time started;
   steady_time probe_sent;
+  bool probe_extended = false;  // waited a second probe_timeout (see after_probe)
   sweep_result result;
   std::vector<connection_snapshot> candidates;
 };

@@ -4,6 +4,7 @@
 #include <prometheus/gauge.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "connection_actor.hpp"
@@ -164,9 +165,12 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
         ++entry.restarts;
         context.stats.actor_restarts(actor_kind::connection).Increment();
         entry.recent_restarts.push_back(now);
-        while (!entry.recent_restarts.empty() &&
-               now - entry.recent_restarts.front() > supervision.connection_restart_period)
-          entry.recent_restarts.pop_front();
+        auto& recent = entry.recent_restarts;
+        recent.erase(std::remove_if(recent.begin(), recent.end(),
+                                    [&](steady_time t) {
+                                      return now - t > supervision.connection_restart_period;
+                                    }),
+                     recent.end());
         if (!entry.over_budget && entry.recent_restarts.size() > supervision.connection_restarts) {
           entry.over_budget = true;
           spdlog::warn("connection {} exceeded its restart budget ({} within {}, "

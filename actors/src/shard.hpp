@@ -9,7 +9,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include <deque>
+#include <vector>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -28,7 +28,9 @@ struct shard_entry {
   steady_time admitted_at;
   std::chrono::system_clock::time_point admitted_wall;
   uint64_t restarts = 0;
-  std::deque<steady_time> recent_restarts;  // within connection_restart_period
+  // Within connection_restart_period. A vector: empty ones allocate nothing (a deque
+  // would cost ~600 bytes per idle connection).
+  std::vector<steady_time> recent_restarts;
   bool over_budget = false;
 };
 

@@ -248,18 +248,20 @@ void websocket_session::send(std::string payload, bool text) {
     }
     self->queued_bytes_.fetch_add(size);
     self->state_->stats.send_queue_bytes().Increment(static_cast<double>(size));
-    self->queue_.push_back(outbound{std::move(payload), text});
+    if (!self->queue_) self->queue_ = std::make_unique<std::deque<outbound>>();
+    self->queue_->push_back(outbound{std::move(payload), text});
     if (!self->writing_) self->do_write();
   });
 }
 
 void websocket_session::drop_queue() {
   // The message being written stays: Beast owns its buffer until the write completes.
-  const bool keep_front = writing_ && !queue_.empty();
+  if (!queue_) return;
+  const bool keep_front = writing_ && !queue_->empty();
   uint64_t dropped = 0;
-  while (queue_.size() > (keep_front ? 1u : 0u)) {
-    dropped += queue_.back().payload.size();
-    queue_.pop_back();
+  while (queue_->size() > (keep_front ? 1u : 0u)) {
+    dropped += queue_->back().payload.size();
+    queue_->pop_back();
   }
   queued_bytes_.fetch_sub(dropped);
   state_->stats.send_queue_bytes().Decrement(static_cast<double>(dropped));
@@ -267,7 +269,7 @@ void websocket_session::drop_queue() {
 
 void websocket_session::do_write() {
   writing_ = true;
-  auto& next = queue_.front();
+  auto& next = queue_->front();
   ws_.text(next.text);
   ws_.async_write(net::buffer(next.payload),
                   beast::bind_front_handler(&websocket_session::on_write, shared_from_this()));
@@ -275,8 +277,8 @@ void websocket_session::do_write() {
 
 void websocket_session::on_write(beast::error_code ec, std::size_t) {
   writing_ = false;
-  const auto size = queue_.front().payload.size();
-  queue_.pop_front();
+  const auto size = queue_->front().payload.size();
+  queue_->pop_front();
   queued_bytes_.fetch_sub(size);
   state_->stats.send_queue_bytes().Decrement(static_cast<double>(size));
   if (ec) {
@@ -284,7 +286,7 @@ void websocket_session::on_write(beast::error_code ec, std::size_t) {
     return finish();
   }
   state_->stats.messages_sent().Increment();
-  if (!queue_.empty()) return do_write();
+  if (!queue_->empty()) return do_write();
   if (phase_ == phase::closing && !close_sent_) begin_close();
 }
 

@@ -76,7 +76,9 @@ class websocket_session final : public session_port,
   boost::asio::steady_timer deadline_;  // handshake, then close_timeout
   caf::actor actor_;
   std::string client_ip_;
-  std::deque<outbound> queue_;
+  // Allocated on the first send: an idle connection should not pay for a deque's
+  // first block (~600 bytes).
+  std::unique_ptr<std::deque<outbound>> queue_;
   uint64_t id_ = 0;
   uint16_t pending_close_code_ = 1000;
   std::string pending_close_reason_;
