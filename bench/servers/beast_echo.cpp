@@ -1,0 +1,124 @@
+// Minimal Boost.Beast WebSocket echo server: the ceiling of the Asio/Beast stack that
+// wsvisor is built on. No actors, no HTTP routing, no limits: async accept, async read,
+// async write, one io_context run by N threads (1 by default), one strand per session.
+//
+//   beast_echo PORT [THREADS]
+//
+// Every path is accepted; permessage-deflate is off (Beast's default).
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  explicit session(tcp::socket&& socket) : ws_(std::move(socket)) {}
+
+  void run() {
+    net::dispatch(ws_.get_executor(),
+                  beast::bind_front_handler(&session::on_run, shared_from_this()));
+  }
+
+ private:
+  void on_run() {
+    // As Beast's own websocket_server_async example: suggested server timeouts
+    // (handshake 30 s, idle 300 s, no keep-alive pings).
+    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws_.async_accept(beast::bind_front_handler(&session::on_accept, shared_from_this()));
+  }
+
+  void on_accept(beast::error_code ec) {
+    if (ec) return;
+    do_read();
+  }
+
+  void do_read() {
+    ws_.async_read(buffer_, beast::bind_front_handler(&session::on_read, shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, std::size_t) {
+    if (ec) return;  // closed, reset or aborted: the session ends
+    ws_.text(ws_.got_text());
+    ws_.async_write(buffer_.data(),
+                    beast::bind_front_handler(&session::on_write, shared_from_this()));
+  }
+
+  void on_write(beast::error_code ec, std::size_t) {
+    if (ec) return;
+    buffer_.consume(buffer_.size());
+    do_read();
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  beast::flat_buffer buffer_;
+};
+
+class listener : public std::enable_shared_from_this<listener> {
+ public:
+  listener(net::io_context& ioc, tcp::endpoint endpoint) : ioc_(ioc), acceptor_(ioc) {
+    acceptor_.open(endpoint.protocol());
+    acceptor_.set_option(net::socket_base::reuse_address(true));
+    acceptor_.bind(endpoint);
+    acceptor_.listen(4096);
+  }
+
+  void run() { do_accept(); }
+
+ private:
+  void do_accept() {
+    acceptor_.async_accept(net::make_strand(ioc_),
+                           beast::bind_front_handler(&listener::on_accept, shared_from_this()));
+  }
+
+  void on_accept(beast::error_code ec, tcp::socket socket) {
+    if (!ec) {
+      std::make_shared<session>(std::move(socket))->run();
+    } else if (ec == net::error::no_descriptors) {
+      // Out of file descriptors: back off briefly instead of spinning.
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    do_accept();
+  }
+
+  net::io_context& ioc_;
+  tcp::acceptor acceptor_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: beast_echo PORT [THREADS]\n");
+    return 2;
+  }
+  const auto port = static_cast<unsigned short>(std::atoi(argv[1]));
+  const int threads = argc > 2 ? std::max(1, std::atoi(argv[2])) : 1;
+
+  net::io_context ioc{threads};
+  std::make_shared<listener>(ioc, tcp::endpoint{net::ip::make_address("127.0.0.1"), port})->run();
+
+  net::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](beast::error_code, int) { ioc.stop(); });
+
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([&ioc] { ioc.run(); });
+  ioc.run();
+  for (auto& t : pool) t.join();
+  return 0;
+}
