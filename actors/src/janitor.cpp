@@ -1,5 +1,7 @@
 #include "janitor.hpp"
 
+#include "fan_in.hpp"
+
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 #include <spdlog/spdlog.h>
@@ -18,32 +20,11 @@ double ms_since(steady_time t) {
   return std::chrono::duration<double, std::milli>(clock::now() - t).count();
 }
 
-// Asks every shard for something and calls `done` once with all the answers that came
-// back within `timeout` (a dead shard answers nothing and is skipped).
+// Every shard, the same question (see fan_in.hpp).
 template <class Answer, class... Ts>
 void ask_all_shards(self_ptr self, std::chrono::milliseconds timeout,
                     std::function<void(std::vector<Answer>&)> done, Ts... request) {
-  auto shards = self->state.context->shards();
-  struct fan_in {
-    std::vector<Answer> answers;
-    size_t waiting = 0;
-    std::function<void(std::vector<Answer>&)> done;
-  };
-  auto gather = std::make_shared<fan_in>();
-  gather->waiting = shards.size();
-  gather->done = std::move(done);
-  if (shards.empty()) return gather->done(gather->answers);
-  for (auto& shard : shards) {
-    self->request(shard, timeout, request...)
-        .then(
-            [gather](Answer& answer) {
-              gather->answers.push_back(std::move(answer));
-              if (--gather->waiting == 0) gather->done(gather->answers);
-            },
-            [gather](caf::error&) {
-              if (--gather->waiting == 0) gather->done(gather->answers);
-            });
-  }
+  ask_each<Answer>(self, self->state.context->shards(), timeout, std::move(done), request...);
 }
 
 void finish_job(self_ptr self, uint64_t job_id) {

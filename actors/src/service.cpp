@@ -10,6 +10,7 @@
 
 #include <wsvisor/supervisor.hpp>
 
+#include "fan_in.hpp"
 #include "messages.hpp"
 #include "root.hpp"
 #include "service_context.hpp"
@@ -27,32 +28,11 @@ void in_helper_actor(caf::actor_system& system,
   system.spawn([work = std::move(work)](caf::event_based_actor* self) { work(self); });
 }
 
-// Asks every shard the same question; `done` gets every answer that came in time.
+// Every shard, the same question (see fan_in.hpp).
 template <class Answer, class... Ts>
 void ask_shards(caf::event_based_actor* self, const std::vector<caf::actor>& shards,
                 std::function<void(std::vector<Answer>&)> done, Ts... request) {
-  struct fan_in {
-    std::vector<Answer> answers;
-    size_t waiting = 0;
-    std::function<void(std::vector<Answer>&)> done;
-  };
-  auto gather = std::make_shared<fan_in>();
-  gather->done = std::move(done);
-  for (auto& shard : shards)
-    if (shard) ++gather->waiting;
-  if (gather->waiting == 0) return gather->done(gather->answers);
-  for (auto& shard : shards) {
-    if (!shard) continue;
-    self->request(shard, kAdminTimeout, request...)
-        .then(
-            [gather](Answer& answer) {
-              gather->answers.push_back(std::move(answer));
-              if (--gather->waiting == 0) gather->done(gather->answers);
-            },
-            [gather](caf::error&) {
-              if (--gather->waiting == 0) gather->done(gather->answers);
-            });
-  }
+  ask_each<Answer>(self, shards, kAdminTimeout, std::move(done), request...);
 }
 
 std::chrono::system_clock::time_point to_wall(steady_time t) {
