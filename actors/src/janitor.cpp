@@ -135,29 +135,36 @@ void after_probe(self_ptr self, uint64_t job_id) {
         std::unordered_map<caf::actor_addr, const connection_snapshot*> now_seen;
         for (auto& list : per_shard)
           for (auto& c : list) now_seen.emplace(c.actor.address(), &c);
-        // Silent since the probe: no frame came back, although its ping went out early in
-        // the window. A ping that waited on the server's own strand for more than half
-        // of probe_timeout is the server's lag, not the client's fault.
+        // Silent: no frame since the probe, and its ping went out at least probe_timeout
+        // ago. Each connection is judged on its own ping's time: with thousands probed
+        // at once, pings leave the server's busy strands over a while, and the ones
+        // that left late are not judged before they had their full window.
         const auto& janitor = self->state.context->config.janitor;
+        const auto now = clock::now();
         std::vector<connection_snapshot> responsive;
         std::vector<connection_snapshot> silent;
+        size_t undecided = 0;
         for (auto& c : job.candidates) {
           auto seen = now_seen.find(c.actor.address());
           if (seen == now_seen.end()) continue;  // gone meanwhile
           const auto& live = seen->second->live;
+          // (A tenth of slack: the ping leaves a moment after the probe is sent.)
           const bool pinged_long_enough =
               live.ping_sent_at != steady_time{} &&
-              live.ping_sent_at - job.probe_sent <= janitor.probe_timeout / 2;
-          if (live.last_frame_in < job.probe_sent && pinged_long_enough)
+              now - live.ping_sent_at >= janitor.probe_timeout - janitor.probe_timeout / 10;
+          if (live.last_frame_in < job.probe_sent && pinged_long_enough) {
             silent.push_back(*seen->second);
-          else
+          } else {
+            if (live.last_frame_in < job.probe_sent) ++undecided;  // its ping is too young
             responsive.push_back(*seen->second);
+          }
         }
         // Many silent at once is more likely the server's own backlog (thousands of
         // pongs waiting to be read on a busy core) than a crowd of zombies: look again
         // after one more probe_timeout before evicting anyone.
-        if (!job.probe_extended &&
-            silent.size() > std::max<size_t>(16, job.candidates.size() / 20)) {
+        // Likewise when many pings left too late to be judged yet.
+        const size_t many = std::max<size_t>(16, job.candidates.size() / 20);
+        if (!job.probe_extended && (silent.size() > many || undecided > many)) {
           job.probe_extended = true;
           self->delayed_send(self, janitor.probe_timeout, probed_atom::value, job_id);
           return;
