@@ -5,6 +5,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
+CTEST_ARGS ?=
 
 .PHONY: all deps configure build run test bench format clean
 
@@ -23,7 +24,7 @@ run: build
 	./$(BUILD_DIR)/wsvisor --config config/wsvisor.toml
 
 test: build
-	@cd $(BUILD_DIR) && ctest --output-on-failure -j 2
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j 2 $(CTEST_ARGS)
 
 bench: build
 	@./bench/run.sh
