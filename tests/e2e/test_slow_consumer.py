@@ -3,6 +3,7 @@ limits.send_queue_bytes: close 1008 "slow consumer", TCP closed after close_time
 latest, memory bounded) and the inbound message rate (over messages_per_second with
 burst messages_burst: close 1008 "rate limit")."""
 
+import os
 import asyncio
 import socket
 import threading
@@ -20,6 +21,11 @@ CLOSE_TIMEOUT = 2.0
 MARGIN = 1.0
 TOKEN = "janitor-test-token"
 SLOW_SETS = (f"limits.send_queue_bytes={QUEUE}", f"janitor.close_timeout={CLOSE_TIMEOUT:g}s")
+
+# How much the server may grow while 20 slow consumers push (Release: a few MB). Under
+# AddressSanitizer (ASAN_OPTIONS set by the sanitizer test run) freed blocks are kept
+# by its allocator and redzones double small ones.
+RSS_GROWTH_LIMIT = 300e6 if "ASAN_OPTIONS" in os.environ else 100e6
 
 
 class Writer(threading.Thread):
@@ -151,7 +157,7 @@ def test_slow_consumer_closed_1008(server_factory):
 
 def test_twenty_slow_consumers_memory_bounded(server_factory):
     """20 wsload slow clients push 32 KiB messages without reading for a few seconds: each
-    is closed by the server, RSS stays under 200 MB throughout, the send queue gauge
+    is closed by the server, RSS grows by less than 100 MB throughout, the send queue gauge
     returns to 0 and so do the connections."""
     srv = server_factory(*SLOW_SETS)
     n = 20
@@ -170,7 +176,9 @@ def test_twenty_slow_consumers_memory_bounded(server_factory):
             m = scrape(srv.port)
             peak_rss = max(peak_rss, metric(m, "process_resident_memory_bytes"))
             peak_queue = max(peak_queue, metric(m, "wsvisor_send_queue_bytes"))
-            assert peak_rss < 200e6, (
+            # Growth, not the absolute figure: a sanitizer build starts far higher, and
+            # its allocator keeps freed blocks (hence the larger bound there).
+            assert peak_rss - rss_start < RSS_GROWTH_LIMIT, (
                 f"server RSS {peak_rss / 1e6:.0f} MB with {n} slow consumers "
                 f"(send_queue_bytes {QUEUE})\n{metrics_summary(m)}")
             time.sleep(0.1)
@@ -190,7 +198,7 @@ def test_twenty_slow_consumers_memory_bounded(server_factory):
                     what="wsvisor_connections back to 0")
     assert closed(m, "slow_consumer") - closed(before, "slow_consumer") == n, (
         metrics_summary(m))
-    assert metric(m, "process_resident_memory_bytes") < 200e6
+    assert metric(m, "process_resident_memory_bytes") - rss_start < RSS_GROWTH_LIMIT
     wait_metric(srv.port, lambda m: m["wsvisor_send_queue_bytes"] == 0, timeout=5,
                 what="wsvisor_send_queue_bytes back to 0 once every connection is gone")
 
