@@ -14,6 +14,8 @@ namespace {
 
 using self_ptr = caf::stateful_actor<janitor_state>*;
 using clock = std::chrono::steady_clock;
+// How many times a moderate sweep looks for answers to its probe (see after_probe).
+constexpr int kMaxProbeLooks = 4;
 constexpr auto kShortestDrainTick = std::chrono::milliseconds(1);
 
 double ms_since(steady_time t) {
@@ -162,10 +164,16 @@ void after_probe(self_ptr self, uint64_t job_id) {
         // Many silent at once is more likely the server's own backlog (thousands of
         // pongs waiting to be read on a busy core) than a crowd of zombies: look again
         // after one more probe_timeout before evicting anyone.
-        // Likewise when many pings left too late to be judged yet.
+        // Likewise when many pings left too late to be judged yet. It keeps looking
+        // while the silent crowd still shrinks (pongs are still being read), at most
+        // kMaxProbeLooks times; real zombies never answer, so their number settles.
         const size_t many = std::max<size_t>(16, job.candidates.size() / 20);
-        if (!job.probe_extended && (silent.size() > many || undecided > many)) {
-          job.probe_extended = true;
+        const bool still_shrinking =
+            job.probe_looks == 1 || silent.size() < job.last_silent - job.last_silent / 10;
+        job.last_silent = silent.size();
+        if (job.probe_looks < kMaxProbeLooks && (silent.size() > many || undecided > many) &&
+            still_shrinking) {
+          ++job.probe_looks;
           self->delayed_send(self, janitor.probe_timeout, probed_atom::value, job_id);
           return;
         }

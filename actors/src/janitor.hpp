@@ -26,7 +26,8 @@ struct sweep_job {
   caf::response_promise promise;
   steady_time started;
   steady_time probe_sent;
-  bool probe_extended = false;  // waited a second probe_timeout (see after_probe)
+  int probe_looks = 1;     // probe_timeouts waited so far (see after_probe)
+  size_t last_silent = 0;  // how many looked silent at the last look
   sweep_result result;
   std::vector<connection_snapshot> candidates;
 };

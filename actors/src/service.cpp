@@ -248,7 +248,8 @@ void service::sweep(sweep_level level, sweep_scope scope,
                     std::function<void(std::optional<sweep_result>)> done) {
   auto janitor = context_->janitor();
   if (!janitor) return done(std::nullopt);
-  const auto timeout = context_->config.janitor.probe_timeout + kAdminTimeout;
+  // A moderate sweep may look up to four times for answers to its probe (janitor.cpp).
+  const auto timeout = context_->config.janitor.probe_timeout * 4 + kAdminTimeout;
   in_helper_actor(context_->system, [=](caf::event_based_actor* self) {
     self->request(janitor, timeout, sweep_atom::value, level, scope, uint64_t{0},
                   sweep_kind::admin)
