@@ -13,6 +13,7 @@
 
 #include "wsvisor/admin.hpp"
 #include "wsvisor/admission.hpp"
+#include "wsvisor/connection_messages.hpp"
 #include "wsvisor/metrics.hpp"
 #include "wsvisor/session_port.hpp"
 #include "wsvisor/sweep.hpp"
@@ -44,10 +45,6 @@ struct periodic_counts {
   uint64_t lifetime = 0;
 };
 
-// session -> connection: one text or binary message from the client.
-using inbound_atom = caf::atom_constant<caf::atom("inbound")>;
-// session -> connection: the socket is closed; the actor quits, releasing the slot.
-using peer_gone_atom = caf::atom_constant<caf::atom("peergone")>;
 // anyone -> connection: close gracefully with (code, reason text, close_reason).
 using close_atom = caf::atom_constant<caf::atom("close")>;
 // anyone -> connection: close TCP at once (close_reason).

@@ -17,6 +17,7 @@
 
 #include "http_responses.hpp"
 #include "wsvisor/auth.hpp"
+#include "wsvisor/connection_messages.hpp"
 
 namespace wsvisor {
 
@@ -25,9 +26,6 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
 
-// The atoms the connection actor understands, as the actors library defines them.
-using inbound_atom = caf::atom_constant<caf::atom("inbound")>;
-using peer_gone_atom = caf::atom_constant<caf::atom("peergone")>;
 
 websocket_session::websocket_session(beast::tcp_stream&& stream, request&& upgrade,
                                      std::shared_ptr<server_state> state,
