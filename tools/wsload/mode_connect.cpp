@@ -3,18 +3,13 @@
 #include "connection.hpp"
 #include "modes.hpp"
 #include "stats.hpp"
-
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "upgrade_loop.hpp"
 
 #include <memory>
-#include <optional>
 #include <vector>
 
 namespace wsload {
 namespace {
-
-namespace asio = boost::asio;
 
 struct ConnectStats {
   Counter attempts{0};
@@ -26,49 +21,19 @@ struct ConnectStats {
   std::atomic<int> active_workers{0};
 };
 
-class ConnectWorker : public std::enable_shared_from_this<ConnectWorker> {
+class ConnectWorker final : public UpgradeLoop {
  public:
   ConnectWorker(Runner& runner, ConnectStats& stats)
-      : runner_(runner),
-        options_(runner.options()),
-        stats_(stats),
-        strand_(asio::make_strand(runner.io())),
-        timer_(strand_) {}
-
-  void start() {
-    ++stats_.active_workers;
-    asio::post(strand_, [self = shared_from_this()] { self->next(); });
-  }
-
-  // At the soft stop: a worker waiting for its pacing slot gives up at once; one in the
-  // middle of an attempt finishes it (bounded by --handshake-timeout).
-  void stop() {
-    asio::post(strand_, [self = shared_from_this()] { self->timer_.cancel(); });
-  }
+      : UpgradeLoop(runner, stats.active_workers), stats_(stats) {}
 
  private:
-  void next() {
-    if (runner_.stopping()) return finish();
-    if (options_.count > 0 && stats_.claimed.fetch_add(1) >= options_.count) return finish();
-    wait_until(runner_.next_attempt_slot());
+  bool claim() override {
+    return options_.count == 0 || stats_.claimed.fetch_add(1) < options_.count;
   }
 
-  void wait_until(Clock::time_point when) {
-    timer_.expires_at(when);
-    timer_.async_wait([self = shared_from_this()](boost::system::error_code) {
-      if (self->runner_.stopping()) return self->finish();
-      self->attempt();
-    });
-  }
-
-  void attempt() {
-    ws_.emplace(strand_);
-    response_ = {};
-    configure_websocket(*ws_, options_);
+  void attempt() override {
     ++stats_.attempts;
-    started_ = Clock::now();
-    async_open_websocket(*ws_, runner_, response_,
-                         [self = shared_from_this()](OpenResult result) { self->on_open(result); });
+    open_upgrade([self = shared_as<ConnectWorker>()](OpenResult result) { self->on_open(result); });
   }
 
   void on_open(const OpenResult& result) {
@@ -80,35 +45,22 @@ class ConnectWorker : public std::enable_shared_from_this<ConnectWorker> {
       stats_.errors.add(describe(result.phase, result.ec));
       // A server that is down fails at once; a short pause keeps that from becoming a
       // busy loop that only measures our own CPU.
-      return wait_until(Clock::now() + std::chrono::milliseconds(10));
+      return wait_then_attempt(Clock::now() + std::chrono::milliseconds(10));
     }
     ++stats_.upgrades;
     stats_.handshake_us.record(static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_).count()));
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - upgrade_started_)
+            .count()));
     ws_->async_close(websocket::close_code::normal,
-                     [self = shared_from_this()](boost::system::error_code ec) {
+                     [self = shared_as<ConnectWorker>()](boost::system::error_code ec) {
                        if (ec) self->stats_.errors.add(describe("close", ec));
                        self->next();
                      });
   }
 
-  void finish() {
-    if (finished_) return;
-    finished_ = true;
-    ws_.reset();
-    // The last worker to run out of planned attempts ends the run early.
-    if (--stats_.active_workers == 0) runner_.request_stop();
-  }
+  void on_retire() override { ws_.reset(); }
 
-  Runner& runner_;
-  const Options& options_;
   ConnectStats& stats_;
-  Strand strand_;
-  asio::steady_timer timer_;
-  std::optional<WsStream> ws_;
-  websocket::response_type response_;
-  Clock::time_point started_;
-  bool finished_ = false;
 };
 
 }  // namespace

@@ -4,9 +4,8 @@
 #include "connection.hpp"
 #include "modes.hpp"
 #include "stats.hpp"
+#include "upgrade_loop.hpp"
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
 #include <algorithm>
@@ -50,41 +49,23 @@ struct StormStats {
   CounterMap errors;
 };
 
-class StormWorker : public std::enable_shared_from_this<StormWorker> {
+class StormWorker final : public UpgradeLoop {
  public:
   StormWorker(Runner& runner, StormStats& stats)
-      : runner_(runner),
-        options_(runner.options()),
-        stats_(stats),
-        strand_(asio::make_strand(runner.io())),
-        timer_(strand_) {}
-
-  void start() {
-    ++stats_.active_workers;
-    asio::post(strand_, [self = shared_from_this()] { self->next(); });
-  }
-
-  void stop() {
-    asio::post(strand_, [self = shared_from_this()] { self->timer_.cancel(); });
-  }
+      : UpgradeLoop(runner, stats.active_workers), stats_(stats) {}
 
  private:
-  void next() {
-    if (runner_.stopping()) return finish();
+  bool claim() override {
     auto index = stats_.next_cycle.fetch_add(1);
-    if (index >= stats_.plan.size()) return finish();
+    if (index >= stats_.plan.size()) return false;
     kind_ = stats_.plan[index];
-    wait_then_run(runner_.next_attempt_slot());
+    return true;
   }
 
-  void wait_then_run(Clock::time_point when) {
-    timer_.expires_at(when);
-    timer_.async_wait([self = shared_from_this()](boost::system::error_code) {
-      if (self->runner_.stopping()) return self->finish();
-      ++self->stats_.attempted;
-      if (self->kind_ == CycleKind::abort) return self->run_abort();
-      self->run_upgrade();
-    });
+  void attempt() override {
+    ++stats_.attempted;
+    if (kind_ == CycleKind::abort) return run_abort();
+    run_upgrade();
   }
 
   void cycle_done() {
@@ -96,14 +77,15 @@ class StormWorker : public std::enable_shared_from_this<StormWorker> {
     stats_.errors.add(std::string(kKindNames[static_cast<int>(kind_)]) + " " + describe(phase, ec));
     // The cycle is spent; a short pause keeps a dead server from causing a busy loop.
     timer_.expires_after(std::chrono::milliseconds(10));
-    timer_.async_wait([self = shared_from_this()](boost::system::error_code) { self->next(); });
+    timer_.async_wait(
+        [self = shared_as<StormWorker>()](boost::system::error_code) { self->next(); });
   }
 
   // TCP connect, the first half of the upgrade request, then an orderly close: the
   // server is left with a handshake that will never complete.
   void run_abort() {
     tcp_.emplace(strand_);
-    async_open_tcp(*tcp_, runner_, [self = shared_from_this()](boost::system::error_code ec) {
+    async_open_tcp(*tcp_, runner_, [self = shared_as<StormWorker>()](boost::system::error_code ec) {
       if (ec) return self->cycle_failed("connect", ec);
       self->request_ = upgrade_request(self->options_);
       asio::async_write(self->tcp_->socket(),
@@ -118,12 +100,8 @@ class StormWorker : public std::enable_shared_from_this<StormWorker> {
   }
 
   void run_upgrade() {
-    ws_.emplace(strand_);
-    response_ = {};
-    configure_websocket(*ws_, options_);
-    async_open_websocket(*ws_, runner_, response_, [self = shared_from_this()](OpenResult result) {
-      self->on_upgrade(result);
-    });
+    open_upgrade(
+        [self = shared_as<StormWorker>()](OpenResult result) { self->on_upgrade(result); });
   }
 
   void on_upgrade(const OpenResult& result) {
@@ -138,29 +116,16 @@ class StormWorker : public std::enable_shared_from_this<StormWorker> {
       return cycle_done();
     }
     ws_->async_close(websocket::close_code::normal,
-                     [self = shared_from_this()](boost::system::error_code ec) {
+                     [self = shared_as<StormWorker>()](boost::system::error_code ec) {
                        if (ec) return self->cycle_failed("close", ec);
                        self->cycle_done();
                      });
   }
 
-  void finish() {
-    if (finished_) return;
-    finished_ = true;
-    if (--stats_.active_workers == 0) runner_.request_stop();
-  }
-
-  Runner& runner_;
-  const Options& options_;
   StormStats& stats_;
-  Strand strand_;
-  asio::steady_timer timer_;
   CycleKind kind_ = CycleKind::clean;
   std::optional<beast::tcp_stream> tcp_;
-  std::optional<WsStream> ws_;
-  websocket::response_type response_;
   std::string request_;
-  bool finished_ = false;
 };
 
 }  // namespace
