@@ -1,5 +1,6 @@
 // echo: C connections each keep K messages outstanding and check every echo byte for
-// byte, measuring the round trip of each message.
+// byte, measuring the round trip of each message. Rate and latency count only in the
+// runner's measuring window: after every connection is up (or has failed) and --warmup.
 #include "connection.hpp"
 #include "modes.hpp"
 #include "stats.hpp"
@@ -24,9 +25,11 @@ struct EchoStats {
   Counter mismatches{0};
   Counter connections_ok{0};
   Counter connections_failed{0};
+  Counter connections_settled{0};  // up or failed: the ramp ends when all are
+  Counter received_in_window{0};
   Counter closed_by_server{0};
   Counter abandoned_in_flight{0};
-  LatencyHistogram latency_us;
+  LatencyHistogram latency_us;  // window only
   CounterMap refusals;
   CounterMap errors;
 };
@@ -70,14 +73,19 @@ class EchoSession : public std::enable_shared_from_this<EchoSession> {
       } else {
         stats_.errors.add(describe(result.phase, result.ec));
       }
-      return;
+      return settled();
     }
     ++stats_.connections_ok;
+    settled();
     open_ = true;
     ws_.binary(options_.binary);
     if (stopping_) return begin_close();
     read_next();
     send_more();
+  }
+
+  void settled() {
+    if (++stats_.connections_settled == std::uint64_t(options_.connections)) runner_.ramp_done();
   }
 
   void send_more() {
@@ -123,8 +131,11 @@ class EchoSession : public std::enable_shared_from_this<EchoSession> {
     if (!same) ++stats_.mismatches;
     incoming_.consume(incoming_.size());
     ++stats_.received;
-    stats_.latency_us.record(static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(latency).count()));
+    if (runner_.measuring()) {
+      ++stats_.received_in_window;
+      stats_.latency_us.record(static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(latency).count()));
+    }
     if (stopping_ && in_flight() == 0) return begin_close();
     send_more();
     read_next();
@@ -206,6 +217,9 @@ boost::json::object run_echo(Runner& runner) {
   for (int i = 0; i < options.connections; ++i) {
     sessions.push_back(std::make_shared<EchoSession>(runner, stats, i));
   }
+  // Each connection is bounded by --handshake-timeout twice (TCP connect, then upgrade),
+  // so by then every one is up or has failed.
+  runner.use_window(2 * options.handshake_timeout_s, options.warmup_s);
   runner.set_progress_report([&] {
     return std::to_string(stats.connections_ok.load()) + " connected, " +
            std::to_string(stats.received.load()) + " echoes, " +
@@ -216,7 +230,21 @@ boost::json::object run_echo(Runner& runner) {
     for (auto& session : sessions) session->stop();
   });
 
-  double window = runner.active_s();
+  auto window = runner.window();
+  boost::json::object window_json;
+  window_json["ramp_s"] = window.ramp_s;
+  window_json["ramp_bound_hit"] = window.ramp_bound_hit;
+  window_json["all_connected"] =
+      window.ramp_ended && !window.ramp_bound_hit && stats.connections_failed.load() == 0;
+  window_json["warmup_s"] = options.warmup_s;
+  if (window.start_s) {
+    window_json["start_s"] = *window.start_s;
+  } else {
+    window_json["start_s"] = nullptr;
+  }
+  window_json["seconds"] = window.seconds;
+  window_json["messages_received"] = stats.received_in_window.load();
+
   boost::json::object out;
   out["connections"] = options.connections;
   out["in_flight"] = options.in_flight;
@@ -226,8 +254,10 @@ boost::json::object run_echo(Runner& runner) {
   out["connections_failed"] = stats.connections_failed.load();
   out["messages_sent"] = stats.sent.load();
   out["messages_received"] = stats.received.load();
-  out["messages_per_second"] = window > 0 ? double(stats.received.load()) / window : 0.0;
+  out["messages_per_second"] =
+      window.seconds > 0 ? double(stats.received_in_window.load()) / window.seconds : 0.0;
   out["latency_us"] = stats.latency_us.to_json();
+  out["window"] = window_json;
   out["mismatches"] = stats.mismatches.load();
   out["closed_by_server"] = stats.closed_by_server.load();
   out["abandoned_in_flight"] = stats.abandoned_in_flight.load();

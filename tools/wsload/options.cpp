@@ -82,8 +82,14 @@ const std::vector<Flag>& flags() {
        }},
       {"--duration", "SECONDS",
        "how long the load runs (5); every mode stops by itself then, and the hard deadline "
-       "is duration + grace",
+       "is duration + grace (echo: the duration is its measuring window, after the ramp and "
+       "--warmup; its hard deadline adds the ramp bound and the warm-up)",
        [](Options& o, const std::string& v) { o.duration_s = to_double(v, 0.01, 86400); }},
+      {"--warmup", "SECONDS",
+       "echo: once every connection is up (or has failed), wait this long before the "
+       "measuring window opens; --duration then counts from the window's opening, so the run "
+       "lasts ramp + warm-up + duration (0)",
+       [](Options& o, const std::string& v) { o.warmup_s = to_double(v, 0, 86400); }},
       {"--grace", "SECONDS",
        "time after the duration for clean closes before everything is abandoned (5)",
        [](Options& o, const std::string& v) { o.grace_s = to_double(v, 0.1, 3600); }},
@@ -165,15 +171,26 @@ std::string usage_text() {
 Load and misbehaviour client for a WebSocket server on this machine. Prints one JSON
 object on stdout when the run ends; progress and errors go to stderr. Exit 0 when the
 run completed (also when the server refused or closed connections), 2 on bad usage.
-Every mode stops by itself after --duration; whatever is still open --grace seconds
-later is abandoned. The soft RLIMIT_NOFILE is raised to the hard limit at start.
+Every mode stops by itself after --duration (echo: --duration of measuring after its
+ramp and --warmup); whatever is still open --grace seconds later is abandoned. The soft
+RLIMIT_NOFILE is raised to the hard limit at start.
 
 modes:
   echo       --connections C each keep --in-flight K messages of --size S bytes
              outstanding (text, or --binary) and check every echo byte for byte.
-             JSON: messages_sent, messages_received, messages_per_second,
-             latency_us {count,min,mean,p50,p90,p99,p999,max}, mismatches, errors,
-             refusals, connections_ok, connections_failed.
+             The run has three parts: the ramp, until every connection is up or
+             has failed (failed ones are not retried; at most twice
+             --handshake-timeout, the bound of a connect plus an upgrade), then
+             --warmup seconds, then the measuring window of --duration seconds.
+             JSON, window only: messages_per_second (echoes received in the window
+             / its length), latency_us {count,min,mean,p50,p90,p99,p999,max},
+             window {ramp_s, ramp_bound_hit, all_connected, warmup_s, start_s,
+             seconds, messages_received} (all_connected: every connection was up
+             when the ramp ended; start_s: seconds from the start to the window's
+             opening, null if a signal came first). JSON, whole run:
+             messages_sent, messages_received, mismatches, errors, refusals,
+             connections_ok, connections_failed, closed_by_server,
+             abandoned_in_flight, and elapsed_s.
   connect    --connections workers open upgrades as fast as they can (or at --rate),
              closing each cleanly after the 101, until --duration or --count attempts.
              JSON: attempts, upgrades, upgrades_per_second, handshake_latency_us,

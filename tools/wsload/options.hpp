@@ -26,6 +26,7 @@ struct Options {
   // Time bounds: the soft stop ends the load, the hard deadline ends the process' I/O.
   double duration_s = 5.0;
   double grace_s = 5.0;
+  double warmup_s = 0.0;  // echo: between the ramp and the measuring window
   int threads = 1;
 
   // Load shape.

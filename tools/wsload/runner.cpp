@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <csignal>
 #include <iostream>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -25,10 +26,71 @@ Runner::Runner(const Options& options)
       signals_(control_, SIGINT, SIGTERM),
       target_(asio::ip::make_address(options.host), options.port) {}
 
-double Runner::active_s() const {
+void Runner::use_window(double ramp_bound_s, double warmup_s) {
+  use_window_ = true;
+  ramp_bound_s_ = ramp_bound_s;
+  warmup_s_ = warmup_s;
+}
+
+void Runner::ramp_done() {
+  asio::post(control_, [this] { end_ramp(false); });
+}
+
+Runner::Window Runner::window() const {
+  Window window;
   auto stopped = soft_stop_at_.load(std::memory_order_acquire);
-  if (stopped == 0) return elapsed_s();
-  return seconds_between(start_, Clock::time_point(Clock::duration(stopped)));
+  auto end = stopped == 0 ? Clock::now() : Clock::time_point(Clock::duration(stopped));
+  window.ramp_ended = ramp_end_.has_value();
+  window.ramp_bound_hit = ramp_bound_hit_;
+  window.ramp_s = seconds_between(start_, ramp_end_.value_or(end));
+  if (window_start_) {
+    window.start_s = seconds_between(start_, *window_start_);
+    window.seconds = seconds_between(*window_start_, end);
+  }
+  return window;
+}
+
+// The phases of a window run one after the other on the control strand, all on the
+// duration timer. A handler that had already been queued when the timer was set again
+// finds the phase moved on and does nothing.
+void Runner::after(double seconds, std::function<void()> then) {
+  duration_timer_.expires_after(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds)));
+  duration_timer_.async_wait([then = std::move(then)](boost::system::error_code ec) {
+    if (!ec) then();
+  });
+}
+
+void Runner::end_ramp(bool bound_hit) {
+  if (stopping() || phase_ != Phase::ramp) return;
+  ramp_end_ = Clock::now();
+  ramp_bound_hit_ = bound_hit;
+  phase_ = Phase::warmup;
+  std::ostringstream line;
+  line.precision(3);
+  line << std::fixed;
+  if (bound_hit) {
+    line << "ramp bound of " << ramp_bound_s_
+         << " s reached before every connection was up or had failed";
+  } else {
+    line << "ramp over after " << seconds_between(start_, *ramp_end_) << " s";
+  }
+  line << "; warm-up " << warmup_s_ << " s";
+  progress(line.str());
+  after(warmup_s_, [this] { open_window(); });
+}
+
+void Runner::open_window() {
+  if (stopping() || phase_ != Phase::warmup) return;
+  window_start_ = Clock::now();
+  phase_ = Phase::window;
+  measuring_.store(true, std::memory_order_release);
+  std::ostringstream line;
+  line.precision(3);
+  line << std::fixed << "measuring from " << seconds_between(start_, *window_start_) << " s for "
+       << options_.duration_s << " s";
+  progress(line.str());
+  after(options_.duration_s, [this] { soft_stop(); });
 }
 
 void Runner::run(std::function<void()> on_soft_stop) {
@@ -36,11 +98,16 @@ void Runner::run(std::function<void()> on_soft_stop) {
   start_ = Clock::now();
   next_slot_ = start_;
 
-  duration_timer_.expires_after(std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(options_.duration_s)));
-  duration_timer_.async_wait([this](boost::system::error_code ec) {
-    if (!ec) soft_stop();
-  });
+  if (use_window_) {
+    phase_ = Phase::ramp;
+    after(ramp_bound_s_, [this] { end_ramp(true); });
+  } else {
+    // The window is the whole run.
+    ramp_end_ = start_;
+    window_start_ = start_;
+    measuring_.store(true, std::memory_order_release);
+    after(options_.duration_s, [this] { soft_stop(); });
+  }
   signals_.async_wait([this](boost::system::error_code ec, int) {
     if (ec) return;
     interrupted_ = true;
@@ -67,14 +134,16 @@ void Runner::run(std::function<void()> on_soft_stop) {
   watchdog_thread.join();
 }
 
-// The hard deadline: duration + grace after the start, or grace after an early soft
-// stop, whichever comes first. Whatever is still pending then is abandoned, so a server
-// that never answers cannot keep wsload running.
+// The hard deadline: duration + grace after the start (plus the ramp bound and the
+// warm-up with a window), or grace after an early soft stop, whichever comes first.
+// Whatever is still pending then is abandoned, so a server that never answers cannot
+// keep wsload running.
 void Runner::watchdog() {
   auto as_duration = [](double seconds) {
     return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   };
-  auto absolute = start_ + as_duration(options_.duration_s + options_.grace_s);
+  double before_duration = use_window_ ? ramp_bound_s_ + warmup_s_ : 0.0;
+  auto absolute = start_ + as_duration(before_duration + options_.duration_s + options_.grace_s);
   std::unique_lock lock(watchdog_mutex_);
   while (!io_finished_) {
     auto deadline = absolute;
@@ -111,6 +180,7 @@ void Runner::request_stop() {
 void Runner::soft_stop() {
   if (stopping_.exchange(true, std::memory_order_acq_rel)) return;
   soft_stop_at_.store(Clock::now().time_since_epoch().count(), std::memory_order_release);
+  measuring_.store(false, std::memory_order_release);
   duration_timer_.cancel();
   report_timer_.cancel();
   // During the clean closes a signal ends the process at once (default disposition).

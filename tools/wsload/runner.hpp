@@ -1,7 +1,8 @@
 // The shared frame of every mode: one io_context run by --threads threads, a soft stop
 // at --duration (the mode winds down cleanly), a hard deadline --grace later (the
 // io_context is stopped whatever is still pending), SIGINT/SIGTERM as an early soft
-// stop, and pacing of new connection attempts.
+// stop, pacing of new connection attempts, and (echo) a measuring window that opens
+// after the connection ramp and a warm-up.
 #pragma once
 
 #include "options.hpp"
@@ -46,8 +47,25 @@ class Runner {
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
 
   double elapsed_s() const { return seconds_between(start_, Clock::now()); }
-  // Seconds from start to the soft stop (the measuring window of rates).
-  double active_s() const;
+
+  // The measuring window; use_window() before run(). The run then ramps up until the
+  // mode calls ramp_done() (at the latest ramp_bound_s after the start), warms up for
+  // warmup_s, and only then does --duration start: the soft stop comes at
+  // ramp + warmup + duration, and the hard deadline moves out by ramp_bound_s + warmup_s.
+  void use_window(double ramp_bound_s, double warmup_s);
+  // Thread-safe: every connection of the mode is up or has failed.
+  void ramp_done();
+  // Thread-safe: the window has opened and the soft stop has not come yet.
+  bool measuring() const { return measuring_.load(std::memory_order_acquire); }
+  struct Window {
+    bool ramp_ended = false;        // by ramp_done() or by the bound (not by an early stop)
+    bool ramp_bound_hit = false;    // the bound ended the ramp, not ramp_done()
+    double ramp_s = 0;              // start to the end of the ramp (or to the soft stop)
+    std::optional<double> start_s;  // start to the window's opening; none if it never did
+    double seconds = 0;             // the window's opening to the soft stop
+  };
+  // After run().
+  Window window() const;
   bool hard_deadline_hit() const { return hard_deadline_hit_; }
   bool interrupted() const { return interrupted_; }
 
@@ -66,6 +84,9 @@ class Runner {
 
  private:
   void soft_stop();
+  void end_ramp(bool bound_hit);
+  void open_window();
+  void after(double seconds, std::function<void()> then);
   void watchdog();
   void schedule_report();
 
@@ -84,6 +105,17 @@ class Runner {
   std::atomic<Clock::rep> soft_stop_at_{0};
   bool hard_deadline_hit_ = false;
   bool interrupted_ = false;
+
+  // The window, on the control strand only (but measuring_).
+  enum class Phase { ramp, warmup, window };
+  bool use_window_ = false;
+  double ramp_bound_s_ = 0;
+  double warmup_s_ = 0;
+  Phase phase_ = Phase::window;
+  std::optional<Clock::time_point> ramp_end_;
+  bool ramp_bound_hit_ = false;
+  std::optional<Clock::time_point> window_start_;
+  std::atomic<bool> measuring_{false};
 
   std::mutex watchdog_mutex_;
   std::condition_variable watchdog_wakeup_;
