@@ -79,34 +79,6 @@ def machine():
     return os.cpu_count(), model, mem, platform.release()
 
 
-def steady_rate(stem, data):
-    """Echoes per second from the first progress line at which every connection was up to
-    the end of the run, so that the connection ramp does not count. The .err file holds
-    wsload's progress lines, each prefixed with the time it was read; .start the time
-    wsload was launched; the run ended active_s (wsload's own window) after that."""
-    try:
-        with open(stem + ".start") as f:
-            launched = float(f.read().strip())
-        with open(stem + ".err") as f:
-            lines = f.readlines()
-    except (OSError, ValueError):
-        return None
-    want = data.get("connections")
-    first = None
-    for line in lines:
-        m = re.match(r"([\d.]+) wsload echo: (\d+) connected, (\d+) echoes", line)
-        if m and int(m.group(2)) >= want:
-            first = (float(m.group(1)), int(m.group(3)))
-            break
-    # wsload's window (start to stop) is messages_received / messages_per_second.
-    rate, received = data.get("messages_per_second") or 0, data.get("messages_received") or 0
-    active = received / rate if rate > 0 else (data.get("duration_s") or 0)
-    end = launched + active
-    if first is None or end - first[0] < 1.0:
-        return None
-    return (data.get("messages_received", 0) - first[1]) / (end - first[0])
-
-
 class Report:
     def __init__(self, raw):
         self.raw = raw
@@ -115,7 +87,7 @@ class Report:
         self.servers = [s for s in SERVERS if s in self.meta.get("servers", " ".join(SERVERS)).split()]
         self.lines = []
         self.anomalies = []
-        self.no_steady = []
+        self.not_all_connected = []
         try:
             with open(os.path.join(raw, "notes.txt")) as f:
                 self.anomalies += [l.strip() for l in f if l.strip()]
@@ -133,10 +105,16 @@ class Report:
             if data is None:
                 self.anomalies.append(f"echo {server} {size} B {conns} conns k={k}: no JSON in {os.path.basename(path)}")
                 continue
-            data["steady"] = steady_rate(path[:-5], data)
-            if data["steady"] is None:
-                self.no_steady.append(
-                    f"{LABEL[server]} {size} B/{conns}c/k={k} r{path[-6]} ({data.get('connections_ok')} of {conns} connected)")
+            window = data.get("window") or {}
+            data["all_connected"] = bool(window.get("all_connected"))
+            if not data["all_connected"]:
+                if not window:
+                    why = "no window in wsload's JSON"
+                elif window.get("ramp_bound_hit"):
+                    why = "ramp bound reached"
+                else:
+                    why = f"{data.get('connections_ok')} of {conns} connected"
+                self.not_all_connected.append(f"{LABEL[server]} {size} B/{conns}c/k={k} r{path[-6]} ({why})")
             runs.append(data)
         return runs
 
@@ -156,7 +134,7 @@ class Report:
         for cfg in configs:
             for s in self.servers:
                 runs = self.echo_runs(s, *cfg)
-                rates = [r["steady"] if r["steady"] is not None else r.get("messages_per_second") for r in runs]
+                rates = [r.get("messages_per_second") for r in runs]
                 self.echo_median[(s,) + cfg] = (med(rates), runs)
                 for r in runs:
                     problems = {k: r.get(k) for k in ("error_count", "mismatches", "connections_failed", "closed_by_server") if r.get(k)}
@@ -166,14 +144,17 @@ class Report:
                             f"errors={r.get('errors')} refusals={r.get('refusals')}")
         d = self.meta.get("duration_s", "?")
         n = self.meta.get("runs", "?")
+        w = self.meta.get("echo_warmup_s", "?")
         self.out("## Echo throughput")
         self.out()
-        self.out(f"Messages echoed per second (median of {n} runs; the client checks every byte), counted "
-                 "from the first progress line of `wsload echo` at which every connection was up to the end "
-                 f"of the run (runs last {d} s + 1 s, so the window is about {d} s, less for a slow ramp), so "
-                 "that the connection ramp is left out; a run marked * had no such window and uses wsload's "
-                 "whole-run rate. Latency percentiles are wsload's, ramp included. Text messages; `k` = "
-                 "messages in flight per connection. Ratio = median / Beast median.")
+        self.out(f"Messages echoed per second (median of {n} runs; the client checks every byte) in "
+                 "`wsload echo`'s measuring window: it opens once every connection is up and a further "
+                 f"{w} s warm-up (`--warmup {w}`) has passed, and lasts {d} s (`--duration`), so "
+                 "the connection ramp and the warm-up count neither in the rate nor in the latency "
+                 "percentiles. A run marked * did not have every connection up when its window opened "
+                 "(a connection failed, or the ramp bound of twice wsload's handshake timeout ran out) "
+                 "and was measured with the connections it had. Text messages; `k` = messages in flight "
+                 "per connection. Ratio = median / Beast median.")
         self.out()
         head = "| workload | " + " | ".join(LABEL[s] for s in self.servers) + " |"
         self.out(head)
@@ -190,7 +171,7 @@ class Report:
             ceiling = self.echo_median.get(("beast",) + cfg, (None,))[0]
             self.out(f"### Echo {cfg[0]} B, {cfg[1]} connections, {cfg[2]} in flight")
             self.out()
-            self.out("| server | median msg/s | x Beast | runs (msg/s) | wsload whole-run msg/s (median) | p50 / p99 latency (ms) | errors |")
+            self.out("| server | median msg/s | x Beast | runs (msg/s) | ramp s (median) | p50 / p99 latency (ms) | errors |")
             self.out("|---|---:|---:|---|---:|---|---:|")
             for s in self.servers:
                 v, runs = self.echo_median.get((s,) + cfg, (None, []))
@@ -198,10 +179,11 @@ class Report:
                 lat99 = med([r.get("latency_us", {}).get("p99") for r in runs])
                 errs = sum((r.get("error_count") or 0) + (r.get("mismatches") or 0) + (r.get("connections_failed") or 0) for r in runs)
                 lat = "-" if lat50 is None else f"{lat50 / 1000:.2f} / {lat99 / 1000:.2f}"
-                all_runs = ", ".join(fmt_int(r["steady"] if r["steady"] is not None else r.get("messages_per_second"))
-                                     + ("" if r["steady"] is not None else "*") for r in runs) or "-"
-                whole = med([r.get("messages_per_second") for r in runs])
-                self.out(f"| {LABEL[s]} | {fmt_int(v)} | {fmt_ratio(v, ceiling)} | {all_runs} | {fmt_int(whole)} | {lat} | {errs} |")
+                all_runs = ", ".join(fmt_int(r.get("messages_per_second")) + ("" if r["all_connected"] else "*")
+                                     for r in runs) or "-"
+                ramp = med([(r.get("window") or {}).get("ramp_s") for r in runs])
+                ramp_txt = "-" if ramp is None else f"{ramp:.2f}"
+                self.out(f"| {LABEL[s]} | {fmt_int(v)} | {fmt_ratio(v, ceiling)} | {all_runs} | {ramp_txt} | {lat} | {errs} |")
             self.out()
 
     # --- memory -----------------------------------------------------------------------
@@ -563,10 +545,10 @@ plot {plot}
             self.out()
         self.lines += conn_lines
         self.lines += rest_lines
-        if self.no_steady:
+        if self.not_all_connected:
             self.anomalies.append(
-                f"{len(self.no_steady)} echo run(s) had no window with every connection up (wsload's whole-run rate "
-                "used, marked *): " + "; ".join(self.no_steady[:12]) + (" ..." if len(self.no_steady) > 12 else ""))
+                f"{len(self.not_all_connected)} echo run(s) were measured without every connection up (marked *): "
+                + "; ".join(self.not_all_connected[:12]) + (" ..." if len(self.not_all_connected) > 12 else ""))
         self.out("## Anomalies recorded by the run")
         self.out()
         if self.anomalies:

@@ -7,6 +7,8 @@
 #
 # Environment:
 #   BENCH_DURATION   seconds per echo / connect measurement (5; QUICK: 1)
+#   BENCH_WARMUP     seconds of echo load after every connection is up and before the
+#                    measurement (wsload echo --warmup) (1)
 #   BENCH_RUNS       measurements per figure, the median is reported (3; QUICK: 1)
 #   BENCH_SERVERS    subset of "beast websocketpp node python wsvisor"
 #   BENCH_PHASES     subset of "memory echo connect drain sweep"
@@ -54,6 +56,7 @@ PORT_BASE=${BENCH_PORT_BASE:-21300}
 ECHO_SIZES="64 4096"
 ECHO_CONNECTIONS="100 1000"
 ECHO_IN_FLIGHT="1 16"
+ECHO_WARMUP=${BENCH_WARMUP:-1}
 HB_PING=5s   # wsvisor heartbeat in the memory phase (pong_timeout the same)
 HB_EXTRA=14  # seconds the top memory level is held on wsvisor so that heartbeats run
 
@@ -200,7 +203,6 @@ note() { log "NOTE: $*"; printf '%s\n' "$*" >>"$RAW/notes.txt"; }
 json_str() { printf '"%s"' "${1//\"/\\\"}"; }
 
 client() { taskset -c $CLIENT_CORE "$WSLOAD" "$@"; }
-stamp() { local line; while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done; }
 
 port_of() {  # index -> a free port
   local p=$((PORT_BASE + $1))
@@ -343,7 +345,7 @@ rotate() {  # list offset -> list rotated (spreads each server's runs over the p
 }
 
 phase_echo() {
-  local run size conns k name f cfg=0 rc dur
+  local run size conns k name f cfg=0 rc
   for ((run = 1; run <= RUNS; run++)); do
     for size in $ECHO_SIZES; do
       for conns in $ECHO_CONNECTIONS; do
@@ -352,17 +354,15 @@ phase_echo() {
           for name in $(rotate "$SERVERS" "$cfg"); do
             ensure_alive "$name" || continue
             f=$RAW/echo_${name}_${size}_${conns}_${k}_r${run}.json
-            # wsload's own rate counts from its start, connection ramp included (python
-            # needs seconds for 1,000 upgrades). Its progress lines (one a second) are
-            # time-stamped so that report.py can count only from the moment all
-            # connections are up; the run is lengthened by about that ramp.
-            dur=$((DURATION + 1))
-            echo "$EPOCHREALTIME" >"${f%.json}.start"
+            # wsload measures its rate and latencies only in its window: from the moment
+            # every connection is up (python needs seconds for 1,000 upgrades) plus
+            # --warmup, for --duration; the run lasts ramp + warm-up + duration.
             client echo --port "${SERVER_PORT[$name]}" --connections "$conns" --size "$size" \
-              --in-flight "$k" --duration "$dur" --grace 2 >"$f" 2> >(stamp >"${f%.json}.err")
+              --in-flight "$k" --warmup "$ECHO_WARMUP" --duration "$DURATION" --grace 2 \
+              >"$f" 2>"${f%.json}.err"
             rc=$?
             ((rc != 0)) && note "echo $name ${size}B ${conns}c k=$k run $run: wsload exit $rc"
-            log "echo $name ${size}B ${conns}c k=$k run $run: $(jq -r '"\(.messages_per_second|floor) msg/s (whole run), errors \(.error_count), failed \(.connections_failed)"' "$f" 2>/dev/null)"
+            log "echo $name ${size}B ${conns}c k=$k run $run: $(jq -r '"\(.messages_per_second|floor) msg/s (window after a \(.window.ramp_s*100|round/100) s ramp, all connected: \(.window.all_connected)), errors \(.error_count), failed \(.connections_failed)"' "$f" 2>/dev/null)"
           done
         done
       done
@@ -475,8 +475,8 @@ build_all
 for t in node jq curl gnuplot; do command -v $t >/dev/null || log "missing tool: $t"; done
 
 cat >"$RAW/meta.json" <<EOF
-{"command": $(json_str "$([[ $QUICK == 1 ]] && echo "QUICK=1 ")BENCH_DURATION=$DURATION BENCH_RUNS=$RUNS ./bench/run.sh"),
- "started": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "quick": $QUICK, "duration_s": $DURATION, "runs": $RUNS,
+{"command": $(json_str "$([[ $QUICK == 1 ]] && echo "QUICK=1 ")BENCH_DURATION=$DURATION BENCH_WARMUP=$ECHO_WARMUP BENCH_RUNS=$RUNS ./bench/run.sh"),
+ "started": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "quick": $QUICK, "duration_s": $DURATION, "runs": $RUNS, "echo_warmup_s": $ECHO_WARMUP,
  "servers": $(json_str "$SERVERS"), "phases": $(json_str "$PHASES"),
  "mem_levels": $(json_str "$MEM_LEVELS"), "drain_connections": $DRAIN_N,
  "connect_workers": $CONNECT_WORKERS, "heartbeat_ping": $(json_str "$HB_PING"), "heartbeat_extra_s": $HB_EXTRA,
