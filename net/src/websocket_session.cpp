@@ -5,7 +5,6 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/bind_handler.hpp>
-#include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/error.hpp>
 #include <boost/json/serialize.hpp>
@@ -26,16 +25,13 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
 
-
 websocket_session::websocket_session(beast::tcp_stream&& stream, request&& upgrade,
-                                     std::shared_ptr<server_state> state,
-                                     pending_handshake pending, steady_time accepted_at,
-                                     std::string client_ip)
+                                     std::shared_ptr<server_state> state, pending_handshake pending,
+                                     steady_time accepted_at, std::string client_ip)
     : ws_(std::move(stream)),
       upgrade_(std::make_unique<request>(std::move(upgrade))),
       state_(std::move(state)),
       pending_(std::move(pending)),
-      deadline_(ws_.get_executor()),
       client_ip_(std::move(client_ip)),
       opened_at_(std::chrono::steady_clock::now()),
       last_frame_in_ns_(now_ns()),
@@ -45,6 +41,11 @@ websocket_session::websocket_session(beast::tcp_stream&& stream, request&& upgra
 }
 
 websocket_session::~websocket_session() = default;
+
+net::steady_timer& websocket_session::deadline() {
+  if (!deadline_) deadline_ = std::make_unique<net::steady_timer>(ws_.get_executor());
+  return *deadline_;
+}
 
 int64_t websocket_session::now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -74,8 +75,8 @@ void websocket_session::run() {
   const auto handshake_deadline = handshake_deadline_;
   const auto admission_deadline =
       std::chrono::steady_clock::now() + config.limits.admission_timeout;
-  deadline_.expires_at(std::min(handshake_deadline, admission_deadline));
-  deadline_.async_wait([self = shared_from_this(), handshake_deadline](beast::error_code ec) {
+  deadline().expires_at(std::min(handshake_deadline, admission_deadline));
+  deadline().async_wait([self = shared_from_this(), handshake_deadline](beast::error_code ec) {
     if (ec || self->phase_ != phase::admitting) return;
     if (std::chrono::steady_clock::now() >= handshake_deadline) {
       self->record(close_reason::handshake_failed, 1006);
@@ -103,8 +104,8 @@ void websocket_session::on_admission(admission_decision decision) {
   const auto& config = state_->config;
 
   // Back to the handshake deadline alone (it runs from accept to the 101).
-  deadline_.expires_at(handshake_deadline_);
-  deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
+  deadline().expires_at(handshake_deadline_);
+  deadline().async_wait([self = shared_from_this()](beast::error_code ec) {
     if (ec || self->phase_ != phase::handshaking) return;
     self->record(close_reason::handshake_failed, 1006);
     self->finish();
@@ -112,14 +113,14 @@ void websocket_session::on_admission(admission_decision decision) {
 
   websocket::stream_base::timeout timeouts{};
   timeouts.handshake_timeout = websocket::stream_base::none();  // deadline_ instead
-  timeouts.idle_timeout = websocket::stream_base::none();  // the janitor's heartbeat instead
+  timeouts.idle_timeout = websocket::stream_base::none();       // the janitor's heartbeat instead
   timeouts.keep_alive_pings = false;
   ws_.set_option(timeouts);
   ws_.read_message_max(config.server.max_message_bytes);
   ws_.auto_fragment(false);
   const std::string subprotocol = select_subprotocol(*upgrade_);
-  ws_.set_option(websocket::stream_base::decorator(
-      [subprotocol](websocket::response_type& response) {
+  ws_.set_option(
+      websocket::stream_base::decorator([subprotocol](websocket::response_type& response) {
         response.set(http::field::server, "wsvisor");
         if (!subprotocol.empty()) response.set(http::field::sec_websocket_protocol, subprotocol);
       }));
@@ -129,8 +130,8 @@ void websocket_session::on_admission(admission_decision decision) {
     ping_sent_ns_.store(0, std::memory_order_relaxed);
   });
   beast::get_lowest_layer(ws_).expires_never();
-  ws_.async_accept(*upgrade_, beast::bind_front_handler(&websocket_session::on_accept,
-                                                       shared_from_this()));
+  ws_.async_accept(*upgrade_,
+                   beast::bind_front_handler(&websocket_session::on_accept, shared_from_this()));
 }
 
 // Every refusal is counted and logged here, once, as the client receives it.
@@ -152,12 +153,12 @@ void websocket_session::refuse(reject_reason reason, std::chrono::seconds retry_
 void websocket_session::on_accept(beast::error_code ec) {
   upgrade_.reset();
   if (ec || phase_ != phase::handshaking) {
-    if (ec)
-      spdlog::debug("handshake failed id={} ip={}: {}", id_, client_ip_, ec.message());
+    if (ec) spdlog::debug("handshake failed id={} ip={}: {}", id_, client_ip_, ec.message());
     record(close_reason::handshake_failed, 1006);
     return finish();
   }
   pending_.release();
+  deadline_.reset();  // cancels the handshake deadline; begin_close() makes a new one
   phase_ = phase::open;
   public_phase_ = 1;
   last_frame_in_ns_.store(now_ns(), std::memory_order_relaxed);
@@ -166,8 +167,11 @@ void websocket_session::on_accept(beast::error_code ec) {
 }
 
 void websocket_session::do_read() {
-  ws_.async_read(buffer_,
-                 beast::bind_front_handler(&websocket_session::on_read, shared_from_this()));
+  // The first bytes of a message are read into what the buffer holds without the heap
+  // (an idle connection waits here); the rest with Beast's own size hint (limit 0).
+  const std::size_t limit = message_.size() == 0 ? message_.capacity() : 0;
+  ws_.async_read_some(message_, limit,
+                      beast::bind_front_handler(&websocket_session::on_read, shared_from_this()));
 }
 
 void websocket_session::on_read(beast::error_code ec, std::size_t) {
@@ -188,16 +192,17 @@ void websocket_session::on_read(beast::error_code ec, std::size_t) {
   }
   const int64_t now = now_ns();
   last_frame_in_ns_.store(now, std::memory_order_relaxed);
+  if (!ws_.is_message_done()) return do_read();  // more frames or bytes of this message
   last_message_ns_.store(now, std::memory_order_relaxed);
   ping_sent_ns_.store(0, std::memory_order_relaxed);
   state_->stats.messages_received().Increment();
   if (phase_ != phase::open) {
     // Closing: what the peer still sends is read (to see its close) but not handled.
-    buffer_.consume(buffer_.size());
+    message_.clear();
     return do_read();
   }
   if (!within_inbound_rate()) {
-    buffer_.consume(buffer_.size());
+    message_.clear();
     record(close_reason::rate_limit, 1008);
     pending_close_code_ = 1008;
     pending_close_reason_ = "rate limit";
@@ -205,10 +210,10 @@ void websocket_session::on_read(beast::error_code ec, std::size_t) {
     return do_read();  // keep reading until the peer answers the close
   }
   if (actor_) {
-    caf::anon_send(actor_, inbound_atom::value, beast::buffers_to_string(buffer_.data()),
-                   ws_.got_text());
+    caf::anon_send(actor_, inbound_atom::value, message_.take(), ws_.got_text());
+  } else {
+    message_.clear();
   }
-  buffer_.consume(buffer_.size());
   do_read();
 }
 
@@ -312,8 +317,8 @@ void websocket_session::begin_close() {
   if (phase_ == phase::open) {
     phase_ = phase::closing;
     public_phase_ = 2;
-    deadline_.expires_after(state_->config.janitor.close_timeout);
-    deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    deadline().expires_after(state_->config.janitor.close_timeout);
+    deadline().async_wait([self = shared_from_this()](beast::error_code ec) {
       if (!ec) self->finish();
     });
   }
@@ -361,7 +366,7 @@ void websocket_session::finish() {
   phase_ = phase::closed;
   public_phase_ = 3;
   pending_.release();
-  deadline_.cancel();
+  deadline_.reset();  // cancels a pending wait
   beast::error_code ignored;
   auto& socket = beast::get_lowest_layer(ws_).socket();
   socket.shutdown(net::ip::tcp::socket::shutdown_both, ignored);
@@ -387,8 +392,8 @@ close_reason websocket_session::reason() const {
 liveness_times websocket_session::liveness() const {
   liveness_times times;
   const auto from_ns = [](int64_t ns) {
-    return steady_time(std::chrono::duration_cast<steady_time::duration>(
-        std::chrono::nanoseconds(ns)));
+    return steady_time(
+        std::chrono::duration_cast<steady_time::duration>(std::chrono::nanoseconds(ns)));
   };
   times.opened_at = opened_at_;
   times.last_frame_in = from_ns(last_frame_in_ns_.load(std::memory_order_relaxed));

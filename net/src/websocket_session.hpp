@@ -4,7 +4,6 @@
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -20,6 +19,7 @@
 
 #include "server_state.hpp"
 #include "wsvisor/admission.hpp"
+#include "wsvisor/message_buffer.hpp"
 #include "wsvisor/session_port.hpp"
 
 namespace wsvisor {
@@ -65,15 +65,18 @@ class websocket_session final : public session_port,
   void finish();  // closes TCP and tells the actor; idempotent
   void record(close_reason why, uint16_t code);
   void drop_queue();
+  boost::asio::steady_timer& deadline();  // created on first use
   bool within_inbound_rate();
   static int64_t now_ns();
 
   boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
-  boost::beast::flat_buffer buffer_;
+  message_buffer message_;            // the message being read (see message_buffer.hpp)
   std::unique_ptr<request> upgrade_;  // freed once the handshake is done
   std::shared_ptr<server_state> state_;
   pending_handshake pending_;
-  boost::asio::steady_timer deadline_;  // handshake, then close_timeout
+  // Handshake, then close_timeout; none while the connection is open, so that an idle
+  // connection does not pay for a timer it is not using (see deadline()).
+  std::unique_ptr<boost::asio::steady_timer> deadline_;
   caf::actor actor_;
   std::string client_ip_;
   // Allocated on the first send: an idle connection should not pay for a deque's

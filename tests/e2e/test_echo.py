@@ -8,8 +8,9 @@ import re
 import pytest
 import websockets
 
-from conftest import (OP_BINARY, OP_CLOSE, OP_TEXT, RawWs, module_server, nofile_limit,
-                      run_async, scrape, wait_metric)
+from conftest import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWs,
+                      encode_frame, module_server, nofile_limit, run_async, scrape,
+                      wait_metric)
 
 MAX = 65536  # the default server.max_message_bytes
 
@@ -49,7 +50,9 @@ def text_of_bytes(n, rng):
     return s
 
 
-SIZES = [0, 1, 125, 126, 127, 1000, 65535, MAX]
+# 14-16: around the 15 bytes a session reads a message's start into (message_buffer.hpp);
+# 1535-1537: around Beast's own read buffer (1,536 bytes).
+SIZES = [0, 1, 14, 15, 16, 125, 126, 127, 1000, 1535, 1536, 1537, 4096, 65535, MAX]
 
 
 def test_text_and_binary_echo(server):
@@ -107,6 +110,40 @@ def test_order_preserved_with_many_in_flight(server):
             got = [await asyncio.wait_for(ws.recv(), 10) for _ in msgs]
             assert got == msgs
     run_async(main(), timeout=30)
+
+
+def test_pipelined_frames_in_one_write(server):
+    """Whole messages, fragments and pings in one TCP write come back whole and in order:
+    a message's start is read separately from the rest (message_buffer.hpp), so every
+    split point matters."""
+    rng = random.Random(7)
+    ws = RawWs(server.port)
+    try:
+        expected, wire = [], b""
+        for i in range(60):
+            payload = bytes(rng.randrange(256) for _ in range(rng.choice([0, 3, 15, 16, 40, 700, 2000])))
+            if i % 3 == 0:  # the same bytes as three fragments, a ping between two of them
+                a, b = payload[: len(payload) // 3], payload[len(payload) // 3:]
+                wire += encode_frame(OP_BINARY, a, fin=False)
+                wire += encode_frame(OP_PING, b"p%d" % i)
+                wire += encode_frame(OP_CONT, b[:5], fin=False)
+                wire += encode_frame(OP_CONT, b[5:])
+                expected.append((OP_PONG, b"p%d" % i))
+            else:
+                wire += encode_frame(OP_BINARY, payload)
+            expected.append((OP_BINARY, payload))
+        ws.sock.sendall(wire)
+        got = []
+        while len(got) < len(expected):
+            fin, op, payload = ws.read_frame(timeout=10)
+            assert fin
+            got.append((op, payload))
+        # Pongs may overtake echoes (Beast answers them while reading): compare each kind
+        # in its own order.
+        for kind in (OP_BINARY, OP_PONG):
+            assert [p for o, p in got if o == kind] == [p for o, p in expected if o == kind]
+    finally:
+        ws.close()
 
 
 @pytest.mark.parametrize("offered,selected", [
