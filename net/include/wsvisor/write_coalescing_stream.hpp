@@ -1,0 +1,279 @@
+// A stream layer under Beast's websocket::stream that turns many small writes into one
+// system call.
+//
+// Beast writes one frame per async_write and holds its write lock until the socket has
+// taken the frame, so N queued messages cost N sendmsg calls. This layer takes every
+// write whole into a buffer of its own (async_write_some always accepts all the bytes,
+// at once and in order, so whole frames written by different callers never interleave)
+// and completes it by a post. The buffer goes to the socket corked: after the executor
+// has run what was already queued, and for a few rounds more while the reader is still
+// working through bytes it has (a pipelining peer's requests, whose replies are on the
+// way); then everything accepted meanwhile leaves in one call. Frames (data, ping,
+// pong, close) keep their order because they all pass through here.
+//
+// Bounds: past high_water bytes accepted and not yet written, a write is held until the
+// buffer drains, so a slow peer still backs writes up into the caller's own queue.
+// After a write error every later write fails with that error. The websocket close
+// (async_teardown) waits until every accepted byte is written.
+//
+// Lifetime: the next layer and the buffers live in a shared core that the write in
+// flight keeps alive, so destroying this object while a write is in flight is safe; the
+// destructor closes the lowest layer on the executor, which ends that write.
+#pragma once
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/role.hpp>
+#include <boost/beast/core/stream_traits.hpp>
+#include <boost/beast/websocket/teardown.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace wsvisor {
+namespace detail {
+
+// A move-only handler behind one signature. Only this layer's rare waits (a write over
+// high_water, a close behind a write) store one; each is completed by a post on the
+// stream's executor, which is also the executor of the Beast operation inside.
+template <class... Args>
+class stored_handler {
+ public:
+  stored_handler() = default;
+  template <class Handler>
+  explicit stored_handler(Handler&& handler)
+      : impl_(std::make_unique<holder<std::decay_t<Handler>>>(std::forward<Handler>(handler))) {}
+
+  explicit operator bool() const noexcept { return impl_ != nullptr; }
+  void operator()(Args... args) {
+    auto impl = std::move(impl_);
+    impl->invoke(args...);
+  }
+
+ private:
+  struct base {
+    virtual ~base() = default;
+    virtual void invoke(Args... args) = 0;
+  };
+  template <class Handler>
+  struct holder final : base {
+    explicit holder(Handler&& h) : handler(std::move(h)) {}
+    explicit holder(const Handler& h) : handler(h) {}
+    void invoke(Args... args) override { std::move(handler)(args...); }
+    Handler handler;
+  };
+  std::unique_ptr<base> impl_;
+};
+
+}  // namespace detail
+
+template <class NextLayer>
+class write_coalescing_stream {
+ public:
+  using next_layer_type = NextLayer;
+  using executor_type = typename NextLayer::executor_type;
+
+  // Accepted-but-unwritten bytes past which a write waits for the socket.
+  static constexpr std::size_t high_water = 64 * 1024;
+  // A drained buffer larger than this is freed (an idle connection keeps nothing big).
+  static constexpr std::size_t keep_capacity = 4 * 1024;
+  // Longest wait for more frames, in trips through the executor's queue.
+  static constexpr unsigned max_cork_rounds = 16;
+
+  template <class... Args>
+  explicit write_coalescing_stream(Args&&... args)
+      : core_(std::make_shared<core>(std::forward<Args>(args)...)) {}
+
+  write_coalescing_stream(write_coalescing_stream&&) = default;
+  write_coalescing_stream& operator=(write_coalescing_stream&&) = default;
+
+  ~write_coalescing_stream() {
+    if (!core_ || !core_->flushing) return;
+    // A write is in flight and may run on the executor right now: close from there.
+    boost::asio::post(core_->next.get_executor(), [c = core_] {
+      boost::beast::error_code ignored;
+      boost::beast::get_lowest_layer(c->next).socket().close(ignored);
+    });
+  }
+
+  executor_type get_executor() noexcept { return core_->next.get_executor(); }
+  next_layer_type& next_layer() noexcept { return core_->next; }
+  const next_layer_type& next_layer() const noexcept { return core_->next; }
+
+  // Writes handed to the next layer so far (each one system call or more): with
+  // writes_accepted(), how well writes coalesce.
+  std::uint64_t flushes() const noexcept { return core_->flush_count; }
+  std::uint64_t writes_accepted() const noexcept { return core_->accept_count; }
+
+  // Bytes accepted and not yet handed to the next layer, or being written.
+  std::size_t buffered_bytes() const noexcept {
+    return core_->pending.size() + core_->sending.size();
+  }
+
+  // Reads pass through. The layer notes whether one is waiting on the socket: while
+  // none is, the reader is still working through bytes it already has (pipelined
+  // messages), so more writes are likely on their way and the flush waits for them.
+  template <class MutableBufferSequence, class ReadHandler>
+  auto async_read_some(const MutableBufferSequence& buffers, ReadHandler&& handler) {
+    return boost::asio::async_initiate<ReadHandler, void(boost::beast::error_code, std::size_t)>(
+        [](auto handler, std::shared_ptr<core> c, const MutableBufferSequence& buffers) {
+          c->socket_read_pending = true;
+          auto executor = boost::asio::get_associated_executor(handler, c->next.get_executor());
+          c->next.async_read_some(
+              buffers, boost::asio::bind_executor(
+                           executor, [c, handler = std::move(handler)](boost::beast::error_code ec,
+                                                                       std::size_t n) mutable {
+                             c->socket_read_pending = false;
+                             std::move(handler)(ec, n);
+                           }));
+        },
+        handler, core_, buffers);
+  }
+
+  template <class ConstBufferSequence, class WriteHandler>
+  auto async_write_some(const ConstBufferSequence& buffers, WriteHandler&& handler) {
+    return boost::asio::async_initiate<WriteHandler, void(boost::beast::error_code, std::size_t)>(
+        [](auto handler, std::shared_ptr<core> c, const ConstBufferSequence& buffers) {
+          c->accept(std::move(handler), buffers);
+        },
+        handler, core_, buffers);
+  }
+
+  // The websocket close: shuts the socket down once everything accepted is written.
+  template <class TeardownHandler>
+  friend void async_teardown(boost::beast::role_type role, write_coalescing_stream& stream,
+                             TeardownHandler&& handler) {
+    stream.core_->teardown(role, std::forward<TeardownHandler>(handler));
+  }
+
+  // Synchronous close (Beast's blocking API, not used by wsvisor): unwritten bytes are
+  // dropped, as a blocking caller cannot wait for this layer's asynchronous write.
+  friend void teardown(boost::beast::role_type role, write_coalescing_stream& stream,
+                       boost::beast::error_code& ec) {
+    using boost::beast::websocket::teardown;
+    teardown(role, stream.core_->next, ec);
+  }
+
+ private:
+  using write_handler = detail::stored_handler<boost::beast::error_code, std::size_t>;
+  using teardown_handler = detail::stored_handler<boost::beast::error_code>;
+
+  struct core : std::enable_shared_from_this<core> {
+    template <class... Args>
+    explicit core(Args&&... args) : next(std::forward<Args>(args)...) {}
+
+    template <class Handler, class ConstBufferSequence>
+    void accept(Handler&& handler, const ConstBufferSequence& buffers) {
+      const std::size_t size = boost::asio::buffer_size(buffers);
+      ++accept_count;
+      if (error) return complete(std::forward<Handler>(handler), error, 0);
+      const std::size_t offset = pending.size();
+      pending.resize(offset + size);
+      boost::asio::buffer_copy(boost::asio::buffer(&pending[offset], size), buffers);
+      if (!flushing && !flush_posted) schedule_flush();
+      if (pending.size() + sending.size() <= high_water)
+        return complete(std::forward<Handler>(handler), boost::beast::error_code{}, size);
+      held = write_handler(std::forward<Handler>(handler));  // Beast writes one at a time
+      held_size = size;
+    }
+
+    template <class Handler, class... Args>
+    void complete(Handler&& handler, Args... args) {
+      // Posted: an initiating function must not call its handler itself.
+      boost::asio::post(next.get_executor(),
+                        boost::beast::bind_handler(std::forward<Handler>(handler), args...));
+    }
+
+    // Corked until the executor has run what is already queued (uWebSockets corks per
+    // event-loop iteration), and for up to max_cork_rounds more rounds while the reader
+    // is still consuming bytes it has (see async_read_some): the frames written
+    // meanwhile leave in the same system call.
+    void schedule_flush() {
+      flush_posted = true;
+      boost::asio::post(next.get_executor(), [self = this->shared_from_this()] {
+        self->flush_posted = false;
+        if (self->flushing || self->pending.empty()) return;
+        if (!self->socket_read_pending && !self->closer && self->cork_rounds < max_cork_rounds &&
+            self->pending.size() < high_water) {
+          ++self->cork_rounds;
+          return self->schedule_flush();
+        }
+        self->cork_rounds = 0;
+        self->flush();
+      });
+    }
+
+    void flush() {
+      flushing = true;
+      ++flush_count;
+      sending.swap(pending);
+      boost::asio::async_write(
+          next, boost::asio::buffer(sending),
+          [self = this->shared_from_this()](boost::beast::error_code ec, std::size_t) {
+            self->on_flushed(ec);
+          });
+    }
+
+    void on_flushed(boost::beast::error_code ec) {
+      flushing = false;
+      if (ec && !error) error = ec;
+      if (error) pending.clear();  // never to be written
+      if (sending.capacity() > keep_capacity) {
+        std::string().swap(sending);
+      } else {
+        sending.clear();
+      }
+      // What was written meanwhile is corked again, so that it can gather more.
+      if (!error && !pending.empty() && !flush_posted) schedule_flush();
+      if (held && (error || pending.size() + sending.size() <= high_water))
+        complete(std::move(held), error, error ? 0 : held_size);
+      if (!flushing && pending.empty() && closer) start_teardown(std::move(closer));
+    }
+
+    template <class TeardownHandler>
+    void teardown(boost::beast::role_type role, TeardownHandler&& handler) {
+      teardown_role = role;
+      teardown_handler h(std::forward<TeardownHandler>(handler));
+      if (flushing || !pending.empty()) {
+        closer = std::move(h);  // on_flushed starts it once everything is written
+        if (!flushing && !flush_posted) schedule_flush();
+        return;
+      }
+      start_teardown(std::move(h));
+    }
+
+    void start_teardown(teardown_handler handler) {
+      using boost::beast::websocket::async_teardown;
+      async_teardown(teardown_role, next, std::move(handler));
+    }
+
+    NextLayer next;
+    std::string pending;  // accepted, waiting for the write in flight to finish
+    std::string sending;  // the write in flight
+    bool flushing = false;
+    bool flush_posted = false;
+    bool socket_read_pending = false;
+    unsigned cork_rounds = 0;
+    std::uint64_t accept_count = 0;
+    std::uint64_t flush_count = 0;
+    boost::beast::error_code error;  // the first write error: later writes fail with it
+    write_handler held;              // a write over high_water, completed when the buffer drains
+    std::size_t held_size = 0;
+    teardown_handler closer;  // a close waiting for the write in flight
+    boost::beast::role_type teardown_role = boost::beast::role_type::server;
+  };
+
+  std::shared_ptr<core> core_;
+};
+
+}  // namespace wsvisor

@@ -1,0 +1,285 @@
+// write_coalescing_stream over a real loopback TCP connection: bytes arrive whole and in
+// order, back-to-back writes share system calls, a waiting reader uncorks at once, a
+// peer that does not read holds writes past high_water, errors stick, the websocket
+// close waits for the buffer, and destroying the layer mid-write is safe.
+//
+// Deterministic without sleeps: one io_context on this thread, stepped with poll() and
+// run_one(), whose handlers run in the order they were posted.
+#include <doctest/doctest.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/websocket/stream.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "wsvisor/write_coalescing_stream.hpp"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using layer = wsvisor::write_coalescing_stream<beast::tcp_stream>;
+
+namespace {
+
+// A connected pair on loopback: `server` under the layer, `peer` a plain socket.
+struct loopback {
+  asio::io_context io;
+  std::optional<layer> server;
+  tcp::socket peer{io};
+
+  loopback() {
+    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    peer.connect(acceptor.local_endpoint());
+    server.emplace(beast::tcp_stream(acceptor.accept()));
+  }
+
+  // Reads exactly n bytes on the peer, running the io_context meanwhile.
+  std::string peer_read(std::size_t n) {
+    std::string got(n, '\0');
+    bool done = false;
+    asio::async_read(peer, asio::buffer(got), [&](beast::error_code ec, std::size_t) {
+      REQUIRE_FALSE(ec);
+      done = true;
+    });
+    io.restart();
+    for (int i = 0; i < 100000 && !done; ++i) io.run_one_for(std::chrono::seconds(5));
+    REQUIRE(done);
+    return got;
+  }
+};
+
+std::string numbered(int i) {
+  return "message " + std::to_string(i) + ";";
+}
+
+}  // namespace
+
+TEST_CASE("back-to-back writes arrive whole, in order, in far fewer system calls") {
+  loopback pair;
+  const int writes = 200;
+  std::string expected;
+  for (int i = 0; i < writes; ++i) expected += numbered(i);
+
+  // Each write is issued from the previous one's completion, as Beast issues frames.
+  int next = 0;
+  std::vector<std::string> messages;
+  for (int i = 0; i < writes; ++i) messages.push_back(numbered(i));
+  std::function<void(beast::error_code, std::size_t)> write_next = [&](beast::error_code ec,
+                                                                       std::size_t bytes) {
+    REQUIRE_FALSE(ec);
+    if (next > 0) CHECK(bytes == messages[next - 1].size());  // whole, always
+    if (next == writes) return;
+    const auto& message = messages[next++];
+    pair.server->async_write_some(asio::buffer(message), write_next);
+  };
+  write_next({}, 0);
+
+  CHECK(pair.peer_read(expected.size()) == expected);
+  CHECK(pair.server->writes_accepted() == writes);
+  CHECK(pair.server->flushes() <= writes / 8);
+}
+
+TEST_CASE("a reader waiting on the socket uncorks the first write at once") {
+  loopback pair;
+  std::string read_buffer(16, '\0');
+  bool read_done = false;
+  pair.server->async_read_some(asio::buffer(read_buffer),
+                               [&](beast::error_code, std::size_t) { read_done = true; });
+  const std::string message = "hello";
+  bool written = false;
+  pair.server->async_write_some(asio::buffer(message), [&](beast::error_code ec, std::size_t) {
+    CHECK_FALSE(ec);
+    written = true;
+  });
+  // Two ready handlers: the flush, then the write's completion.
+  pair.io.run_one();
+  CHECK(pair.server->flushes() == 1);
+  pair.io.run_one();
+  CHECK(written);
+  CHECK(pair.peer_read(message.size()) == message);
+  CHECK_FALSE(read_done);
+}
+
+TEST_CASE("with no reader waiting the flush waits a round for more writes") {
+  loopback pair;
+  const std::string first = "one;", second = "two;";
+  pair.server->async_write_some(asio::buffer(first), [&](beast::error_code ec, std::size_t) {
+    REQUIRE_FALSE(ec);
+    pair.server->async_write_some(asio::buffer(second),
+                                  [](beast::error_code ec2, std::size_t) { CHECK_FALSE(ec2); });
+  });
+  pair.io.run_one();  // the flush's first round: corked
+  CHECK(pair.server->flushes() == 0);
+  CHECK(pair.peer_read(first.size() + second.size()) == first + second);
+  CHECK(pair.server->flushes() == 1);  // both writes in one
+}
+
+TEST_CASE("a peer that does not read holds writes past high_water, then releases them") {
+  loopback pair;
+  const std::string chunk(16 * 1024, 'x');
+  std::size_t accepted = 0, completed = 0;
+  bool held = false;
+  std::function<void(beast::error_code, std::size_t)> write_next = [&](beast::error_code ec,
+                                                                       std::size_t bytes) {
+    REQUIRE_FALSE(ec);
+    completed += bytes;
+    accepted += chunk.size();
+    pair.server->async_write_some(asio::buffer(chunk), write_next);
+  };
+  write_next({}, 0);
+  completed = 0;
+  // Until the kernel's buffers are full and the layer's too: then nothing is ready.
+  for (int i = 0; i < 100000; ++i) {
+    pair.io.restart();
+    if (pair.io.poll() == 0) {
+      held = true;
+      break;
+    }
+  }
+  REQUIRE(held);
+  CHECK(pair.server->buffered_bytes() > layer::high_water);
+  CHECK(pair.server->buffered_bytes() <= layer::high_water + chunk.size());
+  CHECK(completed + chunk.size() == accepted);  // the last write is the one held
+
+  // The peer reads what is there; the held write completes.
+  const std::size_t before = completed;
+  std::string drained(accepted - chunk.size(), '\0');
+  bool drained_all = false;
+  asio::async_read(pair.peer, asio::buffer(drained), [&](beast::error_code ec, std::size_t) {
+    REQUIRE_FALSE(ec);
+    drained_all = true;
+  });
+  pair.io.restart();
+  for (int i = 0; i < 100000 && !(drained_all && completed > before); ++i)
+    pair.io.run_one_for(std::chrono::seconds(5));
+  CHECK(drained_all);
+  CHECK(completed > before);
+  CHECK(drained == std::string(drained.size(), 'x'));
+}
+
+TEST_CASE("after a write error every later write fails with it") {
+  loopback pair;
+  pair.peer.set_option(asio::socket_base::linger(true, 0));
+  pair.peer.close();  // RST
+  const std::string chunk(4096, 'y');
+  beast::error_code first_error;
+  int writes = 0;
+  std::function<void(beast::error_code, std::size_t)> write_next = [&](beast::error_code ec,
+                                                                       std::size_t) {
+    if (ec) {
+      first_error = ec;
+      return;
+    }
+    if (++writes > 1000) return;
+    pair.server->async_write_some(asio::buffer(chunk), write_next);
+  };
+  pair.server->async_write_some(asio::buffer(chunk), write_next);
+  pair.io.run_for(std::chrono::seconds(10));
+  REQUIRE(first_error);
+
+  beast::error_code later;
+  std::size_t later_bytes = 1;
+  pair.server->async_write_some(asio::buffer(chunk), [&](beast::error_code ec, std::size_t n) {
+    later = ec;
+    later_bytes = n;
+  });
+  pair.io.restart();
+  pair.io.run_for(std::chrono::seconds(5));
+  CHECK(later == first_error);
+  CHECK(later_bytes == 0);
+}
+
+TEST_CASE("a websocket over the layer delivers every message, then its close") {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  websocket::stream<layer> server(io.get_executor());
+  websocket::stream<beast::tcp_stream> client(io);
+  const int count = 50;
+  std::vector<std::string> sent, received;
+  for (int i = 0; i < count; ++i) sent.push_back(numbered(i));
+
+  std::function<void(int)> send_from = [&](int i) {
+    if (i == count) {
+      server.async_close(websocket::close_code::normal, [](beast::error_code) {});
+      return;
+    }
+    server.async_write(asio::buffer(sent[i]), [&, i](beast::error_code ec, std::size_t) {
+      REQUIRE_FALSE(ec);
+      send_from(i + 1);
+    });
+  };
+  acceptor.async_accept([&](beast::error_code ec, tcp::socket socket) {
+    REQUIRE_FALSE(ec);
+    beast::get_lowest_layer(server).socket() = std::move(socket);
+    server.async_accept([&](beast::error_code accept_ec) {
+      REQUIRE_FALSE(accept_ec);
+      send_from(0);
+    });
+  });
+
+  beast::flat_buffer buffer;
+  beast::error_code end;
+  std::function<void()> read_next = [&] {
+    client.async_read(buffer, [&](beast::error_code ec, std::size_t) {
+      if (ec) {
+        end = ec;
+        return;
+      }
+      received.push_back(beast::buffers_to_string(buffer.data()));
+      buffer.consume(buffer.size());
+      read_next();
+    });
+  };
+  beast::get_lowest_layer(client).async_connect(
+      acceptor.local_endpoint(), [&](beast::error_code ec) {
+        REQUIRE_FALSE(ec);
+        client.async_handshake("127.0.0.1", "/", [&](beast::error_code hs_ec) {
+          REQUIRE_FALSE(hs_ec);
+          read_next();
+        });
+      });
+  io.run_for(std::chrono::seconds(10));
+
+  CHECK(received == sent);
+  CHECK(end == websocket::error::closed);
+  CHECK(client.reason().code == websocket::close_code::normal);
+}
+
+TEST_CASE("destroying the layer while a write is in flight is safe and closes the socket") {
+  loopback pair;
+  const std::string big(8 * 1024 * 1024, 'z');  // more than loopback buffers take at once
+  pair.server->async_write_some(asio::buffer(big), [](beast::error_code, std::size_t) {});
+  pair.io.restart();
+  for (int i = 0; i < 64 && pair.server->flushes() == 0; ++i) pair.io.run_one();
+  REQUIRE(pair.server->flushes() == 1);
+  pair.server.reset();
+  // The peer reads until the closed socket ends the stream.
+  std::string sink(64 * 1024, '\0');
+  beast::error_code end;
+  std::size_t total = 0;
+  std::function<void()> read_more = [&] {
+    pair.peer.async_read_some(asio::buffer(sink), [&](beast::error_code ec, std::size_t n) {
+      total += n;
+      if (ec) {
+        end = ec;
+        return;
+      }
+      read_more();
+    });
+  };
+  read_more();
+  pair.io.restart();
+  pair.io.run_for(std::chrono::seconds(10));
+  CHECK(end);  // EOF or reset: the socket was closed, not left open
+  CHECK(total < big.size());
+}
