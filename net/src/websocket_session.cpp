@@ -10,6 +10,9 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
+#include <vector>
+
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <spdlog/spdlog.h>
@@ -41,6 +44,24 @@ websocket_session::websocket_session(beast::tcp_stream&& stream, request&& upgra
 }
 
 websocket_session::~websocket_session() = default;
+
+websocket_session::outbound::outbound(std::string&& bytes, bool text) : payload(std::move(bytes)) {
+  const uint64_t size = payload.size();
+  header[0] = 0x80 | (text ? 0x1 : 0x2);  // FIN, then the opcode
+  if (size < 126) {
+    header[1] = static_cast<uint8_t>(size);
+    header_size = 2;
+  } else if (size <= 0xFFFF) {
+    header[1] = 126;
+    header[2] = static_cast<uint8_t>(size >> 8);
+    header[3] = static_cast<uint8_t>(size);
+    header_size = 4;
+  } else {
+    header[1] = 127;
+    for (int i = 0; i < 8; ++i) header[2 + i] = static_cast<uint8_t>(size >> (56 - 8 * i));
+    header_size = 10;
+  }
+}
 
 net::steady_timer& websocket_session::deadline() {
   if (!deadline_) deadline_ = std::make_unique<net::steady_timer>(ws_.get_executor());
@@ -143,7 +164,9 @@ void websocket_session::refuse(reject_reason reason, std::chrono::seconds retry_
   public_phase_ = 2;
   auto response = std::make_shared<http::response<http::string_body>>(
       refusal_response(reason, retry_after, upgrade_->version()));
-  http::async_write(ws_.next_layer(), *response,
+  // Straight to TCP, under the coalescing layer: its completion must mean the socket has
+  // the answer, since finish() closes the socket right after.
+  http::async_write(beast::get_lowest_layer(ws_), *response,
                     [self = shared_from_this(), response](beast::error_code, std::size_t) {
                       self->record(close_reason::handshake_failed, 1006);
                       self->finish();
@@ -167,9 +190,14 @@ void websocket_session::on_accept(beast::error_code ec) {
 }
 
 void websocket_session::do_read() {
-  // The first bytes of a message are read into what the buffer holds without the heap
-  // (an idle connection waits here); the rest with Beast's own size hint (limit 0).
-  const std::size_t limit = message_.size() == 0 ? message_.capacity() : 0;
+  // A message's first read is small, since an idle connection waits in it: what the
+  // buffer holds without the heap, or the last message's size up to 512 bytes (so that
+  // a busy connection's small messages take one read each). The rest of a message is
+  // read with Beast's own size hint (limit 0).
+  const std::size_t limit =
+      message_.size() == 0
+          ? std::max(message_.capacity(), std::min<std::size_t>(last_message_bytes_, 512))
+          : 0;
   ws_.async_read_some(message_, limit,
                       beast::bind_front_handler(&websocket_session::on_read, shared_from_this()));
 }
@@ -193,6 +221,7 @@ void websocket_session::on_read(beast::error_code ec, std::size_t) {
   const int64_t now = now_ns();
   last_frame_in_ns_.store(now, std::memory_order_relaxed);
   if (!ws_.is_message_done()) return do_read();  // more frames or bytes of this message
+  last_message_bytes_ = static_cast<uint32_t>(std::min<std::size_t>(message_.size(), 512));
   last_message_ns_.store(now, std::memory_order_relaxed);
   ping_sent_ns_.store(0, std::memory_order_relaxed);
   state_->stats.messages_received().Increment();
@@ -252,17 +281,17 @@ void websocket_session::send(std::string payload, bool text) {
     self->queued_bytes_.fetch_add(size);
     self->state_->stats.send_queue_bytes().Increment(static_cast<double>(size));
     if (!self->queue_) self->queue_ = std::make_unique<std::deque<outbound>>();
-    self->queue_->push_back(outbound{std::move(payload), text});
+    self->queue_->push_back(outbound(std::move(payload), text));
     if (!self->writing_) self->do_write();
   });
 }
 
 void websocket_session::drop_queue() {
-  // The message being written stays: Beast owns its buffer until the write completes.
+  // The batch being written stays: on_write pops it.
   if (!queue_) return;
-  const bool keep_front = writing_ && !queue_->empty();
+  const std::size_t keep = writing_ ? std::min(batch_size_, queue_->size()) : 0;
   uint64_t dropped = 0;
-  while (queue_->size() > (keep_front ? 1u : 0u)) {
+  while (queue_->size() > keep) {
     dropped += queue_->back().payload.size();
     queue_->pop_back();
   }
@@ -270,25 +299,39 @@ void websocket_session::drop_queue() {
   state_->stats.send_queue_bytes().Decrement(static_cast<double>(dropped));
 }
 
+// Everything queued leaves as one batch of whole data frames, framed here and handed to
+// the coalescing layer in one call (Beast writes one frame per operation, and so one
+// system call per message). The layer takes the bytes at once, keeps them in order with
+// Beast's own control frames, and completes when the socket can take more.
 void websocket_session::do_write() {
   writing_ = true;
-  auto& next = queue_->front();
-  ws_.text(next.text);
-  ws_.async_write(net::buffer(next.payload),
-                  beast::bind_front_handler(&websocket_session::on_write, shared_from_this()));
+  batch_size_ = queue_->size();
+  std::vector<net::const_buffer> frames;
+  frames.reserve(2 * batch_size_);
+  for (const auto& message : *queue_) {
+    frames.emplace_back(message.header.data(), message.header_size);
+    frames.emplace_back(message.payload.data(), message.payload.size());
+  }
+  ws_.next_layer().async_write_some(
+      frames, beast::bind_front_handler(&websocket_session::on_write, shared_from_this()));
 }
 
 void websocket_session::on_write(beast::error_code ec, std::size_t) {
   writing_ = false;
-  const auto size = queue_->front().payload.size();
-  queue_->pop_front();
-  queued_bytes_.fetch_sub(size);
-  state_->stats.send_queue_bytes().Decrement(static_cast<double>(size));
+  uint64_t written = 0;
+  for (std::size_t i = 0; i < batch_size_; ++i) {
+    written += queue_->front().payload.size();
+    queue_->pop_front();
+  }
+  const auto messages = batch_size_;
+  batch_size_ = 0;
+  queued_bytes_.fetch_sub(written);
+  state_->stats.send_queue_bytes().Decrement(static_cast<double>(written));
   if (ec) {
     record(close_reason::client, 1006);
     return finish();
   }
-  state_->stats.messages_sent().Increment();
+  state_->stats.messages_sent().Increment(static_cast<double>(messages));
   if (!queue_->empty()) return do_write();
   if (phase_ == phase::closing && !close_sent_) begin_close();
 }

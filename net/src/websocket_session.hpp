@@ -11,6 +11,7 @@
 
 #include <caf/actor.hpp>
 
+#include <array>
 #include <atomic>
 #include <deque>
 #include <memory>
@@ -21,6 +22,7 @@
 #include "wsvisor/admission.hpp"
 #include "wsvisor/message_buffer.hpp"
 #include "wsvisor/session_port.hpp"
+#include "wsvisor/write_coalescing_stream.hpp"
 
 namespace wsvisor {
 
@@ -49,9 +51,13 @@ class websocket_session final : public session_port,
 
  private:
   enum class phase : uint8_t { admitting, handshaking, open, closing, closed };
+  // A whole data frame: the header is built when the message is queued (a server's
+  // frames are not masked; RFC 6455 section 5.2).
   struct outbound {
+    outbound(std::string&& bytes, bool text);
     std::string payload;
-    bool text;
+    std::array<uint8_t, 10> header;
+    uint8_t header_size;
   };
 
   void on_admission(admission_decision decision);
@@ -69,8 +75,11 @@ class websocket_session final : public session_port,
   bool within_inbound_rate();
   static int64_t now_ns();
 
-  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  // Frames queued while a write is in flight leave in one system call (see
+  // write_coalescing_stream.hpp).
+  boost::beast::websocket::stream<write_coalescing_stream<boost::beast::tcp_stream>> ws_;
   message_buffer message_;            // the message being read (see message_buffer.hpp)
+  uint32_t last_message_bytes_ = 0;   // sizes the next message's first read (do_read)
   std::unique_ptr<request> upgrade_;  // freed once the handshake is done
   std::shared_ptr<server_state> state_;
   pending_handshake pending_;
@@ -87,6 +96,7 @@ class websocket_session final : public session_port,
   std::string pending_close_reason_;
   phase phase_ = phase::admitting;
   bool writing_ = false;
+  std::size_t batch_size_ = 0;  // messages at the queue's front being written
   bool close_sent_ = false;
   bool ping_in_flight_ = false;
   // limits.messages_per_second (burst messages_burst): a token bucket per connection.
