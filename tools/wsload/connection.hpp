@@ -9,6 +9,8 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/websocket/stream.hpp>
 
+#include "wsvisor/write_coalescing_stream.hpp"
+
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -20,7 +22,9 @@ namespace beast = boost::beast;
 namespace websocket = boost::beast::websocket;
 using tcp = boost::asio::ip::tcp;
 using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
-using WsStream = websocket::stream<beast::tcp_stream>;
+// Writes queued while one is in flight leave in one system call, as a pipelining client
+// sends them: with --in-flight K the K messages do not cost K sendmsg calls.
+using WsStream = websocket::stream<wsvisor::write_coalescing_stream<beast::tcp_stream>>;
 
 // "phase: message", the key under which errors are counted.
 std::string describe(const std::string& phase, const boost::system::error_code& ec);
@@ -105,6 +109,11 @@ DrainResult drain_socket(int fd, FrameScanner& scanner, int idle_wait_ms, double
                          std::uint64_t max_bytes);
 
 // Bytes of a deterministic message: the echo mode regenerates it to check the echo.
+// Appends one whole client data frame: FIN, text or binary, masked with a key derived
+// from `salt` (RFC 6455 section 5.3; the key only has to vary, not be secret).
+void append_masked_frame(std::string& out, const std::string& payload, bool binary,
+                         std::uint64_t salt);
+
 void fill_payload(std::string& out, std::uint64_t stream_id, std::uint64_t sequence,
                   std::size_t size, bool binary);
 

@@ -88,24 +88,34 @@ class EchoSession : public std::enable_shared_from_this<EchoSession> {
     if (++stats_.connections_settled == std::uint64_t(options_.connections)) runner_.ramp_done();
   }
 
+  // Every free in-flight slot is filled at once, and the frames leave in one write, as
+  // a pipelining client sends them. They are framed and masked here (RFC 6455 section
+  // 5.2) and handed to the coalescing layer under the Beast stream, which keeps them in
+  // order with Beast's own control frames; Beast still reads.
   void send_more() {
     if (!open_ || stopping_ || writing_ || in_flight() >= std::uint64_t(options_.in_flight)) {
       return;
     }
-    fill_payload(outgoing_, id_, next_send_, options_.size, options_.binary);
-    sent_at_.push_back(Clock::now());
-    ++next_send_;
+    outgoing_.clear();
+    batch_ = 0;
+    const auto now = Clock::now();
+    while (in_flight() < std::uint64_t(options_.in_flight)) {
+      fill_payload(payload_, id_, next_send_, options_.size, options_.binary);
+      append_masked_frame(outgoing_, payload_, options_.binary, next_send_);
+      sent_at_.push_back(now);
+      ++next_send_;
+      ++batch_;
+    }
     writing_ = true;
-    ws_.async_write(asio::buffer(outgoing_),
-                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                      self->on_write(ec);
-                    });
+    ws_.next_layer().async_write_some(
+        asio::buffer(outgoing_), [self = shared_from_this()](boost::system::error_code ec,
+                                                             std::size_t) { self->on_write(ec); });
   }
 
   void on_write(boost::system::error_code ec) {
     writing_ = false;
     if (ec) return fail("write", ec);
-    ++stats_.sent;
+    stats_.sent += batch_;
     send_more();
   }
 
@@ -195,7 +205,9 @@ class EchoSession : public std::enable_shared_from_this<EchoSession> {
   asio::steady_timer drain_timer_;
   websocket::response_type response_;
   beast::flat_buffer incoming_;
-  std::string outgoing_;
+  std::string payload_;
+  std::string outgoing_;  // the frames of one batch
+  std::uint64_t batch_ = 0;
   std::string expected_;
   std::deque<Clock::time_point> sent_at_;
   std::uint64_t next_send_ = 0;
