@@ -154,6 +154,10 @@ server_command() {  # name port [wsvisor extra --set ...] -> CMD array
     # The same at the default soft watermark (90 % of max_connections = 18,000): above it
     # a background moderate sweep pings every connection (memory phase only).
     wsvisor_soft90) CMD=("$WSVISOR" --set "server.port=$port" "${WSVISOR_COMMON[@]}" "$@") ;;
+    # wsvisor with its default limits (accept_rate 2000/s, burst 4000, max_per_ip 1000,
+    # max_connections 10000...): the connect rate an operator gets out of the box.
+    wsvisor_defaults) CMD=("$WSVISOR" --set "server.port=$port" --set server.host=127.0.0.1
+      --set server.io_threads=1 --set log.level=warn "$@") ;;
     *) log "unknown server $name"; return 1 ;;
   esac
 }
@@ -371,19 +375,27 @@ phase_echo() {
 }
 
 phase_connect() {
-  local run name f rc
+  local run name f rc names=$SERVERS
+  if [[ " $SERVERS " == *" wsvisor "* ]]; then
+    if start_server wsvisor_defaults "$(port_of 9)" --set janitor.ping_interval=1h; then
+      names="$names wsvisor_defaults"
+    else
+      note "wsvisor_defaults failed to start for the connect phase"
+    fi
+  fi
   for ((run = 1; run <= RUNS; run++)); do
-    for name in $(rotate "$SERVERS" "$run"); do
+    for name in $(rotate "$names" "$run"); do
       ensure_alive "$name" || continue
       f=$RAW/connect_${name}_r${run}.json
       client connect --port "${SERVER_PORT[$name]}" --connections "$CONNECT_WORKERS" \
         --duration "$DURATION" --grace 5 --quiet >"$f" 2>"${f%.json}.err"
       rc=$?
       ((rc != 0)) && note "connect $name run $run: wsload exit $rc"
-      log "connect $name run $run: $(jq -r '"\(.upgrades_per_second|floor) upgrades/s, errors \(.error_count)"' "$f" 2>/dev/null)"
+      log "connect $name run $run: $(jq -r '"\(.upgrades_per_second|floor) upgrades/s, errors \(.error_count), refusals \(.refusals)"' "$f" 2>/dev/null)"
       sleep 1
     done
   done
+  stop_server wsvisor_defaults
 }
 
 phase_drain() {
