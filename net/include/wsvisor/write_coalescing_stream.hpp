@@ -17,8 +17,8 @@
 // (async_teardown) waits until every accepted byte is written.
 //
 // Lifetime: the next layer and the buffers live in a shared core that the write in
-// flight keeps alive, so destroying this object while a write is in flight is safe; the
-// destructor closes the lowest layer on the executor, which ends that write.
+// flight keeps alive, so destroying this object while a write is in flight (or corked)
+// is safe; the destructor then closes the lowest layer on the executor, which ends it.
 #pragma once
 
 #include <boost/asio/associated_executor.hpp>
@@ -98,8 +98,9 @@ class write_coalescing_stream {
   write_coalescing_stream& operator=(write_coalescing_stream&&) = default;
 
   ~write_coalescing_stream() {
-    if (!core_ || !core_->flushing) return;
-    // A write is in flight and may run on the executor right now: close from there.
+    if (!core_ || (!core_->flushing && !core_->flush_posted)) return;
+    // A write is in flight or corked and may run on the executor right now: close from
+    // there, so that it cannot keep a socket open for a peer that never reads.
     boost::asio::post(core_->next.get_executor(), [c = core_] {
       boost::beast::error_code ignored;
       boost::beast::get_lowest_layer(c->next).socket().close(ignored);
