@@ -15,7 +15,7 @@ import os
 import socket
 import time
 
-from conftest import HOST, REJECT_REASONS, WS_GUID, Response, scrape, wait_metric
+from conftest import HOST, REJECT_REASONS, WS_GUID, HeaderLookup, Response, scrape, wait_metric
 
 # status of each refusal and whether it carries Retry-After (CONTRACT section 4)
 REFUSALS = {
@@ -31,7 +31,27 @@ REFUSALS = {
 }
 
 
-class Attempt:
+def _recv_until(sock, data, end, length):
+    """Appends what the socket sends until `length` bytes are there (None: no bound), the
+    deadline `end` passes, or the server closes; returns (data, closed)."""
+    while length is None or len(data) < length:
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            break
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
+
+
+class Attempt(HeaderLookup):
     """The answer to one upgrade request. For a 101 the socket stays open (close it);
     for anything else the body has been read and `closed` tells whether the server
     closed the connection afterwards (within a short bound)."""
@@ -47,13 +67,6 @@ class Attempt:
         self.elapsed = elapsed
         self.key = key
         self.request = request
-
-    def header(self, name, default=None):
-        name = name.lower()
-        for k, v in self.headers:
-            if k.lower() == name:
-                return v
-        return default
 
     def header_count(self, name):
         return sum(1 for k, _ in self.headers if k.lower() == name.lower())
@@ -138,44 +151,12 @@ def attempt(port, headers=(), path="/ws", timeout=5.0, close_wait=2.0):
             return a
         length = _content_length(hdrs)
         body = rest
-        closed = False
-        # The body (bounded by Content-Length when there is one), then EOF.
+        # The body (bounded by Content-Length when there is one), then EOF; junk after the
+        # body is kept so that the check shows it.
         end = time.monotonic() + close_wait
-        while True:
-            if length is not None and len(body) >= length:
-                break
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                break
-            sock.settimeout(remaining)
-            try:
-                chunk = sock.recv(65536)
-            except socket.timeout:
-                break
-            except ConnectionResetError:
-                closed = True
-                break
-            if not chunk:
-                closed = True
-                break
-            body += chunk
+        body, closed = _recv_until(sock, body, end, length)
         if not closed:
-            while True:
-                remaining = end - time.monotonic()
-                if remaining <= 0:
-                    break
-                sock.settimeout(remaining)
-                try:
-                    chunk = sock.recv(65536)
-                except socket.timeout:
-                    break
-                except ConnectionResetError:
-                    closed = True
-                    break
-                if not chunk:
-                    closed = True
-                    break
-                body += chunk  # junk after the body: keep it so the check shows it
+            body, closed = _recv_until(sock, body, end, None)
         return Attempt(status, status_line, hdrs, body, closed=closed, elapsed=elapsed, key=key,
                        request=req)
     finally:

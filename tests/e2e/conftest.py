@@ -108,12 +108,8 @@ def wait_until(predicate, timeout, interval=0.02, what="condition"):
 
 # -------------------------------------------------------------------------- HTTP
 
-class Response:
-    def __init__(self, status, reason, headers, body):
-        self.status = status
-        self.reason = reason
-        self.headers = headers  # list of (name, value)
-        self.body = body
+class HeaderLookup:
+    """header() over self.headers, a list of (name, value): names are case-insensitive."""
 
     def header(self, name, default=None):
         name = name.lower()
@@ -121,6 +117,14 @@ class Response:
             if k.lower() == name:
                 return v
         return default
+
+
+class Response(HeaderLookup):
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (name, value)
+        self.body = body
 
     def json(self):
         return json.loads(self.body.decode("utf-8"))
@@ -477,6 +481,18 @@ def upgrade_request(port, path="/ws", key=None, extra_headers=()):
              "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
     lines += [f"{k}: {v}" for k, v in extra_headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode(), key
+
+
+def upgrade_attempt(port):
+    """A complete upgrade request sent through http_request: the HTTP answer (a refusal
+    while draining, for instance)."""
+    req, _ = upgrade_request(port)
+    headers = {}
+    for line in req.decode().split("\r\n")[1:]:
+        if line:
+            k, _, v = line.partition(": ")
+            headers[k] = v
+    return http_request(port, "GET", "/ws", headers=headers, timeout=5)
 
 
 def encode_frame(opcode, payload=b"", fin=True, mask=True):

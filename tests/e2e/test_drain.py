@@ -6,7 +6,7 @@ get 503 draining while /health/live answers 200."""
 import signal
 import time
 
-from conftest import http_get, http_request, scrape, upgrade_request, wait_metric, wait_until
+from conftest import http_get, scrape, upgrade_attempt, wait_metric, wait_until
 from janitor_helpers import WsloadRun, close_lines, metric, wait_draining, wsload_bin
 
 N = 2000
@@ -31,16 +31,6 @@ def wait_all_open(srv, n, timeout):
         conns = r.json()
         return len(conns) == n and all(c["state"] == "open" for c in conns)
     wait_until(check, timeout, interval=0.1, what=f"{n} open connections in /admin/connections")
-
-
-def upgrade_attempt(port):
-    req, _ = upgrade_request(port)
-    headers = {}
-    for line in req.decode().split("\r\n")[1:]:
-        if line:
-            k, _, v = line.partition(": ")
-            headers[k] = v
-    return http_request(port, "GET", "/ws", headers=headers, timeout=5)
 
 
 def _spread_summary(times):

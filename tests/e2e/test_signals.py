@@ -7,7 +7,7 @@ import time
 import pytest
 import websockets
 
-from conftest import RawWs, http_get, http_request, run_async, upgrade_request
+from conftest import RawWs, http_get, run_async, upgrade_attempt
 
 
 def ready_answer(port):
@@ -43,16 +43,6 @@ def wait_draining(srv, timeout=3.0):
         assert status == 200 and body == {"status": "ready"}, seen[-5:]
         time.sleep(0.005)
     raise AssertionError("unreachable")
-
-
-def upgrade_attempt(port):
-    req, _ = upgrade_request(port)
-    headers = {}
-    for line in req.decode().split("\r\n")[1:]:
-        if line:
-            k, _, v = line.partition(": ")
-            headers[k] = v
-    return http_request(port, "GET", "/ws", headers=headers, timeout=5)
 
 
 async def wait_close(ws, times=None):
