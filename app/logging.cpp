@@ -13,11 +13,21 @@ namespace {
 void append_json_escaped(std::string_view text, spdlog::memory_buf_t& out) {
   for (char c : text) {
     switch (c) {
-      case '"': out.append(std::string_view("\\\"")); break;
-      case '\\': out.append(std::string_view("\\\\")); break;
-      case '\n': out.append(std::string_view("\\n")); break;
-      case '\r': out.append(std::string_view("\\r")); break;
-      case '\t': out.append(std::string_view("\\t")); break;
+      case '"':
+        out.append(std::string_view("\\\""));
+        break;
+      case '\\':
+        out.append(std::string_view("\\\\"));
+        break;
+      case '\n':
+        out.append(std::string_view("\\n"));
+        break;
+      case '\r':
+        out.append(std::string_view("\\r"));
+        break;
+      case '\t':
+        out.append(std::string_view("\\t"));
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<int>(c));
@@ -57,8 +67,8 @@ class json_formatter final : public spdlog::formatter {
 }  // namespace
 
 void setup_logging(const log_settings& log) {
-  auto logger = std::make_shared<spdlog::logger>(
-      "wsvisor", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>("wsvisor",
+                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (log.format == "json") {
     logger->set_formatter(std::make_unique<json_formatter>());
   } else {

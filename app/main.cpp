@@ -57,7 +57,9 @@ class exit_latch {
 class drain_watch : public std::enable_shared_from_this<drain_watch> {
  public:
   drain_watch(net::io_context& io, service& tree, const settings& config, exit_latch& latch)
-      : timer_(io), tree_(tree), latch_(latch),
+      : timer_(io),
+        tree_(tree),
+        latch_(latch),
         deadline_(std::chrono::steady_clock::now() + config.shutdown.drain_timeout) {}
 
   void start() { poll(); }
@@ -69,9 +71,10 @@ class drain_watch : public std::enable_shared_from_this<drain_watch> {
       return latch_.open(0);
     }
     if (std::chrono::steady_clock::now() >= deadline_) {
-      spdlog::warn("drain deadline reached (shutdown.drain_timeout): closing {} connections "
-                   "at once",
-                   tree_.connections());
+      spdlog::warn(
+          "drain deadline reached (shutdown.drain_timeout): closing {} connections "
+          "at once",
+          tree_.connections());
       tree_.close_all_now();
       return latch_.open(0);
     }
@@ -149,9 +152,10 @@ int serve(const settings& config) {
       exit_code = 1;
     } else {
       tree.set_listening();
-      spdlog::info("wsvisor listening on {}:{} (ws path {}, scheduler {}, {} io threads, {} shards)",
-                   config.server.host, listener.port(), config.server.ws_path,
-                   config.server.scheduler, io_threads, shard_count);
+      spdlog::info(
+          "wsvisor listening on {}:{} (ws path {}, scheduler {}, {} io threads, {} shards)",
+          config.server.host, listener.port(), config.server.ws_path, config.server.scheduler,
+          io_threads, shard_count);
       exit_code = latch.wait();
     }
     signals.cancel();

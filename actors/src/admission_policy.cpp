@@ -11,8 +11,7 @@ void decrement(std::unordered_map<std::string, uint64_t>& counts, const std::str
   if (--it->second == 0) counts.erase(it);  // no empty entries left behind
 }
 
-uint64_t count_of(const std::unordered_map<std::string, uint64_t>& counts,
-                  const std::string& key) {
+uint64_t count_of(const std::unordered_map<std::string, uint64_t>& counts, const std::string& key) {
   auto it = counts.find(key);
   return it == counts.end() ? 0 : it->second;
 }
@@ -51,8 +50,8 @@ unsigned admission_policy::least_loaded_shard() const {
 }
 
 admission_policy::verdict admission_policy::decide(const admission_request& request,
-                                                   steady_time now, bool tree_up,
-                                                   bool draining, bool charge_token) {
+                                                   steady_time now, bool tree_up, bool draining,
+                                                   bool charge_token) {
   if (!tree_up) return refuse(reject_reason::starting, true);
   if (draining) return refuse(reject_reason::draining, true);
   if (charge_token && !take_token(now)) return refuse(reject_reason::rate_limited, true);
@@ -102,6 +101,8 @@ uint64_t admission_policy::user_count(const std::string& user) const {
   return count_of(per_user_, user);
 }
 
-uint64_t admission_policy::ip_count(const std::string& ip) const { return count_of(per_ip_, ip); }
+uint64_t admission_policy::ip_count(const std::string& ip) const {
+  return count_of(per_ip_, ip);
+}
 
 }  // namespace wsvisor

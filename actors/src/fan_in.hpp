@@ -15,9 +15,8 @@ namespace wsvisor {
 // Calls `done` once with every answer that came back within `timeout`; an actor that
 // cannot answer (dead, or being restarted) is skipped. Null handles are skipped too.
 template <class Answer, class Self, class... Ts>
-void ask_each(Self* self, const std::vector<caf::actor>& actors,
-              std::chrono::milliseconds timeout, std::function<void(std::vector<Answer>&)> done,
-              Ts... request) {
+void ask_each(Self* self, const std::vector<caf::actor>& actors, std::chrono::milliseconds timeout,
+              std::function<void(std::vector<Answer>&)> done, Ts... request) {
   struct gathering {
     std::vector<Answer> answers;
     size_t waiting = 0;

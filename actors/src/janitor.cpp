@@ -38,12 +38,14 @@ void finish_job(self_ptr self, uint64_t job_id) {
   stats.sweeps(job.kind).Increment();
   stats.sweep_duration_seconds().Observe(job.result.duration_ms / 1000.0);
   if (job.result.evicted() > 0) {
-    stats.evictions(eviction_reason::emergency).Increment(static_cast<double>(job.result.evicted()));
-    spdlog::info("sweep kind={} level={} scope={} evicted={} dead={} zombie={} idle={} "
-                 "healthy={} duration_ms={:.2f}",
-                 to_string(job.kind), to_string(job.level), job.scope.describe(),
-                 job.result.evicted(), job.result.dead, job.result.zombie, job.result.idle,
-                 job.result.healthy, job.result.duration_ms);
+    stats.evictions(eviction_reason::emergency)
+        .Increment(static_cast<double>(job.result.evicted()));
+    spdlog::info(
+        "sweep kind={} level={} scope={} evicted={} dead={} zombie={} idle={} "
+        "healthy={} duration_ms={:.2f}",
+        to_string(job.kind), to_string(job.level), job.scope.describe(), job.result.evicted(),
+        job.result.dead, job.result.zombie, job.result.idle, job.result.healthy,
+        job.result.duration_ms);
   }
   job.promise.deliver(job.result);
   self->state.jobs.erase(it);
@@ -75,9 +77,8 @@ void run_ordered_levels(self_ptr self, sweep_job& job) {
     rest.erase(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(used));
   }
   if (job.level >= sweep_level::force && !enough(job)) {
-    std::sort(rest.begin(), rest.end(), [](const auto& a, const auto& b) {
-      return a.live.opened_at < b.live.opened_at;
-    });
+    std::sort(rest.begin(), rest.end(),
+              [](const auto& a, const auto& b) { return a.live.opened_at < b.live.opened_at; });
     for (size_t i = 0; i < rest.size() && job.result.evicted() < job.needed; ++i) {
       evict(self, rest[i]);
       ++job.result.healthy;
@@ -219,9 +220,10 @@ void periodic_sweep(self_ptr self) {
         stats.sweep_duration_seconds().Observe(ms / 1000.0);
         const auto evicted = total.zombie + total.idle + total.lifetime;
         if (evicted > 0)
-          spdlog::info("sweep kind=periodic evicted={} zombie={} idle={} lifetime={} "
-                       "duration_ms={:.2f}",
-                       evicted, total.zombie, total.idle, total.lifetime, ms);
+          spdlog::info(
+              "sweep kind=periodic evicted={} zombie={} idle={} lifetime={} "
+              "duration_ms={:.2f}",
+              evicted, total.zombie, total.idle, total.lifetime, ms);
       },
       tick_atom::value);
 }

@@ -94,7 +94,8 @@ bool decide(self_ptr self, const admission_ticket& ticket, bool first_time) {
   // Answer before the session's own admission_timeout gives up on us.
   self->delayed_send(self, context.config.limits.admission_timeout * 9 / 10, expire_atom::value,
                      id);
-  if (!state.sweeps_in_flight.count(wait.scope_key)) request_sweep(self, wait.scope_key, level, scope, 1);
+  if (!state.sweeps_in_flight.count(wait.scope_key))
+    request_sweep(self, wait.scope_key, level, scope, 1);
   return true;
 }
 

@@ -43,7 +43,8 @@ struct limit_guard_state {
   // When a sweep of a scope last freed nothing: for probe_timeout after it, an upgrade
   // at that cap is refused at once instead of waiting for the same answer again (a
   // spike at the cap would otherwise park thousands of upgrades).
-  std::unordered_map<std::string, steady_time> fruitless_sweeps;  static inline const char* name = "limit_guard";
+  std::unordered_map<std::string, steady_time> fruitless_sweeps;
+  static inline const char* name = "limit_guard";
 };
 
 caf::behavior limit_guard_actor(caf::stateful_actor<limit_guard_state>* self,

@@ -23,8 +23,7 @@ constexpr auto kAdminTimeout = std::chrono::seconds(2);
 
 // Runs `work` in a short-lived actor of its own, so that the admin API can use
 // request/then from a non-actor thread.
-void in_helper_actor(caf::actor_system& system,
-                     std::function<void(caf::event_based_actor*)> work) {
+void in_helper_actor(caf::actor_system& system, std::function<void(caf::event_based_actor*)> work) {
   system.spawn([work = std::move(work)](caf::event_based_actor* self) { work(self); });
 }
 
@@ -55,10 +54,14 @@ connection_info describe(const connection_snapshot& c) {
 
 const char* strategy_name(restart_strategy s) {
   switch (s) {
-    case restart_strategy::one_for_one: return "one_for_one";
-    case restart_strategy::one_for_all: return "one_for_all";
-    case restart_strategy::rest_for_one: return "rest_for_one";
-    case restart_strategy::dynamic: return "dynamic";
+    case restart_strategy::one_for_one:
+      return "one_for_one";
+    case restart_strategy::one_for_all:
+      return "one_for_all";
+    case restart_strategy::rest_for_one:
+      return "rest_for_one";
+    case restart_strategy::dynamic:
+      return "dynamic";
   }
   return "one_for_one";
 }
@@ -67,12 +70,14 @@ const char* strategy_name(restart_strategy s) {
 
 service::service(caf::actor_system& system, const settings& config, metrics& stats,
                  unsigned shard_count)
-    : context_(std::make_shared<service_context>(system, config, stats,
-                                                 std::max(1u, shard_count))) {}
+    : context_(
+          std::make_shared<service_context>(system, config, stats, std::max(1u, shard_count))) {}
 
 service::~service() = default;
 
-void service::on_give_up(std::function<void()> callback) { give_up_ = std::move(callback); }
+void service::on_give_up(std::function<void()> callback) {
+  give_up_ = std::move(callback);
+}
 
 void service::start() {
   auto root = spawn_service_tree(context_);
@@ -91,10 +96,11 @@ void service::start() {
       if (down.reason == supervision_error::restart_intensity_exceeded) {
         context->tree_up = false;
         context->refresh_ready();
-        spdlog::critical("root supervisor gave up: more than {} restarts within {} "
-                         "(supervision.service_restarts / service_restart_period)",
-                         context->config.supervision.service_restarts,
-                         format_duration(context->config.supervision.service_restart_period));
+        spdlog::critical(
+            "root supervisor gave up: more than {} restarts within {} "
+            "(supervision.service_restarts / service_restart_period)",
+            context->config.supervision.service_restarts,
+            format_duration(context->config.supervision.service_restart_period));
         if (give_up) give_up();
       }
       self->quit();
@@ -155,14 +161,18 @@ bool service::ready() const {
   return context_->tree_up && context_->listening && !context_->draining;
 }
 
-bool service::draining() const { return context_->draining; }
+bool service::draining() const {
+  return context_->draining;
+}
 
 uint64_t service::connections() const {
   const auto n = context_->connections.load(std::memory_order_relaxed);
   return n > 0 ? static_cast<uint64_t>(n) : 0;
 }
 
-unsigned service::shard_count() const { return context_->shard_count; }
+unsigned service::shard_count() const {
+  return context_->shard_count;
+}
 
 void service::ping_root(std::function<void(bool)> done) {
   auto root = context_->root();
@@ -251,15 +261,13 @@ void service::sweep(sweep_level level, sweep_scope scope,
   // A moderate sweep may look up to four times for answers to its probe (janitor.cpp).
   const auto timeout = context_->config.janitor.probe_timeout * 4 + kAdminTimeout;
   in_helper_actor(context_->system, [=](caf::event_based_actor* self) {
-    self->request(janitor, timeout, sweep_atom::value, level, scope, uint64_t{0},
-                  sweep_kind::admin)
+    self->request(janitor, timeout, sweep_atom::value, level, scope, uint64_t{0}, sweep_kind::admin)
         .then([done](const sweep_result& result) { done(result); },
               [done](caf::error&) { done(std::nullopt); });
   });
 }
 
-void service::close_connections(uint64_t id, std::string user,
-                                std::function<void(uint64_t)> done) {
+void service::close_connections(uint64_t id, std::string user, std::function<void(uint64_t)> done) {
   auto shards = context_->shards();
   in_helper_actor(context_->system, [=](caf::event_based_actor* self) {
     ask_shards<uint64_t>(
@@ -283,11 +291,10 @@ void service::inject_fault(fault_request fault, std::function<void(uint64_t)> do
     if (fault.on == target::janitor) victim = context->janitor();
     if (fault.on == target::shard) victim = context->shard(fault.shard_index);
     if (!victim) return done(0);
-    spdlog::warn("fault injection: crash {}", fault.on == target::shard
-                                                   ? "shard-" + std::to_string(fault.shard_index)
-                                                   : std::string(fault.on == target::janitor
-                                                                     ? "janitor"
-                                                                     : "limit_guard"));
+    spdlog::warn("fault injection: crash {}",
+                 fault.on == target::shard
+                     ? "shard-" + std::to_string(fault.shard_index)
+                     : std::string(fault.on == target::janitor ? "janitor" : "limit_guard"));
     caf::anon_send(victim, fault_atom::value, crash_atom::value);
     return done(1);
   }
@@ -312,9 +319,15 @@ void service::inject_fault(fault_request fault, std::function<void(uint64_t)> do
             for (auto& c : list) {
               if (fault.id && c.id != *fault.id) continue;
               switch (fault.what) {
-                case action::crash: self->send(c.actor, fault_atom::value, crash_atom::value); break;
-                case action::clear: self->send(c.actor, fault_atom::value, clear_atom::value); break;
-                default: self->send(c.actor, fault_atom::value, standing); break;
+                case action::crash:
+                  self->send(c.actor, fault_atom::value, crash_atom::value);
+                  break;
+                case action::clear:
+                  self->send(c.actor, fault_atom::value, clear_atom::value);
+                  break;
+                default:
+                  self->send(c.actor, fault_atom::value, standing);
+                  break;
               }
               ++applied;
             }

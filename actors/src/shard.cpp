@@ -26,8 +26,8 @@ void account_release(service_context& context, shard_entry& entry, close_reason 
   context.stats.connections().Decrement();
   context.connections.fetch_sub(1, std::memory_order_relaxed);
   spdlog::info("connection closed id={} user={} ip={} code={} reason={} duration_s={:.3f}",
-               entry.id, entry.user.empty() ? "-" : entry.user, entry.ip,
-               entry.port->close_code(), to_string(why), seconds_since(entry.admitted_at));
+               entry.id, entry.user.empty() ? "-" : entry.user, entry.ip, entry.port->close_code(),
+               to_string(why), seconds_since(entry.admitted_at));
 }
 
 // The one place a slot is released while the shard lives: its actor is dead.
@@ -110,8 +110,7 @@ void take_children_down(const std::shared_ptr<service_context>& context, unsigne
 
 }  // namespace
 
-caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> context,
-                          unsigned index) {
+caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> context, unsigned index) {
   self->state.context = context;
   self->state.index = index;
   self->attach_functor([context, index, table = self->state.table](const caf::error&) {
@@ -129,10 +128,9 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
       [self](spawn_atom, admission_ticket& ticket) {
         auto& context = *self->state.context;
         const uint64_t id = context.next_connection_id.fetch_add(1, std::memory_order_relaxed);
-        auto connection =
-            self->spawn<caf::monitored>(connection_actor, ticket->port, id,
-                                        caf::actor_cast<caf::actor>(self),
-                                        context.fault_for(ticket->user));
+        auto connection = self->spawn<caf::monitored>(connection_actor, ticket->port, id,
+                                                      caf::actor_cast<caf::actor>(self),
+                                                      context.fault_for(ticket->user));
         shard_entry entry;
         entry.actor = connection;
         entry.port = ticket->port;
@@ -173,10 +171,11 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
                      recent.end());
         if (!entry.over_budget && entry.recent_restarts.size() > supervision.connection_restarts) {
           entry.over_budget = true;
-          spdlog::warn("connection {} exceeded its restart budget ({} within {}, "
-                       "supervision.connection_restarts): closing with 1011",
-                       entry.id, supervision.connection_restarts,
-                       format_duration(supervision.connection_restart_period));
+          spdlog::warn(
+              "connection {} exceeded its restart budget ({} within {}, "
+              "supervision.connection_restarts): closing with 1011",
+              entry.id, supervision.connection_restarts,
+              format_duration(supervision.connection_restart_period));
           self->send(entry.actor, evict_atom::value, uint16_t{1011}, std::string("internal error"),
                      close_reason::restart_budget);
         }

@@ -9,10 +9,10 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include <vector>
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "service_context.hpp"
 #include "wsvisor/session_port.hpp"

@@ -4,10 +4,14 @@ namespace wsvisor {
 
 const char* to_string(sweep_level level) {
   switch (level) {
-    case sweep_level::conservative: return "conservative";
-    case sweep_level::moderate: return "moderate";
-    case sweep_level::aggressive: return "aggressive";
-    case sweep_level::force: return "force";
+    case sweep_level::conservative:
+      return "conservative";
+    case sweep_level::moderate:
+      return "moderate";
+    case sweep_level::aggressive:
+      return "aggressive";
+    case sweep_level::force:
+      return "force";
   }
   return "moderate";
 }
@@ -21,9 +25,12 @@ std::optional<sweep_level> parse_sweep_level(const std::string& text) {
 
 std::string sweep_scope::describe() const {
   switch (what) {
-    case kind::all: return "all";
-    case kind::user: return "user:" + value;
-    case kind::ip: return "ip:" + value;
+    case kind::all:
+      return "all";
+    case kind::user:
+      return "user:" + value;
+    case kind::ip:
+      return "ip:" + value;
   }
   return "all";
 }

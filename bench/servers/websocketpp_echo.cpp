@@ -23,11 +23,11 @@ int main(int argc, char** argv) {
   endpoint.init_asio();
   endpoint.set_reuse_addr(true);
   endpoint.set_listen_backlog(4096);
-  endpoint.set_message_handler([&endpoint](websocketpp::connection_hdl hdl,
-                                           server::message_ptr msg) {
-    websocketpp::lib::error_code ec;
-    endpoint.send(hdl, msg->get_payload(), msg->get_opcode(), ec);
-  });
+  endpoint.set_message_handler(
+      [&endpoint](websocketpp::connection_hdl hdl, server::message_ptr msg) {
+        websocketpp::lib::error_code ec;
+        endpoint.send(hdl, msg->get_payload(), msg->get_opcode(), ec);
+      });
 
   boost::asio::signal_set signals(endpoint.get_io_service(), SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int) { endpoint.stop(); });

@@ -109,34 +109,46 @@ std::variant<fault_request, std::string> parse_fault(const std::string& body) {
     return std::string("\"action\" must be one of crash, poison, delay, clear");
   fault_request fault;
   const std::string what(action->as_string());
-  if (what == "crash") fault.what = fault_request::action::crash;
-  else if (what == "poison") fault.what = fault_request::action::poison;
-  else if (what == "delay") fault.what = fault_request::action::delay;
+  if (what == "crash")
+    fault.what = fault_request::action::crash;
+  else if (what == "poison")
+    fault.what = fault_request::action::poison;
+  else if (what == "delay")
+    fault.what = fault_request::action::delay;
   else if (what == "clear") {
     fault.what = fault_request::action::clear;
     return fault;
-  }
-  else return std::string("\"action\" must be one of crash, poison, delay, clear");
+  } else
+    return std::string("\"action\" must be one of crash, poison, delay, clear");
 
   const auto* target = object.if_contains("target");
   if (!target || !target->is_string())
     return std::string("\"target\" must be one of connection, limit_guard, janitor, shard");
   const std::string on(target->as_string());
-  if (on == "connection") fault.on = fault_request::target::connection;
-  else if (on == "limit_guard") fault.on = fault_request::target::limit_guard;
-  else if (on == "janitor") fault.on = fault_request::target::janitor;
-  else if (on == "shard") fault.on = fault_request::target::shard;
-  else return std::string("\"target\" must be one of connection, limit_guard, janitor, shard");
+  if (on == "connection")
+    fault.on = fault_request::target::connection;
+  else if (on == "limit_guard")
+    fault.on = fault_request::target::limit_guard;
+  else if (on == "janitor")
+    fault.on = fault_request::target::janitor;
+  else if (on == "shard")
+    fault.on = fault_request::target::shard;
+  else
+    return std::string("\"target\" must be one of connection, limit_guard, janitor, shard");
 
   if (fault.on != fault_request::target::connection && fault.what != fault_request::action::crash)
     return std::string("only \"crash\" applies to " + on);
   if (fault.on == fault_request::target::connection) {
     const auto* user = object.if_contains("user");
     const auto* id = object.if_contains("id");
-    if (user && user->is_string()) fault.user = std::string(user->as_string());
-    else if (id && id->is_int64() && id->as_int64() > 0) fault.id = static_cast<uint64_t>(id->as_int64());
-    else if (id && id->is_uint64()) fault.id = id->as_uint64();
-    else return std::string("a connection fault needs \"user\" (string) or \"id\" (positive integer)");
+    if (user && user->is_string())
+      fault.user = std::string(user->as_string());
+    else if (id && id->is_int64() && id->as_int64() > 0)
+      fault.id = static_cast<uint64_t>(id->as_int64());
+    else if (id && id->is_uint64())
+      fault.id = id->as_uint64();
+    else
+      return std::string("a connection fault needs \"user\" (string) or \"id\" (positive integer)");
   }
   if (fault.on == fault_request::target::shard) {
     if (const auto* index = object.if_contains("index")) {
@@ -167,8 +179,8 @@ std::optional<std::map<std::string, std::string>> parse_query(std::string_view t
     if (!pair.empty()) {
       const auto eq = pair.find('=');
       auto key = percent_decode(pair.substr(0, eq));
-      auto value = percent_decode(eq == std::string_view::npos ? std::string_view{}
-                                                               : pair.substr(eq + 1));
+      auto value =
+          percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
       if (!key || !value) return std::nullopt;
       params[*key] = *value;
     }
@@ -250,12 +262,12 @@ void handle_admin_request(const admin_request& request, const std::shared_ptr<se
     if (!is_post) return method_not_allowed("POST");
     auto level_param = params->find("level");
     if (level_param == params->end())
-      return respond(bad_request("level is required: conservative, moderate, aggressive or force",
-                                 version));
+      return respond(
+          bad_request("level is required: conservative, moderate, aggressive or force", version));
     const auto level = parse_sweep_level(level_param->second);
     if (!level)
-      return respond(bad_request("level must be conservative, moderate, aggressive or force",
-                                 version));
+      return respond(
+          bad_request("level must be conservative, moderate, aggressive or force", version));
     sweep_scope scope;
     const bool by_user = params->count("user") > 0;
     const bool by_ip = params->count("ip") > 0;
@@ -267,16 +279,17 @@ void handle_admin_request(const admin_request& request, const std::shared_ptr<se
       scope.what = sweep_scope::kind::ip;
       scope.value = params->at("ip");
     }
-    return tree.sweep(*level, scope, [respond, unavailable, version](std::optional<sweep_result> r) {
-      if (!r) return unavailable();
-      json::object body;
-      body["level"] = to_string(r->level);
-      body["scope"] = r->scope.describe();
-      body["evicted"] = {{"dead", r->dead}, {"zombie", r->zombie}, {"idle", r->idle},
-                         {"healthy", r->healthy}};
-      body["duration_ms"] = static_cast<uint64_t>(r->duration_ms + 0.5);
-      respond(json_answer(http::status::ok, body, version));
-    });
+    return tree.sweep(
+        *level, scope, [respond, unavailable, version](std::optional<sweep_result> r) {
+          if (!r) return unavailable();
+          json::object body;
+          body["level"] = to_string(r->level);
+          body["scope"] = r->scope.describe();
+          body["evicted"] = {
+              {"dead", r->dead}, {"zombie", r->zombie}, {"idle", r->idle}, {"healthy", r->healthy}};
+          body["duration_ms"] = static_cast<uint64_t>(r->duration_ms + 0.5);
+          respond(json_answer(http::status::ok, body, version));
+        });
   }
   if (path == "/admin/close") {
     if (!is_post) return method_not_allowed("POST");
@@ -288,7 +301,8 @@ void handle_admin_request(const admin_request& request, const std::shared_ptr<se
     std::string user;
     if (id_param != params->end()) {
       const auto parsed = parse_id(id_param->second);
-      if (!parsed || *parsed == 0) return respond(bad_request("id must be a positive integer", version));
+      if (!parsed || *parsed == 0)
+        return respond(bad_request("id must be a positive integer", version));
       id = *parsed;
     } else {
       user = user_param->second;
@@ -307,15 +321,17 @@ void handle_admin_request(const admin_request& request, const std::shared_ptr<se
   }
   if (path == "/admin/faults") {
     if (!state->config.faults.enabled)
-      return respond(json_response(http::status::not_found, error_body("not_found"), version, true));
+      return respond(
+          json_response(http::status::not_found, error_body("not_found"), version, true));
     if (!is_post) return method_not_allowed("POST");
     auto parsed = parse_fault(request.body());
-    if (auto* error = std::get_if<std::string>(&parsed)) return respond(bad_request(*error, version));
+    if (auto* error = std::get_if<std::string>(&parsed))
+      return respond(bad_request(*error, version));
     const auto fault = std::get<fault_request>(parsed);
     if (fault.on == fault_request::target::shard && fault.shard_index >= tree.shard_count())
-      return respond(bad_request("index must be below the number of shards (" +
-                                     std::to_string(tree.shard_count()) + ")",
-                                 version));
+      return respond(bad_request(
+          "index must be below the number of shards (" + std::to_string(tree.shard_count()) + ")",
+          version));
     return tree.inject_fault(fault, [respond, version](uint64_t applied) {
       json::object body;
       body["applied"] = applied;

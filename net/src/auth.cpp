@@ -31,7 +31,8 @@ std::vector<std::string_view> offered_subprotocols(const upgrade_request& reques
       std::string_view entry = value.substr(0, comma);
       while (!entry.empty() && (entry.front() == ' ' || entry.front() == '\t'))
         entry.remove_prefix(1);
-      while (!entry.empty() && (entry.back() == ' ' || entry.back() == '\t')) entry.remove_suffix(1);
+      while (!entry.empty() && (entry.back() == ' ' || entry.back() == '\t'))
+        entry.remove_suffix(1);
       if (!entry.empty()) entries.push_back(entry);
       if (comma == std::string_view::npos) break;
       value.remove_prefix(comma + 1);
@@ -101,7 +102,8 @@ std::optional<std::string> verify_hs256_jwt(std::string_view token, std::string_
   const auto first_dot = token.find('.');
   if (first_dot == std::string_view::npos) return std::nullopt;
   const auto second_dot = token.find('.', first_dot + 1);
-  if (second_dot == std::string_view::npos || token.find('.', second_dot + 1) != std::string_view::npos)
+  if (second_dot == std::string_view::npos ||
+      token.find('.', second_dot + 1) != std::string_view::npos)
     return std::nullopt;
   const std::string_view signed_part = token.substr(0, second_dot);
   const auto header = base64url_decode(token.substr(0, first_dot));
@@ -175,8 +177,8 @@ identity identify(const upgrade_request& request, const auth_settings& auth) {
     const auto token = find_token(request);
     if (!token) {
       who.missing = true;
-    } else if (auto sub = verify_hs256_jwt(*token, auth.jwt_secret,
-                                           std::chrono::system_clock::now())) {
+    } else if (auto sub =
+                   verify_hs256_jwt(*token, auth.jwt_secret, std::chrono::system_clock::now())) {
       who.user = std::move(*sub);
     } else {
       who.invalid = true;

@@ -77,8 +77,8 @@ std::string trusted_proxies::client_ip(const ip::address& peer,
   std::string last_valid = peer_address.to_string();
   while (!forwarded_for.empty()) {
     const auto comma = forwarded_for.rfind(',');
-    const auto entry = trim(comma == std::string_view::npos ? forwarded_for
-                                                            : forwarded_for.substr(comma + 1));
+    const auto entry =
+        trim(comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
     boost::system::error_code ec;
     const auto hop = normalized(ip::make_address(std::string(entry), ec));
     if (ec) return last_valid;  // a malformed hop: trust nothing beyond it

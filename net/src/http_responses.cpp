@@ -3,7 +3,9 @@
 namespace wsvisor {
 namespace http = boost::beast::http;
 
-std::string error_body(const char* code) { return std::string("{\"error\":\"") + code + "\"}"; }
+std::string error_body(const char* code) {
+  return std::string("{\"error\":\"") + code + "\"}";
+}
 
 http_response json_response(http::status status, std::string body, unsigned version,
                             bool keep_alive) {
@@ -34,9 +36,10 @@ http::status refusal_status(reject_reason reason) {
 
 http_response refusal_response(reject_reason reason, std::chrono::seconds retry_after,
                                unsigned version) {
-  auto response = json_response(refusal_status(reason), error_body(to_string(reason)), version,
-                                false);
-  if (retry_after.count() > 0) response.set(http::field::retry_after, std::to_string(retry_after.count()));
+  auto response =
+      json_response(refusal_status(reason), error_body(to_string(reason)), version, false);
+  if (retry_after.count() > 0)
+    response.set(http::field::retry_after, std::to_string(retry_after.count()));
   return response;
 }
 

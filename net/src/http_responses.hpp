@@ -15,8 +15,8 @@ namespace wsvisor {
 
 using http_response = boost::beast::http::response<boost::beast::http::string_body>;
 
-http_response json_response(boost::beast::http::status status, std::string body,
-                            unsigned version, bool keep_alive);
+http_response json_response(boost::beast::http::status status, std::string body, unsigned version,
+                            bool keep_alive);
 
 // `{"error":"<reason>"}` with the reason's status, Connection: close, and Retry-After
 // when `retry_after` is not zero.

@@ -26,13 +26,14 @@ route route_request(std::string_view method, std::string_view target, bool is_up
   else if (path == "/health")
     found = route::health;
   else if (path == "/metrics")
-    found = (options.admin_elsewhere && !options.is_admin_listener) ? route::not_found
-                                                                     : route::metrics;
+    found =
+        (options.admin_elsewhere && !options.is_admin_listener) ? route::not_found : route::metrics;
   else if (path == options.ws_path && !options.is_admin_listener)
     found = is_upgrade && is_get ? route::websocket : route::upgrade_required;
 
   if (found == route::not_found) return found;
-  if (found == route::upgrade_required) return is_get || is_head ? found : route::method_not_allowed;
+  if (found == route::upgrade_required)
+    return is_get || is_head ? found : route::method_not_allowed;
   if (found == route::websocket) return found;
   return is_get || is_head ? found : route::method_not_allowed;
 }

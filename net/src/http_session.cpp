@@ -83,11 +83,10 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
       const auto peer = stream_.socket().remote_endpoint(ec);
       if (ec) return close_socket();
       const auto forwarded = request.find("X-Forwarded-For");
-      const std::string client_ip = state_->proxies.client_ip(peer.address(),
-                                                   forwarded == request.end()
-                                                       ? std::string_view{}
-                                                       : std::string_view(forwarded->value().data(),
-                                                                          forwarded->value().size()));
+      const std::string client_ip = state_->proxies.client_ip(
+          peer.address(), forwarded == request.end() ? std::string_view{}
+                                                     : std::string_view(forwarded->value().data(),
+                                                                        forwarded->value().size()));
       stream_.expires_never();
       std::make_shared<websocket_session>(std::move(stream_), std::move(request), state_,
                                           std::move(pending_), accepted_at_, client_ip)
@@ -121,8 +120,8 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
       return answer(std::move(response));
     }
     case route::not_found:
-      return answer(json_response(http::status::not_found, error_body("not_found"), version,
-                                  keep_alive));
+      return answer(
+          json_response(http::status::not_found, error_body("not_found"), version, keep_alive));
   }
 }
 
@@ -131,10 +130,10 @@ void http_session::serve_health_live(unsigned version, bool keep_alive) {
   // supervisor comes back within 1 s.
   state_->tree.ping_root([self = shared_from_this(), version, keep_alive](bool answered) {
     net::post(self->stream_.get_executor(), [self, version, keep_alive, answered] {
-      self->answer(json_response(
-          answered ? http::status::ok : http::status::service_unavailable,
-          answered ? R"({"status":"alive"})" : R"({"status":"unresponsive"})", version,
-          keep_alive));
+      self->answer(
+          json_response(answered ? http::status::ok : http::status::service_unavailable,
+                        answered ? R"({"status":"alive"})" : R"({"status":"unresponsive"})",
+                        version, keep_alive));
     });
   });
 }
@@ -150,9 +149,8 @@ http_response http_session::health(unsigned version, bool keep_alive) const {
   const auto& limits = state_->config.limits;
   boost::json::object body;
   body["status"] = readiness_status(state_->tree);
-  body["uptime_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                   state_->started_at)
-                         .count();
+  body["uptime_s"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - state_->started_at).count();
   body["connections"] = state_->tree.connections();
   body["limits"] = {{"max_connections", limits.max_connections},
                     {"soft_connections", limits.soft_connections},

@@ -70,10 +70,9 @@ void io_scheduler::stop() {
 }
 
 void use_io_scheduler(caf::actor_system_config& config, boost::asio::io_context& io) {
-  config.module_factories.push_back(
-      [&io](caf::actor_system& system) -> caf::actor_system::module* {
-        return new io_scheduler(system, io);
-      });
+  config.module_factories.push_back([&io](caf::actor_system& system) -> caf::actor_system::module* {
+    return new io_scheduler(system, io);
+  });
 }
 
 }  // namespace wsvisor

@@ -79,9 +79,10 @@ class listener : public std::enable_shared_from_this<listener> {
       if (out_of_descriptors(ec)) {
         // Out of file descriptors: pause briefly and retry; never spin, never exit.
         if (!paused_logged_)
-          spdlog::warn("accept paused: {} (the process is at its open-file limit; raise "
-                       "`ulimit -n` or lower limits.max_connections)",
-                       ec.message());
+          spdlog::warn(
+              "accept paused: {} (the process is at its open-file limit; raise "
+              "`ulimit -n` or lower limits.max_connections)",
+              ec.message());
         paused_logged_ = true;
         pause_.expires_after(std::chrono::milliseconds(50));
         pause_.async_wait([self = shared_from_this()](beast::error_code wait_ec) {
@@ -97,9 +98,10 @@ class listener : public std::enable_shared_from_this<listener> {
     if (state_->pending_handshakes.fetch_add(1, std::memory_order_relaxed) >= limit) {
       state_->pending_handshakes.fetch_sub(1, std::memory_order_relaxed);
       state_->stats.admissions_rejected(reject_reason::handshake_limit).Increment();
-      spdlog::info("connection refused reason=handshake_limit: {} handshakes pending "
-                   "(limits.max_pending_handshakes)",
-                   limit);
+      spdlog::info(
+          "connection refused reason=handshake_limit: {} handshakes pending "
+          "(limits.max_pending_handshakes)",
+          limit);
       beast::error_code ignored;
       socket.close(ignored);
     } else {
@@ -118,7 +120,9 @@ class listener : public std::enable_shared_from_this<listener> {
 server::server(net::io_context& io, const settings& config, service& tree, metrics& stats)
     : state_(std::make_shared<server_state>(io, config, tree, stats)) {}
 
-server::~server() { stop_accepting(); }
+server::~server() {
+  stop_accepting();
+}
 
 std::string server::listen() {
   const auto& config = state_->config;
@@ -128,7 +132,8 @@ std::string server::listen() {
   if (!config.admin.listen.empty()) {
     const auto colon = config.admin.listen.rfind(':');
     const auto host = config.admin.listen.substr(0, colon);
-    const auto port = static_cast<unsigned short>(std::stoul(config.admin.listen.substr(colon + 1)));
+    const auto port =
+        static_cast<unsigned short>(std::stoul(config.admin.listen.substr(colon + 1)));
     admin_listener_ = std::make_shared<listener>(state_, true);
     if (auto error = admin_listener_->open(host, port); !error.empty())
       return error + " (admin.listen)";

@@ -16,8 +16,7 @@
 namespace wsvisor {
 
 struct server_state {
-  server_state(boost::asio::io_context& io_context, const settings& cfg, service& svc,
-               metrics& m)
+  server_state(boost::asio::io_context& io_context, const settings& cfg, service& svc, metrics& m)
       : io(io_context), config(cfg), tree(svc), stats(m), proxies(cfg.server.trusted_proxies) {}
 
   boost::asio::io_context& io;

@@ -18,8 +18,8 @@ struct server_settings {
   std::string host = "0.0.0.0";
   uint16_t port = 8080;
   std::string ws_path = "/ws";
-  unsigned io_threads = 0;     // 0 = cores
-  unsigned actor_threads = 0;  // 0 = cores
+  unsigned io_threads = 0;       // 0 = cores
+  unsigned actor_threads = 0;    // 0 = cores
   std::string scheduler = "io";  // "io" | "pool"
   duration handshake_timeout = std::chrono::seconds(10);
   uint64_t max_message_bytes = 65536;

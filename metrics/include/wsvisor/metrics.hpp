@@ -49,7 +49,16 @@ enum class reject_reason {
 };
 
 // Label values of wsvisor_evictions_total{reason}.
-enum class eviction_reason { zombie, idle, lifetime, slow_consumer, emergency, drain, admin, count_ };
+enum class eviction_reason {
+  zombie,
+  idle,
+  lifetime,
+  slow_consumer,
+  emergency,
+  drain,
+  admin,
+  count_
+};
 
 // Label values of wsvisor_sweeps_total{kind}.
 enum class sweep_kind { periodic, emergency, admin, count_ };

@@ -19,8 +19,7 @@ class trusted_proxies {
   bool contains(const boost::asio::ip::address& address) const;
 
   // `forwarded_for` is the X-Forwarded-For header ("" when absent).
-  std::string client_ip(const boost::asio::ip::address& peer,
-                        std::string_view forwarded_for) const;
+  std::string client_ip(const boost::asio::ip::address& peer, std::string_view forwarded_for) const;
 
  private:
   struct network {

@@ -12,10 +12,10 @@ enum class route {
   health_ready,
   health,
   metrics,
-  websocket,         // an upgrade request on server.ws_path
-  upgrade_required,  // server.ws_path without an upgrade: 426
-  admin,             // /admin/* (the admin API decides further)
-  not_found,         // 404
+  websocket,           // an upgrade request on server.ws_path
+  upgrade_required,    // server.ws_path without an upgrade: 426
+  admin,               // /admin/* (the admin API decides further)
+  not_found,           // 404
   method_not_allowed,  // 405
 };
 
