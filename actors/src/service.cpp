@@ -52,20 +52,6 @@ connection_info describe(const connection_snapshot& c) {
   return info;
 }
 
-const char* strategy_name(restart_strategy s) {
-  switch (s) {
-    case restart_strategy::one_for_one:
-      return "one_for_one";
-    case restart_strategy::one_for_all:
-      return "one_for_all";
-    case restart_strategy::rest_for_one:
-      return "rest_for_one";
-    case restart_strategy::dynamic:
-      return "dynamic";
-  }
-  return "one_for_one";
-}
-
 }  // namespace
 
 service::service(caf::actor_system& system, const settings& config, metrics& stats,
@@ -217,7 +203,7 @@ void service::tree(std::function<void(std::optional<tree_node>)> done) {
             [self, shards, done](const supervisor_tree& tree) {
               tree_node node;
               node.name = tree.name;
-              node.strategy = strategy_name(tree.strategy);
+              node.strategy = to_string(tree.strategy);
               node.restarts = tree.restarts;
               for (auto& child : tree.children) {
                 tree_node c;
