@@ -45,24 +45,6 @@ websocket_session::websocket_session(beast::tcp_stream&& stream, request&& upgra
 
 websocket_session::~websocket_session() = default;
 
-websocket_session::outbound::outbound(std::string&& bytes, bool text) : payload(std::move(bytes)) {
-  const uint64_t size = payload.size();
-  header[0] = 0x80 | (text ? 0x1 : 0x2);  // FIN, then the opcode
-  if (size < 126) {
-    header[1] = static_cast<uint8_t>(size);
-    header_size = 2;
-  } else if (size <= 0xFFFF) {
-    header[1] = 126;
-    header[2] = static_cast<uint8_t>(size >> 8);
-    header[3] = static_cast<uint8_t>(size);
-    header_size = 4;
-  } else {
-    header[1] = 127;
-    for (int i = 0; i < 8; ++i) header[2 + i] = static_cast<uint8_t>(size >> (56 - 8 * i));
-    header_size = 10;
-  }
-}
-
 net::steady_timer& websocket_session::deadline() {
   if (!deadline_) deadline_ = std::make_unique<net::steady_timer>(ws_.get_executor());
   return *deadline_;
@@ -309,7 +291,7 @@ void websocket_session::do_write() {
   std::vector<net::const_buffer> frames;
   frames.reserve(2 * batch_size_);
   for (const auto& message : *queue_) {
-    frames.emplace_back(message.header.data(), message.header_size);
+    frames.emplace_back(message.header.data(), message.header.size);
     frames.emplace_back(message.payload.data(), message.payload.size());
   }
   ws_.next_layer().async_write_some(

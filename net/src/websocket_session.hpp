@@ -11,7 +11,6 @@
 
 #include <caf/actor.hpp>
 
-#include <array>
 #include <atomic>
 #include <deque>
 #include <memory>
@@ -20,6 +19,7 @@
 
 #include "server_state.hpp"
 #include "wsvisor/admission.hpp"
+#include "wsvisor/frame_header.hpp"
 #include "wsvisor/message_buffer.hpp"
 #include "wsvisor/session_port.hpp"
 #include "wsvisor/write_coalescing_stream.hpp"
@@ -52,12 +52,12 @@ class websocket_session final : public session_port,
  private:
   enum class phase : uint8_t { admitting, handshaking, open, closing, closed };
   // A whole data frame: the header is built when the message is queued (a server's
-  // frames are not masked; RFC 6455 section 5.2).
+  // frames are not masked).
   struct outbound {
-    outbound(std::string&& bytes, bool text);
+    outbound(std::string&& bytes, bool text)
+        : payload(std::move(bytes)), header(text, payload.size(), /*masked=*/false) {}
     std::string payload;
-    std::array<uint8_t, 10> header;
-    uint8_t header_size;
+    frame_header header;
   };
 
   void on_admission(admission_decision decision);

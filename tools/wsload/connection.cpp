@@ -1,5 +1,7 @@
 #include "connection.hpp"
 
+#include "wsvisor/frame_header.hpp"
+
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/websocket/error.hpp>
@@ -315,18 +317,9 @@ void fill_payload(std::string& out, std::uint64_t stream_id, std::uint64_t seque
 
 void append_masked_frame(std::string& out, const std::string& payload, bool binary,
                          std::uint64_t salt) {
-  const std::uint64_t size = payload.size();
-  out.push_back(static_cast<char>(0x80 | (binary ? 0x2 : 0x1)));
-  if (size < 126) {
-    out.push_back(static_cast<char>(0x80 | size));
-  } else if (size <= 0xFFFF) {
-    out.push_back(static_cast<char>(0x80 | 126));
-    out.push_back(static_cast<char>(size >> 8));
-    out.push_back(static_cast<char>(size));
-  } else {
-    out.push_back(static_cast<char>(0x80 | 127));
-    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(size >> (8 * i)));
-  }
+  const std::size_t size = payload.size();
+  const wsvisor::frame_header header(!binary, size, /*masked=*/true);
+  out.append(header.data(), header.size);
   std::uint64_t mixed = (salt + 0x9E3779B97F4A7C15ull) * 0xBF58476D1CE4E5B9ull;
   char key[4];
   for (int i = 0; i < 4; ++i) key[i] = static_cast<char>(mixed >> (8 * (i + 2)));

@@ -108,12 +108,12 @@ struct DrainResult {
 DrainResult drain_socket(int fd, FrameScanner& scanner, int idle_wait_ms, double max_seconds,
                          std::uint64_t max_bytes);
 
-// Bytes of a deterministic message: the echo mode regenerates it to check the echo.
 // Appends one whole client data frame: FIN, text or binary, masked with a key derived
 // from `salt` (RFC 6455 section 5.3; the key only has to vary, not be secret).
 void append_masked_frame(std::string& out, const std::string& payload, bool binary,
                          std::uint64_t salt);
 
+// Bytes of a deterministic message: the echo mode regenerates it to check the echo.
 void fill_payload(std::string& out, std::uint64_t stream_id, std::uint64_t sequence,
                   std::size_t size, bool binary);
 

@@ -1,0 +1,39 @@
+// The header of one whole WebSocket data frame (RFC 6455 section 5.2): FIN, the text or
+// binary opcode, and the payload length in its shortest form. Written by hand where
+// whole messages go out in batches, below Beast's one-frame-per-write path: the server's
+// session (unmasked) and wsload's pipelining client (masked: the caller appends the
+// 4-byte masking key and masks the payload, section 5.3).
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+namespace wsvisor {
+
+struct frame_header {
+  std::array<std::uint8_t, 10> bytes;
+  std::uint8_t size;  // 2, 4 or 10
+
+  frame_header(bool text, std::uint64_t payload_size, bool masked) {
+    bytes[0] = 0x80 | (text ? 0x1 : 0x2);
+    const std::uint8_t mask_bit = masked ? 0x80 : 0x00;
+    if (payload_size < 126) {
+      bytes[1] = static_cast<std::uint8_t>(mask_bit | payload_size);
+      size = 2;
+    } else if (payload_size <= 0xFFFF) {
+      bytes[1] = mask_bit | 126;
+      bytes[2] = static_cast<std::uint8_t>(payload_size >> 8);
+      bytes[3] = static_cast<std::uint8_t>(payload_size);
+      size = 4;
+    } else {
+      bytes[1] = mask_bit | 127;
+      for (int i = 0; i < 8; ++i)
+        bytes[2 + i] = static_cast<std::uint8_t>(payload_size >> (56 - 8 * i));
+      size = 10;
+    }
+  }
+
+  const char* data() const noexcept { return reinterpret_cast<const char*>(bytes.data()); }
+};
+
+}  // namespace wsvisor

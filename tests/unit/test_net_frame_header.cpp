@@ -1,0 +1,42 @@
+// frame_header: the header of a whole data frame (RFC 6455 section 5.2), written by the
+// session's batched writes and by wsload's pipelining client. Each length form at its
+// boundaries, the opcode and the mask bit.
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "wsvisor/frame_header.hpp"
+
+using wsvisor::frame_header;
+
+namespace {
+
+std::vector<int> bytes_of(const frame_header& header) {
+  return std::vector<int>(header.bytes.begin(), header.bytes.begin() + header.size);
+}
+
+}  // namespace
+
+TEST_CASE("lengths up to 125 fit in the second byte") {
+  CHECK(bytes_of(frame_header(true, 0, false)) == std::vector<int>{0x81, 0});
+  CHECK(bytes_of(frame_header(false, 125, false)) == std::vector<int>{0x82, 125});
+}
+
+TEST_CASE("lengths 126 to 65535 take two more bytes, big-endian") {
+  CHECK(bytes_of(frame_header(true, 126, false)) == std::vector<int>{0x81, 126, 0x00, 0x7E});
+  CHECK(bytes_of(frame_header(true, 65535, false)) == std::vector<int>{0x81, 126, 0xFF, 0xFF});
+}
+
+TEST_CASE("lengths from 65536 take eight more bytes, big-endian") {
+  CHECK(bytes_of(frame_header(false, 65536, false)) ==
+        std::vector<int>{0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0});
+  CHECK(bytes_of(frame_header(false, 0x0102030405060708ull, false)) ==
+        std::vector<int>{0x82, 127, 1, 2, 3, 4, 5, 6, 7, 8});
+}
+
+TEST_CASE("a client's frame sets the mask bit in every length form") {
+  CHECK(bytes_of(frame_header(true, 5, true)) == std::vector<int>{0x81, 0x85});
+  CHECK(frame_header(true, 300, true).bytes[1] == (0x80 | 126));
+  CHECK(frame_header(true, 70000, true).bytes[1] == (0x80 | 127));
+}
