@@ -7,11 +7,11 @@
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/error.hpp>
+#include <boost/container/small_vector.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
 #include <algorithm>
-#include <vector>
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -27,6 +27,9 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
+
+// A message's first read asks for at most this many bytes (see do_read).
+constexpr std::size_t kMaxFirstReadBytes = 512;
 
 websocket_session::websocket_session(beast::tcp_stream&& stream, request&& upgrade,
                                      std::shared_ptr<server_state> state, pending_handshake pending,
@@ -173,13 +176,11 @@ void websocket_session::on_accept(beast::error_code ec) {
 
 void websocket_session::do_read() {
   // A message's first read is small, since an idle connection waits in it: what the
-  // buffer holds without the heap, or the last message's size up to 512 bytes (so that
-  // a busy connection's small messages take one read each). The rest of a message is
-  // read with Beast's own size hint (limit 0).
+  // buffer holds without the heap, or the last message's size up to kMaxFirstReadBytes
+  // (so that a busy connection's small messages take one read each). The rest of a
+  // message is read with Beast's own size hint (limit 0).
   const std::size_t limit =
-      message_.size() == 0
-          ? std::max(message_.capacity(), std::min<std::size_t>(last_message_bytes_, 512))
-          : 0;
+      message_.size() == 0 ? std::max<std::size_t>(message_.capacity(), last_message_bytes_) : 0;
   ws_.async_read_some(message_, limit,
                       beast::bind_front_handler(&websocket_session::on_read, shared_from_this()));
 }
@@ -203,7 +204,7 @@ void websocket_session::on_read(beast::error_code ec, std::size_t) {
   const int64_t now = now_ns();
   last_frame_in_ns_.store(now, std::memory_order_relaxed);
   if (!ws_.is_message_done()) return do_read();  // more frames or bytes of this message
-  last_message_bytes_ = static_cast<uint32_t>(std::min<std::size_t>(message_.size(), 512));
+  last_message_bytes_ = static_cast<uint32_t>(std::min(message_.size(), kMaxFirstReadBytes));
   last_message_ns_.store(now, std::memory_order_relaxed);
   ping_sent_ns_.store(0, std::memory_order_relaxed);
   state_->stats.messages_received().Increment();
@@ -288,7 +289,9 @@ void websocket_session::drop_queue() {
 void websocket_session::do_write() {
   writing_ = true;
   batch_size_ = queue_->size();
-  std::vector<net::const_buffer> frames;
+  // On the stack for batches of up to 16 messages: a batch of one is every message of a
+  // request/response client, and should not cost an allocation.
+  boost::container::small_vector<net::const_buffer, 32> frames;
   frames.reserve(2 * batch_size_);
   for (const auto& message : *queue_) {
     frames.emplace_back(message.header.data(), message.header.size);
