@@ -1,6 +1,8 @@
 // Minimal Boost.Beast WebSocket echo server: the ceiling of the Asio/Beast stack that
 // wsvisor is built on. No actors, no HTTP routing, no limits: async accept, async read,
-// async write, one io_context run by N threads (1 by default), one strand per session.
+// async write, one io_context run by N threads (1 by default). With more than one
+// thread each session has a strand, as in Beast's own examples; with one thread it does
+// not need one, and wsvisor (which drops it there too) is compared with the faster form.
 //
 //   beast_echo PORT [THREADS]
 //
@@ -71,7 +73,8 @@ class session : public std::enable_shared_from_this<session> {
 
 class listener : public std::enable_shared_from_this<listener> {
  public:
-  listener(net::io_context& ioc, tcp::endpoint endpoint) : ioc_(ioc), acceptor_(ioc) {
+  listener(net::io_context& ioc, tcp::endpoint endpoint, bool strands)
+      : ioc_(ioc), acceptor_(ioc), strands_(strands) {
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(net::socket_base::reuse_address(true));
     acceptor_.bind(endpoint);
@@ -82,7 +85,9 @@ class listener : public std::enable_shared_from_this<listener> {
 
  private:
   void do_accept() {
-    acceptor_.async_accept(net::make_strand(ioc_),
+    const net::any_io_executor executor =
+        strands_ ? net::any_io_executor(net::make_strand(ioc_)) : ioc_.get_executor();
+    acceptor_.async_accept(executor,
                            beast::bind_front_handler(&listener::on_accept, shared_from_this()));
   }
 
@@ -98,6 +103,7 @@ class listener : public std::enable_shared_from_this<listener> {
 
   net::io_context& ioc_;
   tcp::acceptor acceptor_;
+  const bool strands_;
 };
 
 }  // namespace
@@ -111,7 +117,9 @@ int main(int argc, char** argv) {
   const int threads = argc > 2 ? std::max(1, std::atoi(argv[2])) : 1;
 
   net::io_context ioc{threads};
-  std::make_shared<listener>(ioc, tcp::endpoint{net::ip::make_address("127.0.0.1"), port})->run();
+  std::make_shared<listener>(ioc, tcp::endpoint{net::ip::make_address("127.0.0.1"), port},
+                             threads > 1)
+      ->run();
 
   net::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](beast::error_code, int) { ioc.stop(); });
