@@ -69,7 +69,7 @@ class listener : public std::enable_shared_from_this<listener> {
 
  private:
   void do_accept() {
-    acceptor_.async_accept(net::make_strand(state_->io),
+    acceptor_.async_accept(state_->connection_executor(),
                            beast::bind_front_handler(&listener::on_accept, shared_from_this()));
   }
 

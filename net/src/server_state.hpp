@@ -1,7 +1,9 @@
 // What every listener and session of one server shares.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -29,6 +31,18 @@ struct server_state {
   std::atomic<uint64_t> pending_handshakes{0};
   // POST /admin/drain: begins the same drain as SIGTERM (set by main).
   std::function<void()> request_drain;
+
+  // The executor of one accepted connection. A strand keeps its handlers apart when
+  // several threads run the io_context; with one thread (a server pinned to one core)
+  // they are apart already, and the strand would only cost a lock and an atomic
+  // reference count per operation. Without it, a connection actor (which the io
+  // scheduler runs on that same thread) reaches its session inline (see
+  // websocket_session::send), not by a post.
+  boost::asio::any_io_executor connection_executor() const {
+    if (single_io_thread) return io.get_executor();
+    return boost::asio::make_strand(io);
+  }
+  const bool single_io_thread = io_thread_count(config) == 1;
 };
 
 // Holds one of the pending handshakes from accept until the 101 or the first HTTP

@@ -246,27 +246,44 @@ bool websocket_session::within_inbound_rate() {
   return true;
 }
 
+bool websocket_session::running_on_executor() const {
+  // Only the plain io_context executor (one io thread) is checked: with strands, an
+  // actor never runs on a session's strand, so the answer there is always no.
+  return state_->single_io_thread && state_->io.get_executor().running_in_this_thread();
+}
+
+template <class Work>
+void websocket_session::on_executor(Work&& work) {
+  if (running_on_executor()) return work();
+  net::post(ws_.get_executor(), std::forward<Work>(work));
+}
+
 void websocket_session::send(std::string payload, bool text) {
+  // Called for every outbound message: inline, it costs neither a handler nor a copy
+  // of this session's shared pointer.
+  if (running_on_executor()) return enqueue(std::move(payload), text);
   net::post(ws_.get_executor(), [self = shared_from_this(), payload = std::move(payload),
-                                 text]() mutable {
-    if (self->phase_ != phase::open) return;  // closing: nothing more goes out
-    const auto size = payload.size();
-    if (self->queued_bytes_.load() + size > self->state_->config.limits.send_queue_bytes) {
-      // Slow consumer: drop what it did not read and tell it why (CONTRACT section 5).
-      // This message is never queued, so it is never counted.
-      self->drop_queue();
-      self->state_->stats.evictions(eviction_reason::slow_consumer).Increment();
-      self->record(close_reason::slow_consumer, 1008);
-      self->pending_close_code_ = 1008;
-      self->pending_close_reason_ = "slow consumer";
-      return self->begin_close();
-    }
-    self->queued_bytes_.fetch_add(size);
-    self->state_->stats.send_queue_bytes().Increment(static_cast<double>(size));
-    if (!self->queue_) self->queue_ = std::make_unique<std::deque<outbound>>();
-    self->queue_->push_back(outbound(std::move(payload), text));
-    if (!self->writing_) self->do_write();
-  });
+                                 text]() mutable { self->enqueue(std::move(payload), text); });
+}
+
+void websocket_session::enqueue(std::string&& payload, bool text) {
+  if (phase_ != phase::open) return;  // closing: nothing more goes out
+  const auto size = payload.size();
+  if (queued_bytes_.load() + size > state_->config.limits.send_queue_bytes) {
+    // Slow consumer: drop what it did not read and tell it why (CONTRACT section 5).
+    // This message is never queued, so it is never counted.
+    drop_queue();
+    state_->stats.evictions(eviction_reason::slow_consumer).Increment();
+    record(close_reason::slow_consumer, 1008);
+    pending_close_code_ = 1008;
+    pending_close_reason_ = "slow consumer";
+    return begin_close();
+  }
+  queued_bytes_.fetch_add(size);
+  state_->stats.send_queue_bytes().Increment(static_cast<double>(size));
+  if (!queue_) queue_ = std::make_unique<std::deque<outbound>>();
+  queue_->push_back(outbound(std::move(payload), text));
+  if (!writing_) do_write();
 }
 
 void websocket_session::drop_queue() {
@@ -325,18 +342,17 @@ void websocket_session::close(uint16_t code, std::string reason, close_reason wh
   // Recorded at once: the actor may die (and its slot be counted) before the strand
   // runs the close.
   record(why, code);
-  net::post(ws_.get_executor(),
-            [self = shared_from_this(), code, reason = std::move(reason)]() mutable {
-              if (self->phase_ == phase::closed) return;
-              if (self->phase_ != phase::open) {
-                // Not upgraded yet (or already closing): nothing to say to the peer.
-                if (self->phase_ != phase::closing) self->finish();
-                return;
-              }
-              self->pending_close_code_ = code;
-              self->pending_close_reason_ = std::move(reason);
-              self->begin_close();
-            });
+  on_executor([self = shared_from_this(), code, reason = std::move(reason)]() mutable {
+    if (self->phase_ == phase::closed) return;
+    if (self->phase_ != phase::open) {
+      // Not upgraded yet (or already closing): nothing to say to the peer.
+      if (self->phase_ != phase::closing) self->finish();
+      return;
+    }
+    self->pending_close_code_ = code;
+    self->pending_close_reason_ = std::move(reason);
+    self->begin_close();
+  });
 }
 
 // The close frame goes after everything already queued; then the peer has
@@ -364,11 +380,11 @@ void websocket_session::begin_close() {
 
 void websocket_session::abort(close_reason why) {
   record(why, 1006);  // at once, as in close()
-  net::post(ws_.get_executor(), [self = shared_from_this()] { self->finish(); });
+  on_executor([self = shared_from_this()] { self->finish(); });
 }
 
 void websocket_session::ping() {
-  net::post(ws_.get_executor(), [self = shared_from_this()] {
+  on_executor([self = shared_from_this()] {
     if (self->phase_ != phase::open || self->ping_in_flight_) return;
     self->ping_in_flight_ = true;
     self->ping_sent_ns_.store(now_ns(), std::memory_order_relaxed);
@@ -377,13 +393,16 @@ void websocket_session::ping() {
 }
 
 void websocket_session::actor_gone() {
-  net::post(ws_.get_executor(), [self = shared_from_this()] {
+  on_executor([self = shared_from_this()] {
     self->actor_ = nullptr;
     // A close already under way (eviction, 1011 after a crash) ends by itself within
     // close_timeout; anything else must not outlive its actor.
     if (self->phase_ == phase::closing) return;
     if (self->phase_ != phase::closed) {
-      self->record(close_reason::client, 1006);
+      // What reason() says when nothing was recorded; the shard reads it right after
+      // this call, which may have run inline.
+      const bool upgraded = self->phase_ == phase::open;
+      self->record(upgraded ? close_reason::client : close_reason::handshake_failed, 1006);
       self->finish();
     }
   });

@@ -1,6 +1,7 @@
 // One WebSocket connection on the I/O side: admission, the handshake, the read loop,
 // the outbound queue and the close. It is the session_port of its connection actor:
-// actors hand it bytes and closes; it posts them onto its strand.
+// actors hand it bytes and closes, which run on the session's executor: inline when the
+// caller already runs there (an actor on the single io thread), posted otherwise.
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>
@@ -65,6 +66,7 @@ class websocket_session final : public session_port,
   void on_accept(boost::beast::error_code ec);
   void do_read();
   void on_read(boost::beast::error_code ec, std::size_t bytes);
+  void enqueue(std::string&& payload, bool text);  // send(), on the executor
   void do_write();
   void on_write(boost::beast::error_code ec, std::size_t bytes);
   void begin_close();
@@ -72,6 +74,11 @@ class websocket_session final : public session_port,
   void record(close_reason why, uint16_t code);
   void drop_queue();
   boost::asio::steady_timer& deadline();  // created on first use
+  // Whether the caller already runs on this session's executor; on_executor() runs
+  // work there: at once if so, else posted.
+  bool running_on_executor() const;
+  template <class Work>
+  void on_executor(Work&& work);
   bool within_inbound_rate();
   static int64_t now_ns();
 

@@ -3,6 +3,9 @@
 Run by ctest as `/usr/bin/python3 -m pytest -q -p no:cacheprovider <file>` from this
 directory, with WSVISOR_BIN (the server binary) and WSVISOR_SOURCE_DIR (the repository
 root) in the environment. By hand, both default to this checkout: <repo>/build/wsvisor.
+WSVISOR_E2E_SETS (`key=value` pairs separated by `;`) are given to every server before
+the test's own --set options, which win: ctest runs some files again with
+server.io_threads=1, the threading under which sessions are reached inline.
 
 Everything here talks to 127.0.0.1 only, and every wait is bounded in time and count.
 """
@@ -31,6 +34,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 REPO = Path(os.environ.get("WSVISOR_SOURCE_DIR") or HERE.parents[1]).resolve()
 BIN = Path(os.environ.get("WSVISOR_BIN") or (REPO / "build" / "wsvisor"))
+EXTRA_SETS = tuple(s for s in os.environ.get("WSVISOR_E2E_SETS", "").split(";") if s)
 CONFIG = REPO / "config" / "wsvisor.toml"
 HOST = "127.0.0.1"
 
@@ -317,7 +321,7 @@ class Server:
         cmd = [str(BIN), "--config", str(CONFIG), "--set", f"server.host={HOST}"]
         if set_port:
             cmd += ["--set", f"server.port={self.port}"]
-        for s in sets:
+        for s in EXTRA_SETS + tuple(sets):
             cmd += ["--set", s]
         cmd += list(args)
         self.cmd = cmd

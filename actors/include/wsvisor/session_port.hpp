@@ -1,6 +1,7 @@
 // The narrow seam through which a connection actor reaches its socket. net/ implements
 // it (one per WebSocket session); actors never touch a socket themselves. Every member
-// is thread-safe: implementations post the work onto the session's own strand.
+// is thread-safe: implementations run the work on the session's own executor (inline
+// when the caller already runs there, else posted).
 #pragma once
 
 #include <chrono>
