@@ -181,7 +181,15 @@ class write_coalescing_stream {
       const std::size_t offset = pending.size();
       pending.resize(offset + size);
       boost::asio::buffer_copy(boost::asio::buffer(&pending[offset], size), buffers);
-      if (!flushing && !flush_posted) schedule_flush();
+      if (!flushing && !flush_posted) {
+        // A reader waiting on the socket has consumed every request it got, so nothing
+        // else is on its way to join this write (a request/response peer): it goes now.
+        if (offset == 0 && socket_read_pending) {
+          flush();
+        } else {
+          schedule_flush();
+        }
+      }
       if (pending.size() + sending.size() <= high_water)
         return complete(std::forward<Handler>(handler), boost::beast::error_code{}, size);
       held = write_handler(std::forward<Handler>(handler));  // Beast writes one at a time
@@ -214,14 +222,25 @@ class write_coalescing_stream {
       });
     }
 
+    // First a plain non-blocking send: when the socket takes it all (as it nearly always
+    // does), the write is over without an operation and its completion handler, which
+    // at one message in flight cost as much as the send itself. What it does not take
+    // goes by async_write.
     void flush() {
       flushing = true;
       ++flush_count;
       sending.swap(pending);
+      auto& socket = boost::beast::get_lowest_layer(next).socket();
+      boost::beast::error_code ec;
+      if (!socket.non_blocking()) socket.non_blocking(true, ec);
+      std::size_t sent = 0;
+      if (!ec) sent = socket.write_some(boost::asio::buffer(sending), ec);
+      if (ec == boost::asio::error::would_block) ec = {};
+      if (ec || sent == sending.size()) return on_flushed(ec);
       boost::asio::async_write(
-          next, boost::asio::buffer(sending),
-          [self = this->shared_from_this()](boost::beast::error_code ec, std::size_t) {
-            self->on_flushed(ec);
+          next, boost::asio::buffer(sending) + sent,
+          [self = this->shared_from_this()](boost::beast::error_code write_ec, std::size_t) {
+            self->on_flushed(write_ec);
           });
     }
 
