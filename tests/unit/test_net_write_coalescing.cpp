@@ -10,6 +10,8 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -136,6 +138,25 @@ TEST_CASE("what the socket does not take at once is written later, whole and in 
   for (int i = 0; i < 100 && !written; ++i) pair.io.run_one_for(std::chrono::seconds(5));
   CHECK(written);
   CHECK(pair.server->buffered_bytes() == 0);
+}
+
+TEST_CASE("a read completes on the reader's own executor and with its data") {
+  loopback pair;
+  auto strand = asio::make_strand(pair.io);
+  std::string got(5, '\0');
+  bool on_strand = false;
+  std::size_t bytes = 0;
+  pair.server->async_read_some(
+      asio::buffer(got), asio::bind_executor(strand, [&](beast::error_code ec, std::size_t n) {
+        CHECK_FALSE(ec);
+        on_strand = strand.running_in_this_thread();
+        bytes = n;
+      }));
+  asio::write(pair.peer, asio::buffer(std::string("hello")));
+  pair.io.run_for(std::chrono::seconds(5));
+  CHECK(on_strand);
+  CHECK(bytes == 5);
+  CHECK(got == "hello");
 }
 
 TEST_CASE("with no reader waiting the flush waits a round for more writes") {

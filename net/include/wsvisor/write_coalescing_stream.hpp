@@ -21,13 +21,13 @@
 // is safe; the destructor then closes the lowest layer on the executor, which ends it.
 #pragma once
 
-#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/role.hpp>
 #include <boost/beast/core/stream_traits.hpp>
@@ -73,6 +73,20 @@ class stored_handler {
     Handler handler;
   };
   std::unique_ptr<base> impl_;
+};
+
+// Completes a read that passed through the layer: notes that no read waits on the
+// socket any more, then calls the reader's handler, whose executor, allocator and
+// cancellation slot it keeps (see the associator below; a bind_executor would copy the
+// executor on every read).
+template <class Core, class Handler>
+struct read_completion {
+  std::shared_ptr<Core> core;
+  Handler handler;
+  void operator()(boost::beast::error_code ec, std::size_t bytes) {
+    core->socket_read_pending = false;
+    std::move(handler)(ec, bytes);
+  }
 };
 
 }  // namespace detail
@@ -129,14 +143,9 @@ class write_coalescing_stream {
     return boost::asio::async_initiate<ReadHandler, void(boost::beast::error_code, std::size_t)>(
         [](auto handler, std::shared_ptr<core> c, const MutableBufferSequence& buffers) {
           c->socket_read_pending = true;
-          auto executor = boost::asio::get_associated_executor(handler, c->next.get_executor());
-          c->next.async_read_some(
-              buffers, boost::asio::bind_executor(
-                           executor, [c, handler = std::move(handler)](boost::beast::error_code ec,
-                                                                       std::size_t n) mutable {
-                             c->socket_read_pending = false;
-                             std::move(handler)(ec, n);
-                           }));
+          auto& next = c->next;
+          next.async_read_some(buffers, detail::read_completion<core, decltype(handler)>{
+                                            std::move(c), std::move(handler)});
         },
         handler, core_, buffers);
   }
@@ -178,22 +187,52 @@ class write_coalescing_stream {
       const std::size_t size = boost::asio::buffer_size(buffers);
       ++accept_count;
       if (error) return complete(std::forward<Handler>(handler), error, 0);
-      const std::size_t offset = pending.size();
-      pending.resize(offset + size);
-      boost::asio::buffer_copy(boost::asio::buffer(&pending[offset], size), buffers);
-      if (!flushing && !flush_posted) {
+      if (!flushing && !flush_posted && pending.empty() && socket_read_pending) {
         // A reader waiting on the socket has consumed every request it got, so nothing
-        // else is on its way to join this write (a request/response peer): it goes now.
-        if (offset == 0 && socket_read_pending) {
-          flush();
-        } else {
-          schedule_flush();
+        // else is on its way to join this write (a request/response peer): it goes now,
+        // straight from the caller's buffers. Only what the socket does not take is
+        // copied, and written when the socket can take more.
+        ++flush_count;
+        boost::beast::error_code ec;
+        const std::size_t sent = send_now(buffers, ec);
+        if (ec) {
+          error = ec;
+          return complete(std::forward<Handler>(handler), error, 0);
         }
+        if (sent == size)
+          return complete(std::forward<Handler>(handler), boost::beast::error_code{}, size);
+        boost::beast::buffers_suffix<ConstBufferSequence> rest(buffers);
+        rest.consume(sent);
+        append(rest, size - sent);
+        write_pending();
+      } else {
+        append(buffers, size);
+        if (!flushing && !flush_posted) schedule_flush();
       }
       if (pending.size() + sending.size() <= high_water)
         return complete(std::forward<Handler>(handler), boost::beast::error_code{}, size);
       held = write_handler(std::forward<Handler>(handler));  // Beast writes one at a time
       held_size = size;
+    }
+
+    template <class ConstBufferSequence>
+    void append(const ConstBufferSequence& buffers, std::size_t size) {
+      const std::size_t offset = pending.size();
+      pending.resize(offset + size);
+      boost::asio::buffer_copy(boost::asio::buffer(&pending[offset], size), buffers);
+    }
+
+    // A plain non-blocking send: what the socket takes at once, with no asynchronous
+    // operation (whose completion, at one message in flight, costs as much as the send).
+    // "Would block" is no error: nothing was sent.
+    template <class ConstBufferSequence>
+    std::size_t send_now(const ConstBufferSequence& buffers, boost::beast::error_code& ec) {
+      auto& socket = boost::beast::get_lowest_layer(next).socket();
+      if (!socket.non_blocking()) socket.non_blocking(true, ec);
+      if (ec) return 0;
+      const std::size_t sent = socket.write_some(buffers, ec);
+      if (ec == boost::asio::error::would_block) ec = {};
+      return ec ? 0 : sent;
     }
 
     template <class Handler, class... Args>
@@ -222,25 +261,28 @@ class write_coalescing_stream {
       });
     }
 
-    // First a plain non-blocking send: when the socket takes it all (as it nearly always
-    // does), the write is over without an operation and its completion handler, which
-    // at one message in flight cost as much as the send itself. What it does not take
+    // Everything pending leaves in one system call if the socket takes it; the rest
     // goes by async_write.
     void flush() {
-      flushing = true;
       ++flush_count;
-      sending.swap(pending);
-      auto& socket = boost::beast::get_lowest_layer(next).socket();
       boost::beast::error_code ec;
-      if (!socket.non_blocking()) socket.non_blocking(true, ec);
-      std::size_t sent = 0;
-      if (!ec) sent = socket.write_some(boost::asio::buffer(sending), ec);
-      if (ec == boost::asio::error::would_block) ec = {};
-      if (ec || sent == sending.size()) return on_flushed(ec);
+      const std::size_t sent = send_now(boost::asio::buffer(pending), ec);
+      if (!ec && sent < pending.size()) {
+        pending.erase(0, sent);
+        return write_pending();
+      }
+      flushing = true;  // on_flushed expects the bytes in `sending`, as after a write
+      sending.swap(pending);
+      on_flushed(ec);
+    }
+
+    void write_pending() {
+      flushing = true;
+      sending.swap(pending);
       boost::asio::async_write(
-          next, boost::asio::buffer(sending) + sent,
-          [self = this->shared_from_this()](boost::beast::error_code write_ec, std::size_t) {
-            self->on_flushed(write_ec);
+          next, boost::asio::buffer(sending),
+          [self = this->shared_from_this()](boost::beast::error_code ec, std::size_t) {
+            self->on_flushed(ec);
           });
     }
 
@@ -297,3 +339,19 @@ class write_coalescing_stream {
 };
 
 }  // namespace wsvisor
+
+// Every associated property of a read_completion is its reader handler's.
+template <template <typename, typename> class Associator, class Core, class Handler,
+          class DefaultCandidate>
+struct boost::asio::associator<Associator, wsvisor::detail::read_completion<Core, Handler>,
+                               DefaultCandidate> : Associator<Handler, DefaultCandidate> {
+  static typename Associator<Handler, DefaultCandidate>::type get(
+      const wsvisor::detail::read_completion<Core, Handler>& completion) noexcept {
+    return Associator<Handler, DefaultCandidate>::get(completion.handler);
+  }
+  static auto get(const wsvisor::detail::read_completion<Core, Handler>& completion,
+                  const DefaultCandidate& candidate) noexcept
+      -> decltype(Associator<Handler, DefaultCandidate>::get(completion.handler, candidate)) {
+    return Associator<Handler, DefaultCandidate>::get(completion.handler, candidate);
+  }
+};
