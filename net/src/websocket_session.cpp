@@ -30,6 +30,8 @@ namespace net = boost::asio;
 
 // A message's first read asks for at most this many bytes (see do_read).
 constexpr std::size_t kMaxFirstReadBytes = 512;
+// Outbound slots a connection keeps once its queue is empty (more are freed).
+constexpr std::size_t kKeptQueueSlots = 16;
 
 websocket_session::websocket_session(beast::tcp_stream&& stream, request&& upgrade,
                                      std::shared_ptr<server_state> state, pending_handshake pending,
@@ -281,19 +283,17 @@ void websocket_session::enqueue(std::string&& payload, bool text) {
   }
   queued_bytes_.fetch_add(size);
   state_->stats.send_queue_bytes().Increment(static_cast<double>(size));
-  if (!queue_) queue_ = std::make_unique<std::deque<outbound>>();
-  queue_->push_back(outbound(std::move(payload), text));
+  queue_.emplace_back(std::move(payload), text);
   if (!writing_) do_write();
 }
 
 void websocket_session::drop_queue() {
   // The batch being written stays: on_write pops it.
-  if (!queue_) return;
-  const std::size_t keep = writing_ ? std::min(batch_size_, queue_->size()) : 0;
+  const std::size_t keep = writing_ ? std::min(batch_size_, queue_.size()) : 0;
   uint64_t dropped = 0;
-  while (queue_->size() > keep) {
-    dropped += queue_->back().payload.size();
-    queue_->pop_back();
+  while (queue_.size() > keep) {
+    dropped += queue_.back().payload.size();
+    queue_.pop_back();
   }
   queued_bytes_.fetch_sub(dropped);
   state_->stats.send_queue_bytes().Decrement(static_cast<double>(dropped));
@@ -305,12 +305,12 @@ void websocket_session::drop_queue() {
 // Beast's own control frames, and completes when the socket can take more.
 void websocket_session::do_write() {
   writing_ = true;
-  batch_size_ = queue_->size();
+  batch_size_ = queue_.size();
   // On the stack for batches of up to 16 messages: a batch of one is every message of a
   // request/response client, and should not cost an allocation.
   boost::container::small_vector<net::const_buffer, 32> frames;
   frames.reserve(2 * batch_size_);
-  for (const auto& message : *queue_) {
+  for (const auto& message : queue_) {
     frames.emplace_back(message.header.data(), message.header.size);
     frames.emplace_back(message.payload.data(), message.payload.size());
   }
@@ -321,10 +321,10 @@ void websocket_session::do_write() {
 void websocket_session::on_write(beast::error_code ec, std::size_t) {
   writing_ = false;
   uint64_t written = 0;
-  for (std::size_t i = 0; i < batch_size_; ++i) {
-    written += queue_->front().payload.size();
-    queue_->pop_front();
-  }
+  for (std::size_t i = 0; i < batch_size_; ++i) written += queue_[i].payload.size();
+  queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(batch_size_));
+  // A burst's storage goes back; a steady stream keeps its few slots.
+  if (queue_.empty() && queue_.capacity() > kKeptQueueSlots) std::vector<outbound>().swap(queue_);
   const auto messages = batch_size_;
   batch_size_ = 0;
   queued_bytes_.fetch_sub(written);
@@ -334,7 +334,7 @@ void websocket_session::on_write(beast::error_code ec, std::size_t) {
     return finish();
   }
   state_->stats.messages_sent().Increment(static_cast<double>(messages));
-  if (!queue_->empty()) return do_write();
+  if (!queue_.empty()) return do_write();
   if (phase_ == phase::closing && !close_sent_) begin_close();
 }
 

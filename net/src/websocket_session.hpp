@@ -13,10 +13,10 @@
 #include <caf/actor.hpp>
 
 #include <atomic>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "server_state.hpp"
 #include "wsvisor/admission.hpp"
@@ -95,9 +95,9 @@ class websocket_session final : public session_port,
   std::unique_ptr<boost::asio::steady_timer> deadline_;
   caf::actor actor_;
   std::string client_ip_;
-  // Allocated on the first send: an idle connection should not pay for a deque's
-  // first block (~600 bytes).
-  std::unique_ptr<std::deque<outbound>> queue_;
+  // Oldest first; the first batch_size_ are being written. Empty until the first send
+  // (an idle connection pays 24 bytes), then a few slots that one heap block holds.
+  std::vector<outbound> queue_;
   uint64_t id_ = 0;
   uint16_t pending_close_code_ = 1000;
   std::string pending_close_reason_;
