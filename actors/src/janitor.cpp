@@ -140,7 +140,7 @@ void after_probe(self_ptr self, uint64_t job_id) {
           for (auto& c : list) now_seen.emplace(c.actor.address(), &c);
         // Silent: no frame since the probe, and its ping went out at least probe_timeout
         // ago. Each connection is judged on its own ping's time: with thousands probed
-        // at once, pings leave the server's busy strands over a while, and the ones
+        // at once, pings leave the server's busy io threads over a while, and the ones
         // that left late are not judged before they had their full window.
         const auto& janitor = self->state.context->config.janitor;
         const auto now = clock::now();

@@ -73,7 +73,7 @@ void check_connection(const settings& config, shard_entry& entry, steady_time no
     return;
   }
   if (live.ping_sent_at == steady_time{} && now - live.last_frame_in >= janitor.ping_interval)
-    entry.port->ping();  // the session sends it on its own strand
+    entry.port->ping();  // the session sends it on its own executor
 }
 
 connection_snapshot snapshot_of(const shard_entry& entry) {

@@ -339,8 +339,8 @@ void websocket_session::on_write(beast::error_code ec, std::size_t) {
 }
 
 void websocket_session::close(uint16_t code, std::string reason, close_reason why) {
-  // Recorded at once: the actor may die (and its slot be counted) before the strand
-  // runs the close.
+  // Recorded at once: the actor may die (and its slot be counted) before the session's
+  // executor runs the close.
   record(why, code);
   on_executor([self = shared_from_this(), code, reason = std::move(reason)]() mutable {
     if (self->phase_ == phase::closed) return;

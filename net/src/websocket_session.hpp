@@ -110,7 +110,7 @@ class websocket_session final : public session_port,
   double rate_tokens_ = 0;
   steady_time rate_refilled_{};
 
-  // Read from other threads (sweeps, metrics) without asking the strand.
+  // Read from other threads (sweeps, metrics) without asking the session's executor.
   std::atomic<int> reason_{-1};
   std::atomic<uint16_t> close_code_{1006};
   std::atomic<uint8_t> public_phase_{0};

@@ -29,7 +29,7 @@ struct admission_request {
   std::string origin;                  // the Origin header, "" when absent
   bool identity_missing = false;       // the auth mode needs an identity and has none
   bool identity_invalid = false;       // a token was there but is invalid or expired
-  // Called exactly once, from an actor's thread; the session posts it to its strand.
+  // Called exactly once, from an actor's thread; the session posts it to its executor.
   std::function<void(admission_decision)> reply;
 };
 

@@ -3,13 +3,16 @@
 //
 // Beast writes one frame per async_write and holds its write lock until the socket has
 // taken the frame, so N queued messages cost N sendmsg calls. This layer takes every
-// write whole into a buffer of its own (async_write_some always accepts all the bytes,
-// at once and in order, so whole frames written by different callers never interleave)
-// and completes it by a post. The buffer goes to the socket corked: after the executor
-// has run what was already queued, and for a few rounds more while the reader is still
-// working through bytes it has (a pipelining peer's requests, whose replies are on the
-// way); then everything accepted meanwhile leaves in one call. Frames (data, ping,
-// pong, close) keep their order because they all pass through here.
+// write whole (async_write_some always accepts all the bytes, at once and in order, so
+// whole frames written by different callers never interleave) and completes it by a
+// post. A write that finds nothing buffered while a read waits on the socket (a
+// request/response peer: nothing else is coming) is sent within the call, from the
+// caller's buffers. Any other write is copied into a buffer of its own, which goes to
+// the socket corked: after the executor has run what was already queued, and for a few
+// rounds more while the reader is still working through bytes it has (a pipelining
+// peer's requests, whose replies are on the way); then everything accepted meanwhile
+// leaves in one call. What the socket does not take at once is written asynchronously.
+// Frames (data, ping, pong, close) keep their order because they all pass through here.
 //
 // Bounds: past high_water bytes accepted and not yet written, a write is held until the
 // buffer drains, so a slow peer still backs writes up into the caller's own queue.
