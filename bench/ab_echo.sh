@@ -31,10 +31,11 @@ MODE=${MODE:-time}
 WORKLOADS=${WORKLOADS:-"64:1:100 64:1:1000"}
 ROUNDS=${ROUNDS:-3}
 if [[ $MODE == callgrind ]]; then DURATION=${DURATION:-10}; else DURATION=${DURATION:-4}; fi
-WSVISOR_ARGS=(--set server.host=127.0.0.1 --set server.io_threads=1 --set log.level=warn
-  --set limits.max_per_ip=0 --set limits.accept_rate=1000000 --set limits.accept_burst=1000000
-  --set limits.max_connections=20000 --set limits.max_pending_handshakes=20000
-  --set limits.soft_connections=20000 --set server.handshake_timeout=60s)
+# shellcheck source=bench/common.sh
+source "$BENCH_DIR/common.sh"  # WSVISOR_COMMON, wait_listening
+# As bench/run.sh starts it, with room for valgrind's slowness in the handshake.
+WSVISOR_ARGS=("${WSVISOR_COMMON[@]}" --set limits.soft_connections=20000
+  --set server.handshake_timeout=60s)
 
 [[ -x $BEAST ]] || { echo "no $BEAST: run \`make bench\` once (it builds the peers)" >&2; exit 2; }
 [[ -x $WSLOAD ]] || { echo "no $WSLOAD: build first (\`make build\`)" >&2; exit 2; }
@@ -55,14 +56,6 @@ server_command() {  # name port -> the command line
   if [[ $1 == beast ]]; then echo "$BEAST $2 1"; else echo "${BINARY[$1]} --set server.port=$2 ${WSVISOR_ARGS[*]}"; fi
 }
 
-wait_listening() {  # port; bounded
-  for _ in $(seq 600); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 run_client() {  # port size in_flight connections -> JSON on stdout
   taskset -c 1 "$WSLOAD" echo --port "$1" --size "$2" --in-flight "$3" --connections "$4" \
     --duration "$DURATION" --warmup 1 2>/dev/null
@@ -77,7 +70,7 @@ measure_time() {  # name size k conns round
   # shellcheck disable=SC2046  # the command line is split on purpose
   taskset -c 0 $(server_command "$1" "$port") >/dev/null 2>&1 &
   pid=$!
-  wait_listening "$port" || { echo "$1 did not listen" >&2; kill "$pid"; return; }
+  wait_listening "$port" "$pid" || { echo "$1 did not listen" >&2; kill "$pid"; return; }
   t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   run_client "$port" "$2" "$3" "$4" >"$WORK/out.json"
   t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
@@ -96,7 +89,7 @@ measure_callgrind() {  # name size k conns
   taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out" \
     $(server_command "$1" "$port") >/dev/null 2>&1 &
   pid=$!
-  wait_listening "$port" || { echo "$1 did not listen under valgrind" >&2; kill "$pid"; return; }
+  wait_listening "$port" "$pid" 1200 || { echo "$1 did not listen under valgrind" >&2; kill "$pid"; return; }
   sleep 1
   callgrind_control -z "$pid" >/dev/null 2>&1
   run_client "$port" "$2" "$3" "$4" >"$WORK/out.json"

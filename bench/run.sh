@@ -138,9 +138,8 @@ build_all() {
 }
 
 # --- servers --------------------------------------------------------------------------
-WSVISOR_COMMON=(--set server.host=127.0.0.1 --set server.io_threads=1 --set log.level=warn
-  --set limits.max_per_ip=0 --set limits.accept_rate=1000000 --set limits.accept_burst=1000000
-  --set limits.max_connections=20000 --set limits.max_pending_handshakes=20000)
+# shellcheck source=bench/common.sh
+source "$BENCH_DIR/common.sh"  # WSVISOR_COMMON, wait_listening
 
 server_command() {  # name port [wsvisor extra --set ...] -> CMD array
   local name=$1 port=$2
@@ -160,16 +159,6 @@ server_command() {  # name port [wsvisor extra --set ...] -> CMD array
       --set server.io_threads=1 --set log.level=warn "$@") ;;
     *) log "unknown server $name"; return 1 ;;
   esac
-}
-
-wait_listening() {  # port pid
-  local i
-  for ((i = 0; i < 200; i++)); do
-    ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
 }
 
 start_server() {  # name port [extra] ; sets SERVER_PID[name]
