@@ -6,6 +6,14 @@
 #include <memory>
 #include <string>
 
+// The accessors below take these. Code that only names a reason (a session's close
+// reason, say) can include that one header instead of this one.
+#include "wsvisor/actor_kind.hpp"
+#include "wsvisor/close_reason.hpp"
+#include "wsvisor/eviction_reason.hpp"
+#include "wsvisor/reject_reason.hpp"
+#include "wsvisor/sweep_kind.hpp"
+
 namespace prometheus {
 class Counter;
 class Gauge;
@@ -14,63 +22,6 @@ class Registry;
 }  // namespace prometheus
 
 namespace wsvisor {
-
-// Label values of wsvisor_connections_closed_total{reason}.
-enum class close_reason {
-  client,
-  zombie,
-  idle,
-  lifetime,
-  slow_consumer,
-  rate_limit,
-  evicted,
-  drain,
-  admin,
-  protocol_error,
-  restart_budget,
-  shard_down,
-  handshake_failed,
-  count_  // number of reasons, not a reason
-};
-
-// Label values of wsvisor_admissions_rejected_total{reason} (CONTRACT section 4).
-enum class reject_reason {
-  starting,
-  draining,
-  rate_limited,
-  forbidden_origin,
-  unauthorized,
-  ip_limit,
-  user_limit,
-  server_full,
-  guard_unavailable,
-  handshake_limit,
-  count_
-};
-
-// Label values of wsvisor_evictions_total{reason}.
-enum class eviction_reason {
-  zombie,
-  idle,
-  lifetime,
-  slow_consumer,
-  emergency,
-  drain,
-  admin,
-  count_
-};
-
-// Label values of wsvisor_sweeps_total{kind}.
-enum class sweep_kind { periodic, emergency, admin, count_ };
-
-// Label values of wsvisor_actor_restarts_total{actor}.
-enum class actor_kind { connection, limit_guard, janitor, shard, count_ };
-
-const char* to_string(close_reason r);
-const char* to_string(reject_reason r);
-const char* to_string(eviction_reason r);
-const char* to_string(sweep_kind k);
-const char* to_string(actor_kind k);
 
 class metrics {
  public:

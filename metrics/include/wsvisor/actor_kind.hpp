@@ -1,0 +1,18 @@
+// Label values of wsvisor_actor_restarts_total{actor}: which kind of actor a supervisor
+// restarted.
+#pragma once
+
+namespace wsvisor {
+
+enum class actor_kind {
+  connection,
+  limit_guard,
+  janitor,
+  shard,
+  count_  // number of values, not a value
+};
+
+// The label value: a static string, "unknown" for count_ or a value out of range.
+const char* to_string(actor_kind k);
+
+}  // namespace wsvisor
