@@ -1,11 +1,7 @@
 #include "wsvisor/metrics.hpp"
 
-#include <dirent.h>
-#include <unistd.h>
-
 #include <array>
 #include <cstddef>
-#include <fstream>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -65,13 +61,40 @@ prometheus::Histogram::BucketBoundaries sweep_duration_buckets() {
           0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
 }
 
-prometheus::MetricFamily process_gauge(std::string name, std::string help, double value) {
+// The process_* series: not in the registry, since their values live in the kernel and
+// are read (process_metrics.hpp) when rendered.
+struct process_series {
+  const char* name;
+  const char* help;
+  prometheus::MetricType type;
+  double (*read)();
+};
+
+constexpr process_series process_series_list[] = {
+    {"process_resident_memory_bytes", "Resident memory size in bytes",
+     prometheus::MetricType::Gauge, process_resident_memory_bytes},
+    {"process_open_fds", "Number of open file descriptors", prometheus::MetricType::Gauge,
+     process_open_fds},
+    {"process_max_fds", "Maximum number of open file descriptors (soft RLIMIT_NOFILE)",
+     prometheus::MetricType::Gauge, process_max_fds},
+    {"process_cpu_seconds_total", "Total user and system CPU time spent in seconds",
+     prometheus::MetricType::Counter, process_cpu_seconds_total},
+    {"process_start_time_seconds", "Start time of the process since unix epoch in seconds",
+     prometheus::MetricType::Gauge, process_start_time_seconds},
+};
+
+prometheus::MetricFamily render_process_series(const process_series& series) {
   prometheus::MetricFamily family;
-  family.name = std::move(name);
-  family.help = std::move(help);
-  family.type = prometheus::MetricType::Gauge;
+  family.name = series.name;
+  family.help = series.help;
+  family.type = series.type;
   prometheus::ClientMetric sample;
-  sample.gauge.value = value;
+  const double value = series.read();
+  if (series.type == prometheus::MetricType::Counter) {
+    sample.counter.value = value;
+  } else {
+    sample.gauge.value = value;
+  }
   family.metric.push_back(std::move(sample));
   return family;
 }
@@ -172,38 +195,12 @@ prometheus::Counter& metrics::messages_sent() {
 
 std::string metrics::render() const {
   std::vector<prometheus::MetricFamily> families = impl_->registry.Collect();
-  families.push_back(process_gauge("process_resident_memory_bytes", "Resident memory size in bytes",
-                                   process_resident_memory_bytes()));
-  families.push_back(
-      process_gauge("process_open_fds", "Number of open file descriptors", process_open_fds()));
+  for (const auto& series : process_series_list) {
+    families.push_back(render_process_series(series));
+  }
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, families);
   return out.str();
-}
-
-double process_resident_memory_bytes() {
-  // /proc/self/statm: total program size, then resident set size, both in pages.
-  std::ifstream statm("/proc/self/statm");
-  double total_pages = 0;
-  double resident_pages = 0;
-  if (!(statm >> total_pages >> resident_pages)) return 0;
-  return resident_pages * static_cast<double>(::sysconf(_SC_PAGESIZE));
-}
-
-double process_open_fds() {
-  DIR* fd_dir = ::opendir("/proc/self/fd");
-  if (fd_dir == nullptr) return 0;
-  // The directory stream holds a descriptor of its own, listed while we count; it is not
-  // one of the process's, so it is left out.
-  const int own_fd = ::dirfd(fd_dir);
-  double open_fds = 0;
-  while (const dirent* entry = ::readdir(fd_dir)) {
-    const std::string name = entry->d_name;
-    if (name == "." || name == ".." || name == std::to_string(own_fd)) continue;
-    ++open_fds;
-  }
-  ::closedir(fd_dir);
-  return open_fds;
 }
 
 }  // namespace wsvisor

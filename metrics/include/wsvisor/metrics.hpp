@@ -11,6 +11,7 @@
 #include "wsvisor/actor_kind.hpp"
 #include "wsvisor/close_reason.hpp"
 #include "wsvisor/eviction_reason.hpp"
+#include "wsvisor/process_metrics.hpp"
 #include "wsvisor/reject_reason.hpp"
 #include "wsvisor/sweep_kind.hpp"
 
@@ -44,17 +45,13 @@ class metrics {
   prometheus::Counter& messages_received();
   prometheus::Counter& messages_sent();
 
-  // Prometheus text exposition format 0.0.4, process_resident_memory_bytes and
-  // process_open_fds read from /proc/self at the time of the call.
+  // Prometheus text exposition format 0.0.4. The process_* series (process_metrics.hpp)
+  // are read at the time of the call.
   std::string render() const;
 
  private:
   struct impl;
   std::unique_ptr<impl> impl_;
 };
-
-// Reads /proc/self: resident set size in bytes and the number of open descriptors.
-double process_resident_memory_bytes();
-double process_open_fds();
 
 }  // namespace wsvisor
