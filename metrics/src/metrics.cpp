@@ -15,6 +15,8 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include "wsvisor/build_info.hpp"
+
 namespace wsvisor {
 
 namespace {
@@ -52,6 +54,18 @@ prometheus::Counter& single_counter(prometheus::Registry& registry, const std::s
 prometheus::Gauge& single_gauge(prometheus::Registry& registry, const std::string& name,
                                 const std::string& help) {
   return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
+}
+
+// Always 1: the labels are the information, for joins such as
+// `rate(wsvisor_messages_sent_total[5m]) * on(instance) group_left(version, commit)
+// wsvisor_build_info` and for spotting a fleet that runs mixed builds.
+void register_build_info(prometheus::Registry& registry) {
+  prometheus::BuildGauge()
+      .Name("wsvisor_build_info")
+      .Help("Version and git commit of the running wsvisor binary; always 1")
+      .Register(registry)
+      .Add({{"version", build_version()}, {"commit", build_commit()}})
+      .Set(1);
 }
 
 // Sweeps range from ~100 us (a few idle connections, nothing to probe) to seconds (a
@@ -102,6 +116,8 @@ prometheus::MetricFamily render_process_series(const process_series& series) {
 }  // namespace
 
 struct metrics::impl {
+  impl() { register_build_info(registry); }
+
   prometheus::Registry registry;
 
   prometheus::Gauge& ready =

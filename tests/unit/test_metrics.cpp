@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -19,6 +20,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 
+#include "wsvisor/build_info.hpp"
 #include "wsvisor/metrics.hpp"
 
 namespace {
@@ -88,9 +90,16 @@ std::set<std::string> contract_series() {
   return expected;
 }
 
+// prometheus-cpp writes labels in name order.
+std::string build_info_series() {
+  return std::string("wsvisor_build_info{commit=\"") + wsvisor::build_commit() + "\",version=\"" +
+         wsvisor::build_version() + "\"}";
+}
+
 // Series wsvisor exposes beyond the contract's list (README, Metrics).
 std::set<std::string> additional_series() {
   return {
+      build_info_series(),
       "process_max_fds",
       "process_cpu_seconds_total",
       "process_start_time_seconds",
@@ -141,7 +150,9 @@ TEST_CASE("every documented series exists right after construction, at 0 but pro
   for (const auto& name : documented_series()) {
     INFO("series " << name);
     REQUIRE(samples.count(name) == 1);
-    if (name.rfind("process_", 0) != 0) CHECK(samples.at(name) == 0);
+    if (name.rfind("process_", 0) != 0 && name != build_info_series()) {
+      CHECK(samples.at(name) == 0);
+    }
   }
   CHECK(samples.at("wsvisor_sweep_duration_seconds_bucket{le=\"+Inf\"}") == 0);
 }
@@ -267,6 +278,7 @@ TEST_CASE("the exposition is valid text format with HELP and TYPE for every fami
   CHECK(type_of_family.at("wsvisor_sweep_duration_seconds") == "histogram");
   CHECK(type_of_family.at("process_resident_memory_bytes") == "gauge");
   CHECK(type_of_family.at("process_open_fds") == "gauge");
+  CHECK(type_of_family.at("wsvisor_build_info") == "gauge");
   CHECK(type_of_family.at("process_max_fds") == "gauge");
   CHECK(type_of_family.at("process_cpu_seconds_total") == "counter");
   CHECK(type_of_family.at("process_start_time_seconds") == "gauge");
@@ -339,4 +351,24 @@ TEST_CASE("process_max_fds is the soft RLIMIT_NOFILE, read when rendered") {
     REQUIRE(::setrlimit(RLIMIT_NOFILE, &limit) == 0);
     CHECK(rendered == static_cast<double>(lowered.rlim_cur));
   }
+}
+
+TEST_CASE("wsvisor_build_info is 1 with the version and commit of the build") {
+  const std::string version = wsvisor::build_version();
+  const std::string commit = wsvisor::build_commit();
+  CHECK(std::regex_match(version, std::regex(R"(\d+\.\d+\.\d+)")));
+  // git rev-parse --short=12, "unknown" without git, or what WSVISOR_GIT_COMMIT set.
+  CHECK(!commit.empty());
+
+  const wsvisor::metrics metrics;
+  const std::string exposition = metrics.render();
+  const auto samples = samples_of(exposition);
+  CHECK(samples.at(build_info_series()) == 1);
+  // One build, one series.
+  std::size_t build_info_samples = 0;
+  for (const auto& [name, value] : samples) {
+    if (name.rfind("wsvisor_build_info", 0) == 0) ++build_info_samples;
+  }
+  CHECK(build_info_samples == 1);
+  CHECK(exposition.find("# HELP wsvisor_build_info ") != std::string::npos);
 }
