@@ -56,6 +56,12 @@ prometheus::Gauge& single_gauge(prometheus::Registry& registry, const std::strin
   return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
 }
 
+prometheus::Histogram& single_histogram(prometheus::Registry& registry, const std::string& name,
+                                        const std::string& help,
+                                        const prometheus::Histogram::BucketBoundaries& buckets) {
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(registry).Add({}, buckets);
+}
+
 // Always 1: the labels are the information, for joins such as
 // `rate(wsvisor_messages_sent_total[5m]) * on(instance) group_left(version, commit)
 // wsvisor_build_info` and for spotting a fleet that runs mixed builds.
@@ -73,6 +79,21 @@ void register_build_info(prometheus::Registry& registry) {
 prometheus::Histogram::BucketBoundaries sweep_duration_buckets() {
   return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
           0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
+}
+
+// A handshake on loopback takes a fraction of a millisecond, across the Internet a few
+// round trips (tens to hundreds of ms); handshake_timeout (10 s by default) ends the rest.
+prometheus::Histogram::BucketBoundaries handshake_duration_buckets() {
+  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0};
+}
+
+// From slots whose handshake failed (well under a second) through reconnect loops
+// (seconds) and page views (minutes) to clients that stay for hours, up to a day.
+prometheus::Histogram::BucketBoundaries connection_duration_buckets() {
+  constexpr double minute = 60;
+  constexpr double hour = 60 * minute;
+  return {0.1,         0.5,         1,    5,        10,       30,        minute,   5 * minute,
+          10 * minute, 30 * minute, hour, 3 * hour, 6 * hour, 12 * hour, 24 * hour};
 }
 
 // The process_* series: not in the registry, since their values live in the kernel and
@@ -142,11 +163,16 @@ struct metrics::impl {
                                           "Connections closed by the server, by reason", "reason");
   std::array<prometheus::Counter*, enum_size<sweep_kind>()> sweeps = counters_per_label<sweep_kind>(
       registry, "wsvisor_sweeps_total", "Janitor sweeps run, by kind", "kind");
-  prometheus::Histogram& sweep_duration_seconds = prometheus::BuildHistogram()
-                                                      .Name("wsvisor_sweep_duration_seconds")
-                                                      .Help("Duration of janitor sweeps")
-                                                      .Register(registry)
-                                                      .Add({}, sweep_duration_buckets());
+  prometheus::Histogram& sweep_duration_seconds =
+      single_histogram(registry, "wsvisor_sweep_duration_seconds", "Duration of janitor sweeps",
+                       sweep_duration_buckets());
+  prometheus::Histogram& handshake_duration_seconds =
+      single_histogram(registry, "wsvisor_handshake_duration_seconds",
+                       "Time from accepting a connection to its 101 Switching Protocols",
+                       handshake_duration_buckets());
+  prometheus::Histogram& connection_duration_seconds = single_histogram(
+      registry, "wsvisor_connection_duration_seconds",
+      "Time from admitting a connection to releasing its slot", connection_duration_buckets());
   std::array<prometheus::Counter*, enum_size<actor_kind>()> actor_restarts =
       counters_per_label<actor_kind>(registry, "wsvisor_actor_restarts_total",
                                      "Actors restarted by their supervisor, by actor kind",
@@ -196,6 +222,14 @@ prometheus::Counter& metrics::sweeps(sweep_kind k) {
 
 prometheus::Histogram& metrics::sweep_duration_seconds() {
   return impl_->sweep_duration_seconds;
+}
+
+prometheus::Histogram& metrics::handshake_duration_seconds() {
+  return impl_->handshake_duration_seconds;
+}
+
+prometheus::Histogram& metrics::connection_duration_seconds() {
+  return impl_->connection_duration_seconds;
 }
 
 prometheus::Counter& metrics::actor_restarts(actor_kind k) {

@@ -5,15 +5,18 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <initializer_list>
 #include <map>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <prometheus/counter.h>
@@ -100,6 +103,10 @@ std::string build_info_series() {
 std::set<std::string> additional_series() {
   return {
       build_info_series(),
+      "wsvisor_handshake_duration_seconds_count",
+      "wsvisor_handshake_duration_seconds_sum",
+      "wsvisor_connection_duration_seconds_count",
+      "wsvisor_connection_duration_seconds_sum",
       "process_max_fds",
       "process_cpu_seconds_total",
       "process_start_time_seconds",
@@ -110,6 +117,34 @@ std::set<std::string> documented_series() {
   auto expected = contract_series();
   expected.merge(additional_series());
   return expected;
+}
+
+// The lowest and the highest finite bucket bound of a histogram.
+std::pair<double, double> finite_bucket_range(const std::map<std::string, double>& samples,
+                                              const std::string& histogram) {
+  const std::string prefix = histogram + "_bucket{le=\"";
+  std::vector<double> bounds;
+  for (const auto& [name, value] : samples) {
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string bound = name.substr(prefix.size(), name.size() - prefix.size() - 2);
+    if (bound != "+Inf") bounds.push_back(std::stod(bound));
+  }
+  REQUIRE_MESSAGE(!bounds.empty(), "no finite buckets for " << histogram);
+  return {*std::min_element(bounds.begin(), bounds.end()),
+          *std::max_element(bounds.begin(), bounds.end())};
+}
+
+struct bucket_count {
+  const char* le;  // the bound as exposed
+  double count;    // cumulative: observations <= le
+};
+
+void check_buckets(const std::map<std::string, double>& samples, const std::string& histogram,
+                   std::initializer_list<bucket_count> expected) {
+  for (const auto& bucket : expected) {
+    INFO(histogram << " le=" << bucket.le);
+    CHECK(samples.at(series(histogram + "_bucket", "le", bucket.le)) == bucket.count);
+  }
 }
 
 }  // namespace
@@ -154,7 +189,12 @@ TEST_CASE("every documented series exists right after construction, at 0 but pro
       CHECK(samples.at(name) == 0);
     }
   }
-  CHECK(samples.at("wsvisor_sweep_duration_seconds_bucket{le=\"+Inf\"}") == 0);
+  for (const char* histogram :
+       {"wsvisor_sweep_duration_seconds", "wsvisor_handshake_duration_seconds",
+        "wsvisor_connection_duration_seconds"}) {
+    INFO("histogram " << histogram);
+    CHECK(samples.at(series(std::string(histogram) + "_bucket", "le", "+Inf")) == 0);
+  }
 }
 
 TEST_CASE("no series beyond the documented ones is exposed") {
@@ -164,7 +204,11 @@ TEST_CASE("no series beyond the documented ones is exposed") {
   const auto expected = documented_series();
   for (const auto& [name, value] : samples_of(metrics.render())) {
     INFO("series " << name);
-    if (name.rfind("wsvisor_sweep_duration_seconds_bucket{", 0) == 0) continue;
+    // A histogram's buckets are checked where its boundaries are.
+    const auto bucket = name.find("_bucket{le=");
+    if (bucket != std::string::npos && expected.count(name.substr(0, bucket) + "_count") == 1) {
+      continue;
+    }
     CHECK(expected.count(name) == 1);
   }
 }
@@ -209,16 +253,56 @@ TEST_CASE("updates show up in the exposition") {
 
 TEST_CASE("sweep duration buckets span 100 us to 10 s") {
   wsvisor::metrics metrics;
-  metrics.sweep_duration_seconds().Observe(0.00005);
-  metrics.sweep_duration_seconds().Observe(0.02);
-  metrics.sweep_duration_seconds().Observe(30);
-
+  for (const double seconds : {0.00005, 0.02, 30.0}) {
+    metrics.sweep_duration_seconds().Observe(seconds);
+  }
   const auto samples = samples_of(metrics.render());
-  const std::string bucket = "wsvisor_sweep_duration_seconds_bucket";
-  CHECK(samples.at(series(bucket, "le", "0.0001")) == 1);
-  CHECK(samples.at(series(bucket, "le", "0.025")) == 2);
-  CHECK(samples.at(series(bucket, "le", "10")) == 2);
-  CHECK(samples.at(series(bucket, "le", "+Inf")) == 3);
+  const std::string histogram = "wsvisor_sweep_duration_seconds";
+  CHECK(finite_bucket_range(samples, histogram) == std::make_pair(0.0001, 10.0));
+  check_buckets(samples, histogram, {{"0.0001", 1}, {"0.025", 2}, {"10", 2}, {"+Inf", 3}});
+}
+
+TEST_CASE("handshake duration buckets span 0.5 ms to 10 s") {
+  wsvisor::metrics metrics;
+  for (const double seconds : {0.0002, 0.003, 11.0}) {
+    metrics.handshake_duration_seconds().Observe(seconds);
+  }
+  const auto samples = samples_of(metrics.render());
+  const std::string histogram = "wsvisor_handshake_duration_seconds";
+  CHECK(finite_bucket_range(samples, histogram) == std::make_pair(0.0005, 10.0));
+  check_buckets(samples, histogram,
+                {{"0.0005", 1}, {"0.0025", 1}, {"0.005", 2}, {"10", 2}, {"+Inf", 3}});
+  CHECK(samples.at(histogram + "_count") == 3);
+  CHECK(samples.at(histogram + "_sum") == doctest::Approx(11.0032));
+}
+
+TEST_CASE("connection duration buckets span 100 ms to 24 h") {
+  wsvisor::metrics metrics;
+  for (const double seconds : {0.05, 42.0, 2 * 86400.0}) {
+    metrics.connection_duration_seconds().Observe(seconds);
+  }
+  const auto samples = samples_of(metrics.render());
+  const std::string histogram = "wsvisor_connection_duration_seconds";
+  CHECK(finite_bucket_range(samples, histogram) == std::make_pair(0.1, 86400.0));
+  check_buckets(samples, histogram, {{"0.1", 1}, {"30", 1}, {"60", 2}, {"86400", 2}, {"+Inf", 3}});
+  CHECK(samples.at(histogram + "_count") == 3);
+}
+
+TEST_CASE("a histogram observed once shows _count 1 and only that observation") {
+  // The two new histograms are separate: an observation of one leaves the other at 0.
+  wsvisor::metrics metrics;
+  metrics.handshake_duration_seconds().Observe(0.004);
+  auto samples = samples_of(metrics.render());
+  CHECK(samples.at("wsvisor_handshake_duration_seconds_count") == 1);
+  CHECK(samples.at("wsvisor_handshake_duration_seconds_sum") == doctest::Approx(0.004));
+  CHECK(samples.at("wsvisor_connection_duration_seconds_count") == 0);
+  CHECK(samples.at("wsvisor_sweep_duration_seconds_count") == 0);
+
+  metrics.connection_duration_seconds().Observe(12.5);
+  samples = samples_of(metrics.render());
+  CHECK(samples.at("wsvisor_connection_duration_seconds_count") == 1);
+  CHECK(samples.at("wsvisor_connection_duration_seconds_sum") == doctest::Approx(12.5));
+  CHECK(samples.at("wsvisor_handshake_duration_seconds_count") == 1);
 }
 
 TEST_CASE("the exposition is valid text format with HELP and TYPE for every family") {
@@ -276,6 +360,8 @@ TEST_CASE("the exposition is valid text format with HELP and TYPE for every fami
   CHECK(type_of_family.at("wsvisor_connections_closed_total") == "counter");
   CHECK(type_of_family.at("wsvisor_ready") == "gauge");
   CHECK(type_of_family.at("wsvisor_sweep_duration_seconds") == "histogram");
+  CHECK(type_of_family.at("wsvisor_handshake_duration_seconds") == "histogram");
+  CHECK(type_of_family.at("wsvisor_connection_duration_seconds") == "histogram");
   CHECK(type_of_family.at("process_resident_memory_bytes") == "gauge");
   CHECK(type_of_family.at("process_open_fds") == "gauge");
   CHECK(type_of_family.at("wsvisor_build_info") == "gauge");

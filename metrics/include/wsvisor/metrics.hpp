@@ -45,6 +45,21 @@ class metrics {
   prometheus::Counter& messages_received();
   prometheus::Counter& messages_sent();
 
+  // Durations are observed in seconds, as a double:
+  //   histogram.Observe(std::chrono::duration<double>(steady_clock::now() - start).count());
+
+  // wsvisor_handshake_duration_seconds: from accepting the TCP connection to writing the
+  // 101 response, observed once per upgrade that succeeds. Refused and failed handshakes
+  // are not observed (admissions_rejected and connections_closed{handshake_failed} count
+  // them), so slow refusals do not pass for slow upgrades. Buckets 0.5 ms .. 10 s
+  // (handshake_timeout's default).
+  prometheus::Histogram& handshake_duration_seconds();
+
+  // wsvisor_connection_duration_seconds: from admission (the slot taken) to the slot's
+  // release, observed once per slot wherever connections_closed(reason) is counted, so
+  // its _count equals the sum of wsvisor_connections_closed_total. Buckets 0.1 s .. 24 h.
+  prometheus::Histogram& connection_duration_seconds();
+
   // Prometheus text exposition format 0.0.4. The process_* series (process_metrics.hpp)
   // are read at the time of the call.
   std::string render() const;
