@@ -183,6 +183,12 @@ struct metrics::impl {
   prometheus::Counter& messages_sent =
       single_counter(registry, "wsvisor_messages_sent_total",
                      "WebSocket text and binary messages sent to clients");
+  prometheus::Counter& bytes_received =
+      single_counter(registry, "wsvisor_bytes_received_total",
+                     "Payload bytes of WebSocket text and binary messages received from clients");
+  prometheus::Counter& bytes_sent =
+      single_counter(registry, "wsvisor_bytes_sent_total",
+                     "Payload bytes of WebSocket text and binary messages sent to clients");
 };
 
 metrics::metrics() : impl_(std::make_unique<impl>()) {}
@@ -241,6 +247,12 @@ prometheus::Counter& metrics::messages_received() {
 }
 prometheus::Counter& metrics::messages_sent() {
   return impl_->messages_sent;
+}
+prometheus::Counter& metrics::bytes_received() {
+  return impl_->bytes_received;
+}
+prometheus::Counter& metrics::bytes_sent() {
+  return impl_->bytes_sent;
 }
 
 std::string metrics::render() const {

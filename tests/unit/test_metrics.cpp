@@ -103,6 +103,8 @@ std::string build_info_series() {
 std::set<std::string> additional_series() {
   return {
       build_info_series(),
+      "wsvisor_bytes_received_total",
+      "wsvisor_bytes_sent_total",
       "wsvisor_handshake_duration_seconds_count",
       "wsvisor_handshake_duration_seconds_sum",
       "wsvisor_connection_duration_seconds_count",
@@ -229,6 +231,8 @@ TEST_CASE("updates show up in the exposition") {
   metrics.actor_restarts(wsvisor::actor_kind::limit_guard).Increment();
   metrics.messages_received().Increment(3);
   metrics.messages_sent().Increment(5);
+  metrics.bytes_received().Increment(300);
+  metrics.bytes_sent().Increment(70000);
   metrics.sweep_duration_seconds().Observe(0.003);
 
   const auto samples = samples_of(metrics.render());
@@ -247,6 +251,8 @@ TEST_CASE("updates show up in the exposition") {
   CHECK(samples.at(series("wsvisor_actor_restarts_total", "actor", "limit_guard")) == 1);
   CHECK(samples.at("wsvisor_messages_received_total") == 3);
   CHECK(samples.at("wsvisor_messages_sent_total") == 5);
+  CHECK(samples.at("wsvisor_bytes_received_total") == 300);
+  CHECK(samples.at("wsvisor_bytes_sent_total") == 70000);
   CHECK(samples.at("wsvisor_sweep_duration_seconds_count") == 1);
   CHECK(samples.at("wsvisor_sweep_duration_seconds_sum") == doctest::Approx(0.003));
 }
@@ -359,6 +365,8 @@ TEST_CASE("the exposition is valid text format with HELP and TYPE for every fami
 
   CHECK(type_of_family.at("wsvisor_connections_closed_total") == "counter");
   CHECK(type_of_family.at("wsvisor_ready") == "gauge");
+  CHECK(type_of_family.at("wsvisor_bytes_received_total") == "counter");
+  CHECK(type_of_family.at("wsvisor_bytes_sent_total") == "counter");
   CHECK(type_of_family.at("wsvisor_sweep_duration_seconds") == "histogram");
   CHECK(type_of_family.at("wsvisor_handshake_duration_seconds") == "histogram");
   CHECK(type_of_family.at("wsvisor_connection_duration_seconds") == "histogram");

@@ -1,6 +1,6 @@
-// Every series of CONTRACT section 6, registered at start-up at 0, and the text
-// exposition served on /metrics. Counters and gauges are prometheus-cpp's, safe to
-// touch from any thread.
+// Every series of CONTRACT section 6 and the few beyond it (README, Metrics), registered
+// at start-up at 0, and the text exposition served on /metrics. Counters, gauges and
+// histograms are prometheus-cpp's, safe to touch from any thread.
 #pragma once
 
 #include <memory>
@@ -44,6 +44,13 @@ class metrics {
   prometheus::Counter& actor_restarts(actor_kind k);
   prometheus::Counter& messages_received();
   prometheus::Counter& messages_sent();
+
+  // wsvisor_bytes_received_total / wsvisor_bytes_sent_total, in bytes: the payload of
+  // text and binary messages (unmasked; no frame headers, no control frames), counted
+  // beside messages_received() and messages_sent(): Increment(payload size) where
+  // those count the message, so bytes / messages is the mean message size.
+  prometheus::Counter& bytes_received();
+  prometheus::Counter& bytes_sent();
 
   // Durations are observed in seconds, as a double:
   //   histogram.Observe(std::chrono::duration<double>(steady_clock::now() - start).count());
