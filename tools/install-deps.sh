@@ -8,7 +8,7 @@ packages=(
   libcaf-dev libboost1.81-dev libboost-json1.81-dev
   libspdlog-dev libfmt-dev doctest-dev libtomlplusplus-dev libcli11-dev
   prometheus-cpp-dev libssl-dev
-  python3 python3-websockets python3-pytest
+  python3 python3-websockets python3-pytest python3-prometheus-client
 )
 
 missing=()

@@ -53,6 +53,38 @@ REJECT_REASONS = [
 EVICTION_REASONS = ["zombie", "idle", "lifetime", "slow_consumer", "emergency", "drain", "admin"]
 SWEEP_KINDS = ["periodic", "emergency", "admin"]
 RESTART_ACTORS = ["connection", "limit_guard", "janitor", "shard"]
+CONTRACT_HISTOGRAMS = ["wsvisor_sweep_duration_seconds"]
+
+# Series beyond the contract's list (README, Metrics), also present from start-up.
+ADDITIONAL_HISTOGRAMS = {  # name: (lowest, highest) finite bucket bound in seconds
+    "wsvisor_handshake_duration_seconds": (0.0005, 10.0),
+    "wsvisor_connection_duration_seconds": (0.1, 86400.0),
+}
+ADDITIONAL_COUNTERS = ["wsvisor_bytes_received_total", "wsvisor_bytes_sent_total"]
+ADDITIONAL_PROCESS_SERIES = {  # name: type
+    "process_cpu_seconds_total": "counter",
+    "process_start_time_seconds": "gauge",
+    "process_max_fds": "gauge",
+}
+
+
+def contract_startup_series():
+    """Every series of CONTRACT section 6 as (name, labels, value at start-up), the value
+    None where it may have moved before the first scrape (the janitor's first sweep, the
+    process_* readings). A histogram stands as its _count and _sum."""
+    series = [("wsvisor_ready", {}, 1), ("wsvisor_draining", {}, 0),
+              ("wsvisor_connections", {}, 0), ("wsvisor_connections_opened_total", {}, 0),
+              ("wsvisor_messages_received_total", {}, 0),
+              ("wsvisor_messages_sent_total", {}, 0), ("wsvisor_send_queue_bytes", {}, 0),
+              ("process_resident_memory_bytes", {}, None), ("process_open_fds", {}, None)]
+    series += [("wsvisor_connections_closed_total", {"reason": r}, 0) for r in CLOSE_REASONS]
+    series += [("wsvisor_admissions_rejected_total", {"reason": r}, 0) for r in REJECT_REASONS]
+    series += [("wsvisor_evictions_total", {"reason": r}, 0) for r in EVICTION_REASONS]
+    series += [("wsvisor_sweeps_total", {"kind": k}, None if k == "periodic" else 0)
+               for k in SWEEP_KINDS]
+    series += [("wsvisor_actor_restarts_total", {"actor": a}, 0) for a in RESTART_ACTORS]
+    series += [(h + suffix, {}, None) for h in CONTRACT_HISTOGRAMS for suffix in ("_count", "_sum")]
+    return series
 
 
 # ----------------------------------------------------------------- process limits
