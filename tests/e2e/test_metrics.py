@@ -1,7 +1,7 @@
 """/metrics of the real binary at start-up: every series of CONTRACT section 6 and those
 beyond it (README, Metrics) exist before anything happened, the process_* readings are
 the process's own, and the exposition is valid text format 0.0.4, checked by a strict
-parser here and, when python3-prometheus-client is installed, by its parser too."""
+parser here and, where installed, by python3-prometheus-client's parser and promtool."""
 
 import math
 import os
@@ -249,6 +249,18 @@ def test_exposition_parses_with_prometheus_client(startup):
     for gauge in ("wsvisor_build_info", "process_start_time_seconds", "process_max_fds",
                   "wsvisor_ready"):
         assert families[gauge].type == "gauge", gauge
+
+
+def test_exposition_passes_promtool_lint(startup):
+    # Prometheus' own linter (names, units, suffixes, HELP); the Debian package
+    # "prometheus" ships it, too large a dependency to install for this check alone.
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed")
+    _, text, _, _ = startup
+    cp = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                        text=True, timeout=30)
+    assert cp.returncode == 0, f"promtool check metrics:\n{cp.stdout}{cp.stderr}"
 
 
 _GOOD = ("# HELP a_total A.\n# TYPE a_total counter\na_total 1\n"
