@@ -180,7 +180,7 @@ TEST_CASE("every label value has a distinct name") {
   check_distinct(all_values<wsvisor::actor_kind>());
 }
 
-TEST_CASE("every documented series exists right after construction, at 0 but process_*") {
+TEST_CASE("every documented series exists after construction, at 0 but process_* and build_info") {
   const wsvisor::metrics metrics;
   const auto samples = samples_of(metrics.render());
 
