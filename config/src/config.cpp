@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -134,31 +135,108 @@ bool is_plain_host(const std::string& text) {
   });
 }
 
-// "host:port" or "[v6]:port"; splits into host and port text.
-bool split_host_port(const std::string& text, std::string& host, std::string& port) {
-  if (!text.empty() && text.front() == '[') {
+// "host:port" or "[host]:port" split into host (without brackets) and port text; false when
+// the shape is wrong. `bracketed` tells which form it was.
+bool split_address(const std::string& text, std::string& host, std::string& port, bool& bracketed) {
+  bracketed = !text.empty() && text.front() == '[';
+  if (bracketed) {
     const size_t close = text.find(']');
     if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
       return false;
     host = text.substr(1, close - 1);
     port = text.substr(close + 2);
-    return is_ipv6(host);
+    return true;
   }
   const size_t colon = text.rfind(':');
   if (colon == std::string::npos) return false;
   host = text.substr(0, colon);
   port = text.substr(colon + 1);
-  return is_plain_host(host);
+  return true;
 }
 
-bool is_listen_address(const std::string& text) {
-  if (text.empty()) return true;
+// "host:port" or "[v6]:port" where host may be a name (as in an Origin).
+bool split_host_port(const std::string& text, std::string& host, std::string& port) {
+  bool bracketed = false;
+  if (!split_address(text, host, port, bracketed)) return false;
+  return bracketed ? is_ipv6(host) : is_plain_host(host);
+}
+
+bool is_ip_literal(const std::string& text) {
+  in_addr v4;
+  return inet_pton(AF_INET, text.c_str(), &v4) == 1 || is_ipv6(text);
+}
+
+std::string lower_case(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+// The address a listener binds for `host`: an IP literal as it is, "localhost" as
+// 127.0.0.1. Other names are refused, not resolved: the loader does no I/O, and a name that
+// resolves now may resolve elsewhere, to several addresses or not at all when the server
+// binds, which would pass --check-config and fail at start with exit 1.
+std::optional<std::string> bind_address(const std::string& host) {
+  if (is_ip_literal(host)) return host;
+  if (lower_case(host) == "localhost") return std::string("127.0.0.1");
+  return std::nullopt;
+}
+
+// What to write instead of a host that bind_address refuses; `port` is "" for server.host
+// and the port of admin.listen, so that the examples are complete values.
+std::string bind_address_hint(const std::string& host, const std::string& port) {
+  const auto example = [&port](const std::string& address, const std::string& what) {
+    if (port.empty()) return quote(address) + " (" + what + ")";
+    const bool v6 = address.find(':') != std::string::npos;
+    return quote((v6 ? "[" + address + "]" : address) + ":" + port) + " (" + what + ")";
+  };
+  const std::string examples =
+      "write an address such as " + example("0.0.0.0", "every IPv4 interface") + ", " +
+      example("127.0.0.1", "this machine only") + " or " + example("::", "every IPv6 interface");
+  const bool name_like = is_plain_host(host) &&
+                         std::any_of(host.begin(), host.end(), [](char c) { return is_alpha(c); });
+  if (name_like)
+    return "host names are not resolved (only \"localhost\" is, as 127.0.0.1); " + examples;
+  return examples;
+}
+
+// server.host: an IP literal or "localhost" (stored as 127.0.0.1).
+std::optional<std::string> checked_bind_host(const std::string& text, std::string& hint) {
+  if (auto address = bind_address(text)) return address;
+  const bool bracketed = text.size() > 2 && text.front() == '[' && text.back() == ']';
+  if (bracketed && is_ipv6(text.substr(1, text.size() - 2)))
+    hint = "write the IPv6 address without brackets: " + quote(text.substr(1, text.size() - 2));
+  else
+    hint = bind_address_hint(text, "");
+  return std::nullopt;
+}
+
+// admin.listen: "" (the main listener), "address:port" or "[v6 address]:port", with
+// "localhost" stored as 127.0.0.1 like server.host.
+std::optional<std::string> checked_listen_address(const std::string& text, std::string& hint) {
+  if (text.empty()) return text;
   std::string host, port;
-  return split_host_port(text, host, port) && is_port_text(port, 0);
-}
-
-bool is_bind_host(const std::string& text) {
-  return is_plain_host(text) || is_ipv6(text);
+  bool bracketed = false;
+  if (!split_address(text, host, port, bracketed)) {
+    hint = "write address:port, e.g. \"127.0.0.1:9090\" or \"[::1]:9090\"";
+    return std::nullopt;
+  }
+  if (!is_port_text(port, 0)) {
+    hint = "the port must be a number from 0 to 65535 (0 = any free port)";
+    return std::nullopt;
+  }
+  if (bracketed) {
+    if (is_ipv6(host)) return text;
+    hint = "brackets hold an IPv6 address, e.g. \"[::1]:" + port + "\"";
+    return std::nullopt;
+  }
+  if (is_ipv6(host)) {
+    hint = "an IPv6 address goes in brackets: " + quote("[" + host + "]:" + port);
+    return std::nullopt;
+  }
+  if (auto address = bind_address(host)) return *address + ":" + port;
+  hint = bind_address_hint(host, port);
+  return std::nullopt;
 }
 
 bool is_ws_path(const std::string& text) {
@@ -304,18 +382,37 @@ key_spec duration_key(std::string section, std::string name, Field field,
   return spec;
 }
 
+// Checks a text value: returns what to store (possibly rewritten: "localhost" becomes
+// "127.0.0.1"), or nullopt with a hint on what to write instead ("" for none).
+using text_check = std::function<std::optional<std::string>(const std::string&, std::string&)>;
+
 template <class Field>
-key_spec text_key(std::string section, std::string name, Field field,
-                  std::function<bool(const std::string&)> valid, std::string expected) {
+key_spec checked_text_key(std::string section, std::string name, Field field, text_check check,
+                          std::string expected) {
   key_spec spec{section, name, value_kind::text, {}, {}};
-  spec.assign = [key = spec.full_name(), field, valid, expected](
+  spec.assign = [key = spec.full_name(), field, check, expected](
                     settings& s, const toml::node& node, const where_of& where) {
     const auto text = node.value_exact<std::string>();
-    if (!text || !valid(*text)) fail_expected(where, node, key, expected);
-    field(s) = *text;
+    std::string hint;
+    const auto value = text ? check(*text, hint) : std::nullopt;
+    if (!value)
+      fail(where(node), key,
+           "expected " + expected + ", got " + describe(node) + (hint.empty() ? "" : ": " + hint));
+    field(s) = *value;
   };
   spec.render = [field](const settings& s) { return quote(field(s)); };
   return spec;
+}
+
+template <class Field>
+key_spec text_key(std::string section, std::string name, Field field,
+                  std::function<bool(const std::string&)> valid, std::string expected) {
+  return checked_text_key(
+      std::move(section), std::move(name), field,
+      [valid](const std::string& text, std::string&) {
+        return valid(text) ? std::optional<std::string>(text) : std::nullopt;
+      },
+      std::move(expected));
 }
 
 template <class Field>
@@ -402,8 +499,8 @@ const std::vector<key_spec>& key_table() {
     const std::string threads = "an integer from 0 to 1024 (0 = one per core)";
     // clang-format off
     return std::vector<key_spec>{
-      text_key("server", "host", [](auto& s) -> auto& { return s.server.host; },
-               is_bind_host, "a host name or IP address, e.g. \"0.0.0.0\" or \"::\""),
+      checked_text_key("server", "host", [](auto& s) -> auto& { return s.server.host; },
+                       checked_bind_host, "an IP address (or \"localhost\")"),
       integer_key("server", "port", [](auto& s) -> auto& { return s.server.port; }, 0, 65535,
                   "an integer from 0 to 65535 (0 = any free port)"),
       text_key("server", "ws_path", [](auto& s) -> auto& { return s.server.ws_path; },
@@ -525,9 +622,9 @@ const std::vector<key_spec>& key_table() {
       choice_key("log", "format", [](auto& s) -> auto& { return s.log.format; },
                  {"text", "json"}),
 
-      text_key("admin", "listen", [](auto& s) -> auto& { return s.admin.listen; },
-               is_listen_address,
-               "\"\" (the main listener) or host:port, e.g. \"127.0.0.1:9090\""),
+      checked_text_key("admin", "listen", [](auto& s) -> auto& { return s.admin.listen; },
+                       checked_listen_address,
+                       "\"\" (the main listener) or host:port with an IP address as host"),
       secret_key("admin", "token", [](auto& s) -> auto& { return s.admin.token; }),
 
       flag_key("faults", "enabled", [](auto& s) -> auto& { return s.faults.enabled; }),
@@ -819,6 +916,15 @@ std::string render_effective(const settings& s) {
     text += spec.name + " = " + spec.render(s) + "\n";
   }
   return text;
+}
+
+std::optional<listen_endpoint> admin_listen_endpoint(const settings& s) {
+  std::string host, port;
+  bool bracketed = false;
+  if (s.admin.listen.empty() || !split_address(s.admin.listen, host, port, bracketed) ||
+      !is_port_text(port, 0))
+    return std::nullopt;
+  return listen_endpoint{host, static_cast<uint16_t>(std::stoul(port))};
 }
 
 unsigned io_thread_count(const settings& s) {

@@ -200,6 +200,30 @@ def test_config_error_exits_2_before_binding(tmp_path, sets, env, key):
     assert not watcher.seen_listening, "a configuration error bound the port"
 
 
+# ------------------------------------------------------------------ listen addresses
+
+@pytest.mark.parametrize("sets,key,fix", [
+    (["server.host=example.com"], "server.host", '"127.0.0.1"'),
+    (["admin.listen=metrics.internal:9090"], "admin.listen", '"127.0.0.1:9090"'),
+    (["admin.listen=::1:9090"], "admin.listen", '"[::1]:9090"'),
+], ids=["host-name", "admin-host-name", "admin-ipv6-without-brackets"])
+def test_host_that_is_not_an_address_exits_2_before_binding(tmp_path, sets, key, fix):
+    code, log, watcher = run_expecting_exit(tmp_path, sets=sets)
+    assert code == 2, log
+    assert key in log and fix in log, f"the error does not name {key} and {fix}:\n{log}"
+    assert not watcher.seen_listening, "a configuration error bound the port"
+
+
+def test_localhost_is_127_0_0_1(server_factory):
+    cp = run_cli("--set", "server.host=localhost", "--set", "admin.listen=localhost:9090",
+                 "--check-config")
+    assert cp.returncode == 0, output(cp)
+    assert effective_value(cp.stdout, "server", "host") == "127.0.0.1", cp.stdout
+    assert effective_value(cp.stdout, "admin", "listen") == "127.0.0.1:9090", cp.stdout
+    srv = server_factory("server.host=localhost")
+    assert http_get(srv.port, "/health/ready").status == 200
+
+
 # ------------------------------------------------------------------ --check-config
 
 def test_check_config_prints_effective_config_without_binding():

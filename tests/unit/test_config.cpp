@@ -419,8 +419,9 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
     std::string expected;
   };
   const std::vector<bad_value> cases = {
-      {"server", "host = \"\"", "server.host", "host name or IP address"},
-      {"server", "host = \"a b\"", "server.host", "host name or IP address"},
+      {"server", "host = \"\"", "server.host", "an IP address"},
+      {"server", "host = \"a b\"", "server.host", "an IP address"},
+      {"server", "host = 0", "server.host", "an IP address"},
       {"server", "port = 65536", "server.port", "0 to 65535"},
       {"server", "port = -1", "server.port", "0 to 65535"},
       {"server", "port = \"8080\"", "server.port", "0 to 65535"},
@@ -490,6 +491,69 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
     CHECK(contains(message, "config error: test.toml:3: " + bad.key + ": "));
     CHECK(contains(message, bad.expected));
   }
+}
+
+TEST_CASE("server.host is an IP address or localhost (127.0.0.1); names are not resolved") {
+  for (const std::string address :
+       {"0.0.0.0", "127.0.0.1", "10.1.2.3", "::", "::1", "fe80::1", "::ffff:192.0.2.1"}) {
+    CAPTURE(address);
+    CHECK(load("server.host = \"" + address + "\"").server.host == address);
+  }
+  // The effective configuration shows the address that is bound.
+  const settings local = load("[server]\nhost = \"localhost\"\n");
+  CHECK(local.server.host == "127.0.0.1");
+  CHECK(contains(render_effective(local), "\nhost = \"127.0.0.1\"\n"));
+  CHECK(load(std::nullopt, {{"WSVISOR_SERVER_HOST", "LocalHost"}}).server.host == "127.0.0.1");
+
+  CHECK(load_error("[server]\nhost = \"example.com\"\n") ==
+        "config error: test.toml:2: server.host: expected an IP address (or \"localhost\"), got "
+        "\"example.com\": host names are not resolved (only \"localhost\" is, as 127.0.0.1); "
+        "write an address such as \"0.0.0.0\" (every IPv4 interface), \"127.0.0.1\" (this "
+        "machine only) or \"::\" (every IPv6 interface)");
+  const std::string from_set = load_error(std::nullopt, {}, {"server.host=my-host"});
+  CHECK(contains(from_set, "--set server.host=my-host: server.host: "));
+  CHECK(contains(from_set, "host names are not resolved"));
+  CHECK(contains(load_error(std::nullopt, {{"WSVISOR_SERVER_HOST", "db.internal"}}),
+                 "environment variable WSVISOR_SERVER_HOST: server.host: "));
+  // Not a name, so no word about resolving; still the addresses to use instead.
+  const std::string bad_v4 = load_error("server.host = \"10.0.0.256\"");
+  CHECK_FALSE(contains(bad_v4, "not resolved"));
+  CHECK(contains(bad_v4, "write an address such as \"0.0.0.0\""));
+  CHECK(contains(load_error("server.host = \"[::1]\""),
+                 "write the IPv6 address without brackets: \"::1\""));
+}
+
+TEST_CASE("admin.listen: an IP address and a port; localhost is 127.0.0.1; IPv6 in brackets") {
+  for (const std::string listen : {"127.0.0.1:9090", "0.0.0.0:0", "[::1]:9090", "[::]:9090"}) {
+    CAPTURE(listen);
+    CHECK(load("admin.listen = \"" + listen + "\"").admin.listen == listen);
+  }
+  CHECK(load(std::nullopt, {}, {"admin.listen=[::1]:9090"}).admin.listen == "[::1]:9090");
+  CHECK(load("admin.listen = \"localhost:9090\"").admin.listen == "127.0.0.1:9090");
+  // What the admin listener binds: the address without brackets.
+  const auto v6 = admin_listen_endpoint(load("admin.listen = \"[::1]:9090\""));
+  REQUIRE(v6);
+  CHECK(v6->address == "::1");
+  CHECK(v6->port == 9090);
+  const auto v4 = admin_listen_endpoint(load("admin.listen = \"localhost:0\""));
+  REQUIRE(v4);
+  CHECK(v4->address == "127.0.0.1");
+  CHECK(v4->port == 0);
+  CHECK_FALSE(admin_listen_endpoint(load(std::nullopt)));
+
+  CHECK(load_error("[admin]\nlisten = \"metrics.local:9090\"\n") ==
+        "config error: test.toml:2: admin.listen: expected \"\" (the main listener) or "
+        "host:port with an IP address as host, got \"metrics.local:9090\": host names are not "
+        "resolved (only \"localhost\" is, as 127.0.0.1); write an address such as "
+        "\"0.0.0.0:9090\" (every IPv4 interface), \"127.0.0.1:9090\" (this machine only) or "
+        "\"[::]:9090\" (every IPv6 interface)");
+  CHECK(contains(load_error("admin.listen = \"::1:9090\""),
+                 "an IPv6 address goes in brackets: \"[::1]:9090\""));
+  CHECK(
+      contains(load_error("admin.listen = \"[localhost]:9090\""), "brackets hold an IPv6 address"));
+  CHECK(contains(load_error("admin.listen = \"127.0.0.1:http\""),
+                 "the port must be a number from 0 to 65535"));
+  CHECK(contains(load_error("admin.listen = \"9090\""), "write address:port"));
 }
 
 TEST_CASE("valid values at the edges of each range are accepted") {

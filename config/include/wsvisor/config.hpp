@@ -146,6 +146,17 @@ duration parse_duration(const std::string& text, const std::string& key);
 // Formats a duration the shortest exact way ("250ms", "10s", "5m").
 std::string format_duration(duration d);
 
+// Where a listener binds: an IP address (IPv6 without brackets) and a port (0 = any free one).
+struct listen_endpoint {
+  std::string address;
+  uint16_t port = 0;
+};
+
+// admin.listen as the endpoint to bind ("[::1]:9090" gives "::1" and 9090); nullopt when it
+// is "" (then the main listener serves /metrics and /admin/* too). The loader has checked
+// the text, so any other value splits.
+std::optional<listen_endpoint> admin_listen_endpoint(const settings& s);
+
 // Threads that run actors: server.io_threads in "io" mode, server.actor_threads in
 // "pool" mode, with 0 resolved to the number of cores.
 unsigned actor_thread_count(const settings& s);
