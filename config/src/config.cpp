@@ -5,10 +5,12 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <map>
@@ -295,6 +297,43 @@ std::optional<std::string> checked_cidr(const std::string& text) {
     return std::nullopt;
   if (std::stoul(prefix) > longest_prefix) return std::nullopt;
   return address + "/" + std::to_string(std::stoul(prefix));
+}
+
+// An IP literal as its family and bytes; an IPv4-mapped IPv6 address counts as the IPv4
+// one, since that is the address such a socket takes.
+struct ip_address {
+  int family = AF_INET;
+  std::array<unsigned char, 16> bytes{};
+};
+
+std::optional<ip_address> parse_ip(const std::string& text) {
+  ip_address ip;
+  in_addr v4;
+  in6_addr v6;
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    std::memcpy(ip.bytes.data(), &v4, sizeof v4);
+    return ip;
+  }
+  if (inet_pton(AF_INET6, text.c_str(), &v6) != 1) return std::nullopt;
+  if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+    std::memcpy(ip.bytes.data(), v6.s6_addr + 12, 4);
+    return ip;
+  }
+  ip.family = AF_INET6;
+  std::memcpy(ip.bytes.data(), v6.s6_addr, sizeof v6.s6_addr);
+  return ip;
+}
+
+bool is_wildcard(const ip_address& ip) {
+  return std::all_of(ip.bytes.begin(), ip.bytes.end(), [](unsigned char b) { return b == 0; });
+}
+
+// Whether two listeners on these addresses and one port collide at bind: the same address,
+// or a wildcard of the family ("0.0.0.0" takes every IPv4 address). "::" takes IPv4 too:
+// Linux binds it dual-stack unless net.ipv6.bindv6only is set, and Asio does not change that.
+bool addresses_overlap(const ip_address& a, const ip_address& b) {
+  if (a.family == b.family) return a.bytes == b.bytes || is_wildcard(a) || is_wildcard(b);
+  return is_wildcard(a.family == AF_INET6 ? a : b);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -854,6 +893,8 @@ class settings_builder {
       fail(origin_of("auth.mode"), "auth.jwt_secret",
            "auth.mode = \"jwt\" needs the HS256 signing secret: set the environment variable "
            "WSVISOR_AUTH_JWT_SECRET");
+
+    check_admin_listener_is_apart();
     return result_;
   }
 
@@ -871,6 +912,31 @@ class settings_builder {
   void assign_text(const key_spec& spec, const std::string& raw, const std::string& where) {
     const toml::table holder = value_from_text(raw, spec.kind);
     assign(spec, *holder.get("value"), [where](const toml::node&) { return where; });
+  }
+
+  // An admin.listen on the main listener's port and an overlapping address passes every
+  // per-key rule and then fails at bind (exit 1); port 0 on either side is any free port
+  // and cannot collide.
+  void check_admin_listener_is_apart() const {
+    const auto admin = admin_listen_endpoint(result_);
+    const auto& server = result_.server;
+    if (!admin || admin->port == 0 || admin->port != server.port) return;
+    const auto main_address = parse_ip(server.host);
+    const auto admin_address = parse_ip(admin->address);
+    if (!main_address || !admin_address || !addresses_overlap(*main_address, *admin_address))
+      return;
+    const bool v6 = admin->address.find(':') != std::string::npos;
+    const std::string other_port = server.port == 9090 ? "9091" : "9090";
+    const std::string example =
+        (v6 ? "[" + admin->address + "]" : admin->address) + ":" + other_port;
+    fail(origin_of("admin.listen"), "admin.listen",
+         quote(result_.admin.listen) + " is the main listener's address (server.host = " +
+             quote(server.host) + note("server.host") +
+             "; server.port = " + std::to_string(server.port) + note("server.port") +
+             "), and two listeners cannot share it: give admin.listen a port of its own, e.g. " +
+             quote(example) +
+             ", or set it to \"\" to serve /metrics and /admin/* on the main "
+             "listener");
   }
 
   std::string origin_of(const std::string& key) const {

@@ -214,6 +214,16 @@ def test_host_that_is_not_an_address_exits_2_before_binding(tmp_path, sets, key,
     assert not watcher.seen_listening, "a configuration error bound the port"
 
 
+def test_admin_listen_on_the_main_address_exits_2_before_binding(tmp_path):
+    port = free_port()
+    code, log, watcher = run_expecting_exit(
+        tmp_path, sets=[f"admin.listen=0.0.0.0:{port}"], port=port)
+    assert code == 2, log
+    for part in ("admin.listen", "server.host", "server.port", "main listener"):
+        assert part in log, f"the error does not say {part!r}:\n{log}"
+    assert not watcher.seen_listening, "a configuration error bound the port"
+
+
 def test_localhost_is_127_0_0_1(server_factory):
     cp = run_cli("--set", "server.host=localhost", "--set", "admin.listen=localhost:9090",
                  "--check-config")

@@ -556,6 +556,51 @@ TEST_CASE("admin.listen: an IP address and a port; localhost is 127.0.0.1; IPv6 
   CHECK(contains(load_error("admin.listen = \"9090\""), "write address:port"));
 }
 
+TEST_CASE("admin.listen may not take the main listener's address") {
+  CHECK(load_error("[server]\nhost = \"127.0.0.1\"\n[admin]\nlisten = \"0.0.0.0:8080\"\n") ==
+        "config error: test.toml:4: admin.listen: \"0.0.0.0:8080\" is the main listener's "
+        "address (server.host = \"127.0.0.1\" from test.toml:2; server.port = 8080, the "
+        "default), and two listeners cannot share it: give admin.listen a port of its own, e.g. "
+        "\"0.0.0.0:9090\", or set it to \"\" to serve /metrics and /admin/* on the main "
+        "listener");
+  // Same or overlapping addresses on one port collide, whichever side is the wildcard.
+  for (const auto& [host, listen] : std::vector<std::pair<std::string, std::string>>{
+           {"0.0.0.0", "127.0.0.1:8080"},
+           {"127.0.0.1", "127.0.0.1:8080"},
+           {"localhost", "localhost:8080"},
+           {"::", "127.0.0.1:8080"},  // "::" is dual-stack
+           {"::", "[::1]:8080"},
+           {"::1", "[::]:8080"},
+           {"127.0.0.1", "[::ffff:127.0.0.1]:8080"}}) {
+    CAPTURE(host);
+    CAPTURE(listen);
+    const std::string message =
+        load_error(std::nullopt, {}, {"server.host=" + host, "admin.listen=" + listen});
+    CHECK(contains(message, "--set admin.listen=" + listen + ": admin.listen: "));
+    CHECK(contains(message, "server.host = "));
+    CHECK(contains(message, "server.port = 8080"));
+  }
+  // The port may come from another layer; the message says which.
+  CHECK(contains(load_error("admin.listen = \"127.0.0.1:3000\"", {{"PORT", "3000"}}),
+                 "server.port = 3000 from environment variable PORT"));
+  CHECK(contains(load_error("admin.listen = \"[::]:9090\"", {}, {"server.port=9090"}),
+                 "e.g. \"[::]:9091\""));
+
+  // Apart: another port, port 0 (any free port) on either side, or disjoint addresses.
+  for (const auto& [host, listen] : std::vector<std::pair<std::string, std::string>>{
+           {"0.0.0.0", "127.0.0.1:9090"},
+           {"0.0.0.0", "0.0.0.0:0"},
+           {"127.0.0.1", "127.0.0.2:8080"},
+           {"0.0.0.0", "[::1]:8080"},  // an IPv4 wildcard does not take IPv6
+           {"::1", "127.0.0.1:8080"}}) {
+    CAPTURE(host);
+    CAPTURE(listen);
+    CHECK(load(std::nullopt, {}, {"server.host=" + host, "admin.listen=" + listen}).admin.listen ==
+          listen);
+  }
+  CHECK(load(std::nullopt, {}, {"server.port=0", "admin.listen=0.0.0.0:0"}).server.port == 0);
+}
+
 TEST_CASE("valid values at the edges of each range are accepted") {
   const settings s = load(R"(
 server.port = 65535
