@@ -404,8 +404,15 @@ key_spec duration_key(std::string section, std::string name, Field field,
   key_spec spec{section, name, value_kind::duration, {}, {}};
   spec.assign = [key = spec.full_name(), field, valid, expected](
                     settings& s, const toml::node& node, const where_of& where) {
+    // Checked before the unit: "-1s" has one, and a number gets the sign fixed first.
+    const auto refuse_negative = [&] {
+      fail(where(node), key,
+           "must not be negative, got " + describe(node) + ": expected " + expected);
+    };
     const auto text = node.value_exact<std::string>();
     if (!text) {
+      if (node.value_exact<int64_t>().value_or(0) < 0 || node.value_exact<double>().value_or(0) < 0)
+        refuse_negative();
       std::string problem =
           "expected " + expected + " as a string with a unit, got " + describe(node);
       if (node.is_number()) problem += ": write \"" + describe(node) + "s\" (or ms, m, h)";
@@ -414,6 +421,7 @@ key_spec duration_key(std::string section, std::string name, Field field,
     std::string problem;
     const auto value = detail::try_parse_duration(*text, problem);
     if (!value) fail(where(node), key, problem);
+    if (*value < duration::zero()) refuse_negative();
     if (!valid(*value)) fail_expected(where, node, key, expected);
     field(s) = *value;
   };

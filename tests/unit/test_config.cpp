@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -464,7 +465,7 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
       {"janitor", "pong_timeout = \"0h\"", "janitor.pong_timeout", "above zero"},
       {"janitor", "probe_timeout = \"0s\"", "janitor.probe_timeout", "above zero"},
       {"janitor", "idle_timeout = 30", "janitor.idle_timeout", "write \"30s\""},
-      {"janitor", "max_lifetime = \"-1s\"", "janitor.max_lifetime", "with a unit"},
+      {"janitor", "max_lifetime = \"-1s\"", "janitor.max_lifetime", "must not be negative"},
       {"janitor", "close_timeout = \"0s\"", "janitor.close_timeout", "above zero"},
       {"supervision", "connection_restarts = -1", "supervision.connection_restarts",
        "non-negative"},
@@ -680,11 +681,14 @@ TEST_CASE("durations: units, fractions, the need for a unit, and the shortest fo
   const std::string bare = error_of([] { parse_duration("10", "janitor.ping_interval"); });
   CHECK(contains(bare, "janitor.ping_interval: "));
   CHECK(contains(bare, "add a unit, e.g. \"10s\""));
-  for (const std::string text : {"", "s", "ms", "10 s", "10sec", "1d", "-1s", "1.s", ".5s",
+  for (const std::string text : {"", "s", "ms", "10 s", "10sec", "1d", "-", "--1s", "1.s", ".5s",
                                  "1.2.3s", "0.5ms", "8761h", "99999999999999h", " 1s"}) {
     CAPTURE(text);
     CHECK(contains(error_of([&] { parse_duration(text, "some.key"); }), "some.key: expected"));
   }
+
+  CHECK(error_of([] { parse_duration("-1s", "some.key"); }) ==
+        "config error: some.key: must not be negative, got \"-1s\"");
 
   CHECK(format_duration(0ms) == "0s");
   CHECK(format_duration(250ms) == "250ms");
@@ -695,6 +699,37 @@ TEST_CASE("durations: units, fractions, the need for a unit, and the shortest fo
   CHECK(format_duration(2h) == "2h");
   for (const duration value : std::vector<duration>{1ms, 999ms, 1001ms, 61s, 59min, 25h})
     CHECK(parse_duration(format_duration(value), "k") == value);
+}
+
+TEST_CASE("a negative duration is refused as negative, for every duration key") {
+  CHECK(load_error(std::nullopt, {}, {"janitor.idle_timeout=-1s"}) ==
+        "config error: --set janitor.idle_timeout=-1s: janitor.idle_timeout: must not be "
+        "negative, got \"-1s\": expected a duration (\"0s\" = off)");
+  CHECK(load_error("[janitor]\nping_interval = -5\n") ==
+        "config error: test.toml:2: janitor.ping_interval: must not be negative, got -5: "
+        "expected a duration above zero");
+  CHECK(contains(load_error("shutdown.drain_spread = -0.5"), "must not be negative, got -0.5"));
+
+  // The duration keys are the ones whose default renders as a quoted duration.
+  std::istringstream defaults(render_effective(load(std::nullopt)));
+  std::string section, line;
+  size_t duration_keys = 0;
+  while (std::getline(defaults, line)) {
+    if (line.rfind("[", 0) == 0) section = line.substr(1, line.size() - 2);
+    const size_t equals = line.find(" = \"");
+    if (equals == std::string::npos || line.back() != '"') continue;
+    const std::string value = line.substr(equals + 4, line.size() - equals - 5);
+    if (!error_of([&] { parse_duration(value, "k"); }).empty()) continue;
+    const std::string key = section + "." + line.substr(0, equals);
+    CAPTURE(key);
+    ++duration_keys;
+    for (const std::string negative : {"-1s", "-250ms", "-0.5m"}) {
+      const std::string message = load_error(std::nullopt, {}, {key + "=" + negative});
+      CHECK(contains(message, key + ": must not be negative, got \"" + negative + "\""));
+      CHECK_FALSE(contains(message, "with a unit"));
+    }
+  }
+  CHECK(duration_keys == 16);
 }
 
 TEST_CASE("render_effective prints every key as TOML that reads back to the same settings") {
