@@ -724,14 +724,54 @@ bool is_secret_placeholder(const toml::node& node) {
   return text && (text->empty() || *text == redacted);
 }
 
+// What a value from the environment or --set looks meant as when it begins like TOML that
+// is more than a bare word ("" when it does not): such a value that fails to parse is a
+// typo, not a string. A text key never takes an array or a table, so there '[' and '{'
+// begin a bare word ("[::1]:9090" for admin.listen). A secret is never judged: a parse
+// error about it could hint at its text.
+std::string toml_intent(const std::string& raw, value_kind kind) {
+  if (raw.empty() || kind == value_kind::secret) return "";
+  const bool text = kind == value_kind::text;
+  switch (raw.front()) {
+    case '"':
+    case '\'':
+      return "a quoted TOML string";
+    case '[':
+      return text ? "" : "a TOML array";
+    case '{':
+      return text ? "" : "a TOML inline table";
+    default:
+      return "";
+  }
+}
+
+std::string toml_intent_fix(char opener) {
+  const std::string shell = ", and in a shell put the whole value in single quotes";
+  switch (opener) {
+    case '[':
+      return "write a complete array, e.g. [\"a\", \"b\"]" + shell;
+    case '{':
+      return "write a complete inline table, e.g. {name = \"value\"}" + shell;
+    default:
+      return "close the quote, or leave the quotes out (a bare word is a string)";
+  }
+}
+
 // A value from the environment or --set: TOML when it parses as one value, else the bare
 // text as a string. For a text key the bare text wins even when it looks like a number
 // (WSVISOR_SERVER_HOST=1234), and a list key takes one bare string as a list of one.
-toml::table value_from_text(const std::string& raw, value_kind kind) {
+// `where` and `key` name the value in an error.
+toml::table value_from_text(const std::string& raw, value_kind kind, const std::string& where,
+                            const std::string& key) {
   toml::table holder;
   try {
     holder = toml::parse("value = " + raw);
-  } catch (const toml::parse_error&) {
+  } catch (const toml::parse_error& error) {
+    const std::string intent = toml_intent(raw, kind);
+    if (!intent.empty())
+      fail(where, key,
+           "starts like " + intent + " but is not valid TOML (the TOML parser says \"" +
+               std::string(error.description()) + "\"): " + toml_intent_fix(raw.front()));
     holder.clear();
   }
   if (holder.size() != 1 || !holder.contains("value")) {
@@ -853,7 +893,7 @@ class settings_builder {
       if (spec == nullptr) fail("--set " + key, "", unknown_key_problem(section));
       const std::string raw = trimmed(assignment.substr(equals + 1));
       if (spec->kind == value_kind::secret) {
-        const toml::table holder = value_from_text(raw, value_kind::secret);
+        const toml::table holder = value_from_text(raw, value_kind::secret, "", "");
         if (is_secret_placeholder(*holder.get("value"))) continue;
         fail("--set " + key, "", secret_problem(*spec));
       }
@@ -918,7 +958,7 @@ class settings_builder {
   }
 
   void assign_text(const key_spec& spec, const std::string& raw, const std::string& where) {
-    const toml::table holder = value_from_text(raw, spec.kind);
+    const toml::table holder = value_from_text(raw, spec.kind, where, spec.full_name());
     assign(spec, *holder.get("value"), [where](const toml::node&) { return where; });
   }
 

@@ -344,6 +344,20 @@ def test_set_reads_toml_values_and_bare_strings():
     assert effective_value(cp.stdout, "server", "allowed_origins") == ["https://a.b"], cp.stdout
 
 
+@pytest.mark.parametrize("how", ["set", "env"])
+def test_value_that_starts_like_toml_and_does_not_parse_exits_2(tmp_path, how):
+    value = '["https://a.b"'
+    if how == "set":
+        sets, env = [f"server.allowed_origins={value}"], None
+    else:
+        sets, env = [], {"WSVISOR_SERVER_ALLOWED_ORIGINS": value}
+    code, log, watcher = run_expecting_exit(tmp_path, sets=sets, env=env)
+    assert code == 2, log
+    assert "server.allowed_origins" in log, log
+    assert "not valid TOML" in log and "Error while parsing array" in log, log
+    assert not watcher.seen_listening, "a configuration error bound the port"
+
+
 # ------------------------------------------------------------------ bind failure
 
 def test_bind_failure_exits_1(tmp_path):

@@ -389,6 +389,48 @@ TEST_CASE("--set reads TOML values and takes a bare word as a string") {
   CHECK(s.server.ws_path == "/a=b");  // only the first '=' separates key and value
 }
 
+TEST_CASE("a value that starts like TOML and does not parse is an error, not a string") {
+  CHECK(load_error(std::nullopt, {}, {R"(server.allowed_origins=["https://a.b")"}) ==
+        "config error: --set server.allowed_origins=[\"https://a.b\": server.allowed_origins: "
+        "starts like a TOML array but is not valid TOML (the TOML parser says \"Error while "
+        "parsing array: encountered end-of-file\"): write a complete array, e.g. [\"a\", \"b\"], "
+        "and in a shell put the whole value in single quotes");
+  // What a shell leaves of an unquoted --set 'server.trusted_proxies=["10.0.0.0/8"]'.
+  CHECK(contains(load_error(std::nullopt, {}, {"server.trusted_proxies=[10.0.0.0/8]"}),
+                 "server.trusted_proxies: starts like a TOML array but is not valid TOML"));
+  CHECK(contains(load_error(std::nullopt, {}, {"faults.enabled={on"}),
+                 "faults.enabled: starts like a TOML inline table but is not valid TOML"));
+  const std::string quoted = load_error(std::nullopt, {}, {"log.level=\"warn"});
+  CHECK(contains(quoted, "--set log.level=\"warn: log.level: starts like a quoted TOML string"));
+  CHECK(contains(quoted, "close the quote, or leave the quotes out"));
+  CHECK(contains(load_error(std::nullopt, {}, {"server.ws_path='/ws"}), "quoted TOML string"));
+
+  // The environment shares the rule and names the variable.
+  CHECK(contains(load_error(std::nullopt, {{"WSVISOR_SERVER_ALLOWED_ORIGINS", "[\"https://a.b\""}}),
+                 "environment variable WSVISOR_SERVER_ALLOWED_ORIGINS: server.allowed_origins: "
+                 "starts like a TOML array"));
+  CHECK(contains(load_error(std::nullopt, {{"PORT", "[8080"}}),
+                 "environment variable PORT: server.port: starts like a TOML array"));
+
+  // Bare words stay strings: a text key never takes an array, so '[' begins a word there.
+  const settings s =
+      load(std::nullopt, {}, {"admin.listen=[::1]:9090", "server.ws_path=/x[y]", "log.level=warn"});
+  CHECK(s.admin.listen == "[::1]:9090");
+  CHECK(s.server.ws_path == "/x[y]");
+  CHECK(s.log.level == "warn");
+  CHECK(contains(load_error(std::nullopt, {}, {"limits.max_connections=lots"}),
+                 "expected a positive integer, got \"lots\""));
+
+  // Secrets are never parsed: taken verbatim from the environment, refused on --set for
+  // being a secret, and never the subject of a parse error.
+  const std::string jwt_secret = "\"an unterminated quote, and long enough";
+  CHECK(load(std::nullopt, {{"WSVISOR_AUTH_JWT_SECRET", jwt_secret}}).auth.jwt_secret ==
+        jwt_secret);
+  const std::string on_set = load_error(std::nullopt, {}, {"admin.token=[oops"});
+  CHECK(contains(on_set, "WSVISOR_ADMIN_TOKEN"));
+  CHECK_FALSE(contains(on_set, "TOML parser"));
+}
+
 TEST_CASE("--set errors name the --set argument") {
   CHECK(load_error(std::nullopt, {}, {"limits.max_connections=abc"}) ==
         "config error: --set limits.max_connections=abc: limits.max_connections: expected a "
