@@ -14,7 +14,9 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <type_traits>
 
@@ -718,6 +720,84 @@ std::string secret_problem(const key_spec& spec) {
          spec.environment_variable() + " instead";
 }
 
+// A value as TOML text, as a user writes it (toml++ prints 'literal' strings and pads
+// arrays).
+std::string toml_text(const toml::node& node) {
+  if (const auto string = node.value_exact<std::string>()) return quote(*string);
+  if (const toml::array* array = node.as_array()) {
+    std::string text = "[";
+    for (const auto& element : *array) text += (text.size() > 1 ? ", " : "") + toml_text(element);
+    return text + "]";
+  }
+  std::ostringstream text;
+  node.visit([&text](const auto& value) { text << value; });
+  return text.str();
+}
+
+// Refuses a key above every [section] header: keys live in sections, so say which section
+// one of that name belongs to (and how to write it there), or that there is none.
+[[noreturn]] void fail_top_level_key(const std::string& where, const std::string& name,
+                                     const toml::node& node) {
+  std::string sections, rewritten;
+  for (const auto& spec : key_table()) {
+    if (spec.name != name) continue;
+    if (spec.kind == value_kind::secret) fail(where, spec.full_name(), secret_problem(spec));
+    const std::string separator = sections.empty() ? "" : " or ";
+    sections += separator + "[" + spec.section + "]";
+    rewritten += separator + "[" + spec.section + "] " + name + " = " + toml_text(node);
+  }
+  if (sections.empty())
+    fail(where, name,
+         "unknown top-level key; every key belongs under one of the sections " +
+             joined(section_names()));
+  fail(where, "", "`" + name + "` belongs under " + sections + ": write it as " + rewritten);
+}
+
+// A parse error on a line such as `host = 0.0.0.0` or `ping_interval = 10s` comes from a
+// value TOML cannot read unquoted (toml++ says it is a malformed float or integer, which
+// does not point at the fix). Returns the key ("server.host", by the [section] above the
+// line) and how to write the line; nullopt for other errors.
+struct quoting_hint {
+  std::string key;
+  std::string fix;
+};
+
+bool is_toml_value(const std::string& text) {
+  try {
+    return toml::parse("value = " + text).contains("value");
+  } catch (const toml::parse_error&) {
+    return false;
+  }
+}
+
+std::optional<quoting_hint> unquoted_value_hint(const std::string& text, size_t line_number) {
+  static const std::regex section_header(R"(^\s*\[\s*([A-Za-z0-9_-]+)\s*\]\s*(#.*)?$)");
+  static const std::regex unquoted_entry(
+      R"re(^\s*([A-Za-z0-9_.-]+)\s*=\s*([^\s"'\[\]{}#=,\\]+)\s*(#.*)?$)re");
+  std::istringstream lines(text);
+  std::string line, section;
+  std::smatch match;
+  for (size_t number = 1; number <= line_number && std::getline(lines, line); ++number)
+    if (number < line_number && std::regex_match(line, match, section_header)) section = match[1];
+  if (!std::regex_match(line, match, unquoted_entry)) return std::nullopt;
+  const std::string name = match[1];
+  const std::string word = match[2];
+  // A word that is TOML on its own (a number, a boolean, a date): the error is elsewhere.
+  if (is_toml_value(word)) return std::nullopt;
+
+  const std::string key = section.empty() ? name : section + "." + name;
+  const size_t dot = key.find('.');
+  const key_spec* spec =
+      dot == std::string::npos ? nullptr : find_key(key.substr(0, dot), key.substr(dot + 1));
+  if (spec == nullptr || spec->kind == value_kind::text || spec->kind == value_kind::duration)
+    return quoting_hint{key, "text needs quotes: " + name + " = " + quote(word)};
+  if (spec->kind == value_kind::text_list)
+    return quoting_hint{key,
+                        "write a list of quoted strings: " + name + " = [" + quote(word) + "]"};
+  if (spec->kind == value_kind::secret) return quoting_hint{key, secret_problem(*spec)};
+  return std::nullopt;  // a number or a boolean: quotes would not help
+}
+
 // The placeholders render_effective prints for a secret; harmless in a file.
 bool is_secret_placeholder(const toml::node& node) {
   const auto text = node.value_exact<std::string>();
@@ -803,8 +883,12 @@ class settings_builder {
     try {
       root = toml::parse(text, file_name);
     } catch (const toml::parse_error& error) {
-      fail(file_name + ":" + std::to_string(error.source().begin.line), "",
-           "invalid TOML: " + std::string(error.description()));
+      const auto line = error.source().begin.line;
+      const std::string at = file_name + ":" + std::to_string(line);
+      const std::string problem = "invalid TOML: " + std::string(error.description());
+      if (const auto hint = unquoted_value_hint(text, line))
+        fail(at, hint->key, problem + "; " + hint->fix);
+      fail(at, "", problem);
     }
     const where_of where = [file_name](const toml::node& node) {
       const auto line = node.source().begin.line;
@@ -836,7 +920,9 @@ class settings_builder {
 
     for (const auto& [line, section, name, node] : entries) {
       if (name.empty()) {
-        if (!is_section(section)) fail(where(*node), "", unknown_key_problem(section));
+        if (!is_section(section) && node->is_table())
+          fail(where(*node), "", unknown_key_problem(section));
+        if (!is_section(section)) fail_top_level_key(where(*node), section, *node);
         fail(where(*node), section, "expected a table: write [" + section + "]");
       }
       const key_spec* spec = find_key(section, name);

@@ -710,6 +710,56 @@ TEST_CASE("unknown sections and keys, non-tables and bad TOML are errors with fi
   CHECK(contains(load_error("[server]\nws_path = \"x\"\nhost = \"\"\n"), "server.ws_path"));
 }
 
+TEST_CASE("a key above every [section] says which section it belongs under") {
+  CHECK(load_error("port = 8080\n") ==
+        "config error: test.toml:1: `port` belongs under [server]: write it as [server] port = "
+        "8080");
+  CHECK(load_error("# top\nallowed_origins = [\"https://a.b\"]\n[server]\nport = 1\n") ==
+        "config error: test.toml:2: `allowed_origins` belongs under [server]: write it as "
+        "[server] allowed_origins = [\"https://a.b\"]");
+  // A name two sections share: both are offered.
+  CHECK(contains(load_error("mode = \"echo\"\n"),
+                 "`mode` belongs under [auth] or [app]: write it as [auth] mode = \"echo\" or "
+                 "[app] mode = \"echo\""));
+  // A secret is not echoed: it belongs in the environment.
+  const std::string secret = load_error("token = \"hunter2-hunter2\"\n");
+  CHECK(contains(secret, "test.toml:1: admin.token: "));
+  CHECK(contains(secret, "WSVISOR_ADMIN_TOKEN"));
+  CHECK_FALSE(contains(secret, "hunter2"));
+  CHECK(load_error("verbose = true\n") ==
+        "config error: test.toml:1: verbose: unknown top-level key; every key belongs under one "
+        "of the sections server, auth, limits, janitor, supervision, shutdown, log, admin, "
+        "faults, app");
+  // A table that is no section stays an unknown section.
+  CHECK(contains(load_error("[port]\nx = 1\n"), "unknown section \"port\""));
+}
+
+TEST_CASE("an unquoted text value is a TOML error that suggests the quotes") {
+  CHECK(load_error("[server]\nhost = 0.0.0.0\n") ==
+        "config error: test.toml:2: server.host: invalid TOML: Error while parsing "
+        "floating-point: expected decimal digit or exponent, saw '.'; text needs quotes: host = "
+        "\"0.0.0.0\"");
+  CHECK(contains(load_error("[janitor]\n# every 10 s\nping_interval = 10s   # comment\n"),
+                 "test.toml:3: janitor.ping_interval: invalid TOML: "));
+  CHECK(contains(load_error("[janitor]\nping_interval = 10s\n"),
+                 "text needs quotes: ping_interval = \"10s\""));
+  CHECK(contains(load_error("[admin]\nlisten = 127.0.0.1:9090\n"), "admin.listen: invalid TOML: "));
+  CHECK(contains(load_error("server.ws_path = /ws\n"),
+                 "server.ws_path: invalid TOML: Error while parsing value: could not determine "
+                 "value type; text needs quotes: server.ws_path = \"/ws\""));
+  CHECK(contains(load_error("[auth]\nmode = jwt\n"), "auth.mode: invalid TOML"));
+  CHECK(contains(load_error("[server]\nallowed_origins = https://a.b\n"),
+                 "write a list of quoted strings: allowed_origins = [\"https://a.b\"]"));
+  // A secret is never echoed, even unquoted.
+  const std::string secret = load_error("[auth]\njwt_secret = s3cr3t.s3cr3t\n");
+  CHECK(contains(secret, "WSVISOR_AUTH_JWT_SECRET"));
+  CHECK_FALSE(contains(secret, "s3cr3t"));
+  // No hint where quotes would not help or the error is elsewhere.
+  CHECK(load_error("[faults]\nenabled = yes\n").find("quotes") == std::string::npos);
+  CHECK(load_error("[server]\nport = 1\nport = 2\n").find("quotes") == std::string::npos);
+  CHECK(load_error("[server]\nport = = 1\n").find("quotes") == std::string::npos);
+}
+
 TEST_CASE("durations: units, fractions, the need for a unit, and the shortest format") {
   CHECK(parse_duration("250ms", "k") == 250ms);
   CHECK(parse_duration("10s", "k") == 10s);
