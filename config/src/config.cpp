@@ -579,6 +579,8 @@ const std::vector<key_spec>& key_table() {
       text_key("auth", "user_header", [](auto& s) -> auto& { return s.auth.user_header; },
                is_header_name, "an HTTP header name, e.g. \"X-User-Id\""),
       secret_key("auth", "jwt_secret", [](auto& s) -> auto& { return s.auth.jwt_secret; }),
+      flag_key("auth", "allow_weak_secret",
+               [](auto& s) -> auto& { return s.auth.allow_weak_secret; }),
 
       integer_key("limits", "max_connections",
                   [](auto& s) -> auto& { return s.limits.max_connections; }, 1,
@@ -1027,6 +1029,19 @@ class settings_builder {
       fail(origin_of("auth.mode"), "auth.jwt_secret",
            "auth.mode = \"jwt\" needs the HS256 signing secret: set the environment variable "
            "WSVISOR_AUTH_JWT_SECRET");
+    // Checked whatever the mode: a weak key in the environment is a mistake waiting for
+    // auth.mode = "jwt". The message never shows the secret, nor its length.
+    const auto& auth = result_.auth;
+    if (!auth.jwt_secret.empty() && auth.jwt_secret.size() < shortest_jwt_secret &&
+        !auth.allow_weak_secret)
+      fail(origin_of("auth.jwt_secret"), "auth.jwt_secret",
+           "shorter than " + std::to_string(shortest_jwt_secret) +
+               " bytes, the minimum for an HS256 key (RFC 7518 section 3.2: a shorter one can "
+               "be found offline from one signed token): set WSVISOR_AUTH_JWT_SECRET to at "
+               "least " +
+               std::to_string(shortest_jwt_secret) +
+               " random bytes, e.g. $(openssl rand -base64 32), or set "
+               "auth.allow_weak_secret = true to accept it (for tests only)");
 
     check_admin_listener_is_apart();
     return result_;

@@ -10,7 +10,7 @@ import pytest
 from conftest import HOST, Server, free_port, http_get, is_listening, run_cli
 
 SECRET_TOKEN = "s3cr3t-token"
-SECRET_JWT = "jwt-s3cr3t"
+SECRET_JWT = "jwt-s3cr3t-0123456789-abcdefghijklm"  # 32+ bytes: shorter is refused
 SECRET_ENV = {"WSVISOR_ADMIN_TOKEN": SECRET_TOKEN, "WSVISOR_AUTH_JWT_SECRET": SECRET_JWT}
 
 
@@ -270,6 +270,22 @@ def test_check_config_never_prints_secrets():
     assert cp.returncode == 0, output(cp)
     assert_no_secret(output(cp))
     assert effective_value(cp.stdout, "auth", "mode") == "jwt"
+
+
+def test_short_jwt_secret_exits_2_unless_allowed(tmp_path):
+    weak = {"WSVISOR_AUTH_JWT_SECRET": "s3cr3t-but-short"}
+    code, log, watcher = run_expecting_exit(tmp_path, sets=["auth.mode=jwt"], env=weak)
+    assert code == 2, log
+    assert "WSVISOR_AUTH_JWT_SECRET" in log and "32 bytes" in log, log
+    assert "auth.allow_weak_secret" in log, f"the error does not name the way out:\n{log}"
+    assert_no_secret(log)
+    assert not watcher.seen_listening, "a configuration error bound the port"
+    # The key lets a test use a short one.
+    cp = run_cli("--set", "auth.mode=jwt", "--set", "auth.allow_weak_secret=true",
+                 "--check-config", env=weak)
+    assert cp.returncode == 0, output(cp)
+    assert effective_value(cp.stdout, "auth", "allow_weak_secret") is True, cp.stdout
+    assert_no_secret(output(cp))
 
 
 def test_secrets_not_in_running_server_logs(server_factory):

@@ -93,6 +93,7 @@ TEST_CASE("without a file every key has its built-in default") {
   CHECK(s.auth.mode == "none");
   CHECK(s.auth.user_header == "X-User-Id");
   CHECK(s.auth.jwt_secret.empty());
+  CHECK_FALSE(s.auth.allow_weak_secret);
   CHECK(s.limits.max_connections == 10000);
   CHECK(s.limits.soft_connections == 9000);  // 0 resolves to 90 % of max_connections
   CHECK(s.limits.max_per_user == 20);
@@ -146,6 +147,7 @@ trusted_proxies = ["10.0.0.0/8", "192.168.1.7", "fd00::/8", "::1"]
 [auth]
 mode = "header"
 user_header = "X-Forwarded-User"
+allow_weak_secret = true
 
 [limits]
 max_connections = 500
@@ -212,6 +214,7 @@ mode = "echo"
         std::vector<std::string>{"10.0.0.0/8", "192.168.1.7/32", "fd00::/8", "::1/128"});
   CHECK(s.auth.mode == "header");
   CHECK(s.auth.user_header == "X-Forwarded-User");
+  CHECK(s.auth.allow_weak_secret);
   CHECK(s.limits.max_connections == 500);
   CHECK(s.limits.soft_connections == 400);
   CHECK(s.limits.max_per_user == 0);
@@ -329,7 +332,7 @@ TEST_CASE("an environment value of the wrong type is an error naming the variabl
 
 TEST_CASE("secrets come from the environment only, verbatim, and are never shown") {
   const std::string token = "s3cr3t-token";
-  const std::string jwt_secret = "[1, \"not toml to me\"]";
+  const std::string jwt_secret = "[1, \"not toml to me\", \"and 32 bytes or more\"]";
   const environment env = {{"WSVISOR_ADMIN_TOKEN", token}, {"WSVISOR_AUTH_JWT_SECRET", jwt_secret}};
   const settings s = load("auth.mode = \"jwt\"", env);
   CHECK(s.admin.token == token);
@@ -370,6 +373,43 @@ TEST_CASE("secrets come from the environment only, verbatim, and are never shown
   SUBCASE("an empty secret variable is no secret") {
     CHECK(load(std::nullopt, {{"WSVISOR_ADMIN_TOKEN", ""}}).admin.token.empty());
   }
+}
+
+TEST_CASE("a JWT secret shorter than 32 bytes is refused unless auth.allow_weak_secret") {
+  const std::string weak = "short-secret";
+  const std::string message =
+      load_error("auth.mode = \"jwt\"", {{"WSVISOR_AUTH_JWT_SECRET", weak}});
+  CHECK(message ==
+        "config error: environment variable WSVISOR_AUTH_JWT_SECRET: auth.jwt_secret: shorter "
+        "than 32 bytes, the minimum for an HS256 key (RFC 7518 section 3.2: a shorter one can be "
+        "found offline from one signed token): set WSVISOR_AUTH_JWT_SECRET to at least 32 random "
+        "bytes, e.g. $(openssl rand -base64 32), or set auth.allow_weak_secret = true to accept "
+        "it (for tests only)");
+  CHECK_FALSE(contains(message, weak));
+  // Whatever the mode: the secret is checked when it is given.
+  CHECK(contains(load_error(std::nullopt, {{"WSVISOR_AUTH_JWT_SECRET", weak}}), "shorter than 32"));
+  // 31 bytes are too few, 32 are enough; bytes, not characters ("é" is two).
+  CHECK(contains(load_error(std::nullopt, {{"WSVISOR_AUTH_JWT_SECRET", std::string(31, 'x')}}),
+                 "auth.jwt_secret: shorter than 32 bytes"));
+  CHECK(load(std::nullopt, {{"WSVISOR_AUTH_JWT_SECRET", std::string(32, 'x')}}).auth.jwt_secret ==
+        std::string(32, 'x'));
+  std::string sixteen_accents;
+  for (int i = 0; i < 16; ++i) sixteen_accents += "\xc3\xa9";
+  CHECK(load(std::nullopt, {{"WSVISOR_AUTH_JWT_SECRET", sixteen_accents}}).auth.jwt_secret.size() ==
+        32);
+
+  // The escape hatch, from any layer.
+  CHECK(
+      load("auth.allow_weak_secret = true", {{"WSVISOR_AUTH_JWT_SECRET", weak}}).auth.jwt_secret ==
+      weak);
+  CHECK(load(std::nullopt,
+             {{"WSVISOR_AUTH_JWT_SECRET", weak}, {"WSVISOR_AUTH_ALLOW_WEAK_SECRET", "true"}})
+            .auth.allow_weak_secret);
+  const settings allowed = load("auth.mode = \"jwt\"", {{"WSVISOR_AUTH_JWT_SECRET", weak}},
+                                {"auth.allow_weak_secret=true"});
+  CHECK(allowed.auth.jwt_secret == weak);
+  CHECK(contains(render_effective(allowed), "\nallow_weak_secret = true\n"));
+  CHECK_FALSE(contains(render_effective(allowed), weak));
 }
 
 TEST_CASE("--set reads TOML values and takes a bare word as a string") {
@@ -525,6 +565,7 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
       {"admin", "listen = \"localhost\"", "admin.listen", "host:port"},
       {"admin", "listen = \"localhost:99999\"", "admin.listen", "host:port"},
       {"admin", "listen = \":9090\"", "admin.listen", "host:port"},
+      {"auth", "allow_weak_secret = 1", "auth.allow_weak_secret", "true or false"},
       {"faults", "enabled = \"yes\"", "faults.enabled", "true or false"},
       {"app", "mode = \"chat\"", "app.mode", "one of \"echo\""},
   };
@@ -825,7 +866,8 @@ TEST_CASE("a negative duration is refused as negative, for every duration key") 
 }
 
 TEST_CASE("render_effective prints every key as TOML that reads back to the same settings") {
-  const environment secrets = {{"WSVISOR_ADMIN_TOKEN", "t"}, {"WSVISOR_AUTH_JWT_SECRET", "j"}};
+  const environment secrets = {{"WSVISOR_ADMIN_TOKEN", "t"},
+                               {"WSVISOR_AUTH_JWT_SECRET", std::string(shortest_jwt_secret, 'j')}};
   const settings customised = load(
       R"(
 [server]
@@ -879,6 +921,7 @@ enabled = true
                                  "mode = \"none\"",
                                  "user_header = \"X-User-Id\"",
                                  "jwt_secret = \"\"",
+                                 "allow_weak_secret = false",
                                  "[limits]",
                                  "max_connections = 10000",
                                  "soft_connections = 9000",
@@ -946,7 +989,7 @@ TEST_CASE("config/wsvisor.toml documents exactly the built-in defaults") {
     ++keys_rendered;
     ++position;
   }
-  CHECK(keys_rendered == 47);  // the keys of CONTRACT section 2
+  CHECK(keys_rendered == 48);  // the keys of CONTRACT section 2 and auth.allow_weak_secret
 }
 
 TEST_CASE("command line: --help, --version, --check-config and running") {

@@ -31,7 +31,13 @@ struct auth_settings {
   std::string mode = "none";  // "none" | "header" | "jwt"
   std::string user_header = "X-User-Id";
   std::string jwt_secret;  // secret: environment only, never printed
+  // Accept a jwt_secret shorter than shortest_jwt_secret (for tests; refused by default).
+  bool allow_weak_secret = false;
 };
+
+// RFC 7518 section 3.2: an HS256 key must be at least as long as the hash, 32 bytes; a
+// shorter one can be found offline from a single signed token.
+inline constexpr size_t shortest_jwt_secret = 32;
 
 struct limits_settings {
   uint64_t max_connections = 10000;
