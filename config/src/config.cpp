@@ -1120,8 +1120,10 @@ settings load_settings(const std::optional<std::string>& toml_text, const std::s
   return builder.finish();
 }
 
-std::string render_effective(const settings& s) {
-  std::string text = "# wsvisor effective configuration (secrets redacted)\n";
+namespace {
+
+std::string render_keys(const settings& s) {
+  std::string text;
   std::string section;
   for (const auto& spec : key_table()) {
     if (spec.section != section) {
@@ -1131,6 +1133,26 @@ std::string render_effective(const settings& s) {
     text += spec.name + " = " + spec.render(s) + "\n";
   }
   return text;
+}
+
+// TOML allows no control character but tab in a comment; a file name may hold any.
+std::string comment_safe(std::string text) {
+  for (char& c : text)
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) c = '?';
+  return text;
+}
+
+}  // namespace
+
+std::string render_effective(const settings& s) {
+  return "# wsvisor effective configuration (secrets redacted)\n" + render_keys(s);
+}
+
+std::string render_effective(const settings& s, const std::string& config_path) {
+  const std::string source = config_path.empty() ? "built-in defaults, no file read"
+                                                 : "read from " + comment_safe(config_path);
+  return "# wsvisor effective configuration (" + source + ")\n# secrets redacted\n" +
+         render_keys(s);
 }
 
 std::optional<listen_endpoint> admin_listen_endpoint(const settings& s) {

@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from conftest import HOST, Server, free_port, http_get, is_listening, run_cli
+from conftest import CONFIG, HOST, Server, free_port, http_get, is_listening, run_cli
 
 SECRET_TOKEN = "s3cr3t-token"
 SECRET_JWT = "jwt-s3cr3t-0123456789-abcdefghijklm"  # 32+ bytes: shorter is refused
@@ -253,6 +253,19 @@ def test_check_config_prints_effective_config_without_binding():
     # Built-in / file defaults appear too.
     assert effective_value(cp.stdout, "limits", "max_connections") == 10000, cp.stdout
     assert effective_value(cp.stdout, "server", "ws_path") == "/ws", cp.stdout
+
+
+def test_check_config_names_the_file_it_read(tmp_path):
+    cp = run_cli("--check-config")
+    assert cp.returncode == 0, output(cp)
+    first = cp.stdout.splitlines()[0]
+    assert first.startswith("#") and f"read from {CONFIG}" in first, cp.stdout
+    tomllib.loads(cp.stdout)  # still valid TOML
+    # Without a file (none given, none at the default path): the built-in defaults.
+    cp = run_cli("--check-config", config=False)
+    assert cp.returncode == 0, output(cp)
+    assert "built-in defaults" in cp.stdout.splitlines()[0], cp.stdout
+    tomllib.loads(cp.stdout)
 
 
 def test_check_config_with_error_exits_2():

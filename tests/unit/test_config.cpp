@@ -970,6 +970,29 @@ enabled = true
   CHECK(render_effective(load(defaults)) == defaults);
 }
 
+TEST_CASE("the effective configuration names the file it was read from, as a TOML comment") {
+  scratch_directory scratch;
+  const std::string path = scratch.write("custom.toml", "[server]\nport = 7000\n");
+  const cli_result cli = run_cli({"--config", path, "--check-config"});
+  const std::string from_file = render_effective(cli.config, cli.config_path);
+  CHECK(from_file.rfind(
+            "# wsvisor effective configuration (read from " + path + ")\n# secrets redacted\n",
+            0) == 0);
+  CHECK(contains(from_file, "\nport = 7000\n"));
+
+  const cli_result defaults = run_cli({"--check-config"});
+  CHECK(render_effective(defaults.config, defaults.config_path)
+            .rfind("# wsvisor effective configuration (built-in defaults, no file read)\n", 0) ==
+        0);
+
+  // Valid TOML that reads back to the same settings, whatever the file name holds.
+  for (const std::string& odd_path : std::vector<std::string>{path, "we\nird\r\x01name.toml", ""}) {
+    const std::string rendered = render_effective(cli.config, odd_path);
+    CHECK(render_effective(load_settings(rendered, "effective.toml", {}, {})) ==
+          render_effective(cli.config));
+  }
+}
+
 TEST_CASE("config/wsvisor.toml documents exactly the built-in defaults") {
   const std::string path = repository_root() + "/config/wsvisor.toml";
   std::ifstream file(path);

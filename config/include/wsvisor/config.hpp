@@ -146,6 +146,11 @@ settings load_settings(const std::optional<std::string>& toml_text, const std::s
 // The effective configuration as TOML, secrets redacted ("<redacted>" when set).
 std::string render_effective(const settings& s);
 
+// The same, opening with a comment that names the file read (`config_path`, as in
+// cli_result) or "built-in defaults" when it is "", so that --check-config says which file
+// it validated. Still valid TOML whatever the path holds.
+std::string render_effective(const settings& s, const std::string& config_path);
+
 // Parses "250ms", "10s", "5m", "1h" (also "0s"). Throws config_error naming `key`.
 duration parse_duration(const std::string& text, const std::string& key);
 
