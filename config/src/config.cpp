@@ -5,13 +5,18 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <array>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <map>
+#include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <type_traits>
 
@@ -134,31 +139,108 @@ bool is_plain_host(const std::string& text) {
   });
 }
 
-// "host:port" or "[v6]:port"; splits into host and port text.
-bool split_host_port(const std::string& text, std::string& host, std::string& port) {
-  if (!text.empty() && text.front() == '[') {
+// "host:port" or "[host]:port" split into host (without brackets) and port text; false when
+// the shape is wrong. `bracketed` tells which form it was.
+bool split_address(const std::string& text, std::string& host, std::string& port, bool& bracketed) {
+  bracketed = !text.empty() && text.front() == '[';
+  if (bracketed) {
     const size_t close = text.find(']');
     if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
       return false;
     host = text.substr(1, close - 1);
     port = text.substr(close + 2);
-    return is_ipv6(host);
+    return true;
   }
   const size_t colon = text.rfind(':');
   if (colon == std::string::npos) return false;
   host = text.substr(0, colon);
   port = text.substr(colon + 1);
-  return is_plain_host(host);
+  return true;
 }
 
-bool is_listen_address(const std::string& text) {
-  if (text.empty()) return true;
+// "host:port" or "[v6]:port" where host may be a name (as in an Origin).
+bool split_host_port(const std::string& text, std::string& host, std::string& port) {
+  bool bracketed = false;
+  if (!split_address(text, host, port, bracketed)) return false;
+  return bracketed ? is_ipv6(host) : is_plain_host(host);
+}
+
+bool is_ip_literal(const std::string& text) {
+  in_addr v4;
+  return inet_pton(AF_INET, text.c_str(), &v4) == 1 || is_ipv6(text);
+}
+
+std::string lower_case(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+// The address a listener binds for `host`: an IP literal as it is, "localhost" as
+// 127.0.0.1. Other names are refused, not resolved: the loader does no I/O, and a name that
+// resolves now may resolve elsewhere, to several addresses or not at all when the server
+// binds, which would pass --check-config and fail at start with exit 1.
+std::optional<std::string> bind_address(const std::string& host) {
+  if (is_ip_literal(host)) return host;
+  if (lower_case(host) == "localhost") return std::string("127.0.0.1");
+  return std::nullopt;
+}
+
+// What to write instead of a host that bind_address refuses; `port` is "" for server.host
+// and the port of admin.listen, so that the examples are complete values.
+std::string bind_address_hint(const std::string& host, const std::string& port) {
+  const auto example = [&port](const std::string& address, const std::string& what) {
+    if (port.empty()) return quote(address) + " (" + what + ")";
+    const bool v6 = address.find(':') != std::string::npos;
+    return quote((v6 ? "[" + address + "]" : address) + ":" + port) + " (" + what + ")";
+  };
+  const std::string examples =
+      "write an address such as " + example("0.0.0.0", "every IPv4 interface") + ", " +
+      example("127.0.0.1", "this machine only") + " or " + example("::", "every IPv6 interface");
+  const bool name_like = is_plain_host(host) &&
+                         std::any_of(host.begin(), host.end(), [](char c) { return is_alpha(c); });
+  if (name_like)
+    return "host names are not resolved (only \"localhost\" is, as 127.0.0.1); " + examples;
+  return examples;
+}
+
+// server.host: an IP literal or "localhost" (stored as 127.0.0.1).
+std::optional<std::string> checked_bind_host(const std::string& text, std::string& hint) {
+  if (auto address = bind_address(text)) return address;
+  const bool bracketed = text.size() > 2 && text.front() == '[' && text.back() == ']';
+  if (bracketed && is_ipv6(text.substr(1, text.size() - 2)))
+    hint = "write the IPv6 address without brackets: " + quote(text.substr(1, text.size() - 2));
+  else
+    hint = bind_address_hint(text, "");
+  return std::nullopt;
+}
+
+// admin.listen: "" (the main listener), "address:port" or "[v6 address]:port", with
+// "localhost" stored as 127.0.0.1 like server.host.
+std::optional<std::string> checked_listen_address(const std::string& text, std::string& hint) {
+  if (text.empty()) return text;
   std::string host, port;
-  return split_host_port(text, host, port) && is_port_text(port, 0);
-}
-
-bool is_bind_host(const std::string& text) {
-  return is_plain_host(text) || is_ipv6(text);
+  bool bracketed = false;
+  if (!split_address(text, host, port, bracketed)) {
+    hint = "write address:port, e.g. \"127.0.0.1:9090\" or \"[::1]:9090\"";
+    return std::nullopt;
+  }
+  if (!is_port_text(port, 0)) {
+    hint = "the port must be a number from 0 to 65535 (0 = any free port)";
+    return std::nullopt;
+  }
+  if (bracketed) {
+    if (is_ipv6(host)) return text;
+    hint = "brackets hold an IPv6 address, e.g. \"[::1]:" + port + "\"";
+    return std::nullopt;
+  }
+  if (is_ipv6(host)) {
+    hint = "an IPv6 address goes in brackets: " + quote("[" + host + "]:" + port);
+    return std::nullopt;
+  }
+  if (auto address = bind_address(host)) return *address + ":" + port;
+  hint = bind_address_hint(host, port);
+  return std::nullopt;
 }
 
 bool is_ws_path(const std::string& text) {
@@ -217,6 +299,43 @@ std::optional<std::string> checked_cidr(const std::string& text) {
     return std::nullopt;
   if (std::stoul(prefix) > longest_prefix) return std::nullopt;
   return address + "/" + std::to_string(std::stoul(prefix));
+}
+
+// An IP literal as its family and bytes; an IPv4-mapped IPv6 address counts as the IPv4
+// one, since that is the address such a socket takes.
+struct ip_address {
+  int family = AF_INET;
+  std::array<unsigned char, 16> bytes{};
+};
+
+std::optional<ip_address> parse_ip(const std::string& text) {
+  ip_address ip;
+  in_addr v4;
+  in6_addr v6;
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    std::memcpy(ip.bytes.data(), &v4, sizeof v4);
+    return ip;
+  }
+  if (inet_pton(AF_INET6, text.c_str(), &v6) != 1) return std::nullopt;
+  if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+    std::memcpy(ip.bytes.data(), v6.s6_addr + 12, 4);
+    return ip;
+  }
+  ip.family = AF_INET6;
+  std::memcpy(ip.bytes.data(), v6.s6_addr, sizeof v6.s6_addr);
+  return ip;
+}
+
+bool is_wildcard(const ip_address& ip) {
+  return std::all_of(ip.bytes.begin(), ip.bytes.end(), [](unsigned char b) { return b == 0; });
+}
+
+// Whether two listeners on these addresses and one port collide at bind: the same address,
+// or a wildcard of the family ("0.0.0.0" takes every IPv4 address). "::" takes IPv4 too:
+// Linux binds it dual-stack unless net.ipv6.bindv6only is set, and Asio does not change that.
+bool addresses_overlap(const ip_address& a, const ip_address& b) {
+  if (a.family == b.family) return a.bytes == b.bytes || is_wildcard(a) || is_wildcard(b);
+  return is_wildcard(a.family == AF_INET6 ? a : b);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -287,8 +406,15 @@ key_spec duration_key(std::string section, std::string name, Field field,
   key_spec spec{section, name, value_kind::duration, {}, {}};
   spec.assign = [key = spec.full_name(), field, valid, expected](
                     settings& s, const toml::node& node, const where_of& where) {
+    // Checked before the unit: "-1s" has one, and a number gets the sign fixed first.
+    const auto refuse_negative = [&] {
+      fail(where(node), key,
+           "must not be negative, got " + describe(node) + ": expected " + expected);
+    };
     const auto text = node.value_exact<std::string>();
     if (!text) {
+      if (node.value_exact<int64_t>().value_or(0) < 0 || node.value_exact<double>().value_or(0) < 0)
+        refuse_negative();
       std::string problem =
           "expected " + expected + " as a string with a unit, got " + describe(node);
       if (node.is_number()) problem += ": write \"" + describe(node) + "s\" (or ms, m, h)";
@@ -297,6 +423,7 @@ key_spec duration_key(std::string section, std::string name, Field field,
     std::string problem;
     const auto value = detail::try_parse_duration(*text, problem);
     if (!value) fail(where(node), key, problem);
+    if (*value < duration::zero()) refuse_negative();
     if (!valid(*value)) fail_expected(where, node, key, expected);
     field(s) = *value;
   };
@@ -304,18 +431,37 @@ key_spec duration_key(std::string section, std::string name, Field field,
   return spec;
 }
 
+// Checks a text value: returns what to store (possibly rewritten: "localhost" becomes
+// "127.0.0.1"), or nullopt with a hint on what to write instead ("" for none).
+using text_check = std::function<std::optional<std::string>(const std::string&, std::string&)>;
+
 template <class Field>
-key_spec text_key(std::string section, std::string name, Field field,
-                  std::function<bool(const std::string&)> valid, std::string expected) {
+key_spec checked_text_key(std::string section, std::string name, Field field, text_check check,
+                          std::string expected) {
   key_spec spec{section, name, value_kind::text, {}, {}};
-  spec.assign = [key = spec.full_name(), field, valid, expected](
+  spec.assign = [key = spec.full_name(), field, check, expected](
                     settings& s, const toml::node& node, const where_of& where) {
     const auto text = node.value_exact<std::string>();
-    if (!text || !valid(*text)) fail_expected(where, node, key, expected);
-    field(s) = *text;
+    std::string hint;
+    const auto value = text ? check(*text, hint) : std::nullopt;
+    if (!value)
+      fail(where(node), key,
+           "expected " + expected + ", got " + describe(node) + (hint.empty() ? "" : ": " + hint));
+    field(s) = *value;
   };
   spec.render = [field](const settings& s) { return quote(field(s)); };
   return spec;
+}
+
+template <class Field>
+key_spec text_key(std::string section, std::string name, Field field,
+                  std::function<bool(const std::string&)> valid, std::string expected) {
+  return checked_text_key(
+      std::move(section), std::move(name), field,
+      [valid](const std::string& text, std::string&) {
+        return valid(text) ? std::optional<std::string>(text) : std::nullopt;
+      },
+      std::move(expected));
 }
 
 template <class Field>
@@ -402,8 +548,8 @@ const std::vector<key_spec>& key_table() {
     const std::string threads = "an integer from 0 to 1024 (0 = one per core)";
     // clang-format off
     return std::vector<key_spec>{
-      text_key("server", "host", [](auto& s) -> auto& { return s.server.host; },
-               is_bind_host, "a host name or IP address, e.g. \"0.0.0.0\" or \"::\""),
+      checked_text_key("server", "host", [](auto& s) -> auto& { return s.server.host; },
+                       checked_bind_host, "an IP address (or \"localhost\")"),
       integer_key("server", "port", [](auto& s) -> auto& { return s.server.port; }, 0, 65535,
                   "an integer from 0 to 65535 (0 = any free port)"),
       text_key("server", "ws_path", [](auto& s) -> auto& { return s.server.ws_path; },
@@ -433,6 +579,8 @@ const std::vector<key_spec>& key_table() {
       text_key("auth", "user_header", [](auto& s) -> auto& { return s.auth.user_header; },
                is_header_name, "an HTTP header name, e.g. \"X-User-Id\""),
       secret_key("auth", "jwt_secret", [](auto& s) -> auto& { return s.auth.jwt_secret; }),
+      flag_key("auth", "allow_weak_secret",
+               [](auto& s) -> auto& { return s.auth.allow_weak_secret; }),
 
       integer_key("limits", "max_connections",
                   [](auto& s) -> auto& { return s.limits.max_connections; }, 1,
@@ -525,9 +673,9 @@ const std::vector<key_spec>& key_table() {
       choice_key("log", "format", [](auto& s) -> auto& { return s.log.format; },
                  {"text", "json"}),
 
-      text_key("admin", "listen", [](auto& s) -> auto& { return s.admin.listen; },
-               is_listen_address,
-               "\"\" (the main listener) or host:port, e.g. \"127.0.0.1:9090\""),
+      checked_text_key("admin", "listen", [](auto& s) -> auto& { return s.admin.listen; },
+                       checked_listen_address,
+                       "\"\" (the main listener) or host:port with an IP address as host"),
       secret_key("admin", "token", [](auto& s) -> auto& { return s.admin.token; }),
 
       flag_key("faults", "enabled", [](auto& s) -> auto& { return s.faults.enabled; }),
@@ -574,20 +722,138 @@ std::string secret_problem(const key_spec& spec) {
          spec.environment_variable() + " instead";
 }
 
+// A value as TOML text, as a user writes it (toml++ prints 'literal' strings and pads
+// arrays).
+std::string toml_text(const toml::node& node) {
+  if (const auto string = node.value_exact<std::string>()) return quote(*string);
+  if (const toml::array* array = node.as_array()) {
+    std::string text = "[";
+    for (const auto& element : *array) text += (text.size() > 1 ? ", " : "") + toml_text(element);
+    return text + "]";
+  }
+  std::ostringstream text;
+  node.visit([&text](const auto& value) { text << value; });
+  return text.str();
+}
+
+// Refuses a key above every [section] header: keys live in sections, so say which section
+// one of that name belongs to (and how to write it there), or that there is none.
+[[noreturn]] void fail_top_level_key(const std::string& where, const std::string& name,
+                                     const toml::node& node) {
+  std::string sections, rewritten;
+  for (const auto& spec : key_table()) {
+    if (spec.name != name) continue;
+    if (spec.kind == value_kind::secret) fail(where, spec.full_name(), secret_problem(spec));
+    const std::string separator = sections.empty() ? "" : " or ";
+    sections += separator + "[" + spec.section + "]";
+    rewritten += separator + "[" + spec.section + "] " + name + " = " + toml_text(node);
+  }
+  if (sections.empty())
+    fail(where, name,
+         "unknown top-level key; every key belongs under one of the sections " +
+             joined(section_names()));
+  fail(where, "", "`" + name + "` belongs under " + sections + ": write it as " + rewritten);
+}
+
+// A parse error on a line such as `host = 0.0.0.0` or `ping_interval = 10s` comes from a
+// value TOML cannot read unquoted (toml++ says it is a malformed float or integer, which
+// does not point at the fix). Returns the key ("server.host", by the [section] above the
+// line) and how to write the line; nullopt for other errors.
+struct quoting_hint {
+  std::string key;
+  std::string fix;
+};
+
+bool is_toml_value(const std::string& text) {
+  try {
+    return toml::parse("value = " + text).contains("value");
+  } catch (const toml::parse_error&) {
+    return false;
+  }
+}
+
+std::optional<quoting_hint> unquoted_value_hint(const std::string& text, size_t line_number) {
+  static const std::regex section_header(R"(^\s*\[\s*([A-Za-z0-9_-]+)\s*\]\s*(#.*)?$)");
+  static const std::regex unquoted_entry(
+      R"re(^\s*([A-Za-z0-9_.-]+)\s*=\s*([^\s"'\[\]{}#=,\\]+)\s*(#.*)?$)re");
+  std::istringstream lines(text);
+  std::string line, section;
+  std::smatch match;
+  for (size_t number = 1; number <= line_number && std::getline(lines, line); ++number)
+    if (number < line_number && std::regex_match(line, match, section_header)) section = match[1];
+  if (!std::regex_match(line, match, unquoted_entry)) return std::nullopt;
+  const std::string name = match[1];
+  const std::string word = match[2];
+  // A word that is TOML on its own (a number, a boolean, a date): the error is elsewhere.
+  if (is_toml_value(word)) return std::nullopt;
+
+  const std::string key = section.empty() ? name : section + "." + name;
+  const size_t dot = key.find('.');
+  const key_spec* spec =
+      dot == std::string::npos ? nullptr : find_key(key.substr(0, dot), key.substr(dot + 1));
+  if (spec == nullptr || spec->kind == value_kind::text || spec->kind == value_kind::duration)
+    return quoting_hint{key, "text needs quotes: " + name + " = " + quote(word)};
+  if (spec->kind == value_kind::text_list)
+    return quoting_hint{key,
+                        "write a list of quoted strings: " + name + " = [" + quote(word) + "]"};
+  if (spec->kind == value_kind::secret) return quoting_hint{key, secret_problem(*spec)};
+  return std::nullopt;  // a number or a boolean: quotes would not help
+}
+
 // The placeholders render_effective prints for a secret; harmless in a file.
 bool is_secret_placeholder(const toml::node& node) {
   const auto text = node.value_exact<std::string>();
   return text && (text->empty() || *text == redacted);
 }
 
+// What a value from the environment or --set looks meant as when it begins like TOML that
+// is more than a bare word ("" when it does not): such a value that fails to parse is a
+// typo, not a string. A text key never takes an array or a table, so there '[' and '{'
+// begin a bare word ("[::1]:9090" for admin.listen). A secret is never judged: a parse
+// error about it could hint at its text.
+std::string toml_intent(const std::string& raw, value_kind kind) {
+  if (raw.empty() || kind == value_kind::secret) return "";
+  const bool text = kind == value_kind::text;
+  switch (raw.front()) {
+    case '"':
+    case '\'':
+      return "a quoted TOML string";
+    case '[':
+      return text ? "" : "a TOML array";
+    case '{':
+      return text ? "" : "a TOML inline table";
+    default:
+      return "";
+  }
+}
+
+std::string toml_intent_fix(char opener) {
+  const std::string shell = ", and in a shell put the whole value in single quotes";
+  switch (opener) {
+    case '[':
+      return "write a complete array, e.g. [\"a\", \"b\"]" + shell;
+    case '{':
+      return "write a complete inline table, e.g. {name = \"value\"}" + shell;
+    default:
+      return "close the quote, or leave the quotes out (a bare word is a string)";
+  }
+}
+
 // A value from the environment or --set: TOML when it parses as one value, else the bare
 // text as a string. For a text key the bare text wins even when it looks like a number
 // (WSVISOR_SERVER_HOST=1234), and a list key takes one bare string as a list of one.
-toml::table value_from_text(const std::string& raw, value_kind kind) {
+// `where` and `key` name the value in an error.
+toml::table value_from_text(const std::string& raw, value_kind kind, const std::string& where,
+                            const std::string& key) {
   toml::table holder;
   try {
     holder = toml::parse("value = " + raw);
-  } catch (const toml::parse_error&) {
+  } catch (const toml::parse_error& error) {
+    const std::string intent = toml_intent(raw, kind);
+    if (!intent.empty())
+      fail(where, key,
+           "starts like " + intent + " but is not valid TOML (the TOML parser says \"" +
+               std::string(error.description()) + "\"): " + toml_intent_fix(raw.front()));
     holder.clear();
   }
   if (holder.size() != 1 || !holder.contains("value")) {
@@ -619,8 +885,12 @@ class settings_builder {
     try {
       root = toml::parse(text, file_name);
     } catch (const toml::parse_error& error) {
-      fail(file_name + ":" + std::to_string(error.source().begin.line), "",
-           "invalid TOML: " + std::string(error.description()));
+      const auto line = error.source().begin.line;
+      const std::string at = file_name + ":" + std::to_string(line);
+      const std::string problem = "invalid TOML: " + std::string(error.description());
+      if (const auto hint = unquoted_value_hint(text, line))
+        fail(at, hint->key, problem + "; " + hint->fix);
+      fail(at, "", problem);
     }
     const where_of where = [file_name](const toml::node& node) {
       const auto line = node.source().begin.line;
@@ -652,7 +922,9 @@ class settings_builder {
 
     for (const auto& [line, section, name, node] : entries) {
       if (name.empty()) {
-        if (!is_section(section)) fail(where(*node), "", unknown_key_problem(section));
+        if (!is_section(section) && node->is_table())
+          fail(where(*node), "", unknown_key_problem(section));
+        if (!is_section(section)) fail_top_level_key(where(*node), section, *node);
         fail(where(*node), section, "expected a table: write [" + section + "]");
       }
       const key_spec* spec = find_key(section, name);
@@ -709,7 +981,7 @@ class settings_builder {
       if (spec == nullptr) fail("--set " + key, "", unknown_key_problem(section));
       const std::string raw = trimmed(assignment.substr(equals + 1));
       if (spec->kind == value_kind::secret) {
-        const toml::table holder = value_from_text(raw, value_kind::secret);
+        const toml::table holder = value_from_text(raw, value_kind::secret, "", "");
         if (is_secret_placeholder(*holder.get("value"))) continue;
         fail("--set " + key, "", secret_problem(*spec));
       }
@@ -757,6 +1029,21 @@ class settings_builder {
       fail(origin_of("auth.mode"), "auth.jwt_secret",
            "auth.mode = \"jwt\" needs the HS256 signing secret: set the environment variable "
            "WSVISOR_AUTH_JWT_SECRET");
+    // Checked whatever the mode: a weak key in the environment is a mistake waiting for
+    // auth.mode = "jwt". The message never shows the secret, nor its length.
+    const auto& auth = result_.auth;
+    if (!auth.jwt_secret.empty() && auth.jwt_secret.size() < shortest_jwt_secret &&
+        !auth.allow_weak_secret)
+      fail(origin_of("auth.jwt_secret"), "auth.jwt_secret",
+           "shorter than " + std::to_string(shortest_jwt_secret) +
+               " bytes, the minimum for an HS256 key (RFC 7518 section 3.2: a shorter one can "
+               "be found offline from one signed token): set WSVISOR_AUTH_JWT_SECRET to at "
+               "least " +
+               std::to_string(shortest_jwt_secret) +
+               " random bytes, e.g. $(openssl rand -base64 32), or set "
+               "auth.allow_weak_secret = true to accept it (for tests only)");
+
+    check_admin_listener_is_apart();
     return result_;
   }
 
@@ -772,8 +1059,33 @@ class settings_builder {
   }
 
   void assign_text(const key_spec& spec, const std::string& raw, const std::string& where) {
-    const toml::table holder = value_from_text(raw, spec.kind);
+    const toml::table holder = value_from_text(raw, spec.kind, where, spec.full_name());
     assign(spec, *holder.get("value"), [where](const toml::node&) { return where; });
+  }
+
+  // An admin.listen on the main listener's port and an overlapping address passes every
+  // per-key rule and then fails at bind (exit 1); port 0 on either side is any free port
+  // and cannot collide.
+  void check_admin_listener_is_apart() const {
+    const auto admin = admin_listen_endpoint(result_);
+    const auto& server = result_.server;
+    if (!admin || admin->port == 0 || admin->port != server.port) return;
+    const auto main_address = parse_ip(server.host);
+    const auto admin_address = parse_ip(admin->address);
+    if (!main_address || !admin_address || !addresses_overlap(*main_address, *admin_address))
+      return;
+    const bool v6 = admin->address.find(':') != std::string::npos;
+    const std::string other_port = server.port == 9090 ? "9091" : "9090";
+    const std::string example =
+        (v6 ? "[" + admin->address + "]" : admin->address) + ":" + other_port;
+    fail(origin_of("admin.listen"), "admin.listen",
+         quote(result_.admin.listen) + " is the main listener's address (server.host = " +
+             quote(server.host) + note("server.host") +
+             "; server.port = " + std::to_string(server.port) + note("server.port") +
+             "), and two listeners cannot share it: give admin.listen a port of its own, e.g. " +
+             quote(example) +
+             ", or set it to \"\" to serve /metrics and /admin/* on the main "
+             "listener");
   }
 
   std::string origin_of(const std::string& key) const {
@@ -808,8 +1120,10 @@ settings load_settings(const std::optional<std::string>& toml_text, const std::s
   return builder.finish();
 }
 
-std::string render_effective(const settings& s) {
-  std::string text = "# wsvisor effective configuration (secrets redacted)\n";
+namespace {
+
+std::string render_keys(const settings& s) {
+  std::string text;
   std::string section;
   for (const auto& spec : key_table()) {
     if (spec.section != section) {
@@ -819,6 +1133,35 @@ std::string render_effective(const settings& s) {
     text += spec.name + " = " + spec.render(s) + "\n";
   }
   return text;
+}
+
+// TOML allows no control character but tab in a comment; a file name may hold any.
+std::string comment_safe(std::string text) {
+  for (char& c : text)
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) c = '?';
+  return text;
+}
+
+}  // namespace
+
+std::string render_effective(const settings& s) {
+  return "# wsvisor effective configuration (secrets redacted)\n" + render_keys(s);
+}
+
+std::string render_effective(const settings& s, const std::string& config_path) {
+  const std::string source = config_path.empty() ? "built-in defaults, no file read"
+                                                 : "read from " + comment_safe(config_path);
+  return "# wsvisor effective configuration (" + source + ")\n# secrets redacted\n" +
+         render_keys(s);
+}
+
+std::optional<listen_endpoint> admin_listen_endpoint(const settings& s) {
+  std::string host, port;
+  bool bracketed = false;
+  if (s.admin.listen.empty() || !split_address(s.admin.listen, host, port, bracketed) ||
+      !is_port_text(port, 0))
+    return std::nullopt;
+  return listen_endpoint{host, static_cast<uint16_t>(std::stoul(port))};
 }
 
 unsigned io_thread_count(const settings& s) {

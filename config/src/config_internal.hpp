@@ -8,8 +8,10 @@
 
 namespace wsvisor::detail {
 
-// Parses a duration such as "250ms", "1.5s", "5m", "1h". On failure returns nullopt and
-// sets `problem` to what is wrong with the text, so callers can add where it came from.
+// Parses a duration such as "250ms", "1.5s", "5m", "1h", or one with a leading '-' (a
+// negative duration, which the caller refuses as such: "-1s" does not lack a unit). On
+// failure returns nullopt and sets `problem` to what is wrong with the text, so callers
+// can add where it came from.
 std::optional<duration> try_parse_duration(const std::string& text, std::string& problem);
 
 // What every duration must lie within: Asio timers overflow when a deadline is centuries

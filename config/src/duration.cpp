@@ -27,11 +27,14 @@ namespace detail {
 std::optional<duration> try_parse_duration(const std::string& text, std::string& problem) {
   const std::string got = ", got \"" + text + "\"";
   const std::string usage = "expected a duration with a unit (ms, s, m or h), e.g. \"250ms\"";
+  const bool negative = !text.empty() && text.front() == '-';
+  const std::string magnitude = negative ? text.substr(1) : text;
   size_t digits_end = 0;
-  while (digits_end < text.size() && (is_digit(text[digits_end]) || text[digits_end] == '.'))
+  while (digits_end < magnitude.size() &&
+         (is_digit(magnitude[digits_end]) || magnitude[digits_end] == '.'))
     ++digits_end;
-  const std::string number = text.substr(0, digits_end);
-  const std::string suffix = text.substr(digits_end);
+  const std::string number = magnitude.substr(0, digits_end);
+  const std::string suffix = magnitude.substr(digits_end);
   if (number.empty()) {
     problem = usage + got;
     return std::nullopt;
@@ -79,7 +82,7 @@ std::optional<duration> try_parse_duration(const std::string& text, std::string&
     problem = too_long + got;
     return std::nullopt;
   }
-  return result;
+  return negative ? -result : result;
 }
 
 }  // namespace detail
@@ -88,6 +91,9 @@ duration parse_duration(const std::string& text, const std::string& key) {
   std::string problem;
   auto parsed = detail::try_parse_duration(text, problem);
   if (!parsed) throw config_error(detail::error_message("", key, problem));
+  if (*parsed < duration::zero())
+    throw config_error(
+        detail::error_message("", key, "must not be negative, got \"" + text + "\""));
   return *parsed;
 }
 

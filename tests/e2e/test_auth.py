@@ -14,7 +14,7 @@ from admission_helpers import (RejectCounter, attempt, attempt_async, b64url, ch
                                check_refusal, make_jwt, now_s)
 from conftest import http_get, module_server, run_async, run_cli, wait_until
 
-SECRET = "e2e-jwt-secret-0123456789"
+SECRET = "e2e-jwt-secret-0123456789-abcdefghij"  # 32+ bytes: shorter is refused
 ADMIN_TOKEN = "auth-admin-token"
 JWT_ENV = {"WSVISOR_AUTH_JWT_SECRET": SECRET, "WSVISOR_ADMIN_TOKEN": ADMIN_TOKEN}
 

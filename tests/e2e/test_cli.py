@@ -7,10 +7,10 @@ import tomllib
 
 import pytest
 
-from conftest import HOST, Server, free_port, http_get, is_listening, run_cli
+from conftest import CONFIG, HOST, Server, free_port, http_get, is_listening, run_cli
 
 SECRET_TOKEN = "s3cr3t-token"
-SECRET_JWT = "jwt-s3cr3t"
+SECRET_JWT = "jwt-s3cr3t-0123456789-abcdefghijklm"  # 32+ bytes: shorter is refused
 SECRET_ENV = {"WSVISOR_ADMIN_TOKEN": SECRET_TOKEN, "WSVISOR_AUTH_JWT_SECRET": SECRET_JWT}
 
 
@@ -200,6 +200,40 @@ def test_config_error_exits_2_before_binding(tmp_path, sets, env, key):
     assert not watcher.seen_listening, "a configuration error bound the port"
 
 
+# ------------------------------------------------------------------ listen addresses
+
+@pytest.mark.parametrize("sets,key,fix", [
+    (["server.host=example.com"], "server.host", '"127.0.0.1"'),
+    (["admin.listen=metrics.internal:9090"], "admin.listen", '"127.0.0.1:9090"'),
+    (["admin.listen=::1:9090"], "admin.listen", '"[::1]:9090"'),
+], ids=["host-name", "admin-host-name", "admin-ipv6-without-brackets"])
+def test_host_that_is_not_an_address_exits_2_before_binding(tmp_path, sets, key, fix):
+    code, log, watcher = run_expecting_exit(tmp_path, sets=sets)
+    assert code == 2, log
+    assert key in log and fix in log, f"the error does not name {key} and {fix}:\n{log}"
+    assert not watcher.seen_listening, "a configuration error bound the port"
+
+
+def test_admin_listen_on_the_main_address_exits_2_before_binding(tmp_path):
+    port = free_port()
+    code, log, watcher = run_expecting_exit(
+        tmp_path, sets=[f"admin.listen=0.0.0.0:{port}"], port=port)
+    assert code == 2, log
+    for part in ("admin.listen", "server.host", "server.port", "main listener"):
+        assert part in log, f"the error does not say {part!r}:\n{log}"
+    assert not watcher.seen_listening, "a configuration error bound the port"
+
+
+def test_localhost_is_127_0_0_1(server_factory):
+    cp = run_cli("--set", "server.host=localhost", "--set", "admin.listen=localhost:9090",
+                 "--check-config")
+    assert cp.returncode == 0, output(cp)
+    assert effective_value(cp.stdout, "server", "host") == "127.0.0.1", cp.stdout
+    assert effective_value(cp.stdout, "admin", "listen") == "127.0.0.1:9090", cp.stdout
+    srv = server_factory("server.host=localhost")
+    assert http_get(srv.port, "/health/ready").status == 200
+
+
 # ------------------------------------------------------------------ --check-config
 
 def test_check_config_prints_effective_config_without_binding():
@@ -221,6 +255,19 @@ def test_check_config_prints_effective_config_without_binding():
     assert effective_value(cp.stdout, "server", "ws_path") == "/ws", cp.stdout
 
 
+def test_check_config_names_the_file_it_read(tmp_path):
+    cp = run_cli("--check-config")
+    assert cp.returncode == 0, output(cp)
+    first = cp.stdout.splitlines()[0]
+    assert first.startswith("#") and f"read from {CONFIG}" in first, cp.stdout
+    tomllib.loads(cp.stdout)  # still valid TOML
+    # Without a file (none given, none at the default path): the built-in defaults.
+    cp = run_cli("--check-config", config=False)
+    assert cp.returncode == 0, output(cp)
+    assert "built-in defaults" in cp.stdout.splitlines()[0], cp.stdout
+    tomllib.loads(cp.stdout)
+
+
 def test_check_config_with_error_exits_2():
     cp = run_cli("--set", "limits.max_connections=abc", "--check-config")
     assert cp.returncode == 2, output(cp)
@@ -236,6 +283,22 @@ def test_check_config_never_prints_secrets():
     assert cp.returncode == 0, output(cp)
     assert_no_secret(output(cp))
     assert effective_value(cp.stdout, "auth", "mode") == "jwt"
+
+
+def test_short_jwt_secret_exits_2_unless_allowed(tmp_path):
+    weak = {"WSVISOR_AUTH_JWT_SECRET": "s3cr3t-but-short"}
+    code, log, watcher = run_expecting_exit(tmp_path, sets=["auth.mode=jwt"], env=weak)
+    assert code == 2, log
+    assert "WSVISOR_AUTH_JWT_SECRET" in log and "32 bytes" in log, log
+    assert "auth.allow_weak_secret" in log, f"the error does not name the way out:\n{log}"
+    assert_no_secret(log)
+    assert not watcher.seen_listening, "a configuration error bound the port"
+    # The key lets a test use a short one.
+    cp = run_cli("--set", "auth.mode=jwt", "--set", "auth.allow_weak_secret=true",
+                 "--check-config", env=weak)
+    assert cp.returncode == 0, output(cp)
+    assert effective_value(cp.stdout, "auth", "allow_weak_secret") is True, cp.stdout
+    assert_no_secret(output(cp))
 
 
 def test_secrets_not_in_running_server_logs(server_factory):
@@ -308,6 +371,20 @@ def test_set_reads_toml_values_and_bare_strings():
     assert cp.returncode == 0, output(cp)
     assert effective_value(cp.stdout, "janitor", "ping_interval") == "2s", cp.stdout
     assert effective_value(cp.stdout, "server", "allowed_origins") == ["https://a.b"], cp.stdout
+
+
+@pytest.mark.parametrize("how", ["set", "env"])
+def test_value_that_starts_like_toml_and_does_not_parse_exits_2(tmp_path, how):
+    value = '["https://a.b"'
+    if how == "set":
+        sets, env = [f"server.allowed_origins={value}"], None
+    else:
+        sets, env = [], {"WSVISOR_SERVER_ALLOWED_ORIGINS": value}
+    code, log, watcher = run_expecting_exit(tmp_path, sets=sets, env=env)
+    assert code == 2, log
+    assert "server.allowed_origins" in log, log
+    assert "not valid TOML" in log and "Error while parsing array" in log, log
+    assert not watcher.seen_listening, "a configuration error bound the port"
 
 
 # ------------------------------------------------------------------ bind failure

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -92,6 +93,7 @@ TEST_CASE("without a file every key has its built-in default") {
   CHECK(s.auth.mode == "none");
   CHECK(s.auth.user_header == "X-User-Id");
   CHECK(s.auth.jwt_secret.empty());
+  CHECK_FALSE(s.auth.allow_weak_secret);
   CHECK(s.limits.max_connections == 10000);
   CHECK(s.limits.soft_connections == 9000);  // 0 resolves to 90 % of max_connections
   CHECK(s.limits.max_per_user == 20);
@@ -145,6 +147,7 @@ trusted_proxies = ["10.0.0.0/8", "192.168.1.7", "fd00::/8", "::1"]
 [auth]
 mode = "header"
 user_header = "X-Forwarded-User"
+allow_weak_secret = true
 
 [limits]
 max_connections = 500
@@ -211,6 +214,7 @@ mode = "echo"
         std::vector<std::string>{"10.0.0.0/8", "192.168.1.7/32", "fd00::/8", "::1/128"});
   CHECK(s.auth.mode == "header");
   CHECK(s.auth.user_header == "X-Forwarded-User");
+  CHECK(s.auth.allow_weak_secret);
   CHECK(s.limits.max_connections == 500);
   CHECK(s.limits.soft_connections == 400);
   CHECK(s.limits.max_per_user == 0);
@@ -328,7 +332,7 @@ TEST_CASE("an environment value of the wrong type is an error naming the variabl
 
 TEST_CASE("secrets come from the environment only, verbatim, and are never shown") {
   const std::string token = "s3cr3t-token";
-  const std::string jwt_secret = "[1, \"not toml to me\"]";
+  const std::string jwt_secret = "[1, \"not toml to me\", \"and 32 bytes or more\"]";
   const environment env = {{"WSVISOR_ADMIN_TOKEN", token}, {"WSVISOR_AUTH_JWT_SECRET", jwt_secret}};
   const settings s = load("auth.mode = \"jwt\"", env);
   CHECK(s.admin.token == token);
@@ -371,6 +375,43 @@ TEST_CASE("secrets come from the environment only, verbatim, and are never shown
   }
 }
 
+TEST_CASE("a JWT secret shorter than 32 bytes is refused unless auth.allow_weak_secret") {
+  const std::string weak = "short-secret";
+  const std::string message =
+      load_error("auth.mode = \"jwt\"", {{"WSVISOR_AUTH_JWT_SECRET", weak}});
+  CHECK(message ==
+        "config error: environment variable WSVISOR_AUTH_JWT_SECRET: auth.jwt_secret: shorter "
+        "than 32 bytes, the minimum for an HS256 key (RFC 7518 section 3.2: a shorter one can be "
+        "found offline from one signed token): set WSVISOR_AUTH_JWT_SECRET to at least 32 random "
+        "bytes, e.g. $(openssl rand -base64 32), or set auth.allow_weak_secret = true to accept "
+        "it (for tests only)");
+  CHECK_FALSE(contains(message, weak));
+  // Whatever the mode: the secret is checked when it is given.
+  CHECK(contains(load_error(std::nullopt, {{"WSVISOR_AUTH_JWT_SECRET", weak}}), "shorter than 32"));
+  // 31 bytes are too few, 32 are enough; bytes, not characters ("é" is two).
+  CHECK(contains(load_error(std::nullopt, {{"WSVISOR_AUTH_JWT_SECRET", std::string(31, 'x')}}),
+                 "auth.jwt_secret: shorter than 32 bytes"));
+  CHECK(load(std::nullopt, {{"WSVISOR_AUTH_JWT_SECRET", std::string(32, 'x')}}).auth.jwt_secret ==
+        std::string(32, 'x'));
+  std::string sixteen_accents;
+  for (int i = 0; i < 16; ++i) sixteen_accents += "\xc3\xa9";
+  CHECK(load(std::nullopt, {{"WSVISOR_AUTH_JWT_SECRET", sixteen_accents}}).auth.jwt_secret.size() ==
+        32);
+
+  // The escape hatch, from any layer.
+  CHECK(
+      load("auth.allow_weak_secret = true", {{"WSVISOR_AUTH_JWT_SECRET", weak}}).auth.jwt_secret ==
+      weak);
+  CHECK(load(std::nullopt,
+             {{"WSVISOR_AUTH_JWT_SECRET", weak}, {"WSVISOR_AUTH_ALLOW_WEAK_SECRET", "true"}})
+            .auth.allow_weak_secret);
+  const settings allowed = load("auth.mode = \"jwt\"", {{"WSVISOR_AUTH_JWT_SECRET", weak}},
+                                {"auth.allow_weak_secret=true"});
+  CHECK(allowed.auth.jwt_secret == weak);
+  CHECK(contains(render_effective(allowed), "\nallow_weak_secret = true\n"));
+  CHECK_FALSE(contains(render_effective(allowed), weak));
+}
+
 TEST_CASE("--set reads TOML values and takes a bare word as a string") {
   const settings s = load(
       std::nullopt, {},
@@ -386,6 +427,48 @@ TEST_CASE("--set reads TOML values and takes a bare word as a string") {
   CHECK(s.admin.listen.empty());
   CHECK(s.limits.max_per_ip == 7);
   CHECK(s.server.ws_path == "/a=b");  // only the first '=' separates key and value
+}
+
+TEST_CASE("a value that starts like TOML and does not parse is an error, not a string") {
+  CHECK(load_error(std::nullopt, {}, {R"(server.allowed_origins=["https://a.b")"}) ==
+        "config error: --set server.allowed_origins=[\"https://a.b\": server.allowed_origins: "
+        "starts like a TOML array but is not valid TOML (the TOML parser says \"Error while "
+        "parsing array: encountered end-of-file\"): write a complete array, e.g. [\"a\", \"b\"], "
+        "and in a shell put the whole value in single quotes");
+  // What a shell leaves of an unquoted --set 'server.trusted_proxies=["10.0.0.0/8"]'.
+  CHECK(contains(load_error(std::nullopt, {}, {"server.trusted_proxies=[10.0.0.0/8]"}),
+                 "server.trusted_proxies: starts like a TOML array but is not valid TOML"));
+  CHECK(contains(load_error(std::nullopt, {}, {"faults.enabled={on"}),
+                 "faults.enabled: starts like a TOML inline table but is not valid TOML"));
+  const std::string quoted = load_error(std::nullopt, {}, {"log.level=\"warn"});
+  CHECK(contains(quoted, "--set log.level=\"warn: log.level: starts like a quoted TOML string"));
+  CHECK(contains(quoted, "close the quote, or leave the quotes out"));
+  CHECK(contains(load_error(std::nullopt, {}, {"server.ws_path='/ws"}), "quoted TOML string"));
+
+  // The environment shares the rule and names the variable.
+  CHECK(contains(load_error(std::nullopt, {{"WSVISOR_SERVER_ALLOWED_ORIGINS", "[\"https://a.b\""}}),
+                 "environment variable WSVISOR_SERVER_ALLOWED_ORIGINS: server.allowed_origins: "
+                 "starts like a TOML array"));
+  CHECK(contains(load_error(std::nullopt, {{"PORT", "[8080"}}),
+                 "environment variable PORT: server.port: starts like a TOML array"));
+
+  // Bare words stay strings: a text key never takes an array, so '[' begins a word there.
+  const settings s =
+      load(std::nullopt, {}, {"admin.listen=[::1]:9090", "server.ws_path=/x[y]", "log.level=warn"});
+  CHECK(s.admin.listen == "[::1]:9090");
+  CHECK(s.server.ws_path == "/x[y]");
+  CHECK(s.log.level == "warn");
+  CHECK(contains(load_error(std::nullopt, {}, {"limits.max_connections=lots"}),
+                 "expected a positive integer, got \"lots\""));
+
+  // Secrets are never parsed: taken verbatim from the environment, refused on --set for
+  // being a secret, and never the subject of a parse error.
+  const std::string jwt_secret = "\"an unterminated quote, and long enough";
+  CHECK(load(std::nullopt, {{"WSVISOR_AUTH_JWT_SECRET", jwt_secret}}).auth.jwt_secret ==
+        jwt_secret);
+  const std::string on_set = load_error(std::nullopt, {}, {"admin.token=[oops"});
+  CHECK(contains(on_set, "WSVISOR_ADMIN_TOKEN"));
+  CHECK_FALSE(contains(on_set, "TOML parser"));
 }
 
 TEST_CASE("--set errors name the --set argument") {
@@ -419,8 +502,9 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
     std::string expected;
   };
   const std::vector<bad_value> cases = {
-      {"server", "host = \"\"", "server.host", "host name or IP address"},
-      {"server", "host = \"a b\"", "server.host", "host name or IP address"},
+      {"server", "host = \"\"", "server.host", "an IP address"},
+      {"server", "host = \"a b\"", "server.host", "an IP address"},
+      {"server", "host = 0", "server.host", "an IP address"},
       {"server", "port = 65536", "server.port", "0 to 65535"},
       {"server", "port = -1", "server.port", "0 to 65535"},
       {"server", "port = \"8080\"", "server.port", "0 to 65535"},
@@ -463,7 +547,7 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
       {"janitor", "pong_timeout = \"0h\"", "janitor.pong_timeout", "above zero"},
       {"janitor", "probe_timeout = \"0s\"", "janitor.probe_timeout", "above zero"},
       {"janitor", "idle_timeout = 30", "janitor.idle_timeout", "write \"30s\""},
-      {"janitor", "max_lifetime = \"-1s\"", "janitor.max_lifetime", "with a unit"},
+      {"janitor", "max_lifetime = \"-1s\"", "janitor.max_lifetime", "must not be negative"},
       {"janitor", "close_timeout = \"0s\"", "janitor.close_timeout", "above zero"},
       {"supervision", "connection_restarts = -1", "supervision.connection_restarts",
        "non-negative"},
@@ -481,6 +565,7 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
       {"admin", "listen = \"localhost\"", "admin.listen", "host:port"},
       {"admin", "listen = \"localhost:99999\"", "admin.listen", "host:port"},
       {"admin", "listen = \":9090\"", "admin.listen", "host:port"},
+      {"auth", "allow_weak_secret = 1", "auth.allow_weak_secret", "true or false"},
       {"faults", "enabled = \"yes\"", "faults.enabled", "true or false"},
       {"app", "mode = \"chat\"", "app.mode", "one of \"echo\""},
   };
@@ -490,6 +575,114 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
     CHECK(contains(message, "config error: test.toml:3: " + bad.key + ": "));
     CHECK(contains(message, bad.expected));
   }
+}
+
+TEST_CASE("server.host is an IP address or localhost (127.0.0.1); names are not resolved") {
+  for (const std::string address :
+       {"0.0.0.0", "127.0.0.1", "10.1.2.3", "::", "::1", "fe80::1", "::ffff:192.0.2.1"}) {
+    CAPTURE(address);
+    CHECK(load("server.host = \"" + address + "\"").server.host == address);
+  }
+  // The effective configuration shows the address that is bound.
+  const settings local = load("[server]\nhost = \"localhost\"\n");
+  CHECK(local.server.host == "127.0.0.1");
+  CHECK(contains(render_effective(local), "\nhost = \"127.0.0.1\"\n"));
+  CHECK(load(std::nullopt, {{"WSVISOR_SERVER_HOST", "LocalHost"}}).server.host == "127.0.0.1");
+
+  CHECK(load_error("[server]\nhost = \"example.com\"\n") ==
+        "config error: test.toml:2: server.host: expected an IP address (or \"localhost\"), got "
+        "\"example.com\": host names are not resolved (only \"localhost\" is, as 127.0.0.1); "
+        "write an address such as \"0.0.0.0\" (every IPv4 interface), \"127.0.0.1\" (this "
+        "machine only) or \"::\" (every IPv6 interface)");
+  const std::string from_set = load_error(std::nullopt, {}, {"server.host=my-host"});
+  CHECK(contains(from_set, "--set server.host=my-host: server.host: "));
+  CHECK(contains(from_set, "host names are not resolved"));
+  CHECK(contains(load_error(std::nullopt, {{"WSVISOR_SERVER_HOST", "db.internal"}}),
+                 "environment variable WSVISOR_SERVER_HOST: server.host: "));
+  // Not a name, so no word about resolving; still the addresses to use instead.
+  const std::string bad_v4 = load_error("server.host = \"10.0.0.256\"");
+  CHECK_FALSE(contains(bad_v4, "not resolved"));
+  CHECK(contains(bad_v4, "write an address such as \"0.0.0.0\""));
+  CHECK(contains(load_error("server.host = \"[::1]\""),
+                 "write the IPv6 address without brackets: \"::1\""));
+}
+
+TEST_CASE("admin.listen: an IP address and a port; localhost is 127.0.0.1; IPv6 in brackets") {
+  for (const std::string listen : {"127.0.0.1:9090", "0.0.0.0:0", "[::1]:9090", "[::]:9090"}) {
+    CAPTURE(listen);
+    CHECK(load("admin.listen = \"" + listen + "\"").admin.listen == listen);
+  }
+  CHECK(load(std::nullopt, {}, {"admin.listen=[::1]:9090"}).admin.listen == "[::1]:9090");
+  CHECK(load("admin.listen = \"localhost:9090\"").admin.listen == "127.0.0.1:9090");
+  // What the admin listener binds: the address without brackets.
+  const auto v6 = admin_listen_endpoint(load("admin.listen = \"[::1]:9090\""));
+  REQUIRE(v6);
+  CHECK(v6->address == "::1");
+  CHECK(v6->port == 9090);
+  const auto v4 = admin_listen_endpoint(load("admin.listen = \"localhost:0\""));
+  REQUIRE(v4);
+  CHECK(v4->address == "127.0.0.1");
+  CHECK(v4->port == 0);
+  CHECK_FALSE(admin_listen_endpoint(load(std::nullopt)));
+
+  CHECK(load_error("[admin]\nlisten = \"metrics.local:9090\"\n") ==
+        "config error: test.toml:2: admin.listen: expected \"\" (the main listener) or "
+        "host:port with an IP address as host, got \"metrics.local:9090\": host names are not "
+        "resolved (only \"localhost\" is, as 127.0.0.1); write an address such as "
+        "\"0.0.0.0:9090\" (every IPv4 interface), \"127.0.0.1:9090\" (this machine only) or "
+        "\"[::]:9090\" (every IPv6 interface)");
+  CHECK(contains(load_error("admin.listen = \"::1:9090\""),
+                 "an IPv6 address goes in brackets: \"[::1]:9090\""));
+  CHECK(
+      contains(load_error("admin.listen = \"[localhost]:9090\""), "brackets hold an IPv6 address"));
+  CHECK(contains(load_error("admin.listen = \"127.0.0.1:http\""),
+                 "the port must be a number from 0 to 65535"));
+  CHECK(contains(load_error("admin.listen = \"9090\""), "write address:port"));
+}
+
+TEST_CASE("admin.listen may not take the main listener's address") {
+  CHECK(load_error("[server]\nhost = \"127.0.0.1\"\n[admin]\nlisten = \"0.0.0.0:8080\"\n") ==
+        "config error: test.toml:4: admin.listen: \"0.0.0.0:8080\" is the main listener's "
+        "address (server.host = \"127.0.0.1\" from test.toml:2; server.port = 8080, the "
+        "default), and two listeners cannot share it: give admin.listen a port of its own, e.g. "
+        "\"0.0.0.0:9090\", or set it to \"\" to serve /metrics and /admin/* on the main "
+        "listener");
+  // Same or overlapping addresses on one port collide, whichever side is the wildcard.
+  for (const auto& [host, listen] : std::vector<std::pair<std::string, std::string>>{
+           {"0.0.0.0", "127.0.0.1:8080"},
+           {"127.0.0.1", "127.0.0.1:8080"},
+           {"localhost", "localhost:8080"},
+           {"::", "127.0.0.1:8080"},  // "::" is dual-stack
+           {"::", "[::1]:8080"},
+           {"::1", "[::]:8080"},
+           {"127.0.0.1", "[::ffff:127.0.0.1]:8080"}}) {
+    CAPTURE(host);
+    CAPTURE(listen);
+    const std::string message =
+        load_error(std::nullopt, {}, {"server.host=" + host, "admin.listen=" + listen});
+    CHECK(contains(message, "--set admin.listen=" + listen + ": admin.listen: "));
+    CHECK(contains(message, "server.host = "));
+    CHECK(contains(message, "server.port = 8080"));
+  }
+  // The port may come from another layer; the message says which.
+  CHECK(contains(load_error("admin.listen = \"127.0.0.1:3000\"", {{"PORT", "3000"}}),
+                 "server.port = 3000 from environment variable PORT"));
+  CHECK(contains(load_error("admin.listen = \"[::]:9090\"", {}, {"server.port=9090"}),
+                 "e.g. \"[::]:9091\""));
+
+  // Apart: another port, port 0 (any free port) on either side, or disjoint addresses.
+  for (const auto& [host, listen] : std::vector<std::pair<std::string, std::string>>{
+           {"0.0.0.0", "127.0.0.1:9090"},
+           {"0.0.0.0", "0.0.0.0:0"},
+           {"127.0.0.1", "127.0.0.2:8080"},
+           {"0.0.0.0", "[::1]:8080"},  // an IPv4 wildcard does not take IPv6
+           {"::1", "127.0.0.1:8080"}}) {
+    CAPTURE(host);
+    CAPTURE(listen);
+    CHECK(load(std::nullopt, {}, {"server.host=" + host, "admin.listen=" + listen}).admin.listen ==
+          listen);
+  }
+  CHECK(load(std::nullopt, {}, {"server.port=0", "admin.listen=0.0.0.0:0"}).server.port == 0);
 }
 
 TEST_CASE("valid values at the edges of each range are accepted") {
@@ -558,6 +751,56 @@ TEST_CASE("unknown sections and keys, non-tables and bad TOML are errors with fi
   CHECK(contains(load_error("[server]\nws_path = \"x\"\nhost = \"\"\n"), "server.ws_path"));
 }
 
+TEST_CASE("a key above every [section] says which section it belongs under") {
+  CHECK(load_error("port = 8080\n") ==
+        "config error: test.toml:1: `port` belongs under [server]: write it as [server] port = "
+        "8080");
+  CHECK(load_error("# top\nallowed_origins = [\"https://a.b\"]\n[server]\nport = 1\n") ==
+        "config error: test.toml:2: `allowed_origins` belongs under [server]: write it as "
+        "[server] allowed_origins = [\"https://a.b\"]");
+  // A name two sections share: both are offered.
+  CHECK(contains(load_error("mode = \"echo\"\n"),
+                 "`mode` belongs under [auth] or [app]: write it as [auth] mode = \"echo\" or "
+                 "[app] mode = \"echo\""));
+  // A secret is not echoed: it belongs in the environment.
+  const std::string secret = load_error("token = \"hunter2-hunter2\"\n");
+  CHECK(contains(secret, "test.toml:1: admin.token: "));
+  CHECK(contains(secret, "WSVISOR_ADMIN_TOKEN"));
+  CHECK_FALSE(contains(secret, "hunter2"));
+  CHECK(load_error("verbose = true\n") ==
+        "config error: test.toml:1: verbose: unknown top-level key; every key belongs under one "
+        "of the sections server, auth, limits, janitor, supervision, shutdown, log, admin, "
+        "faults, app");
+  // A table that is no section stays an unknown section.
+  CHECK(contains(load_error("[port]\nx = 1\n"), "unknown section \"port\""));
+}
+
+TEST_CASE("an unquoted text value is a TOML error that suggests the quotes") {
+  CHECK(load_error("[server]\nhost = 0.0.0.0\n") ==
+        "config error: test.toml:2: server.host: invalid TOML: Error while parsing "
+        "floating-point: expected decimal digit or exponent, saw '.'; text needs quotes: host = "
+        "\"0.0.0.0\"");
+  CHECK(contains(load_error("[janitor]\n# every 10 s\nping_interval = 10s   # comment\n"),
+                 "test.toml:3: janitor.ping_interval: invalid TOML: "));
+  CHECK(contains(load_error("[janitor]\nping_interval = 10s\n"),
+                 "text needs quotes: ping_interval = \"10s\""));
+  CHECK(contains(load_error("[admin]\nlisten = 127.0.0.1:9090\n"), "admin.listen: invalid TOML: "));
+  CHECK(contains(load_error("server.ws_path = /ws\n"),
+                 "server.ws_path: invalid TOML: Error while parsing value: could not determine "
+                 "value type; text needs quotes: server.ws_path = \"/ws\""));
+  CHECK(contains(load_error("[auth]\nmode = jwt\n"), "auth.mode: invalid TOML"));
+  CHECK(contains(load_error("[server]\nallowed_origins = https://a.b\n"),
+                 "write a list of quoted strings: allowed_origins = [\"https://a.b\"]"));
+  // A secret is never echoed, even unquoted.
+  const std::string secret = load_error("[auth]\njwt_secret = s3cr3t.s3cr3t\n");
+  CHECK(contains(secret, "WSVISOR_AUTH_JWT_SECRET"));
+  CHECK_FALSE(contains(secret, "s3cr3t"));
+  // No hint where quotes would not help or the error is elsewhere.
+  CHECK(load_error("[faults]\nenabled = yes\n").find("quotes") == std::string::npos);
+  CHECK(load_error("[server]\nport = 1\nport = 2\n").find("quotes") == std::string::npos);
+  CHECK(load_error("[server]\nport = = 1\n").find("quotes") == std::string::npos);
+}
+
 TEST_CASE("durations: units, fractions, the need for a unit, and the shortest format") {
   CHECK(parse_duration("250ms", "k") == 250ms);
   CHECK(parse_duration("10s", "k") == 10s);
@@ -571,11 +814,14 @@ TEST_CASE("durations: units, fractions, the need for a unit, and the shortest fo
   const std::string bare = error_of([] { parse_duration("10", "janitor.ping_interval"); });
   CHECK(contains(bare, "janitor.ping_interval: "));
   CHECK(contains(bare, "add a unit, e.g. \"10s\""));
-  for (const std::string text : {"", "s", "ms", "10 s", "10sec", "1d", "-1s", "1.s", ".5s",
+  for (const std::string text : {"", "s", "ms", "10 s", "10sec", "1d", "-", "--1s", "1.s", ".5s",
                                  "1.2.3s", "0.5ms", "8761h", "99999999999999h", " 1s"}) {
     CAPTURE(text);
     CHECK(contains(error_of([&] { parse_duration(text, "some.key"); }), "some.key: expected"));
   }
+
+  CHECK(error_of([] { parse_duration("-1s", "some.key"); }) ==
+        "config error: some.key: must not be negative, got \"-1s\"");
 
   CHECK(format_duration(0ms) == "0s");
   CHECK(format_duration(250ms) == "250ms");
@@ -588,8 +834,40 @@ TEST_CASE("durations: units, fractions, the need for a unit, and the shortest fo
     CHECK(parse_duration(format_duration(value), "k") == value);
 }
 
+TEST_CASE("a negative duration is refused as negative, for every duration key") {
+  CHECK(load_error(std::nullopt, {}, {"janitor.idle_timeout=-1s"}) ==
+        "config error: --set janitor.idle_timeout=-1s: janitor.idle_timeout: must not be "
+        "negative, got \"-1s\": expected a duration (\"0s\" = off)");
+  CHECK(load_error("[janitor]\nping_interval = -5\n") ==
+        "config error: test.toml:2: janitor.ping_interval: must not be negative, got -5: "
+        "expected a duration above zero");
+  CHECK(contains(load_error("shutdown.drain_spread = -0.5"), "must not be negative, got -0.5"));
+
+  // The duration keys are the ones whose default renders as a quoted duration.
+  std::istringstream defaults(render_effective(load(std::nullopt)));
+  std::string section, line;
+  size_t duration_keys = 0;
+  while (std::getline(defaults, line)) {
+    if (line.rfind("[", 0) == 0) section = line.substr(1, line.size() - 2);
+    const size_t equals = line.find(" = \"");
+    if (equals == std::string::npos || line.back() != '"') continue;
+    const std::string value = line.substr(equals + 4, line.size() - equals - 5);
+    if (!error_of([&] { parse_duration(value, "k"); }).empty()) continue;
+    const std::string key = section + "." + line.substr(0, equals);
+    CAPTURE(key);
+    ++duration_keys;
+    for (const std::string negative : {"-1s", "-250ms", "-0.5m"}) {
+      const std::string message = load_error(std::nullopt, {}, {key + "=" + negative});
+      CHECK(contains(message, key + ": must not be negative, got \"" + negative + "\""));
+      CHECK_FALSE(contains(message, "with a unit"));
+    }
+  }
+  CHECK(duration_keys == 16);
+}
+
 TEST_CASE("render_effective prints every key as TOML that reads back to the same settings") {
-  const environment secrets = {{"WSVISOR_ADMIN_TOKEN", "t"}, {"WSVISOR_AUTH_JWT_SECRET", "j"}};
+  const environment secrets = {{"WSVISOR_ADMIN_TOKEN", "t"},
+                               {"WSVISOR_AUTH_JWT_SECRET", std::string(shortest_jwt_secret, 'j')}};
   const settings customised = load(
       R"(
 [server]
@@ -643,6 +921,7 @@ enabled = true
                                  "mode = \"none\"",
                                  "user_header = \"X-User-Id\"",
                                  "jwt_secret = \"\"",
+                                 "allow_weak_secret = false",
                                  "[limits]",
                                  "max_connections = 10000",
                                  "soft_connections = 9000",
@@ -691,6 +970,29 @@ enabled = true
   CHECK(render_effective(load(defaults)) == defaults);
 }
 
+TEST_CASE("the effective configuration names the file it was read from, as a TOML comment") {
+  scratch_directory scratch;
+  const std::string path = scratch.write("custom.toml", "[server]\nport = 7000\n");
+  const cli_result cli = run_cli({"--config", path, "--check-config"});
+  const std::string from_file = render_effective(cli.config, cli.config_path);
+  CHECK(from_file.rfind(
+            "# wsvisor effective configuration (read from " + path + ")\n# secrets redacted\n",
+            0) == 0);
+  CHECK(contains(from_file, "\nport = 7000\n"));
+
+  const cli_result defaults = run_cli({"--check-config"});
+  CHECK(render_effective(defaults.config, defaults.config_path)
+            .rfind("# wsvisor effective configuration (built-in defaults, no file read)\n", 0) ==
+        0);
+
+  // Valid TOML that reads back to the same settings, whatever the file name holds.
+  for (const std::string& odd_path : std::vector<std::string>{path, "we\nird\r\x01name.toml", ""}) {
+    const std::string rendered = render_effective(cli.config, odd_path);
+    CHECK(render_effective(load_settings(rendered, "effective.toml", {}, {})) ==
+          render_effective(cli.config));
+  }
+}
+
 TEST_CASE("config/wsvisor.toml documents exactly the built-in defaults") {
   const std::string path = repository_root() + "/config/wsvisor.toml";
   std::ifstream file(path);
@@ -710,7 +1012,7 @@ TEST_CASE("config/wsvisor.toml documents exactly the built-in defaults") {
     ++keys_rendered;
     ++position;
   }
-  CHECK(keys_rendered == 47);  // the keys of CONTRACT section 2
+  CHECK(keys_rendered == 48);  // the keys of CONTRACT section 2 and auth.allow_weak_secret
 }
 
 TEST_CASE("command line: --help, --version, --check-config and running") {

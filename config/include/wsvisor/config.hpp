@@ -31,7 +31,13 @@ struct auth_settings {
   std::string mode = "none";  // "none" | "header" | "jwt"
   std::string user_header = "X-User-Id";
   std::string jwt_secret;  // secret: environment only, never printed
+  // Accept a jwt_secret shorter than shortest_jwt_secret (for tests; refused by default).
+  bool allow_weak_secret = false;
 };
+
+// RFC 7518 section 3.2: an HS256 key must be at least as long as the hash, 32 bytes; a
+// shorter one can be found offline from a single signed token.
+inline constexpr size_t shortest_jwt_secret = 32;
 
 struct limits_settings {
   uint64_t max_connections = 10000;
@@ -140,11 +146,27 @@ settings load_settings(const std::optional<std::string>& toml_text, const std::s
 // The effective configuration as TOML, secrets redacted ("<redacted>" when set).
 std::string render_effective(const settings& s);
 
+// The same, opening with a comment that names the file read (`config_path`, as in
+// cli_result) or "built-in defaults" when it is "", so that --check-config says which file
+// it validated. Still valid TOML whatever the path holds.
+std::string render_effective(const settings& s, const std::string& config_path);
+
 // Parses "250ms", "10s", "5m", "1h" (also "0s"). Throws config_error naming `key`.
 duration parse_duration(const std::string& text, const std::string& key);
 
 // Formats a duration the shortest exact way ("250ms", "10s", "5m").
 std::string format_duration(duration d);
+
+// Where a listener binds: an IP address (IPv6 without brackets) and a port (0 = any free one).
+struct listen_endpoint {
+  std::string address;
+  uint16_t port = 0;
+};
+
+// admin.listen as the endpoint to bind ("[::1]:9090" gives "::1" and 9090); nullopt when it
+// is "" (then the main listener serves /metrics and /admin/* too). The loader has checked
+// the text, so any other value splits.
+std::optional<listen_endpoint> admin_listen_endpoint(const settings& s);
 
 // Threads that run actors: server.io_threads in "io" mode, server.actor_threads in
 // "pool" mode, with 0 resolved to the number of cores.
