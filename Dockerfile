@@ -1,7 +1,8 @@
 # wsvisor container image: built from source on Debian bookworm (the platform the project
 # targets), run on bookworm-slim with only the shared libraries the binary loads.
 #
-#   docker build -t wsvisor .
+#   docker build -t wsvisor .                   (or `make image`: docker or podman)
+#   podman build --format docker -t wsvisor .   (the docker format keeps the HEALTHCHECK)
 #   docker run -p 8080:8080 wsvisor
 #
 # Apt packages are not pinned to exact versions on purpose: Debian stable keeps only the
@@ -60,10 +61,14 @@ EXPOSE 8080
 # SIGTERM starts the graceful drain (shutdown.drain_timeout, 8 s by default, within the
 # 10 s that docker stop waits before SIGKILL).
 STOPSIGNAL SIGTERM
-# The image has no curl: bash's /dev/tcp sends the request and the status line must say
-# 200. The timeout kills a probe that connects but gets no answer. No --start-period
+# `wsvisor --health` reads the configuration as the server does (the same --config, then
+# PORT, WSVISOR_* and --set), so it probes /health/live on the port the server really
+# listens on, however that was set, and gives up after 2 s, inside --timeout. Arguments
+# given to `docker run IMAGE --set ...` reach only the ENTRYPOINT: set the port through
+# PORT or WSVISOR_SERVER_PORT, or repeat them in --health-cmd. No --start-period
 # (dockerfilelint 1.8 rejects the option, and start-up takes well under the 30 s that
-# three failed probes need to mark the container unhealthy).
+# three failed probes need to mark the container unhealthy). podman keeps a HEALTHCHECK
+# only in the docker image format: `podman build --format docker`.
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
-  CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${PORT} && printf 'GET /health/live HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+  CMD ["/usr/local/bin/wsvisor", "--health", "--config", "/etc/wsvisor/wsvisor.toml"]
 ENTRYPOINT ["/usr/local/bin/wsvisor", "--config", "/etc/wsvisor/wsvisor.toml"]
