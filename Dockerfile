@@ -55,8 +55,8 @@ RUN if ldd /usr/local/bin/wsvisor | grep 'not found'; then exit 1; fi \
 
 # A numeric user, so that platforms enforcing runAsNonRoot can verify it without /etc/passwd.
 USER 10001:10001
-# Container platforms pass the port in PORT; it overrides server.port of the file.
-ENV PORT=8080
+# No PORT default: without it the port is the file's (8080 in the shipped one), so that a
+# mounted configuration file is honoured; platforms that pass PORT still override it.
 EXPOSE 8080
 # SIGTERM starts the graceful drain (shutdown.drain_timeout, 8 s by default, within the
 # 10 s that docker stop waits before SIGKILL).
