@@ -5,7 +5,7 @@
 # then builds unchanged: the engine finds the bases in its local storage and pulls
 # nothing.
 #
-#   tests/image/debootstrap-base.sh [podman|docker]    (as root; about 3 minutes)
+#   tests/image/debootstrap-base.sh [podman|docker]    (as root; 2 to 3 minutes)
 #
 # What comes out is close to Docker Hub's images (built by debuerreotype: minbase, the
 # same apt sources, the slim one without docs, man pages and locales), with one
@@ -93,5 +93,8 @@ for variant in full slim; do
   [ "$variant" = slim ] && tag=$tag-slim
   echo "debootstrap-base: $engine import -> $tag"
   tar -C "$work/$variant" --numeric-owner -c . |
-    "$engine" import --change 'CMD ["bash"]' - "$tag" >/dev/null
+    "$engine" import --change 'CMD ["bash"]' - "$tag" >/dev/null 2>"$work/import.log" || {
+    cat "$work/import.log" >&2
+    exit 1
+  }
 done
