@@ -38,6 +38,10 @@ cleanup() {
   rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
+# With these, bash runs the cleanup only once the foreground command (debootstrap, which
+# gets the same signal from its process group) has ended, never under its feet.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 echo "debootstrap-base: debootstrap --variant=minbase $suite from $mirror"
 debootstrap --variant=minbase "$suite" "$work/full" "$mirror" >"$work/debootstrap.log" 2>&1 || {

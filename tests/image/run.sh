@@ -46,8 +46,31 @@ python=/usr/bin/python3
 image=${WSVISOR_TEST_IMAGE:-localhost/wsvisor:image-test}
 name=wsvisor-image-test-$$
 tmp=$(mktemp -d /tmp/wsvisor-image-test.XXXXXX)
+bounded_pid=""
+# LOG SECONDS COMMAND...: COMMAND under timeout, its output in LOG ("": this script's),
+# in the background and waited for, so that a signal to this script is handled at once
+# (bash defers traps until a foreground command ends) and cleanup can stop it: timeout
+# passes the TERM on to COMMAND's process group. (A redirection of the call itself would
+# also catch the output of a trap that runs meanwhile, the cleanup's.)
+bounded() {
+  local log=$1 seconds=$2 code=0
+  shift 2
+  if [ -n "$log" ]; then
+    timeout "$seconds" "$@" >"$log" 2>&1 &
+  else
+    timeout "$seconds" "$@" &
+  fi
+  bounded_pid=$!
+  wait "$bounded_pid" || code=$?
+  bounded_pid=""
+  return "$code"
+}
 cleanup() {
   local code=$?
+  if [ -n "$bounded_pid" ]; then
+    kill -TERM "$bounded_pid" 2>/dev/null || true
+    wait "$bounded_pid" 2>/dev/null || true
+  fi
   if "$engine" container inspect "$name" >/dev/null 2>&1; then
     if [ "$code" -ne 0 ]; then
       echo "--- container log ---" >&2
@@ -59,7 +82,7 @@ cleanup() {
   echo "==> [$((SECONDS - started_at))s] tests/image/run.sh: $([ "$code" -eq 0 ] && echo passed || echo FAILED)"
 }
 trap cleanup EXIT
-# So that an interrupt or a CI timeout's SIGTERM still runs the cleanup.
+# An interrupt or a CI timeout's SIGTERM: the cleanup, and a failing exit code.
 trap 'exit 130' INT
 trap 'exit 143' TERM
 step "engine: $engine ($("$engine" --version))"
@@ -72,19 +95,19 @@ step "engine: $engine ($("$engine" --version))"
 for base in $(awk '/^FROM /{print $2}' Dockerfile | sort -u); do
   if "$engine" image inspect "$base" >/dev/null 2>&1; then continue; fi
   step "pulling $base"
-  if timeout 300 "$engine" pull "$base" >"$tmp/pull.log" 2>&1; then continue; fi
+  if bounded "$tmp/pull.log" 300 "$engine" pull "$base"; then continue; fi
   sed 's/^/    /' "$tmp/pull.log" | tail -n 3
   command -v debootstrap >/dev/null ||
     fail "cannot pull $base and debootstrap is missing to build it (apt-get install debootstrap)"
   step "the registry is unreachable: building the debian bases with debootstrap (about 3 minutes)"
-  tests/image/debootstrap-base.sh "$engine"
+  bounded "" 1200 tests/image/debootstrap-base.sh "$engine" || fail "debootstrap-base.sh failed"
   "$engine" image inspect "$base" >/dev/null 2>&1 || fail "debootstrap-base.sh made no $base"
 done
 
 # ---------------------------------------------------------------------------- build
 step "make image IMAGE=$image ENGINE=$engine"
-timeout "${WSVISOR_IMAGE_BUILD_TIMEOUT:-3600}" make --no-print-directory image \
-  IMAGE="$image" ENGINE="$engine" >"$tmp/build.log" 2>&1 || {
+bounded "$tmp/build.log" "${WSVISOR_IMAGE_BUILD_TIMEOUT:-3600}" \
+  make --no-print-directory image IMAGE="$image" ENGINE="$engine" || {
   tail -n 40 "$tmp/build.log" >&2
   fail "the image did not build (log above)"
 }
