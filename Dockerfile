@@ -1,7 +1,8 @@
 # wsvisor container image: built from source on Debian bookworm (the platform the project
 # targets), run on bookworm-slim with only the shared libraries the binary loads.
 #
-#   docker build -t wsvisor .
+#   docker build -t wsvisor .                   (or `make image`: docker or podman)
+#   podman build --format docker -t wsvisor .   (the docker format keeps the HEALTHCHECK)
 #   docker run -p 8080:8080 wsvisor
 #
 # Apt packages are not pinned to exact versions on purpose: Debian stable keeps only the
@@ -15,13 +16,20 @@ WORKDIR /src
 # The dependency installer alone first, so that the package layer is cached across
 # source changes.
 COPY tools/install-deps.sh tools/install-deps.sh
-RUN ./tools/install-deps.sh && rm -rf /var/lib/apt/lists/*
+RUN ./tools/install-deps.sh \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 COPY . .
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
  && cmake --build build --target wsvisor
 
 FROM debian:bookworm-slim
 # Runtime libraries of build/wsvisor (libstdc++, libgcc and libc are in the base image).
+# The apt caches are removed here rather than left to the base image: Docker Hub's
+# debian images delete them through /etc/apt/apt.conf.d/docker-clean, but a base built
+# otherwise (debootstrap, a mirror's rebuild) keeps the package lists, the downloaded
+# .debs and apt's pkgcache.bin and srcpkgcache.bin: about 80 MB (measured on a
+# debootstrap base) that the image would carry for nothing.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libboost-json1.81.0 \
@@ -33,7 +41,8 @@ RUN apt-get update \
       libspdlog1.10 \
       libssl3 \
       libtomlplusplus3 \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
  && groupadd --system --gid 10001 wsvisor \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin wsvisor
 
@@ -46,16 +55,20 @@ RUN if ldd /usr/local/bin/wsvisor | grep 'not found'; then exit 1; fi \
 
 # A numeric user, so that platforms enforcing runAsNonRoot can verify it without /etc/passwd.
 USER 10001:10001
-# Container platforms pass the port in PORT; it overrides server.port of the file.
-ENV PORT=8080
+# No PORT default: without it the port is the file's (8080 in the shipped one), so that a
+# mounted configuration file is honoured; platforms that pass PORT still override it.
 EXPOSE 8080
 # SIGTERM starts the graceful drain (shutdown.drain_timeout, 8 s by default, within the
 # 10 s that docker stop waits before SIGKILL).
 STOPSIGNAL SIGTERM
-# The image has no curl: bash's /dev/tcp sends the request and the status line must say
-# 200. The timeout kills a probe that connects but gets no answer. No --start-period
+# `wsvisor --health` reads the configuration as the server does (the same --config, then
+# PORT, WSVISOR_* and --set), so it probes /health/live on the port the server really
+# listens on, however that was set, and gives up after 2 s, inside --timeout. Arguments
+# given to `docker run IMAGE --set ...` reach only the ENTRYPOINT: set the port through
+# PORT or WSVISOR_SERVER_PORT, or repeat them in --health-cmd. No --start-period
 # (dockerfilelint 1.8 rejects the option, and start-up takes well under the 30 s that
-# three failed probes need to mark the container unhealthy).
+# three failed probes need to mark the container unhealthy). podman keeps a HEALTHCHECK
+# only in the docker image format: `podman build --format docker`.
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
-  CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${PORT} && printf 'GET /health/live HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+  CMD ["/usr/local/bin/wsvisor", "--health", "--config", "/etc/wsvisor/wsvisor.toml"]
 ENTRYPOINT ["/usr/local/bin/wsvisor", "--config", "/etc/wsvisor/wsvisor.toml"]

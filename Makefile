@@ -1,13 +1,17 @@
 # Two commands set everything up on a fresh Debian bookworm machine (as root):
 #   make run    install what is missing, build Release, start build/wsvisor on port 8080
 #   make test   the same set-up, then every test through ctest
+#   make image  the container image (Dockerfile) with docker or podman
 BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
+IMAGE ?= wsvisor:latest
+# docker or podman; empty: docker when an engine answers, else podman (see image:).
+ENGINE ?=
 
-.PHONY: all deps configure build run test bench format clean
+.PHONY: all deps configure build run test bench format image clean
 
 all: build
 
@@ -31,6 +35,21 @@ bench: build
 
 format:
 	@git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+# docker only when `docker info` works: the client alone (no engine) cannot build. podman
+# builds with chroot isolation, which needs no OCI runtime (so it works inside containers
+# and sandboxes where the runtime cannot), and in the docker image format, since the OCI
+# format has no HEALTHCHECK and podman would drop it.
+image:
+	@engine="$(ENGINE)"; \
+	if [ -z "$$engine" ]; then \
+	  if command -v docker >/dev/null 2>&1 && timeout 20 docker info >/dev/null 2>&1; then engine=docker; \
+	  elif command -v podman >/dev/null 2>&1; then engine=podman; \
+	  else echo "make image: needs podman, or docker with an engine that answers 'docker info'" >&2; exit 1; fi; \
+	fi; \
+	flags=""; [ "$$engine" = podman ] && flags="--isolation=chroot --format docker"; \
+	echo "$$engine build $$flags -t $(IMAGE) ."; \
+	$$engine build $$flags -t $(IMAGE) .
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "health_probe.hpp"
 #include "logging.hpp"
 #include "wsvisor/config.hpp"
 #include "wsvisor/metrics.hpp"
@@ -197,6 +198,8 @@ int main(int argc, char** argv) {
     case cli_action::check_config:
       std::fputs(render_effective(cli.config).c_str(), stdout);
       return 0;
+    case cli_action::health:
+      return run_health_probe(cli.config);
     case cli_action::run:
       break;
   }

@@ -60,6 +60,7 @@ cli_result parse_command_line(int argc, const char* const* argv, const environme
   bool help_requested = false;
   bool version_requested = false;
   bool check_requested = false;
+  bool health_requested = false;
   std::string config_path;
   std::vector<std::string> assignments;
   app.add_flag("-h,--help", help_requested, "Print this help and exit.");
@@ -79,6 +80,12 @@ cli_result parse_command_line(int argc, const char* const* argv, const environme
   app.add_flag("--check-config", check_requested,
                "Validate the configuration, print the effective configuration with secrets "
                "redacted, and exit 0 (2 on an error).");
+  app.add_flag("--health", health_requested,
+               "Probe the server this configuration describes: GET /health/live on "
+               "server.host (0.0.0.0 as 127.0.0.1, :: as ::1) and server.port, within 2 s. "
+               "Prints one line and exits 0 on a 200, 1 otherwise, 2 on a configuration "
+               "error. For a container HEALTHCHECK: give it the server's --config and --set.")
+      ->excludes("--check-config");
   app.footer(
       "Precedence, lowest first: built-in defaults < the file < PORT (sets server.port) < "
       "WSVISOR_<SECTION>_<KEY> (e.g. WSVISOR_LIMITS_MAX_CONNECTIONS=5000) < --set.\n"
@@ -115,7 +122,9 @@ cli_result parse_command_line(int argc, const char* const* argv, const environme
     result.config_path = default_config_path;
   }
   result.config = load_settings(toml_text, result.config_path, env, assignments);
-  result.action = check_requested ? cli_action::check_config : cli_action::run;
+  result.action = check_requested    ? cli_action::check_config
+                  : health_requested ? cli_action::health
+                                     : cli_action::run;
   return result;
 }
 

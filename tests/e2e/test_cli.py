@@ -399,3 +399,55 @@ def test_bind_failure_exits_1(tmp_path):
     finally:
         holder.close()
     assert code == 1, log
+
+
+# ------------------------------------------------------------------ --health
+
+def test_health_probes_the_port_however_it_was_set(server_factory, tmp_path):
+    """--health reads the configuration as the server does (file < PORT < WSVISOR_* <
+    --set), so a container's HEALTHCHECK follows the port however it was set; 0.0.0.0
+    is probed on 127.0.0.1."""
+    srv = server_factory("server.host=0.0.0.0")
+    elsewhere = free_port()
+    cfg = tmp_path / "health.toml"
+    cfg.write_text(f'[server]\nhost = "0.0.0.0"\nport = {srv.port}\n')
+    for args, env, config in [
+        (("--set", f"server.port={srv.port}"), None, True),
+        ((), {"WSVISOR_SERVER_PORT": str(srv.port), "PORT": str(elsewhere)}, True),
+        ((), {"PORT": str(srv.port)}, True),
+        (("--config", str(cfg)), None, False),
+    ]:
+        cp = run_cli("--health", *args, env=env, config=config)
+        assert cp.returncode == 0, f"{args} {env}: {output(cp)}"
+        assert cp.stdout.strip() == "alive", f"{args} {env}: {output(cp)}"
+
+
+def test_health_fails_with_its_cause(tmp_path):
+    """Exit 1 with one line naming the cause when nothing answers (refused, or a port
+    that accepts and never answers: bounded by the probe's 2 s), 2 on a configuration
+    error, before any connection."""
+    cp = run_cli("--health", "--set", f"server.port={free_port()}")
+    assert cp.returncode == 1, output(cp)
+    assert "refused" in cp.stderr.lower() and len(cp.stderr.strip().splitlines()) == 1, \
+        output(cp)
+
+    # Listening with a backlog but never accepting: the TCP handshake completes and no
+    # answer ever comes.
+    mute = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    mute.bind((HOST, 0))
+    mute.listen(8)
+    try:
+        started = time.monotonic()
+        cp = run_cli("--health", "--set", f"server.host={HOST}",
+                     "--set", f"server.port={mute.getsockname()[1]}")
+        took = time.monotonic() - started
+    finally:
+        mute.close()
+    assert cp.returncode == 1, output(cp)
+    assert "no answer within 2 s" in cp.stderr, output(cp)
+    assert 1.5 < took < 5.0, f"probe took {took:.1f}s: {output(cp)}"
+
+    for args in (("--set", "server.port=abc"), ("--set", "server.port=0"),
+                 ("--check-config",)):
+        cp = run_cli("--health", *args)
+        assert cp.returncode == 2, f"{args}: {output(cp)}"

@@ -111,7 +111,7 @@ struct settings {
 };
 
 // What the command line asks for.
-enum class cli_action { run, help, version, check_config };
+enum class cli_action { run, help, version, check_config, health };
 
 struct cli_result {
   cli_action action = cli_action::run;
