@@ -1,6 +1,6 @@
-#include "wsvisor/supervision/detail/restart_window.hpp"
+#include "wsvisor/supervision/restart_window.hpp"
 
-namespace wsvisor::detail {
+namespace wsvisor {
 
 bool restart_window::admit(time_point now) {
   // Restarts that left the window no longer count.
@@ -12,4 +12,4 @@ bool restart_window::admit(time_point now) {
   return false;
 }
 
-}  // namespace wsvisor::detail
+}  // namespace wsvisor

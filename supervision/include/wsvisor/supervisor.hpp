@@ -9,6 +9,7 @@
 #include "wsvisor/supervision/restart_intensity.hpp"
 #include "wsvisor/supervision/restart_strategy.hpp"
 #include "wsvisor/supervision/restart_type.hpp"
+#include "wsvisor/supervision/restart_window.hpp"
 #include "wsvisor/supervision/shutdown_policy.hpp"
 #include "wsvisor/supervision/supervision_error.hpp"
 #include "wsvisor/supervision/supervisor.hpp"

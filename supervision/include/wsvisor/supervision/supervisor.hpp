@@ -17,7 +17,7 @@
 #include <caf/timespan.hpp>
 
 #include "wsvisor/supervision/detail/child_table.hpp"
-#include "wsvisor/supervision/detail/restart_window.hpp"
+#include "wsvisor/supervision/restart_window.hpp"
 #include "wsvisor/supervision/supervisor_spec.hpp"
 #include "wsvisor/supervision/supervisor_tree.hpp"
 
@@ -106,7 +106,7 @@ class supervisor : public caf::event_based_actor {
 
   supervisor_spec spec_;
   detail::child_table children_;
-  detail::restart_window restarts_;
+  restart_window restarts_;
   std::size_t total_restarts_ = 0;
   phase phase_ = phase::starting;
   caf::error shutdown_reason_;

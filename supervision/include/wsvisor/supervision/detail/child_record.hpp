@@ -11,7 +11,7 @@
 
 #include "wsvisor/supervision/child_spec.hpp"
 #include "wsvisor/supervision/detail/child_state.hpp"
-#include "wsvisor/supervision/detail/restart_window.hpp"
+#include "wsvisor/supervision/restart_window.hpp"
 
 namespace wsvisor::detail {
 

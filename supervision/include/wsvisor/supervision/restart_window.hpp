@@ -6,10 +6,13 @@
 
 #include "wsvisor/supervision/restart_intensity.hpp"
 
-namespace wsvisor::detail {
+namespace wsvisor {
 
 /// Sliding window of restart times that decides whether one more restart
 /// stays within a restart intensity. Holds at most max_restarts + 1 entries.
+/// Supervisors use one for themselves and, with child_intensity, one per
+/// child; anything else that restarts in place (a connection's handler) can
+/// use it too.
 class restart_window {
  public:
   using time_point = caf::actor_clock::time_point;
@@ -24,4 +27,4 @@ class restart_window {
   std::deque<time_point> recent_;
 };
 
-}  // namespace wsvisor::detail
+}  // namespace wsvisor
