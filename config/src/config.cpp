@@ -14,7 +14,6 @@
 #include <functional>
 #include <limits>
 #include <map>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -772,18 +771,76 @@ bool is_toml_value(const std::string& text) {
   }
 }
 
+// A line read left to right: blanks skipped, runs of characters taken.
+class line_reader {
+ public:
+  explicit line_reader(std::string_view line) : rest_(line) {}
+  void skip_blanks() {
+    while (!rest_.empty() && (rest_.front() == ' ' || rest_.front() == '\t'))
+      rest_.remove_prefix(1);
+  }
+  bool take(char c) {
+    skip_blanks();
+    if (rest_.empty() || rest_.front() != c) return false;
+    rest_.remove_prefix(1);
+    return true;
+  }
+  template <class Allowed>
+  std::string_view take_run(Allowed allowed) {
+    skip_blanks();
+    size_t n = 0;
+    while (n < rest_.size() && allowed(rest_[n])) ++n;
+    const auto run = rest_.substr(0, n);
+    rest_.remove_prefix(n);
+    return run;
+  }
+  // Nothing left but blanks and a comment.
+  bool at_end() {
+    skip_blanks();
+    return rest_.empty() || rest_.front() == '#';
+  }
+
+ private:
+  std::string_view rest_;
+};
+
+bool is_name_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+}
+
+// `[name]` (blanks and a comment allowed): the section's name.
+std::optional<std::string> section_header(std::string_view line) {
+  line_reader reader(line);
+  if (!reader.take('[')) return std::nullopt;
+  const auto name = reader.take_run(is_name_char);
+  if (name.empty() || !reader.take(']') || !reader.at_end()) return std::nullopt;
+  return std::string(name);
+}
+
+// `key = word`, where the word has no quote, bracket, brace, '#', '=', ',', '\' or
+// blank: a value written without the quotes it needs, or a number or a boolean.
+std::optional<std::pair<std::string, std::string>> bare_entry(std::string_view line) {
+  line_reader reader(line);
+  const auto name = reader.take_run([](char c) { return is_name_char(c) || c == '.'; });
+  if (name.empty() || !reader.take('=')) return std::nullopt;
+  const auto word = reader.take_run([](char c) {
+    return c != ' ' && c != '\t' &&
+           std::string_view("\"'[]{}#=,\\").find(c) == std::string_view::npos;
+  });
+  if (word.empty() || !reader.at_end()) return std::nullopt;
+  return std::make_pair(std::string(name), std::string(word));
+}
+
 std::optional<quoting_hint> unquoted_value_hint(const std::string& text, size_t line_number) {
-  static const std::regex section_header(R"(^\s*\[\s*([A-Za-z0-9_-]+)\s*\]\s*(#.*)?$)");
-  static const std::regex unquoted_entry(
-      R"re(^\s*([A-Za-z0-9_.-]+)\s*=\s*([^\s"'\[\]{}#=,\\]+)\s*(#.*)?$)re");
   std::istringstream lines(text);
   std::string line, section;
-  std::smatch match;
   for (size_t number = 1; number <= line_number && std::getline(lines, line); ++number)
-    if (number < line_number && std::regex_match(line, match, section_header)) section = match[1];
-  if (!std::regex_match(line, match, unquoted_entry)) return std::nullopt;
-  const std::string name = match[1];
-  const std::string word = match[2];
+    if (number < line_number)
+      if (auto header = section_header(line)) section = *header;
+  const auto entry = bare_entry(line);
+  if (!entry) return std::nullopt;
+  const std::string& name = entry->first;
+  const std::string& word = entry->second;
   // A word that is TOML on its own (a number, a boolean, a date): the error is elsewhere.
   if (is_toml_value(word)) return std::nullopt;
 
