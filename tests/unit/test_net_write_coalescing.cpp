@@ -353,3 +353,78 @@ TEST_CASE("destroying the layer while a write is still corked closes the socket 
   CHECK(end);
   CHECK(total < big.size());
 }
+
+TEST_CASE("a held close frame waits: writes after it go first, then it, then the teardown") {
+  loopback pair;
+  int held_calls = 0;
+  pair.server->hold_close_frames(true, [&] { ++held_calls; });
+  const std::string before = "\x81\x03one";
+  const std::string close_frame("\x88\x02\x03\xe8", 4);  // close 1000
+  const std::string after = "\x81\x03two";
+  bool close_written = false;
+  pair.server->async_write_some(asio::buffer(before), [](beast::error_code, std::size_t) {});
+  pair.server->async_write_some(asio::buffer(close_frame),
+                                [&](beast::error_code ec, std::size_t bytes) {
+                                  CHECK_FALSE(ec);
+                                  CHECK(bytes == close_frame.size());  // taken whole
+                                  close_written = true;
+                                });
+  CHECK(pair.server->close_frame_held());
+  bool torn_down = false;
+  async_teardown(beast::role_type::server, *pair.server,
+                 [&](beast::error_code) { torn_down = true; });
+  pair.io.poll();
+  CHECK(close_written);
+  CHECK(held_calls == 1);
+  CHECK_FALSE(torn_down);  // the teardown waits for the held frame
+  pair.server->async_write_some(asio::buffer(after), [](beast::error_code, std::size_t) {});
+  pair.io.poll();
+  CHECK(pair.peer_read(before.size() + after.size()) == before + after);
+  CHECK_FALSE(torn_down);
+  pair.server->release_close();
+  CHECK(pair.peer_read(close_frame.size()) == close_frame);
+  pair.peer.close();  // a server's teardown waits for the peer's end of the stream
+  for (int i = 0; i < 100 && !torn_down; ++i) pair.io.run_one_for(std::chrono::seconds(1));
+  CHECK(torn_down);
+}
+
+TEST_CASE("a held close frame can be released as a 1002 close instead") {
+  loopback pair;
+  pair.server->hold_close_frames(true);
+  const std::string peer_code_5000("\x88\x04\x13\x88hi", 6);
+  pair.server->async_write_some(asio::buffer(peer_code_5000),
+                                [](beast::error_code, std::size_t) {});
+  pair.io.poll();
+  pair.server->release_close(uint16_t{1002});
+  CHECK(pair.peer_read(4) == std::string("\x88\x02\x03\xea", 4));
+}
+
+TEST_CASE("close frames are not held when holding is off, and data frames never are") {
+  loopback pair;
+  pair.server->hold_close_frames(true);
+  const std::string data = "\x82\x01\x88";  // a binary frame whose payload is 0x88
+  pair.server->async_write_some(asio::buffer(data), [](beast::error_code, std::size_t) {});
+  CHECK_FALSE(pair.server->close_frame_held());
+  pair.server->hold_close_frames(false);
+  const std::string close_frame("\x88\x00", 2);
+  pair.server->async_write_some(asio::buffer(close_frame), [](beast::error_code, std::size_t) {});
+  CHECK_FALSE(pair.server->close_frame_held());
+  CHECK(pair.peer_read(data.size() + close_frame.size()) == data + close_frame);
+}
+
+TEST_CASE("primed bytes are read before the socket's") {
+  loopback pair;
+  pair.server->prime("first-");
+  asio::write(pair.peer, asio::buffer(std::string("second")));
+  std::string got;
+  std::string buffer(4, '\0');
+  std::function<void(beast::error_code, std::size_t)> on_read = [&](beast::error_code ec,
+                                                                    std::size_t n) {
+    REQUIRE_FALSE(ec);
+    got.append(buffer.data(), n);
+    if (got.size() < 12) pair.server->async_read_some(asio::buffer(buffer), on_read);
+  };
+  pair.server->async_read_some(asio::buffer(buffer), on_read);
+  for (int i = 0; i < 100 && got.size() < 12; ++i) pair.io.run_one_for(std::chrono::seconds(1));
+  CHECK(got == "first-second");
+}

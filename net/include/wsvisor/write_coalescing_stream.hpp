@@ -19,6 +19,16 @@
 // After a write error every later write fails with that error. The websocket close
 // (async_teardown) waits until every accepted byte is written.
 //
+// Close frames can be held (hold_close_frames): a close frame that Beast writes on its
+// own (its answer to the peer's close, or the close that fails a connection on a
+// protocol error) waits, and the writes that come after it go first, until the owner
+// releases it. The session uses this so that the replies to messages already read
+// leave before the close (RFC 6455: no data after a close frame).
+//
+// Bytes read ahead of the stream (the HTTP parser's buffer after the upgrade request,
+// which may hold the first frames) can be handed in with prime(); the reader gets them
+// before anything from the socket.
+//
 // Lifetime: the next layer and the buffers live in a shared core that the write in
 // flight keeps alive, so destroying this object while a write is in flight (or corked)
 // is safe; the destructor then closes the lowest layer on the executor, which ends it.
@@ -38,7 +48,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -138,6 +150,27 @@ class write_coalescing_stream {
     return core_->pending.size() + core_->sending.size();
   }
 
+  // Bytes already read from the socket by someone else (the HTTP parser): the next
+  // reads return them first.
+  void prime(std::string bytes) { core_->primed = std::move(bytes); }
+
+  // While on, a close frame written through this layer is held: its write completes,
+  // later writes go out before it, and `on_held` is posted to the executor. Off: close
+  // frames go in order like any frame. Turning it off does not release a held one.
+  void hold_close_frames(bool on, std::function<void()> on_held = {}) {
+    core_->hold_closes = on;
+    core_->on_close_held = std::move(on_held);
+  }
+  bool close_frame_held() const noexcept { return !core_->held_close.empty(); }
+
+  // Releases a held close frame after everything accepted so far; with `code`, the
+  // frame sent is a close with that code and no reason instead (the peer's close code
+  // was one the RFC forbids, and the connection is failed with 1002). Without a held
+  // frame, does nothing.
+  void release_close(std::optional<std::uint16_t> code = std::nullopt) {
+    core_->release_close(code);
+  }
+
   // Reads pass through. The layer notes whether one is waiting on the socket: while
   // none is, the reader is still working through bytes it already has (pipelined
   // messages), so more writes are likely on their way and the flush waits for them.
@@ -145,6 +178,15 @@ class write_coalescing_stream {
   auto async_read_some(const MutableBufferSequence& buffers, ReadHandler&& handler) {
     return boost::asio::async_initiate<ReadHandler, void(boost::beast::error_code, std::size_t)>(
         [](auto handler, std::shared_ptr<core> c, const MutableBufferSequence& buffers) {
+          if (!c->primed.empty()) {
+            // What the HTTP parser read past the request, before the socket's bytes.
+            const std::size_t n = boost::asio::buffer_copy(buffers, boost::asio::buffer(c->primed));
+            c->primed.erase(0, n);
+            auto executor = c->next.get_executor();
+            return boost::asio::post(
+                executor,
+                boost::beast::bind_handler(std::move(handler), boost::beast::error_code{}, n));
+          }
           c->socket_read_pending = true;
           auto& next = c->next;
           next.async_read_some(buffers, detail::read_completion<core, decltype(handler)>{
@@ -190,6 +232,12 @@ class write_coalescing_stream {
       const std::size_t size = boost::asio::buffer_size(buffers);
       ++accept_count;
       if (error) return complete(std::forward<Handler>(handler), error, 0);
+      if (hold_closes && held_close.empty() && starts_close_frame(buffers)) {
+        held_close.resize(size);
+        boost::asio::buffer_copy(boost::asio::buffer(held_close), buffers);
+        if (on_close_held) boost::asio::post(next.get_executor(), std::move(on_close_held));
+        return complete(std::forward<Handler>(handler), boost::beast::error_code{}, size);
+      }
       if (!flushing && !flush_posted && pending.empty() && socket_read_pending) {
         // A reader waiting on the socket has consumed every request it got, so nothing
         // else is on its way to join this write (a request/response peer): it goes now,
@@ -216,6 +264,35 @@ class write_coalescing_stream {
         return complete(std::forward<Handler>(handler), boost::beast::error_code{}, size);
       held = write_handler(std::forward<Handler>(handler));  // Beast writes one at a time
       held_size = size;
+    }
+
+    // FIN set, opcode 8 (RFC 6455 5.5.1): a close frame begins. Beast writes each
+    // control frame in a write of its own.
+    template <class ConstBufferSequence>
+    static bool starts_close_frame(const ConstBufferSequence& buffers) {
+      for (auto it = boost::asio::buffer_sequence_begin(buffers);
+           it != boost::asio::buffer_sequence_end(buffers); ++it) {
+        const boost::asio::const_buffer b(*it);
+        if (b.size() == 0) continue;
+        return *static_cast<const unsigned char*>(b.data()) == 0x88;
+      }
+      return false;
+    }
+
+    void release_close(std::optional<std::uint16_t> code) {
+      if (held_close.empty()) return;
+      std::string frame = std::move(held_close);
+      held_close.clear();
+      if (code) {
+        frame = {'\x88', '\x02', static_cast<char>(*code >> 8), static_cast<char>(*code & 0xff)};
+      }
+      if (error) {
+        // Never to be written; a close that waited for it goes on (and fails) now.
+        if (!flushing && closer) start_teardown(std::move(closer));
+        return;
+      }
+      pending.append(frame);
+      if (!flushing && !flush_posted) schedule_flush();
     }
 
     template <class ConstBufferSequence>
@@ -302,14 +379,15 @@ class write_coalescing_stream {
       if (!error && !pending.empty() && !flush_posted) schedule_flush();
       if (held && (error || pending.size() + sending.size() <= high_water))
         complete(std::move(held), error, error ? 0 : held_size);
-      if (!flushing && pending.empty() && closer) start_teardown(std::move(closer));
+      if (!flushing && pending.empty() && held_close.empty() && closer)
+        start_teardown(std::move(closer));
     }
 
     template <class TeardownHandler>
     void teardown(boost::beast::role_type role, TeardownHandler&& handler) {
       teardown_role = role;
       teardown_handler h(std::forward<TeardownHandler>(handler));
-      if (flushing || !pending.empty()) {
+      if (flushing || !pending.empty() || !held_close.empty()) {
         closer = std::move(h);  // on_flushed starts it once everything is written
         if (!flushing && !flush_posted) schedule_flush();
         return;
@@ -323,6 +401,7 @@ class write_coalescing_stream {
     }
 
     NextLayer next;
+    std::string primed;   // read ahead by someone else, returned before the socket's bytes
     std::string pending;  // accepted, waiting for the write in flight to finish
     std::string sending;  // the write in flight
     bool flushing = false;
@@ -336,6 +415,9 @@ class write_coalescing_stream {
     std::size_t held_size = 0;
     teardown_handler closer;  // a close waiting for the write in flight
     boost::beast::role_type teardown_role = boost::beast::role_type::server;
+    bool hold_closes = false;
+    std::string held_close;  // a close frame waiting for release_close()
+    std::function<void()> on_close_held;
   };
 
   std::shared_ptr<core> core_;
