@@ -7,6 +7,34 @@ std::string_view target_path(std::string_view target) {
   return query == std::string_view::npos ? target : target.substr(0, query);
 }
 
+namespace {
+
+std::string_view trimmed(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+bool is_base64_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '/';
+}
+
+}  // namespace
+
+handshake_check check_websocket_handshake(std::optional<std::string_view> version,
+                                          std::optional<std::string_view> key) {
+  if (!key) return handshake_check::bad_key;
+  // 16 bytes in base64: 22 characters and "==".
+  const auto k = trimmed(*key);
+  if (k.size() != 24 || k.substr(22) != "==") return handshake_check::bad_key;
+  for (char c : k.substr(0, 22))
+    if (!is_base64_char(c)) return handshake_check::bad_key;
+  if (!version) return handshake_check::no_version;
+  if (trimmed(*version) != "13") return handshake_check::bad_version;
+  return handshake_check::ok;
+}
+
 route route_request(std::string_view method, std::string_view target, bool is_upgrade,
                     const routing_options& options) {
   const std::string_view path = target_path(target);

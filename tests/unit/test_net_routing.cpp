@@ -199,3 +199,23 @@ TEST_CASE("admin_elsewhere: the admin listener serves /metrics, /admin/* and /he
   CHECK(get("/ws", options) == "not_found");
   CHECK(get("/other", options) == "not_found");
 }
+
+TEST_CASE("check_websocket_handshake: RFC 6455 4.2.1 key and version") {
+  using wsvisor::check_websocket_handshake;
+  using wsvisor::handshake_check;
+  const std::string_view good_key = "dGhlIHNhbXBsZSBub25jZQ==";  // RFC 6455's example
+  CHECK(check_websocket_handshake("13", good_key) == handshake_check::ok);
+  CHECK(check_websocket_handshake(" 13 ", good_key) == handshake_check::ok);
+  // The key: present, and the base64 of 16 bytes.
+  CHECK(check_websocket_handshake("13", std::nullopt) == handshake_check::bad_key);
+  CHECK(check_websocket_handshake("13", "") == handshake_check::bad_key);
+  CHECK(check_websocket_handshake("13", "short==") == handshake_check::bad_key);
+  CHECK(check_websocket_handshake("13", "dGhlIHNhbXBsZSBub25jZQ") == handshake_check::bad_key);
+  CHECK(check_websocket_handshake("13", "dGhlIHNhbXBsZSBub25j!Q==") == handshake_check::bad_key);
+  CHECK(check_websocket_handshake("13", "dGhlIHNhbXBsZSBub25jZQ==dGhl") ==
+        handshake_check::bad_key);
+  // The version: 13 only.
+  CHECK(check_websocket_handshake(std::nullopt, good_key) == handshake_check::no_version);
+  for (const char* other : {"8", "14", "", "13, 8", "12"})
+    CHECK(check_websocket_handshake(other, good_key) == handshake_check::bad_version);
+}

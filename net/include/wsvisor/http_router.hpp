@@ -3,6 +3,7 @@
 // on its own.
 #pragma once
 
+#include <optional>
 #include <string_view>
 
 namespace wsvisor {
@@ -33,5 +34,13 @@ route route_request(std::string_view method, std::string_view target, bool is_up
 
 // The path of a request target, without "?query".
 std::string_view target_path(std::string_view target);
+
+// An upgrade request's own headers (RFC 6455 4.2.1): a Sec-WebSocket-Key that is the
+// base64 of 16 bytes, and Sec-WebSocket-Version 13. A bad key is answered 400, a
+// missing version 400 and another version 426, both with Sec-WebSocket-Version: 13.
+// nullopt: the header is absent.
+enum class handshake_check { ok, bad_key, no_version, bad_version };
+handshake_check check_websocket_handshake(std::optional<std::string_view> version,
+                                          std::optional<std::string_view> key);
 
 }  // namespace wsvisor
