@@ -68,6 +68,17 @@ bool trusted_proxies::contains(const ip::address& address) const {
   return false;
 }
 
+bool trusted_proxies::vouches_for_identity(const ip::address& peer) const {
+  if (networks_.empty()) return normalized(peer).is_loopback();
+  return contains(peer);
+}
+
+std::string trusted_proxies::identity_rule() const {
+  if (networks_.empty()) return "only from loopback peers (server.trusted_proxies is empty)";
+  return "only from peers in server.trusted_proxies (" + std::to_string(networks_.size()) +
+         (networks_.size() == 1 ? " network)" : " networks)");
+}
+
 std::string trusted_proxies::client_ip(const ip::address& peer,
                                        std::string_view forwarded_for) const {
   const auto peer_address = normalized(peer);

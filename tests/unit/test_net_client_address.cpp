@@ -178,3 +178,19 @@ TEST_CASE("CIDR entries that do not parse are skipped, the others still apply") 
   CHECK(proxies.client_ip(ip("192.168.0.1"), "1.2.3.4") == "1.2.3.4");
   CHECK(proxies.client_ip(ip("10.0.0.1"), "1.2.3.4") == "10.0.0.1");
 }
+
+TEST_CASE("vouches_for_identity: trusted proxies, or loopback when none are configured") {
+  const trusted_proxies none({});
+  CHECK(none.vouches_for_identity(ip("127.0.0.1")));
+  CHECK(none.vouches_for_identity(ip("127.5.6.7")));
+  CHECK(none.vouches_for_identity(ip("::1")));
+  CHECK(none.vouches_for_identity(ip("::ffff:127.0.0.1")));
+  CHECK_FALSE(none.vouches_for_identity(ip("203.0.113.7")));
+  CHECK_FALSE(none.vouches_for_identity(ip("10.0.0.1")));
+
+  const trusted_proxies proxies({"10.0.0.0/8"});
+  CHECK(proxies.vouches_for_identity(ip("10.1.2.3")));
+  // With proxies configured, loopback is just another untrusted peer.
+  CHECK_FALSE(proxies.vouches_for_identity(ip("127.0.0.1")));
+  CHECK_FALSE(proxies.vouches_for_identity(ip("203.0.113.7")));
+}

@@ -18,6 +18,14 @@ class trusted_proxies {
 
   bool contains(const boost::asio::ip::address& address) const;
 
+  // Whether a request from this TCP peer may assert who the user is (auth.mode =
+  // "header"): a trusted proxy, or, when none is configured, a peer on loopback (a
+  // proxy on the same host). Anyone else could name any user.
+  bool vouches_for_identity(const boost::asio::ip::address& peer) const;
+
+  // The configured rule in words, for the start-up log.
+  std::string identity_rule() const;
+
   // `forwarded_for` is the X-Forwarded-For header ("" when absent).
   std::string client_ip(const boost::asio::ip::address& peer, std::string_view forwarded_for) const;
 
