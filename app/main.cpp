@@ -10,8 +10,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
 #include <atomic>
 #include <condition_variable>
+
 #include <csignal>
 #include <cstdio>
 #include <mutex>
@@ -19,8 +21,8 @@
 #include <vector>
 
 #include "health_probe.hpp"
-#include "logging.hpp"
 #include "wsvisor/config.hpp"
+#include "wsvisor/log.hpp"
 #include "wsvisor/metrics.hpp"
 #include "wsvisor/server.hpp"
 #include "wsvisor/service.hpp"
@@ -68,14 +70,13 @@ class drain_watch : public std::enable_shared_from_this<drain_watch> {
  private:
   void poll() {
     if (tree_.connections() == 0) {
-      spdlog::info("drain complete: every connection closed");
+      log_event(spdlog::level::info, "drain_complete", "drain complete: every connection closed");
       return latch_.open(0);
     }
     if (std::chrono::steady_clock::now() >= deadline_) {
-      spdlog::warn(
-          "drain deadline reached (shutdown.drain_timeout): closing {} connections "
-          "at once",
-          tree_.connections());
+      log_event(spdlog::level::warn, "drain_deadline",
+                "drain deadline reached (shutdown.drain_timeout): closing the rest at once",
+                {{"connections", tree_.connections()}});
       tree_.close_all_now();
       return latch_.open(0);
     }
@@ -91,7 +92,51 @@ class drain_watch : public std::enable_shared_from_this<drain_watch> {
   std::chrono::steady_clock::time_point deadline_;
 };
 
+// Once a second, the summaries of throttled log lines (admission refusals) go out even
+// when no new line comes to push them.
+class log_summary_timer : public std::enable_shared_from_this<log_summary_timer> {
+ public:
+  explicit log_summary_timer(net::io_context& io) : timer_(io) {}
+  void start() {
+    timer_.expires_after(std::chrono::seconds(1));
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec) return;
+      flush_log_summaries();
+      self->start();
+    });
+  }
+  void stop() { timer_.cancel(); }
+
+ private:
+  net::steady_timer timer_;
+};
+
+// Each connection is a descriptor: the soft RLIMIT_NOFILE goes up to the hard limit, as
+// Go's runtime and nginx's worker_rlimit_nofile do, so that a platform's default soft
+// limit (often 1024) does not cap the server far below limits.max_connections.
+void raise_open_file_limit(const settings& config) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const auto before = limit.rlim_cur;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = before;
+  }
+  const auto needed = config.limits.max_connections + config.limits.max_pending_handshakes + 100;
+  log_event(limit.rlim_cur < needed ? spdlog::level::warn : spdlog::level::info, "open_files",
+            limit.rlim_cur < needed
+                ? "the open-file limit is below limits.max_connections + "
+                  "max_pending_handshakes + 100: raise the hard limit (ulimit -Hn) or lower "
+                  "limits.max_connections"
+                : "open-file limit",
+            {{"soft_before", static_cast<uint64_t>(before)},
+             {"soft", static_cast<uint64_t>(limit.rlim_cur)},
+             {"hard", static_cast<uint64_t>(limit.rlim_max)},
+             {"needed", needed}});
+}
+
 int serve(const settings& config) {
+  raise_open_file_limit(config);
   const unsigned io_threads = io_thread_count(config);
   const unsigned shard_count = actor_thread_count(config);
   net::io_context io(static_cast<int>(io_threads));
@@ -129,18 +174,22 @@ int serve(const settings& config) {
       std::make_shared<drain_watch>(io, tree, config, latch)->start();
     };
     listener.on_drain_request(begin_drain);
+    auto summaries = std::make_shared<log_summary_timer>(io);
+    summaries->start();
     net::signal_set signals(io, SIGINT, SIGTERM);
     int signals_seen = 0;
     std::function<void(const boost::system::error_code&, int)> on_signal =
         [&](const boost::system::error_code& ec, int signal_number) {
           if (ec) return;
           if (++signals_seen == 1 && !drain_begun) {
-            spdlog::info("signal {} received: draining (a second signal closes everything now)",
-                         signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+            log_event(spdlog::level::info, "signal",
+                      "signal received: draining (a second signal closes everything now)",
+                      {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
             begin_drain();
           } else {
-            spdlog::info("signal {} received again: closing every connection at once",
-                         signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+            log_event(spdlog::level::info, "signal",
+                      "signal received again: closing every connection at once",
+                      {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
             tree.close_all_now();
             latch.open(0);
           }
@@ -149,17 +198,20 @@ int serve(const settings& config) {
     signals.async_wait(on_signal);
 
     if (const auto error = listener.listen(); !error.empty()) {
-      spdlog::critical("{}", error);
+      log_event(spdlog::level::critical, "listen_failed", error);
       exit_code = 1;
     } else {
       tree.set_listening();
-      spdlog::info(
-          "wsvisor listening on {}:{} (ws path {}, scheduler {}, {} io threads, {} shards)",
-          config.server.host, listener.port(), config.server.ws_path, config.server.scheduler,
-          io_threads, shard_count);
+      log_event(spdlog::level::info, "listening", "wsvisor listening",
+                {{"address", host_port(config.server.host, listener.port())},
+                 {"ws_path", config.server.ws_path},
+                 {"scheduler", config.server.scheduler},
+                 {"io_threads", io_threads},
+                 {"shards", shard_count}});
       exit_code = latch.wait();
     }
     signals.cancel();
+    summaries->stop();
     listener.stop_accepting();
     tree.close_all_now();
     // Give aborted sessions a moment to tell their actors, so the tree stops empty.
@@ -174,7 +226,8 @@ int serve(const settings& config) {
     io.stop();
     for (auto& t : threads) t.join();
   }
-  spdlog::info("wsvisor exiting with code {}", exit_code);
+  flush_log_summaries();
+  log_event(spdlog::level::info, "exit", "wsvisor exiting", {{"code", exit_code}});
   return exit_code;
 }
 
@@ -196,15 +249,17 @@ int main(int argc, char** argv) {
       std::printf("wsvisor %s\n", WSVISOR_VERSION);
       return 0;
     case cli_action::check_config:
-      std::fputs(render_effective(cli.config).c_str(), stdout);
+      std::fputs(render_effective(cli.config, cli.config_path).c_str(), stdout);
       return 0;
     case cli_action::health:
       return run_health_probe(cli.config);
     case cli_action::run:
       break;
   }
-  setup_logging(cli.config.log);
-  spdlog::info("wsvisor {} starting (config {})", WSVISOR_VERSION,
-               cli.config_path.empty() ? "built-in defaults" : cli.config_path);
+  setup_logging(cli.config.log.level,
+                cli.config.log.format == "json" ? log_format::json : log_format::text);
+  log_event(spdlog::level::info, "starting", "wsvisor starting",
+            {{"version", WSVISOR_VERSION},
+             {"config", cli.config_path.empty() ? "built-in defaults" : cli.config_path}});
   return serve(cli.config);
 }

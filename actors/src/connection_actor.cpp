@@ -1,11 +1,12 @@
 #include "connection_actor.hpp"
 
-#include <spdlog/spdlog.h>
+#include <wsvisor/log.hpp>
 
 #include <stdexcept>
 #include <string>
 #include <thread>
 
+#include "connection_end.hpp"
 #include "messages.hpp"
 
 namespace wsvisor {
@@ -19,7 +20,9 @@ void supervised(self_ptr self, Handler&& handler) {
   try {
     handler();
   } catch (const std::exception& error) {
-    spdlog::warn("connection {} crashed: {}; restarting it", self->state.id, error.what());
+    log_event(spdlog::level::warn, "connection_crashed",
+              "connection handler threw: restarting it, socket kept",
+              {{"id", self->state.id}, {"error", error.what()}});
     self->state.app = echo_app{};
     self->send(self->state.shard, crashed_atom::value, self->address());
   }
@@ -48,17 +51,20 @@ caf::behavior connection_actor(self_ptr self, std::shared_ptr<session_port> port
       },
       [self](fault_atom, standing_fault fault) { self->state.fault = fault; },
       [self](fault_atom, clear_atom) { self->state.fault = standing_fault{}; },
-      [self](peer_gone_atom) { self->quit(); },
+      [self](peer_gone_atom, close_reason why, uint16_t code) {
+        self->quit(to_exit_reason({why, code}));
+      },
+      [self](input_end_atom) { self->state.port->input_handled(); },
       [self](close_atom, uint16_t code, std::string& reason, close_reason why) {
         self->state.port->close(code, std::move(reason), why);
       },
       [self](evict_atom, uint16_t code, std::string& reason, close_reason why) {
         self->state.port->close(code, std::move(reason), why);
-        self->quit();
+        self->quit(to_exit_reason({why, code}));
       },
       [self](abort_atom, close_reason why) {
         self->state.port->abort(why);
-        self->quit();
+        self->quit(to_exit_reason({why, 1006}));
       },
       [self](probe_atom) { self->state.port->ping(); },
   };

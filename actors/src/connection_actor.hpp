@@ -33,6 +33,15 @@ struct connection_state {
   standing_fault fault;
   echo_app app;
   static inline const char* name = "connection";
+
+  connection_state() = default;
+  connection_state(const connection_state&) = delete;
+  connection_state& operator=(const connection_state&) = delete;
+  // CAF destroys the state when the actor terminates, whatever ended it (a quit, a
+  // kill by its dying shard, the system's shutdown): the socket dies with the actor.
+  ~connection_state() {
+    if (port) port->actor_gone();
+  }
 };
 
 caf::behavior connection_actor(caf::stateful_actor<connection_state>* self,

@@ -4,7 +4,7 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
-#include <spdlog/spdlog.h>
+#include <wsvisor/log.hpp>
 
 #include <algorithm>
 #include <stdexcept>
@@ -13,13 +13,21 @@ namespace wsvisor {
 namespace {
 
 using self_ptr = caf::stateful_actor<janitor_state>*;
-using clock = std::chrono::steady_clock;
 // How many times a moderate sweep looks for answers to its probe (see after_probe).
 constexpr int kMaxProbeLooks = 4;
 constexpr auto kShortestDrainTick = std::chrono::milliseconds(1);
 
-double ms_since(steady_time t) {
-  return std::chrono::duration<double, std::milli>(clock::now() - t).count();
+double ms_since(self_ptr self, steady_time t) {
+  return std::chrono::duration<double, std::milli>(self->state.context->now() - t).count();
+}
+
+// The wait before a sweep judges its probe: probe_timeout, or less when the upgrade the
+// sweep serves would give up first.
+caf::timespan probe_wait(self_ptr self, const sweep_job& job) {
+  const auto now = self->state.context->now();
+  const caf::timespan full = self->state.context->config.janitor.probe_timeout;
+  if (job.deadline - now >= full) return full;
+  return std::max(caf::timespan{0}, std::chrono::duration_cast<caf::timespan>(job.deadline - now));
 }
 
 // Every shard, the same question (see fan_in.hpp).
@@ -34,18 +42,22 @@ void finish_job(self_ptr self, uint64_t job_id) {
   if (it == self->state.jobs.end()) return;
   auto& job = it->second;
   auto& stats = self->state.context->stats;
-  job.result.duration_ms = ms_since(job.started);
+  job.result.duration_ms = ms_since(self, job.started);
   stats.sweeps(job.kind).Increment();
   stats.sweep_duration_seconds().Observe(job.result.duration_ms / 1000.0);
   if (job.result.evicted() > 0) {
     stats.evictions(eviction_reason::emergency)
         .Increment(static_cast<double>(job.result.evicted()));
-    spdlog::info(
-        "sweep kind={} level={} scope={} evicted={} dead={} zombie={} idle={} "
-        "healthy={} duration_ms={:.2f}",
-        to_string(job.kind), to_string(job.level), job.scope.describe(), job.result.evicted(),
-        job.result.dead, job.result.zombie, job.result.idle, job.result.healthy,
-        job.result.duration_ms);
+    log_event(spdlog::level::info, "sweep", "sweep",
+              {{"kind", to_string(job.kind)},
+               {"level", to_string(job.level)},
+               {"scope", job.scope.describe()},
+               {"evicted", job.result.evicted()},
+               {"dead", job.result.dead},
+               {"zombie", job.result.zombie},
+               {"idle", job.result.idle},
+               {"healthy", job.result.healthy},
+               {"duration_ms", job.result.duration_ms}});
   }
   job.promise.deliver(job.result);
   self->state.jobs.erase(it);
@@ -95,7 +107,7 @@ void start_job(self_ptr self, uint64_t job_id) {
         if (it == self->state.jobs.end()) return;
         auto& job = it->second;
         const auto& janitor = self->state.context->config.janitor;
-        const auto now = clock::now();
+        const auto now = self->state.context->now();
         uint64_t in_scope = 0;
         for (auto& list : per_shard) in_scope += list.size();
         if (job.kind == sweep_kind::admin)
@@ -118,9 +130,16 @@ void start_job(self_ptr self, uint64_t job_id) {
           return finish_job(self, job_id);
         // moderate: ping everyone left in scope; who stays silent for probe_timeout is
         // a zombie.
-        job.probe_sent = clock::now();
+        job.probe_sent = now;
         for (auto& c : job.candidates) self->send(c.actor, probe_atom::value);
-        self->delayed_send(self, janitor.probe_timeout, probed_atom::value, job_id);
+        log_event(
+            spdlog::level::debug, "sweep_probe", "sweep: probing with pings",
+            {{"scope", job.scope.describe()},
+             {"probed", static_cast<uint64_t>(job.candidates.size())},
+             {"wait_ms", static_cast<int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  probe_wait(self, job))
+                                                  .count())}});
+        self->delayed_send(self, probe_wait(self, job), probed_atom::value, job_id);
       },
       snapshot_atom::value, self->state.jobs[job_id].scope);
 }
@@ -138,45 +157,33 @@ void after_probe(self_ptr self, uint64_t job_id) {
         std::unordered_map<caf::actor_addr, const connection_snapshot*> now_seen;
         for (auto& list : per_shard)
           for (auto& c : list) now_seen.emplace(c.actor.address(), &c);
-        // Silent: no frame since the probe, and its ping went out at least probe_timeout
-        // ago. Each connection is judged on its own ping's time: with thousands probed
-        // at once, pings leave the server's busy io threads over a while, and the ones
-        // that left late are not judged before they had their full window.
+        // Silent: no frame since the probe, its ping went out at least probe_timeout ago,
+        // and nothing waits unread on its socket. Each connection is judged on its own
+        // ping's time: with thousands probed at once, pings leave the server's busy io
+        // threads over a while. Bytes waiting unread are an answer the server has not
+        // read yet (its own backlog, not a zombie): such a connection, like one whose
+        // ping is too young, is undecided, and looked at again if there is time.
         const auto& janitor = self->state.context->config.janitor;
-        const auto now = clock::now();
+        const auto now = self->state.context->now();
         std::vector<connection_snapshot> responsive;
         std::vector<connection_snapshot> silent;
-        size_t undecided = 0;
+        std::vector<connection_snapshot> undecided;
         for (auto& c : job.candidates) {
           auto seen = now_seen.find(c.actor.address());
           if (seen == now_seen.end()) continue;  // gone meanwhile
-          const auto& live = seen->second->live;
+          const auto& snap = *seen->second;
+          if (snap.live.last_frame_in >= job.probe_sent) {
+            responsive.push_back(snap);
+            continue;
+          }
           // (A tenth of slack: the ping leaves a moment after the probe is sent.)
           const bool pinged_long_enough =
-              live.ping_sent_at != steady_time{} &&
-              now - live.ping_sent_at >= janitor.probe_timeout - janitor.probe_timeout / 10;
-          if (live.last_frame_in < job.probe_sent && pinged_long_enough) {
-            silent.push_back(*seen->second);
-          } else {
-            if (live.last_frame_in < job.probe_sent) ++undecided;  // its ping is too young
-            responsive.push_back(*seen->second);
-          }
-        }
-        // Many silent at once is more likely the server's own backlog (thousands of
-        // pongs waiting to be read on a busy core) than a crowd of zombies: look again
-        // after one more probe_timeout before evicting anyone.
-        // Likewise when many pings left too late to be judged yet. It keeps looking
-        // while the silent crowd still shrinks (pongs are still being read), at most
-        // kMaxProbeLooks times; real zombies never answer, so their number settles.
-        const size_t many = std::max<size_t>(16, job.candidates.size() / 20);
-        const bool still_shrinking =
-            job.probe_looks == 1 || silent.size() < job.last_silent - job.last_silent / 10;
-        job.last_silent = silent.size();
-        if (job.probe_looks < kMaxProbeLooks && (silent.size() > many || undecided > many) &&
-            still_shrinking) {
-          ++job.probe_looks;
-          self->delayed_send(self, janitor.probe_timeout, probed_atom::value, job_id);
-          return;
+              snap.live.ping_sent_at != steady_time{} &&
+              now - snap.live.ping_sent_at >= janitor.probe_timeout - janitor.probe_timeout / 10;
+          if (pinged_long_enough && snap.unread_bytes == 0)
+            silent.push_back(snap);
+          else
+            undecided.push_back(snap);
         }
         // Automatic sweeps stop as soon as enough slots are free: the longest silent
         // go first. An admin sweep evicts every one of them.
@@ -191,8 +198,25 @@ void after_probe(self_ptr self, uint64_t job_id) {
           evict(self, c);
           ++job.result.zombie;
         }
-        job.candidates = std::move(responsive);
         const bool stop_early = job.kind != sweep_kind::admin && enough(job);
+        // Another look at the undecided, if it still ends before the deadline and the
+        // server is still catching up (fewer undecided than at the last look).
+        const bool time_for_another_look =
+            job.probe_looks < kMaxProbeLooks && now + janitor.probe_timeout <= job.deadline;
+        const bool catching_up = job.probe_looks == 1 || undecided.size() < job.last_undecided;
+        if (!stop_early && !undecided.empty() && time_for_another_look && catching_up) {
+          ++job.probe_looks;
+          job.last_undecided = undecided.size();
+          responsive.insert(responsive.end(), std::make_move_iterator(undecided.begin()),
+                            std::make_move_iterator(undecided.end()));
+          job.candidates = std::move(responsive);
+          self->delayed_send(self, janitor.probe_timeout, probed_atom::value, job_id);
+          return;
+        }
+        // Out of time or of progress: the undecided are given the benefit of the doubt.
+        responsive.insert(responsive.end(), std::make_move_iterator(undecided.begin()),
+                          std::make_move_iterator(undecided.end()));
+        job.candidates = std::move(responsive);
         if (!stop_early) run_ordered_levels(self, job);
         finish_job(self, job_id);
       },
@@ -203,7 +227,7 @@ void periodic_sweep(self_ptr self) {
   auto& state = self->state;
   if (state.periodic_running) return;  // the last one has not finished: skip a beat
   state.periodic_running = true;
-  const auto started = clock::now();
+  const auto started = state.context->now();
   ask_all_shards<periodic_counts>(
       self, state.context->config.janitor.sweep_interval,
       [self, started](std::vector<periodic_counts>& answers) {
@@ -215,15 +239,18 @@ void periodic_sweep(self_ptr self) {
           total.lifetime += a.lifetime;
         }
         auto& stats = self->state.context->stats;
-        const double ms = ms_since(started);
+        const double ms = ms_since(self, started);
         stats.sweeps(sweep_kind::periodic).Increment();
         stats.sweep_duration_seconds().Observe(ms / 1000.0);
         const auto evicted = total.zombie + total.idle + total.lifetime;
         if (evicted > 0)
-          spdlog::info(
-              "sweep kind=periodic evicted={} zombie={} idle={} lifetime={} "
-              "duration_ms={:.2f}",
-              evicted, total.zombie, total.idle, total.lifetime, ms);
+          log_event(spdlog::level::info, "sweep", "sweep",
+                    {{"kind", "periodic"},
+                     {"evicted", evicted},
+                     {"zombie", total.zombie},
+                     {"idle", total.idle},
+                     {"lifetime", total.lifetime},
+                     {"duration_ms", ms}});
       },
       tick_atom::value);
 }
@@ -264,22 +291,25 @@ uint64_t admin_sweep_target(const settings& config, const sweep_scope& scope, ui
 caf::behavior janitor_actor(self_ptr self, std::shared_ptr<service_context> context) {
   self->state.context = context;
   self->delayed_send(self, context->config.janitor.sweep_interval, tick_atom::value);
+  // A janitor restarted during a drain carries it on: the drain is the service's state,
+  // not the janitor's (CONTRACT section 9 holds through a janitor crash).
+  if (context->draining) self->send(self, drain_atom::value);
   return {
       [self](tick_atom) {
         periodic_sweep(self);
         self->delayed_send(self, self->state.context->config.janitor.sweep_interval,
                            tick_atom::value);
       },
-      [self](sweep_atom, sweep_level level, sweep_scope& scope, uint64_t needed,
-             sweep_kind kind) -> caf::result<sweep_result> {
+      [self](sweep_atom, sweep_order& order) -> caf::result<sweep_result> {
         const uint64_t id = self->state.next_job++;
         auto& job = self->state.jobs[id];
-        job.level = level;
-        job.scope = std::move(scope);
-        job.needed = needed;
-        job.kind = kind;
-        job.started = clock::now();
-        job.result.level = level;
+        job.level = order.level;
+        job.scope = std::move(order.scope);
+        job.needed = order.needed;
+        job.kind = order.kind;
+        job.deadline = order.deadline;
+        job.started = self->state.context->now();
+        job.result.level = order.level;
         job.result.scope = job.scope;
         job.promise = self->make_response_promise();
         auto promise = job.promise;
@@ -289,7 +319,8 @@ caf::behavior janitor_actor(self_ptr self, std::shared_ptr<service_context> cont
       [self](probed_atom, uint64_t job_id) { after_probe(self, job_id); },
       [self](drain_atom) {
         // Paced drain (CONTRACT section 9): every connection gets 1001 after its queued
-        // messages, the closes spread across drain_spread.
+        // messages, the closes spread across what is left of drain_spread (all of it,
+        // unless this janitor took over a drain from one that crashed).
         if (self->state.draining) return;
         self->state.draining = true;
         ask_all_shards<std::vector<connection_snapshot>>(
@@ -297,18 +328,29 @@ caf::behavior janitor_actor(self_ptr self, std::shared_ptr<service_context> cont
             [self](std::vector<std::vector<connection_snapshot>>& per_shard) {
               auto& state = self->state;
               for (auto& list : per_shard)
-                for (auto& c : list) state.drain_queue.push_back(c.actor);
-              // Spread the closes evenly over the whole window: one batch per tick,
-              // ticks no shorter than 1 ms.
-              const auto spread = state.context->config.shutdown.drain_spread;
+                for (auto& c : list)
+                  if (!c.live.closing) state.drain_queue.push_back(c.actor);
+              const auto& context = *state.context;
+              const auto began = context.drain_began.load();
+              const auto elapsed =
+                  began == 0 ? std::chrono::milliseconds(0)
+                             : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   context.now() - steady_time(steady_time::duration(began)));
+              const auto spread = std::max(std::chrono::milliseconds(0),
+                                           context.config.shutdown.drain_spread - elapsed);
+              // Spread the closes evenly over the window: one batch per tick, ticks no
+              // shorter than 1 ms.
               const auto n = std::max<size_t>(1, state.drain_queue.size());
               state.drain_tick = std::max<std::chrono::milliseconds>(
                   kShortestDrainTick, spread / static_cast<int64_t>(n));
               const auto ticks = std::max<int64_t>(1, spread / state.drain_tick);
               state.drain_batch = std::max<size_t>(
                   1, (n + static_cast<size_t>(ticks) - 1) / static_cast<size_t>(ticks));
-              spdlog::info("drain: closing {} connections with 1001 across {}",
-                           state.drain_queue.size(), format_duration(spread));
+              if (!state.drain_queue.empty())
+                log_event(spdlog::level::info, "drain_closing",
+                          "drain: closing connections with 1001, paced",
+                          {{"connections", static_cast<uint64_t>(state.drain_queue.size())},
+                           {"spread", format_duration(spread)}});
               drain_step(self);
             },
             snapshot_atom::value, sweep_scope{});

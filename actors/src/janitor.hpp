@@ -23,11 +23,12 @@ struct sweep_job {
   sweep_scope scope;
   uint64_t needed = 0;  // slots to free before stopping (0: dead and zombies only)
   sweep_kind kind = sweep_kind::emergency;
+  steady_time deadline = steady_time::max();  // decide by then (see sweep_order)
   caf::response_promise promise;
   steady_time started;
   steady_time probe_sent;
-  int probe_looks = 1;     // probe_timeouts waited so far (see after_probe)
-  size_t last_silent = 0;  // how many looked silent at the last look
+  int probe_looks = 1;        // probe_timeouts waited so far (see after_probe)
+  size_t last_undecided = 0;  // how many were undecided at the last look
   sweep_result result;
   std::vector<connection_snapshot> candidates;
 };

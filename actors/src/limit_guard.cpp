@@ -1,6 +1,6 @@
 #include "limit_guard.hpp"
 
-#include <spdlog/spdlog.h>
+#include <wsvisor/log.hpp>
 
 #include <stdexcept>
 
@@ -10,10 +10,16 @@ namespace wsvisor {
 namespace {
 
 using self_ptr = caf::stateful_actor<limit_guard_state>*;
-using clock = std::chrono::steady_clock;
 
 // guard -> itself: a parked upgrade's time is up.
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
+
+// A parked upgrade is answered at 9/10 of admission_timeout, before the session's own
+// timer gives up on the guard; the sweep it waits for must decide by 3/4 of it, so that
+// the slot it frees (evict, actor death, release: a few messages) still reaches the
+// upgrade in time.
+constexpr int kParkedAnswerTenths = 9;
+constexpr int kSweepDeadlineQuarters = 3;
 
 // The session counts and logs the refusal when it answers (it may already have
 // answered guard_unavailable: each refusal is counted once, as the client saw it).
@@ -26,16 +32,63 @@ void refuse(limit_guard_state& state, const admission_ticket& ticket, reject_rea
   ticket->reply(std::move(decision));
 }
 
-// Reserves the slot: the chosen shard spawns the connection actor and answers the session.
+void retry_parked(self_ptr self);
+
+// A slot leaves the counts, once: later or repeated news of the same slot changes nothing.
+void release(self_ptr self, const slot_key& slot) {
+  auto& state = self->state;
+  if (state.counted.erase(slot.id) == 0) return;
+  state.reservations.erase(slot.id);
+  state.policy->release(slot.shard, slot.user, slot.ip);
+}
+
+void count(self_ptr self, const slot_key& slot) {
+  if (self->state.counted.insert(slot.id).second)
+    self->state.policy->add(slot.shard, slot.user, slot.ip);
+}
+
+// The slot is reserved in the counts (admission_policy::decide); the chosen shard spawns
+// the connection actor and answers the session. Until the shard confirms, the slot is a
+// reservation: if the spawn bounces, nobody else will ever release it.
 void place(self_ptr self, admission_ticket ticket, unsigned shard_index) {
   auto& state = self->state;
-  auto shard = state.context->shard(shard_index);
+  auto& context = *state.context;
+  slot_key slot{context.next_connection_id.fetch_add(1, std::memory_order_relaxed), shard_index,
+                ticket->user, ticket->ip};
+  auto shard = context.shard(shard_index);
   if (!shard) {
-    // The shard is being restarted: fail closed rather than hold a slot nobody owns.
-    state.policy->release(shard_index, ticket->user, ticket->ip);
-    return refuse(state, ticket, reject_reason::guard_unavailable, true);
+    // That shard is waiting for its restart (and so looks least loaded): the slot goes
+    // to the least loaded live one, or, with none, is given back and the upgrade refused.
+    state.policy->release(slot.shard, slot.user, slot.ip);
+    const auto shards = context.shards();
+    std::optional<unsigned> live;
+    for (unsigned i = 0; i < shards.size(); ++i)
+      if (shards[i] && (!live || state.policy->shard_count(i) < state.policy->shard_count(*live)))
+        live = i;
+    if (!live) return refuse(state, ticket, reject_reason::guard_unavailable, true);
+    slot.shard = *live;
+    shard = shards[*live];
+    state.policy->add(slot.shard, slot.user, slot.ip);
   }
-  self->send(shard, spawn_atom::value, std::move(ticket));
+  state.counted.insert(slot.id);
+  state.reservations.emplace(slot.id, slot);
+  // No timeout: a live shard always reads its mailbox (its answer may come late, after
+  // the session gave up; the actor then dies at once and is released as usual), and a
+  // dead one bounces the request at once.
+  self->request(shard, caf::infinite, spawn_atom::value, ticket, slot.id)
+      .then([self, id = slot.id](spawned_atom) { self->state.reservations.erase(id); },
+            [self, id = slot.id, ticket](caf::error& error) {
+              auto it = self->state.reservations.find(id);
+              if (it == self->state.reservations.end()) return;  // released already
+              log_event(spdlog::level::warn, "spawn_bounced",
+                        "a shard could not take an admitted connection: slot released, "
+                        "upgrade refused guard_unavailable",
+                        {{"shard", it->second.shard}, {"id", id}, {"error", to_string(error)}});
+              const auto slot = it->second;
+              release(self, slot);
+              refuse(self->state, ticket, reject_reason::guard_unavailable, true);
+              if (!self->state.parked.empty()) retry_parked(self);
+            });
 }
 
 void request_sweep(self_ptr self, const std::string& scope_key, sweep_level level,
@@ -53,7 +106,8 @@ void background_sweep_if_above_soft(self_ptr self) {
 bool decide(self_ptr self, const admission_ticket& ticket, bool first_time) {
   auto& state = self->state;
   auto& context = *state.context;
-  const auto verdict = state.policy->decide(*ticket, clock::now(), context.tree_up.load(),
+  const auto now = context.now();
+  const auto verdict = state.policy->decide(*ticket, now, context.tree_up.load(),
                                             context.draining.load(), first_time);
   if (verdict.admitted) {
     place(self, ticket, verdict.shard);
@@ -72,7 +126,7 @@ bool decide(self_ptr self, const admission_ticket& ticket, bool first_time) {
                                     : std::string("all");
   if (auto fruitless = state.fruitless_sweeps.find(scope_key);
       fruitless != state.fruitless_sweeps.end() &&
-      clock::now() - fruitless->second < context.config.janitor.probe_timeout) {
+      now - fruitless->second < context.config.janitor.probe_timeout) {
     refuse(state, ticket, verdict.reason, verdict.retry_after);
     return true;
   }
@@ -92,8 +146,8 @@ bool decide(self_ptr self, const admission_ticket& ticket, bool first_time) {
   state.parked.emplace(id, wait);
   state.parked_order.push_back(id);
   // Answer before the session's own admission_timeout gives up on us.
-  self->delayed_send(self, context.config.limits.admission_timeout * 9 / 10, expire_atom::value,
-                     id);
+  self->delayed_send(self, context.config.limits.admission_timeout * kParkedAnswerTenths / 10,
+                     expire_atom::value, id);
   if (!state.sweeps_in_flight.count(wait.scope_key))
     request_sweep(self, wait.scope_key, level, scope, 1);
   return true;
@@ -128,16 +182,24 @@ void retry_parked(self_ptr self) {
 
 void request_sweep(self_ptr self, const std::string& scope_key, sweep_level level,
                    sweep_scope scope, uint64_t needed) {
-  auto janitor = self->state.context->janitor();
+  auto& context = *self->state.context;
+  auto janitor = context.janitor();
   if (!janitor) return;
   self->state.sweeps_in_flight.insert(scope_key);
-  self->request(janitor, self->state.context->config.limits.admission_timeout, sweep_atom::value,
-                level, std::move(scope), needed, sweep_kind::emergency)
+  sweep_order order;
+  order.level = level;
+  order.scope = std::move(scope);
+  order.needed = needed;
+  order.kind = sweep_kind::emergency;
+  order.deadline =
+      context.now() + context.config.limits.admission_timeout * kSweepDeadlineQuarters / 4;
+  self->request(janitor, context.config.limits.admission_timeout, sweep_atom::value,
+                std::move(order))
       .then(
           [self, scope_key](const sweep_result& result) {
             self->state.sweeps_in_flight.erase(scope_key);
             if (result.evicted() > 0) return;  // their slots come back as releases
-            self->state.fruitless_sweeps[scope_key] = clock::now();
+            self->state.fruitless_sweeps[scope_key] = self->state.context->now();
             // Nothing freed: whoever waits on this scope is refused now.
             for (auto& [id, wait] : self->state.parked)
               if (wait.scope_key == scope_key) self->send(self, expire_atom::value, id);
@@ -153,6 +215,19 @@ void admit(self_ptr self, admission_ticket ticket) {
   decide(self, ticket, true);
 }
 
+void table_arrived(self_ptr self, unsigned shard) {
+  auto& state = self->state;
+  state.awaiting_tables.erase(shard);
+  if (!state.awaiting_tables.empty()) return;
+  log_event(spdlog::level::info, "guard_rebuilt", "limit_guard rebuilt its counts from the shards",
+            {{"slots", state.policy->total()}});
+  auto held = std::move(state.held_during_rebuild);
+  for (auto& ticket : held) admit(self, std::move(ticket));
+}
+
+// The counts are derived: a (re)started guard takes them from the shards' tables, the
+// truth. A release that arrives before its shard's table names a slot the table no
+// longer holds, and so changes nothing (see release()).
 void rebuild_from_shards(self_ptr self) {
   auto& state = self->state;
   auto shards = state.context->shards();
@@ -162,23 +237,11 @@ void rebuild_from_shards(self_ptr self) {
     self->request(shards[i], state.context->config.limits.admission_timeout, table_atom::value)
         .then(
             [self, i](std::vector<slot_key>& slots) {
-              for (auto& slot : slots) self->state.policy->add(slot.shard, slot.user, slot.ip);
-              self->state.awaiting_tables.erase(i);
-              if (self->state.awaiting_tables.empty()) {
-                spdlog::info("limit_guard rebuilt its counts from the shards: {} slots",
-                             self->state.policy->total());
-                auto held = std::move(self->state.held_during_rebuild);
-                for (auto& ticket : held) admit(self, std::move(ticket));
-              }
+              for (auto& slot : slots) count(self, slot);
+              table_arrived(self, i);
             },
-            [self, i](caf::error&) {
-              // A shard that cannot answer is being restarted: it will start empty.
-              self->state.awaiting_tables.erase(i);
-              if (self->state.awaiting_tables.empty()) {
-                auto held = std::move(self->state.held_during_rebuild);
-                for (auto& ticket : held) admit(self, std::move(ticket));
-              }
-            });
+            // A shard that cannot answer is being restarted: it will start empty.
+            [self, i](caf::error&) { table_arrived(self, i); });
   }
 }
 
@@ -190,17 +253,18 @@ caf::behavior limit_guard_actor(self_ptr self, std::shared_ptr<service_context> 
   rebuild_from_shards(self);
   return {
       [self](admit_atom, admission_ticket& ticket) { admit(self, std::move(ticket)); },
-      [self](release_atom, unsigned shard, const std::string& user, const std::string& ip) {
-        if (self->state.awaiting_tables.count(shard)) return;  // in the coming table already
-        self->state.policy->release(shard, user, ip);
+      [self](release_atom, const slot_key& slot) {
+        release(self, slot);
         if (!self->state.parked.empty()) retry_parked(self);
       },
-      [self](shard_down_atom, unsigned shard, const std::vector<slot_key>& slots) {
-        if (self->state.awaiting_tables.count(shard)) return;
-        for (auto& slot : slots) self->state.policy->release(slot.shard, slot.user, slot.ip);
+      [self](shard_down_atom, unsigned, const std::vector<slot_key>& slots) {
+        for (auto& slot : slots) release(self, slot);
         if (!self->state.parked.empty()) retry_parked(self);
       },
       [self](expire_atom, uint64_t id) { refuse_parked(self, id); },
+      [self](audit_atom) {
+        return guard_audit{self->state.policy->total(), self->state.reservations.size()};
+      },
       [](fault_atom, crash_atom) -> caf::result<void> {
         throw std::runtime_error("limit_guard crash (fault injection)");
       },

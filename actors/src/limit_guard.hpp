@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "messages.hpp"
 #include "service_context.hpp"
 #include "wsvisor/admission_policy.hpp"
 
@@ -31,8 +32,16 @@ struct parked_upgrade {
 struct limit_guard_state {
   std::shared_ptr<service_context> context;
   std::optional<admission_policy> policy;
-  // Rebuild after a restart: shards whose table has not arrived yet; their releases are
-  // already reflected in the table they will send.
+  // Every connection id the counts include, so that each slot is counted once and
+  // released once, whichever message (a release, a shard's death, a bounced spawn)
+  // arrives first or twice.
+  std::unordered_set<uint64_t> counted;
+  // Slots reserved whose spawn the shard has not confirmed yet, by connection id. A
+  // spawn that bounces (its shard is dead, or died before reading it) never became an
+  // actor: its slot is released here, since no down message will ever come for it.
+  std::unordered_map<uint64_t, slot_key> reservations;
+  // Rebuild after a restart: shards whose table has not arrived yet. Upgrades wait
+  // until every table is in.
   std::set<unsigned> awaiting_tables;
   std::deque<admission_ticket> held_during_rebuild;
   // Sweeps at a cap.

@@ -28,14 +28,34 @@ struct connection_snapshot {
   std::string ip;
   std::chrono::system_clock::time_point admitted_wall;
   liveness_times live;
+  uint64_t unread_bytes = 0;  // arrived and not yet read by the server (a sweep's evidence)
   uint64_t restarts = 0;
 };
 
-// A slot as the limit guard counts it.
+// A slot as the limit guard counts it: the guard counts each connection id once.
 struct slot_key {
+  uint64_t id = 0;
   unsigned shard = 0;
   std::string user;
   std::string ip;
+};
+
+// limit_guard/admin -> janitor: a sweep of one scope. An emergency sweep serves upgrades
+// that wait at a cap: it decides by `deadline`, so that a slot it frees still reaches
+// them before they give up.
+struct sweep_order {
+  sweep_level level = sweep_level::moderate;
+  sweep_scope scope;
+  uint64_t needed = 0;  // slots to free before stopping (0: dead and zombies only)
+  sweep_kind kind = sweep_kind::emergency;
+  steady_time deadline = steady_time::max();
+};
+
+// What the limit guard counts, for the invariant checks of the tests: every slot it
+// counts is in a shard's table or a reservation whose spawn is in flight.
+struct guard_audit {
+  uint64_t counted = 0;       // slots in the admission counts
+  uint64_t reservations = 0;  // of those, spawns not yet confirmed by their shard
 };
 
 // What one shard's periodic checks closed.
@@ -51,9 +71,13 @@ using close_atom = caf::atom_constant<caf::atom("close")>;
 using abort_atom = caf::atom_constant<caf::atom("abort")>;
 // service -> limit_guard: decide this admission_ticket.
 using admit_atom = caf::atom_constant<caf::atom("admit")>;
-// limit_guard -> shard: spawn the connection actor for this admitted ticket.
+// limit_guard -> shard: spawn the connection actor for this admitted ticket, with this
+// id; the shard answers spawned once the actor and its table entry exist.
 using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
-// shard -> limit_guard: a slot is free again (shard index, user, ip).
+using spawned_atom = caf::atom_constant<caf::atom("spawned")>;
+// -> limit_guard: its counts, for tests (guard_audit).
+using audit_atom = caf::atom_constant<caf::atom("audit")>;
+// shard -> limit_guard: a slot is free again (slot_key).
 using release_atom = caf::atom_constant<caf::atom("release")>;
 // -> shard: close every connection with 1001 (drain).
 using drain_atom = caf::atom_constant<caf::atom("drain")>;
@@ -95,12 +119,14 @@ using count_atom = caf::atom_constant<caf::atom("count")>;
 
 // Local-only message types (wsvisor never sends messages across a network).
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::admission_ticket)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::close_reason)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::eviction_reason)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_kind)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_scope)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_level)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_order)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::slot_key)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::guard_audit)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::standing_fault)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::periodic_counts)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<wsvisor::connection_snapshot>)

@@ -1,7 +1,7 @@
 #include "root.hpp"
 
 #include <prometheus/counter.h>
-#include <spdlog/spdlog.h>
+#include <wsvisor/log.hpp>
 
 #include <wsvisor/supervisor.hpp>
 
@@ -68,11 +68,12 @@ caf::actor spawn_service_tree(std::shared_ptr<service_context> context) {
 
   spec.on_restart = [context](const std::string& child_id, const caf::actor&) {
     context->stats.actor_restarts(kind_of(child_id)).Increment();
-    spdlog::warn("supervisor root restarted {}", child_id);
+    log_event(spdlog::level::warn, "restart", "supervisor restarted a child",
+              {{"supervisor", "root"}, {"child", child_id}});
   };
   auto root = context->system.spawn<supervisor>(std::move(spec));
-  spdlog::info("supervision tree up: root over limit_guard, janitor and {} shards",
-               context->shard_count);
+  log_event(spdlog::level::info, "tree_up", "supervision tree up",
+            {{"root", "one_for_one"}, {"shards", context->shard_count}});
   return root;
 }
 

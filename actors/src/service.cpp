@@ -6,7 +6,7 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
-#include <spdlog/spdlog.h>
+#include <wsvisor/log.hpp>
 
 #include <wsvisor/supervisor.hpp>
 
@@ -18,7 +18,6 @@
 namespace wsvisor {
 namespace {
 
-using clock = std::chrono::steady_clock;
 constexpr auto kAdminTimeout = std::chrono::seconds(2);
 
 // Runs `work` in a short-lived actor of its own, so that the admin API can use
@@ -34,18 +33,18 @@ void ask_shards(caf::event_based_actor* self, const std::vector<caf::actor>& sha
   ask_each<Answer>(self, shards, kAdminTimeout, std::move(done), request...);
 }
 
-std::chrono::system_clock::time_point to_wall(steady_time t) {
+std::chrono::system_clock::time_point to_wall(steady_time t, steady_time now) {
   return std::chrono::system_clock::now() -
-         std::chrono::duration_cast<std::chrono::system_clock::duration>(clock::now() - t);
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(now - t);
 }
 
-connection_info describe(const connection_snapshot& c) {
+connection_info describe(const connection_snapshot& c, steady_time now) {
   connection_info info;
   info.id = c.id;
   info.user = c.user;
   info.ip = c.ip;
   info.opened_at = c.admitted_wall;
-  info.last_activity = to_wall(std::max(c.live.last_frame_in, c.live.last_message));
+  info.last_activity = to_wall(std::max(c.live.last_frame_in, c.live.last_message), now);
   info.state = c.live.open ? "open" : (c.live.closing ? "closing" : "handshake");
   info.restarts = c.restarts;
   info.queued_bytes = c.live.queued_bytes;
@@ -82,11 +81,12 @@ void service::start() {
       if (down.reason == supervision_error::restart_intensity_exceeded) {
         context->tree_up = false;
         context->refresh_ready();
-        spdlog::critical(
-            "root supervisor gave up: more than {} restarts within {} "
-            "(supervision.service_restarts / service_restart_period)",
-            context->config.supervision.service_restarts,
-            format_duration(context->config.supervision.service_restart_period));
+        log_event(
+            spdlog::level::critical, "root_gave_up",
+            "root supervisor gave up: more restarts than supervision.service_restarts "
+            "within service_restart_period; exiting 1",
+            {{"restarts", context->config.supervision.service_restarts},
+             {"period", format_duration(context->config.supervision.service_restart_period)}});
         if (give_up) give_up();
       }
       self->quit();
@@ -117,9 +117,11 @@ void service::admit(admission_ticket ticket) {
 
 void service::begin_drain() {
   if (context_->draining.exchange(true)) return;
+  context_->drain_began = context_->now().time_since_epoch().count();
   context_->stats.draining().Set(1);
   context_->refresh_ready();
-  spdlog::info("drain begun: readiness 503, {} connections to close with 1001", connections());
+  log_event(spdlog::level::info, "drain_begun", "drain begun: readiness 503",
+            {{"connections", connections()}});
   if (auto janitor = context_->janitor()) {
     caf::anon_send(janitor, drain_atom::value);
   } else {
@@ -128,7 +130,10 @@ void service::begin_drain() {
 }
 
 void service::close_all_now() {
-  if (connections() > 0) spdlog::info("closing {} remaining connections at once", connections());
+  // Logged once: the drain deadline and the exit that follows both call this.
+  if (connections() > 0 && !closed_all_logged_.exchange(true))
+    log_event(spdlog::level::info, "close_all", "closing the remaining connections at once",
+              {{"connections", connections()}});
   for (auto& shard : context_->shards())
     if (shard) caf::anon_send(shard, abort_all_atom::value);
 }
@@ -178,13 +183,15 @@ void service::list_connections(std::optional<std::string> user,
     scope.value = *user;
   }
   auto shards = context_->shards();
-  in_helper_actor(context_->system, [shards, scope, done](caf::event_based_actor* self) {
+  auto context = context_;
+  in_helper_actor(context_->system, [shards, scope, done, context](caf::event_based_actor* self) {
     ask_shards<std::vector<connection_snapshot>>(
         self, shards,
-        [done](std::vector<std::vector<connection_snapshot>>& per_shard) {
+        [done, context](std::vector<std::vector<connection_snapshot>>& per_shard) {
           std::vector<connection_info> all;
+          const auto now = context->now();
           for (auto& list : per_shard)
-            for (auto& c : list) all.push_back(describe(c));
+            for (auto& c : list) all.push_back(describe(c, now));
           std::sort(all.begin(), all.end(),
                     [](const auto& a, const auto& b) { return a.id < b.id; });
           done(std::move(all));
@@ -246,10 +253,37 @@ void service::sweep(sweep_level level, sweep_scope scope,
   if (!janitor) return done(std::nullopt);
   // A moderate sweep may look up to four times for answers to its probe (janitor.cpp).
   const auto timeout = context_->config.janitor.probe_timeout * 4 + kAdminTimeout;
+  sweep_order order;
+  order.level = level;
+  order.scope = std::move(scope);
+  order.kind = sweep_kind::admin;
   in_helper_actor(context_->system, [=](caf::event_based_actor* self) {
-    self->request(janitor, timeout, sweep_atom::value, level, scope, uint64_t{0}, sweep_kind::admin)
+    self->request(janitor, timeout, sweep_atom::value, order)
         .then([done](const sweep_result& result) { done(result); },
               [done](caf::error&) { done(std::nullopt); });
+  });
+}
+
+void service::audit_counts(std::function<void(std::optional<count_audit>)> done) {
+  auto guard = context_->guard();
+  if (!guard) return done(std::nullopt);
+  auto shards = context_->shards();
+  in_helper_actor(context_->system, [=](caf::event_based_actor* self) {
+    self->request(guard, kAdminTimeout, audit_atom::value)
+        .then(
+            [self, shards, done](const guard_audit& guard) {
+              ask_shards<uint64_t>(
+                  self, shards,
+                  [guard, done](std::vector<uint64_t>& counts) {
+                    count_audit audit;
+                    audit.counted = guard.counted;
+                    audit.reservations = guard.reservations;
+                    for (auto n : counts) audit.in_tables += n;
+                    done(audit);
+                  },
+                  count_atom::value);
+            },
+            [done](caf::error&) { done(std::nullopt); });
   });
 }
 
@@ -275,12 +309,13 @@ void service::inject_fault(fault_request fault, std::function<void(uint64_t)> do
     caf::actor victim;
     if (fault.on == target::limit_guard) victim = context->guard();
     if (fault.on == target::janitor) victim = context->janitor();
-    if (fault.on == target::shard) victim = context->shard(fault.shard_index);
+    if (fault.on == target::shard && fault.shard_index < context->shard_count)
+      victim = context->shard(static_cast<unsigned>(fault.shard_index));
     if (!victim) return done(0);
-    spdlog::warn("fault injection: crash {}",
-                 fault.on == target::shard
-                     ? "shard-" + std::to_string(fault.shard_index)
-                     : std::string(fault.on == target::janitor ? "janitor" : "limit_guard"));
+    log_event(spdlog::level::warn, "fault", "fault injection: crash",
+              {{"target", fault.on == target::shard ? "shard-" + std::to_string(fault.shard_index)
+                          : fault.on == target::janitor ? std::string("janitor")
+                                                        : std::string("limit_guard")}});
     caf::anon_send(victim, fault_atom::value, crash_atom::value);
     return done(1);
   }
@@ -318,12 +353,13 @@ void service::inject_fault(fault_request fault, std::function<void(uint64_t)> do
               ++applied;
             }
           }
-          spdlog::warn("fault injection: {} applied to {} connection actors",
-                       fault.what == action::crash    ? "crash"
-                       : fault.what == action::poison ? "poison"
-                       : fault.what == action::delay  ? "delay"
-                                                      : "clear",
-                       applied);
+          log_event(spdlog::level::warn, "fault", "fault injection on connections",
+                    {{"action", fault.what == action::crash    ? "crash"
+                                : fault.what == action::poison ? "poison"
+                                : fault.what == action::delay  ? "delay"
+                                                               : "clear"},
+                     log_field::optional("user", fault.user.value_or("")),
+                     {"applied", applied}});
           done(applied);
         },
         snapshot_atom::value, scope);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <caf/actor.hpp>
+#include <caf/actor_clock.hpp>
 #include <caf/actor_system.hpp>
 
 #include <atomic>
@@ -14,6 +15,7 @@
 #include "wsvisor/admin.hpp"
 #include "wsvisor/config.hpp"
 #include "wsvisor/metrics.hpp"
+#include "wsvisor/session_port.hpp"
 
 #include <prometheus/gauge.h>
 
@@ -28,9 +30,17 @@ struct service_context {
   metrics& stats;
   const unsigned shard_count;
 
+  // The one clock of every actor of the tree: CAF's, so that test_coordinator drives
+  // them all with its virtual time. In production it is the steady clock the sessions
+  // stamp their liveness times with.
+  steady_time now() const { return system.clock().now(); }
+
   std::atomic<bool> tree_up{false};
   std::atomic<bool> listening{false};
   std::atomic<bool> draining{false};
+  // When the drain began (on the clock above): it outlives a janitor restart, so that a
+  // restarted janitor resumes the paced 1001 closes within what is left of drain_spread.
+  std::atomic<steady_time::rep> drain_began{0};
   // Slots held: the sum of the shards' tables (each shard adds and removes its own).
   std::atomic<int64_t> connections{0};
   std::atomic<uint64_t> next_connection_id{1};
@@ -78,6 +88,13 @@ struct service_context {
     std::lock_guard<std::mutex> lock(handles_mutex);
     if (shard_handles.size() <= index) shard_handles.resize(index + 1);
     shard_handles[index] = std::move(a);
+  }
+  // A dying shard withdraws its handle, unless its successor has taken the place
+  // already: until the supervisor restarts it (after a backoff), nobody sends it work.
+  void withdraw_shard(unsigned index, const caf::actor_addr& dying) {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    if (index < shard_handles.size() && shard_handles[index].address() == dying)
+      shard_handles[index] = nullptr;
   }
 
   // Standing faults by user (CONTRACT section 8): applied to future connections too.

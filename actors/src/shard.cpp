@@ -2,41 +2,51 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
-#include <spdlog/spdlog.h>
+#include <prometheus/histogram.h>
+#include <wsvisor/log.hpp>
 
-#include <algorithm>
 #include <stdexcept>
 
 #include "connection_actor.hpp"
+#include "connection_end.hpp"
 #include "messages.hpp"
 
 namespace wsvisor {
 namespace {
 
 using self_ptr = caf::stateful_actor<shard_state>*;
-using clock = std::chrono::steady_clock;
 
-double seconds_since(steady_time t) {
-  return std::chrono::duration<double>(clock::now() - t).count();
+double seconds_between(steady_time from, steady_time to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
+slot_key key_of(unsigned shard, const shard_entry& entry) {
+  return slot_key{entry.id, shard, entry.user, entry.ip};
 }
 
 // Counts and logs the end of one slot. The caller tells the limit guard.
-void account_release(service_context& context, shard_entry& entry, close_reason why) {
-  context.stats.connections_closed(why).Increment();
+void account_release(service_context& context, const shard_entry& entry, connection_end end) {
+  context.stats.connections_closed(end.why).Increment();
   context.stats.connections().Decrement();
   context.connections.fetch_sub(1, std::memory_order_relaxed);
-  spdlog::info("connection closed id={} user={} ip={} code={} reason={} duration_s={:.3f}",
-               entry.id, entry.user.empty() ? "-" : entry.user, entry.ip, entry.port->close_code(),
-               to_string(why), seconds_since(entry.admitted_at));
+  const double duration_s = seconds_between(entry.admitted_at, context.now());
+  context.stats.connection_duration_seconds().Observe(duration_s);
+  log_event(spdlog::level::info, "connection_closed", "connection closed",
+            {{"id", entry.id},
+             log_field::optional("user", entry.user),
+             {"ip", entry.ip},
+             {"code", end.code},
+             {"reason", to_string(end.why)},
+             {"duration_s", duration_s}});
 }
 
-// The one place a slot is released while the shard lives: its actor is dead.
-void release_slot(self_ptr self, shard_entry& entry) {
+// The one place a slot is released while the shard lives: its actor is dead, and its
+// exit reason says how the connection ended.
+void release_slot(self_ptr self, const shard_entry& entry, const caf::error& exit_reason) {
   auto& context = *self->state.context;
-  entry.port->actor_gone();
-  account_release(context, entry, entry.port->reason());
+  account_release(context, entry, from_exit_reason(exit_reason, close_reason::client));
   if (auto guard = context.guard())
-    self->send(guard, release_atom::value, self->state.index, entry.user, entry.ip);
+    self->send(guard, release_atom::value, key_of(self->state.index, entry));
 }
 
 // Janitor's periodic checks of one connection (CONTRACT section 5): heartbeat and
@@ -72,8 +82,10 @@ void check_connection(const settings& config, shard_entry& entry, steady_time no
     ++counts.idle;
     return;
   }
-  if (live.ping_sent_at == steady_time{} && now - live.last_frame_in >= janitor.ping_interval)
+  if (live.ping_sent_at == steady_time{} && now - live.last_frame_in >= janitor.ping_interval) {
+    log_event(spdlog::level::debug, "ping", "heartbeat ping", {{"id", entry.id}});
     entry.port->ping();  // the session sends it on its own executor
+  }
 }
 
 connection_snapshot snapshot_of(const shard_entry& entry) {
@@ -84,28 +96,46 @@ connection_snapshot snapshot_of(const shard_entry& entry) {
   snap.ip = entry.ip;
   snap.admitted_wall = entry.admitted_wall;
   snap.live = entry.port->liveness();
+  snap.unread_bytes = entry.port->unread_bytes();
   snap.restarts = entry.restarts;
   return snap;
 }
 
 // When the shard dies, its children die with it: each closes with 1011, and the limit
-// guard forgets all their slots in one message.
+// guard forgets all their slots in one message. Each actor's own end closes its socket
+// (connection_state's destructor); the 1011 is already on its way by then.
 void take_children_down(const std::shared_ptr<service_context>& context, unsigned index,
                         shard_table& table) {
   if (table.empty()) return;
   std::vector<slot_key> released;
   released.reserve(table.size());
+  const connection_end end{close_reason::shard_down, 1011};
   for (auto& [addr, entry] : table) {
-    entry.port->close(1011, "internal error", close_reason::shard_down);
-    entry.port->actor_gone();
+    entry.port->close(end.code, "internal error", end.why);
     caf::anon_send_exit(entry.actor, caf::exit_reason::kill);
-    account_release(*context, entry, close_reason::shard_down);
-    released.push_back(slot_key{index, entry.user, entry.ip});
+    account_release(*context, entry, end);
+    released.push_back(key_of(index, entry));
   }
-  spdlog::warn("shard-{} died: {} connections closed with 1011", index, table.size());
+  log_event(spdlog::level::warn, "shard_down", "shard died: its connections closed with 1011",
+            {{"shard", index}, {"connections", static_cast<uint64_t>(table.size())}});
   table.clear();
   if (auto guard = context->guard())
     caf::anon_send(guard, shard_down_atom::value, index, std::move(released));
+}
+
+// The entries a request addresses: one by id (id != 0), else every one of `user`.
+template <class Visit>
+void for_each_addressed(shard_state& state, uint64_t id, const std::string& user, Visit&& visit) {
+  auto& table = *state.table;
+  if (id != 0) {
+    auto key = state.by_id.find(id);
+    if (key == state.by_id.end()) return;
+    auto entry = table.find(key->second);
+    if (entry != table.end()) visit(entry->second);
+    return;
+  }
+  for (auto& [addr, entry] : table)
+    if (entry.user == user) visit(entry);
 }
 
 }  // namespace
@@ -113,21 +143,22 @@ void take_children_down(const std::shared_ptr<service_context>& context, unsigne
 caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> context, unsigned index) {
   self->state.context = context;
   self->state.index = index;
-  self->attach_functor([context, index, table = self->state.table](const caf::error&) {
-    take_children_down(context, index, *table);
-  });
+  self->attach_functor(
+      [context, index, table = self->state.table, me = self->address()](const caf::error&) {
+        context->withdraw_shard(index, me);
+        take_children_down(context, index, *table);
+      });
   self->set_down_handler([self](caf::down_msg& down) {
     auto& table = *self->state.table;
     auto it = table.find(down.source);
     if (it == table.end()) return;  // not a connection of ours
     self->state.by_id.erase(it->second.id);
-    release_slot(self, it->second);
+    release_slot(self, it->second, down.reason);
     table.erase(it);
   });
   return {
-      [self](spawn_atom, admission_ticket& ticket) {
+      [self](spawn_atom, admission_ticket& ticket, uint64_t id) {
         auto& context = *self->state.context;
-        const uint64_t id = context.next_connection_id.fetch_add(1, std::memory_order_relaxed);
         auto connection = self->spawn<caf::monitored>(connection_actor, ticket->port, id,
                                                       caf::actor_cast<caf::actor>(self),
                                                       context.fault_for(ticket->user));
@@ -137,18 +168,24 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
         entry.id = id;
         entry.user = ticket->user;
         entry.ip = ticket->ip;
-        entry.admitted_at = clock::now();
+        entry.admitted_at = context.now();
         entry.admitted_wall = std::chrono::system_clock::now();
         self->state.by_id.emplace(id, connection.address());
         self->state.table->emplace(connection.address(), std::move(entry));
         context.stats.connections().Increment();
         context.stats.connections_opened().Increment();
         context.connections.fetch_add(1, std::memory_order_relaxed);
+        log_event(spdlog::level::debug, "connection_admitted", "slot taken, connection actor up",
+                  {{"id", id},
+                   log_field::optional("user", ticket->user),
+                   {"ip", ticket->ip},
+                   {"shard", self->state.index}});
         admission_decision decision;
         decision.admitted = true;
         decision.connection = connection;
         decision.connection_id = id;
         ticket->reply(std::move(decision));
+        return spawned_atom::value;
       },
       [self](crashed_atom, const caf::actor_addr& source) {
         // A connection restarted after a crash: within budget it goes on, past it it
@@ -159,31 +196,30 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
         auto& entry = it->second;
         auto& context = *self->state.context;
         const auto& supervision = context.config.supervision;
-        const auto now = clock::now();
         ++entry.restarts;
         context.stats.actor_restarts(actor_kind::connection).Increment();
-        entry.recent_restarts.push_back(now);
-        auto& recent = entry.recent_restarts;
-        recent.erase(std::remove_if(recent.begin(), recent.end(),
-                                    [&](steady_time t) {
-                                      return now - t > supervision.connection_restart_period;
-                                    }),
-                     recent.end());
-        if (!entry.over_budget && entry.recent_restarts.size() > supervision.connection_restarts) {
+        if (!entry.recent_restarts)
+          entry.recent_restarts = std::make_unique<restart_window>(restart_intensity{
+              supervision.connection_restarts, supervision.connection_restart_period});
+        if (!entry.recent_restarts->admit(context.now()) && !entry.over_budget) {
           entry.over_budget = true;
-          spdlog::warn(
-              "connection {} exceeded its restart budget ({} within {}, "
-              "supervision.connection_restarts): closing with 1011",
-              entry.id, supervision.connection_restarts,
-              format_duration(supervision.connection_restart_period));
+          log_event(spdlog::level::warn, "restart_budget",
+                    "connection exceeded its restart budget "
+                    "(supervision.connection_restarts within connection_restart_period): "
+                    "closing with 1011",
+                    {{"id", entry.id},
+                     log_field::optional("user", entry.user),
+                     {"restarts", entry.restarts},
+                     {"budget", supervision.connection_restarts},
+                     {"period", format_duration(supervision.connection_restart_period)}});
           self->send(entry.actor, evict_atom::value, uint16_t{1011}, std::string("internal error"),
                      close_reason::restart_budget);
         }
       },
       [self](tick_atom) {
         periodic_counts counts;
-        const auto now = clock::now();
         auto& context = *self->state.context;
+        const auto now = context.now();
         for (auto& [addr, entry] : *self->state.table)
           check_connection(context.config, entry, now, counts, context.stats);
         return counts;
@@ -198,20 +234,19 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
         std::vector<slot_key> slots;
         slots.reserve(self->state.table->size());
         for (auto& [addr, entry] : *self->state.table)
-          slots.push_back(slot_key{self->state.index, entry.user, entry.ip});
+          slots.push_back(key_of(self->state.index, entry));
         return slots;
       },
       [self](count_atom) { return static_cast<uint64_t>(self->state.table->size()); },
       [self](admin_close_atom, uint64_t id, const std::string& user) {
         // Graceful close with 4002 by id (id != 0) or by user.
         uint64_t closed = 0;
-        for (auto& [addr, entry] : *self->state.table) {
-          if (id != 0 ? entry.id != id : entry.user != user) continue;
+        for_each_addressed(self->state, id, user, [&](shard_entry& entry) {
           self->send(entry.actor, close_atom::value, uint16_t{4002}, std::string("admin close"),
                      close_reason::admin);
           self->state.context->stats.evictions(eviction_reason::admin).Increment();
           ++closed;
-        }
+        });
         return closed;
       },
       [self](fault_atom, crash_atom) -> caf::result<void> {

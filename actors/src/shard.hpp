@@ -14,6 +14,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <wsvisor/supervisor.hpp>
+
 #include "service_context.hpp"
 #include "wsvisor/session_port.hpp"
 
@@ -28,9 +30,9 @@ struct shard_entry {
   steady_time admitted_at;
   std::chrono::system_clock::time_point admitted_wall;
   uint64_t restarts = 0;
-  // Within connection_restart_period. A vector: empty ones allocate nothing (a deque
-  // would cost ~600 bytes per idle connection).
-  std::vector<steady_time> recent_restarts;
+  // connection_restarts within connection_restart_period; made at the first crash, so
+  // that a connection that never crashed pays one pointer for it.
+  std::unique_ptr<restart_window> recent_restarts;
   bool over_budget = false;
 };
 
@@ -41,6 +43,7 @@ struct shard_state {
   std::shared_ptr<service_context> context;
   unsigned index = 0;
   std::shared_ptr<shard_table> table = std::make_shared<shard_table>();
+  // Connection id -> table key: admin closes and faults by id.
   std::unordered_map<uint64_t, caf::actor_addr> by_id;
   static inline const char* name = "shard";
 };

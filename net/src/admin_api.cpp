@@ -154,7 +154,7 @@ std::variant<fault_request, std::string> parse_fault(const std::string& body) {
     if (const auto* index = object.if_contains("index")) {
       if (!index->is_int64() || index->as_int64() < 0)
         return std::string("\"index\" must be a non-negative integer");
-      fault.shard_index = static_cast<unsigned>(index->as_int64());
+      fault.shard_index = static_cast<uint64_t>(index->as_int64());  // range: the caller
     }
   }
   if (fault.what == fault_request::action::delay) {

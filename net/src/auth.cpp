@@ -97,55 +97,101 @@ std::string base64url_encode(std::string_view bytes) {
   return out;
 }
 
-std::optional<std::string> verify_hs256_jwt(std::string_view token, std::string_view secret,
-                                            std::chrono::system_clock::time_point now) {
+const char* to_string(identity_problem problem) {
+  switch (problem) {
+    case identity_problem::none:
+      return "none";
+    case identity_problem::missing:
+      return "missing";
+    case identity_problem::malformed:
+      return "malformed";
+    case identity_problem::bad_signature:
+      return "bad_signature";
+    case identity_problem::expired:
+      return "expired";
+    case identity_problem::not_yet_valid:
+      return "not_yet_valid";
+    case identity_problem::untrusted_peer:
+      return "untrusted_peer";
+  }
+  return "none";
+}
+
+namespace {
+
+// A NumericDate claim (RFC 7519 2): seconds since the epoch, integer or not.
+std::optional<double> numeric_date(const boost::json::value& claim) {
+  if (claim.is_int64()) return static_cast<double>(claim.as_int64());
+  if (claim.is_uint64()) return static_cast<double>(claim.as_uint64());
+  if (claim.is_double()) return claim.as_double();
+  return std::nullopt;
+}
+
+jwt_check problem(identity_problem why) {
+  jwt_check check;
+  check.problem = why;
+  return check;
+}
+
+}  // namespace
+
+jwt_check check_hs256_jwt(std::string_view token, std::string_view secret,
+                          std::chrono::system_clock::time_point now) {
   const auto first_dot = token.find('.');
-  if (first_dot == std::string_view::npos) return std::nullopt;
+  if (first_dot == std::string_view::npos) return problem(identity_problem::malformed);
   const auto second_dot = token.find('.', first_dot + 1);
   if (second_dot == std::string_view::npos ||
       token.find('.', second_dot + 1) != std::string_view::npos)
-    return std::nullopt;
+    return problem(identity_problem::malformed);
   const std::string_view signed_part = token.substr(0, second_dot);
   const auto header = base64url_decode(token.substr(0, first_dot));
   const auto payload = base64url_decode(token.substr(first_dot + 1, second_dot - first_dot - 1));
   const auto signature = base64url_decode(token.substr(second_dot + 1));
-  if (!header || !payload || !signature) return std::nullopt;
+  if (!header || !payload || !signature) return problem(identity_problem::malformed);
 
   std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
   unsigned int mac_length = 0;
   if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
             reinterpret_cast<const unsigned char*>(signed_part.data()), signed_part.size(),
             mac.data(), &mac_length))
-    return std::nullopt;
+    return problem(identity_problem::bad_signature);
   if (signature->size() != mac_length ||
       CRYPTO_memcmp(signature->data(), mac.data(), mac_length) != 0)
-    return std::nullopt;
+    return problem(identity_problem::bad_signature);
 
+  // Signed by us: what it says can be parsed without fear of an attacker's input.
   boost::system::error_code ec;
   const auto header_json = boost::json::parse(*header, ec);
-  if (ec || !header_json.is_object()) return std::nullopt;
+  if (ec || !header_json.is_object()) return problem(identity_problem::malformed);
   const auto* alg = header_json.as_object().if_contains("alg");
-  if (!alg || !alg->is_string() || alg->as_string() != "HS256") return std::nullopt;
+  if (!alg || !alg->is_string() || alg->as_string() != "HS256")
+    return problem(identity_problem::bad_signature);
 
   const auto claims = boost::json::parse(*payload, ec);
-  if (ec || !claims.is_object()) return std::nullopt;
+  if (ec || !claims.is_object()) return problem(identity_problem::malformed);
   const auto& object = claims.as_object();
+  const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
   if (const auto* exp = object.if_contains("exp")) {
-    double expires_at = 0;
-    if (exp->is_int64())
-      expires_at = static_cast<double>(exp->as_int64());
-    else if (exp->is_uint64())
-      expires_at = static_cast<double>(exp->as_uint64());
-    else if (exp->is_double())
-      expires_at = exp->as_double();
-    else
-      return std::nullopt;
-    const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
-    if (now_s >= expires_at) return std::nullopt;
+    const auto expires_at = numeric_date(*exp);
+    if (!expires_at) return problem(identity_problem::malformed);
+    if (now_s >= *expires_at) return problem(identity_problem::expired);
+  }
+  if (const auto* nbf = object.if_contains("nbf")) {
+    const auto not_before = numeric_date(*nbf);
+    if (!not_before) return problem(identity_problem::malformed);
+    if (now_s < *not_before) return problem(identity_problem::not_yet_valid);
   }
   const auto* sub = object.if_contains("sub");
-  if (!sub || !sub->is_string() || sub->as_string().empty()) return std::nullopt;
-  return std::string(sub->as_string());
+  if (!sub || !sub->is_string() || sub->as_string().empty())
+    return problem(identity_problem::malformed);
+  jwt_check check;
+  check.subject = std::string(sub->as_string());
+  return check;
+}
+
+std::optional<std::string> verify_hs256_jwt(std::string_view token, std::string_view secret,
+                                            std::chrono::system_clock::time_point now) {
+  return check_hs256_jwt(token, secret, now).subject;
 }
 
 std::optional<std::string> find_token(const upgrade_request& request) {
@@ -165,23 +211,33 @@ std::optional<std::string> find_token(const upgrade_request& request) {
   return query_parameter(target, "token");
 }
 
-identity identify(const upgrade_request& request, const auth_settings& auth) {
+identity identify(const upgrade_request& request, const auth_settings& auth, bool peer_vouched) {
   identity who;
   if (auth.mode == "header") {
     const auto field = request.find(auth.user_header);
-    if (field == request.end() || field->value().empty())
+    if (field == request.end() || field->value().empty()) {
       who.missing = true;
-    else
+      who.problem = identity_problem::missing;
+    } else if (!peer_vouched) {
+      // Anyone could send the header: only a trusted proxy may say who the user is.
+      who.invalid = true;
+      who.problem = identity_problem::untrusted_peer;
+    } else {
       who.user = std::string(field->value());
+    }
   } else if (auth.mode == "jwt") {
     const auto token = find_token(request);
     if (!token) {
       who.missing = true;
-    } else if (auto sub =
-                   verify_hs256_jwt(*token, auth.jwt_secret, std::chrono::system_clock::now())) {
-      who.user = std::move(*sub);
+      who.problem = identity_problem::missing;
     } else {
-      who.invalid = true;
+      auto check = check_hs256_jwt(*token, auth.jwt_secret, std::chrono::system_clock::now());
+      if (check.subject) {
+        who.user = std::move(*check.subject);
+      } else {
+        who.invalid = true;
+        who.problem = check.problem;
+      }
     }
   }
   return who;

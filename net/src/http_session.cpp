@@ -29,24 +29,63 @@ namespace {
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;
 constexpr std::uint64_t kBodyLimit = 64 * 1024;
 
+// How long a connection in the health lane has to send its probe.
+constexpr std::chrono::milliseconds kHealthLaneWait{500};
+
 const char* readiness_status(const service& tree) {
   if (tree.draining()) return "draining";
   return tree.ready() ? "ready" : "starting";
 }
 
+bool is_health(route r) {
+  return r == route::health_live || r == route::health_ready || r == route::health;
+}
+
+std::optional<std::string_view> header_value(const http::request<http::string_body>& request,
+                                             http::field name) {
+  const auto field = request.find(name);
+  if (field == request.end()) return std::nullopt;
+  return std::string_view(field->value().data(), field->value().size());
+}
+
+// Every X-Forwarded-For line, in order, as one comma-separated list (RFC 7230 3.2.2):
+// a proxy that appends a line of its own must not leave the client's first line to
+// decide the client IP.
+std::string forwarded_for(const http::request<http::string_body>& request) {
+  std::string joined;
+  const auto [first, last] = request.equal_range("X-Forwarded-For");
+  for (auto field = first; field != last; ++field) {
+    if (!joined.empty()) joined += ", ";
+    joined.append(field->value().data(), field->value().size());
+  }
+  return joined;
+}
+
 }  // namespace
 
+void refuse_handshake_limit(server_state& state, uint64_t limit) {
+  state.stats.admissions_rejected(reject_reason::handshake_limit).Increment();
+  if (state.refusal_log.admit("handshake_limit"))
+    log_event(spdlog::level::info, "refused",
+              "connection refused: too many handshakes pending (limits.max_pending_handshakes)",
+              {{"reason", "handshake_limit"}, {"limit", limit}});
+}
+
 http_session::http_session(net::ip::tcp::socket&& socket, std::shared_ptr<server_state> state,
-                           bool admin_listener)
+                           bool admin_listener, pending_handshake pending, http_lane lane)
     : stream_(std::move(socket)),
-      state_(state),
-      pending_(std::move(state)),
+      state_(std::move(state)),
+      pending_(std::move(pending)),
       accepted_at_(std::chrono::steady_clock::now()),
-      admin_listener_(admin_listener) {}
+      admin_listener_(admin_listener),
+      lane_(lane) {}
 
 void http_session::run() {
   // handshake_timeout runs from accept to the 101 or the HTTP answer.
-  stream_.expires_after(state_->config.server.handshake_timeout);
+  const auto timeout = state_->config.server.handshake_timeout;
+  stream_.expires_after(lane_ == http_lane::health_only
+                            ? std::min<std::chrono::milliseconds>(kHealthLaneWait, timeout)
+                            : timeout);
   do_read();
 }
 
@@ -59,9 +98,11 @@ void http_session::do_read() {
 }
 
 void http_session::on_read(beast::error_code ec, std::size_t) {
+  const bool health_lane = lane_ == http_lane::health_only;
   if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
       ec == net::error::operation_aborted || ec == net::error::connection_reset ||
       ec == net::error::eof) {
+    if (health_lane) refuse_handshake_limit(*state_, state_->config.limits.max_pending_handshakes);
     return close_socket();
   }
   if (ec) {
@@ -69,7 +110,7 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
     return answer(json_response(http::status::bad_request, error_body("bad_request"), 11, false));
   }
   auto request = parser_->release();
-  const bool keep_alive = request.keep_alive();
+  const bool keep_alive = request.keep_alive() && !health_lane;
   const unsigned version = request.version();
   routing_options options;
   options.ws_path = state_->config.server.ws_path;
@@ -78,21 +119,15 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
   const std::string_view method(request.method_string().data(), request.method_string().size());
   const std::string_view target(request.target().data(), request.target().size());
 
-  switch (route_request(method, target, beast::websocket::is_upgrade(request), options)) {
-    case route::websocket: {
-      const auto peer = stream_.socket().remote_endpoint(ec);
-      if (ec) return close_socket();
-      const auto forwarded = request.find("X-Forwarded-For");
-      const std::string client_ip = state_->proxies.client_ip(
-          peer.address(), forwarded == request.end() ? std::string_view{}
-                                                     : std::string_view(forwarded->value().data(),
-                                                                        forwarded->value().size()));
-      stream_.expires_never();
-      std::make_shared<websocket_session>(std::move(stream_), std::move(request), state_,
-                                          std::move(pending_), accepted_at_, client_ip)
-          ->run();
-      return;
-    }
+  const route found = route_request(method, target, beast::websocket::is_upgrade(request), options);
+  if (health_lane && !is_health(found)) {
+    // Past max_pending_handshakes only health probes get an answer.
+    refuse_handshake_limit(*state_, state_->config.limits.max_pending_handshakes);
+    return close_socket();
+  }
+  switch (found) {
+    case route::websocket:
+      return upgrade(std::move(request));
     case route::health_live:
       return serve_health_live(version, keep_alive);
     case route::health_ready:
@@ -176,8 +211,50 @@ http_response http_session::metrics_text(unsigned version, bool keep_alive) cons
   return response;
 }
 
+void http_session::upgrade(http::request<http::string_body>&& request) {
+  const unsigned version = request.version();
+  // RFC 6455 4.2.1: refused here, before admission takes a token or a slot, and
+  // answered before the socket closes (Beast's own answer would be lost under the
+  // coalescing layer).
+  switch (check_websocket_handshake(header_value(request, http::field::sec_websocket_version),
+                                    header_value(request, http::field::sec_websocket_key))) {
+    case handshake_check::ok:
+      break;
+    case handshake_check::bad_key: {
+      auto response =
+          json_response(http::status::bad_request, error_body("bad_websocket_key"), version, false);
+      return answer(std::move(response));
+    }
+    case handshake_check::no_version:
+    case handshake_check::bad_version: {
+      const bool missing = !header_value(request, http::field::sec_websocket_version);
+      auto response = json_response(
+          missing ? http::status::bad_request : http::status::upgrade_required,
+          error_body(missing ? "missing_websocket_version" : "unsupported_websocket_version"),
+          version, false);
+      response.set(http::field::sec_websocket_version, "13");
+      return answer(std::move(response));
+    }
+  }
+  beast::error_code ec;
+  const auto peer = stream_.socket().remote_endpoint(ec);
+  if (ec) return close_socket();
+  const std::string client_ip = state_->proxies.client_ip(peer.address(), forwarded_for(request));
+  const bool peer_vouched = state_->proxies.vouches_for_identity(peer.address());
+  // What the parser read past the request: the client's first frames, when it sent
+  // them in the same write as the upgrade.
+  std::string read_ahead(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+  buffer_.consume(buffer_.size());
+  stream_.expires_never();
+  std::make_shared<websocket_session>(std::move(stream_), std::move(request), state_,
+                                      std::move(pending_), accepted_at_, client_ip,
+                                      std::move(read_ahead), peer_vouched)
+      ->run();
+}
+
 void http_session::answer(http_response response) {
-  pending_.release();  // answered: no longer a pending handshake
+  // The connection keeps its place in max_pending_handshakes while it lives (an idle
+  // keep-alive connection too): the budget bounds open HTTP connections, not requests.
   response_ = std::make_shared<http_response>(std::move(response));
   const bool close = response_->need_eof();
   http::async_write(stream_, *response_,

@@ -16,10 +16,17 @@
 
 namespace wsvisor {
 
+// Which requests a connection may make: all of them, or (past the listener's
+// max_pending_handshakes) only a health probe sent at once (see server.cpp).
+enum class http_lane { full, health_only };
+
+// Counts and logs one connection closed for limits.max_pending_handshakes.
+void refuse_handshake_limit(server_state& state, uint64_t limit);
+
 class http_session : public std::enable_shared_from_this<http_session> {
  public:
   http_session(boost::asio::ip::tcp::socket&& socket, std::shared_ptr<server_state> state,
-               bool admin_listener);
+               bool admin_listener, pending_handshake pending, http_lane lane);
   void run();
 
  private:
@@ -28,6 +35,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void answer(http_response response);
   void on_write(bool close, boost::beast::error_code ec, std::size_t bytes);
   void close_socket();
+  // An upgrade request on server.ws_path becomes a websocket_session (or gets 400/426).
+  void upgrade(boost::beast::http::request<boost::beast::http::string_body>&& request);
 
   void serve_health_live(unsigned version, bool keep_alive);
   http_response health_ready(unsigned version, bool keep_alive) const;
@@ -42,6 +51,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
   std::shared_ptr<http_response> response_;
   steady_time accepted_at_;
   bool admin_listener_;
+  http_lane lane_;
 };
 
 }  // namespace wsvisor

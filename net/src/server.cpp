@@ -6,7 +6,7 @@
 #include <boost/beast/core/bind_handler.hpp>
 
 #include <prometheus/counter.h>
-#include <spdlog/spdlog.h>
+#include <wsvisor/log.hpp>
 
 #include <vector>
 
@@ -20,6 +20,12 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
 namespace {
+
+// Connections past a listener's max_pending_handshakes still get a short look, in a
+// small lane of their own: a health probe (GET /health/...) sent at once is answered,
+// anything else is closed and counted as handshake_limit. A liveness probe that fails
+// under a slowloris flood would make the platform restart a healthy server.
+constexpr uint64_t kHealthLaneSlots = 64;
 
 bool out_of_descriptors(const beast::error_code& ec) {
   return ec == net::error::no_descriptors || ec == net::error::no_buffer_space ||
@@ -35,6 +41,8 @@ class listener : public std::enable_shared_from_this<listener> {
       : state_(std::move(state)),
         acceptor_(net::make_strand(state_->io)),
         pause_(acceptor_.get_executor()),
+        budget_(std::make_shared<handshake_budget>(state_->config.limits.max_pending_handshakes)),
+        health_lane_(std::make_shared<handshake_budget>(kHealthLaneSlots)),
         admin_listener_(admin_listener) {}
 
   std::string open(const std::string& host, unsigned short port) {
@@ -42,7 +50,7 @@ class listener : public std::enable_shared_from_this<listener> {
     const auto address = net::ip::make_address(host, ec);
     if (ec) return "invalid listen address '" + host + "': " + ec.message();
     const tcp::endpoint endpoint{address, port};
-    const auto where = host + ":" + std::to_string(port);
+    const auto where = host_port(host, port);
     acceptor_.open(endpoint.protocol(), ec);
     if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(endpoint, ec);
@@ -79,10 +87,10 @@ class listener : public std::enable_shared_from_this<listener> {
       if (out_of_descriptors(ec)) {
         // Out of file descriptors: pause briefly and retry; never spin, never exit.
         if (!paused_logged_)
-          spdlog::warn(
-              "accept paused: {} (the process is at its open-file limit; raise "
-              "`ulimit -n` or lower limits.max_connections)",
-              ec.message());
+          log_event(spdlog::level::warn, "accept_paused",
+                    "accept paused: the process is at its open-file limit (raise `ulimit -n` "
+                    "or lower limits.max_connections); retrying every 50 ms",
+                    {{"error", ec.message()}});
         paused_logged_ = true;
         pause_.expires_after(std::chrono::milliseconds(50));
         pause_.async_wait([self = shared_from_this()](beast::error_code wait_ec) {
@@ -90,22 +98,22 @@ class listener : public std::enable_shared_from_this<listener> {
         });
         return;
       }
-      spdlog::debug("accept failed: {}", ec.message());
+      log_event(spdlog::level::debug, "accept_failed", "accept failed", {{"error", ec.message()}});
       return do_accept();
     }
     paused_logged_ = false;
-    const auto limit = state_->config.limits.max_pending_handshakes;
-    if (state_->pending_handshakes.fetch_add(1, std::memory_order_relaxed) >= limit) {
-      state_->pending_handshakes.fetch_sub(1, std::memory_order_relaxed);
-      state_->stats.admissions_rejected(reject_reason::handshake_limit).Increment();
-      spdlog::info(
-          "connection refused reason=handshake_limit: {} handshakes pending "
-          "(limits.max_pending_handshakes)",
-          limit);
+    if (budget_->try_take()) {
+      std::make_shared<http_session>(std::move(socket), state_, admin_listener_,
+                                     pending_handshake(budget_), http_lane::full)
+          ->run();
+    } else if (health_lane_->try_take()) {
+      std::make_shared<http_session>(std::move(socket), state_, admin_listener_,
+                                     pending_handshake(health_lane_), http_lane::health_only)
+          ->run();
+    } else {
+      refuse_handshake_limit(*state_, budget_->limit());
       beast::error_code ignored;
       socket.close(ignored);
-    } else {
-      std::make_shared<http_session>(std::move(socket), state_, admin_listener_)->run();
     }
     do_accept();
   }
@@ -113,9 +121,16 @@ class listener : public std::enable_shared_from_this<listener> {
   std::shared_ptr<server_state> state_;
   tcp::acceptor acceptor_;
   net::steady_timer pause_;
+  std::shared_ptr<handshake_budget> budget_;
+  std::shared_ptr<handshake_budget> health_lane_;
   bool admin_listener_;
   bool paused_logged_ = false;
 };
+
+std::string host_port(const std::string& host, unsigned port) {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
 
 server::server(net::io_context& io, const settings& config, service& tree, metrics& stats)
     : state_(std::make_shared<server_state>(io, config, tree, stats)) {}
@@ -130,16 +145,18 @@ std::string server::listen() {
   if (auto error = main_listener_->open(config.server.host, config.server.port); !error.empty())
     return error + " (server.host / server.port)";
   if (!config.admin.listen.empty()) {
-    const auto colon = config.admin.listen.rfind(':');
-    const auto host = config.admin.listen.substr(0, colon);
-    const auto port =
-        static_cast<unsigned short>(std::stoul(config.admin.listen.substr(colon + 1)));
+    const auto endpoint = *admin_listen_endpoint(config);  // validated by the loader
     admin_listener_ = std::make_shared<listener>(state_, true);
-    if (auto error = admin_listener_->open(host, port); !error.empty())
+    if (auto error = admin_listener_->open(endpoint.address, endpoint.port); !error.empty())
       return error + " (admin.listen)";
   }
   main_listener_->start();
   if (admin_listener_) admin_listener_->start();
+  if (config.auth.mode == "header")
+    log_event(spdlog::level::info, "auth_rule",
+              "auth.mode = \"header\": the user header is believed " +
+                  state_->proxies.identity_rule() + "; from any other peer: 401 unauthorized",
+              {{"user_header", config.auth.user_header}});
   return "";
 }
 

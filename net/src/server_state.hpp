@@ -12,6 +12,7 @@
 
 #include "wsvisor/client_address.hpp"
 #include "wsvisor/config.hpp"
+#include "wsvisor/log.hpp"
 #include "wsvisor/metrics.hpp"
 #include "wsvisor/service.hpp"
 
@@ -27,10 +28,12 @@ struct server_state {
   metrics& stats;
   const trusted_proxies proxies;
   const std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
-  // Accepted and not yet upgraded or answered (limits.max_pending_handshakes).
-  std::atomic<uint64_t> pending_handshakes{0};
   // POST /admin/drain: begins the same drain as SIGTERM (set by main).
   std::function<void()> request_drain;
+  // Admission refusals come in floods (a rate limit, a cap, a handshake flood): the
+  // first few of each second are logged in full, the rest counted by reason.
+  log_throttle refusal_log{"refusals_summary",
+                           "admission refusals in the last second not logged one by one", 5};
 
   // The executor of one accepted connection. A strand keeps its handlers apart when
   // several threads run the io_context; with one thread (a server pinned to one core)
@@ -45,22 +48,43 @@ struct server_state {
   const bool single_io_thread = io_thread_count(config) == 1;
 };
 
-// Holds one of the pending handshakes from accept until the 101 or the first HTTP
-// answer; gives it back exactly once.
+// Connections accepted and not yet upgraded or closed, against a limit
+// (limits.max_pending_handshakes). Each listener has a budget of its own, so that a
+// flood on the public port cannot lock out the admin port; an idle keep-alive HTTP
+// connection keeps counting until it closes.
+class handshake_budget {
+ public:
+  explicit handshake_budget(uint64_t limit) : limit_(limit) {}
+  bool try_take() {
+    if (pending_.fetch_add(1, std::memory_order_relaxed) < limit_) return true;
+    pending_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  void give_back() { pending_.fetch_sub(1, std::memory_order_relaxed); }
+  uint64_t limit() const { return limit_; }
+
+ private:
+  const uint64_t limit_;
+  std::atomic<uint64_t> pending_{0};
+};
+
+// Holds one unit of a handshake_budget from accept until the 101 or the end of the
+// HTTP connection; gives it back exactly once.
 class pending_handshake {
  public:
-  explicit pending_handshake(std::shared_ptr<server_state> state) : state_(std::move(state)) {}
-  pending_handshake(pending_handshake&& other) noexcept : state_(std::move(other.state_)) {}
+  explicit pending_handshake(std::shared_ptr<handshake_budget> budget)
+      : budget_(std::move(budget)) {}
+  pending_handshake(pending_handshake&& other) noexcept : budget_(std::move(other.budget_)) {}
   pending_handshake& operator=(pending_handshake&&) = delete;
   pending_handshake(const pending_handshake&) = delete;
   ~pending_handshake() { release(); }
   void release() {
-    if (state_) state_->pending_handshakes.fetch_sub(1, std::memory_order_relaxed);
-    state_.reset();
+    if (budget_) budget_->give_back();
+    budget_.reset();
   }
 
  private:
-  std::shared_ptr<server_state> state_;
+  std::shared_ptr<handshake_budget> budget_;
 };
 
 }  // namespace wsvisor

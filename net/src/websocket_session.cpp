@@ -11,10 +11,13 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include <sys/ioctl.h>
+
 #include <algorithm>
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <spdlog/spdlog.h>
 
 #include "http_responses.hpp"
@@ -35,17 +38,23 @@ constexpr std::size_t kKeptQueueSlots = 16;
 
 websocket_session::websocket_session(beast::tcp_stream&& stream, request&& upgrade,
                                      std::shared_ptr<server_state> state, pending_handshake pending,
-                                     steady_time accepted_at, std::string client_ip)
+                                     steady_time accepted_at, std::string client_ip,
+                                     std::string read_ahead, bool peer_trusted)
     : ws_(std::move(stream)),
       upgrade_(std::make_unique<request>(std::move(upgrade))),
       state_(std::move(state)),
       pending_(std::move(pending)),
       client_ip_(std::move(client_ip)),
+      peer_trusted_(peer_trusted),
       opened_at_(std::chrono::steady_clock::now()),
+      accepted_at_(accepted_at),
       last_frame_in_ns_(now_ns()),
       last_message_ns_(now_ns()) {
   // The handshake deadline runs from accept (CONTRACT section 3).
   handshake_deadline_ = accepted_at + state_->config.server.handshake_timeout;
+  // Frames the client sent with its upgrade request are read first (the HTTP parser
+  // already took them from the socket).
+  if (!read_ahead.empty()) ws_.next_layer().prime(std::move(read_ahead));
 }
 
 websocket_session::~websocket_session() = default;
@@ -68,10 +77,12 @@ void websocket_session::run() {
   ticket->ip = client_ip_;
   const auto origin = upgrade_->find(http::field::origin);
   if (origin != upgrade_->end()) ticket->origin = std::string(origin->value());
-  const identity who = identify(*upgrade_, config.auth);
+  const identity who = identify(*upgrade_, config.auth, peer_trusted_);
   ticket->user = who.user;
   ticket->identity_missing = who.missing;
   ticket->identity_invalid = who.invalid;
+  user_ = who.user;
+  identity_problem_ = who.problem;
   ticket->reply = [self = shared_from_this()](admission_decision decision) {
     net::post(self->ws_.get_executor(), [self, decision = std::move(decision)]() mutable {
       self->on_admission(std::move(decision));
@@ -90,8 +101,12 @@ void websocket_session::run() {
       self->record(close_reason::handshake_failed, 1006);
       return self->finish();
     }
-    spdlog::warn("no admission answer within limits.admission_timeout={}: failing closed",
-                 format_duration(self->state_->config.limits.admission_timeout));
+    if (self->state_->refusal_log.admit("guard_unavailable"))
+      log_event(
+          spdlog::level::warn, "admission_timeout",
+          "no admission answer within limits.admission_timeout: failing closed",
+          {{"admission_timeout", format_duration(self->state_->config.limits.admission_timeout)},
+           {"ip", self->client_ip_}});
     self->refuse(reject_reason::guard_unavailable,
                  jittered_retry_after(self->state_->config.limits.retry_after));
   });
@@ -101,7 +116,8 @@ void websocket_session::run() {
 void websocket_session::on_admission(admission_decision decision) {
   if (phase_ != phase::admitting) {
     // Too late: the client already got its answer. An admitted slot dies at once.
-    if (decision.admitted) caf::anon_send(decision.connection, peer_gone_atom::value);
+    if (decision.admitted)
+      caf::anon_send(decision.connection, peer_gone_atom::value, reason(), close_code());
     return;
   }
   if (!decision.admitted) return refuse(decision.reason, decision.retry_after);
@@ -145,8 +161,19 @@ void websocket_session::on_admission(admission_decision decision) {
 // Every refusal is counted and logged here, once, as the client receives it.
 void websocket_session::refuse(reject_reason reason, std::chrono::seconds retry_after) {
   state_->stats.admissions_rejected(reason).Increment();
-  spdlog::info("admission refused reason={} ip={}{}", to_string(reason), client_ip_,
-               retry_after.count() ? fmt::format(" retry_after_s={}", retry_after.count()) : "");
+  if (state_->refusal_log.admit(to_string(reason))) {
+    if (reason == reject_reason::unauthorized)
+      log_event(spdlog::level::info, "refused", "admission refused",
+                {{"reason", to_string(reason)},
+                 {"detail", to_string(identity_problem_)},
+                 {"ip", client_ip_}});
+    else
+      log_event(spdlog::level::info, "refused", "admission refused",
+                {{"reason", to_string(reason)},
+                 {"ip", client_ip_},
+                 log_field::optional("user", user_),
+                 {"retry_after_s", static_cast<int64_t>(retry_after.count())}});
+  }
   phase_ = phase::closing;
   public_phase_ = 2;
   auto response = std::make_shared<http::response<http::string_body>>(
@@ -163,7 +190,9 @@ void websocket_session::refuse(reject_reason reason, std::chrono::seconds retry_
 void websocket_session::on_accept(beast::error_code ec) {
   upgrade_.reset();
   if (ec || phase_ != phase::handshaking) {
-    if (ec) spdlog::debug("handshake failed id={} ip={}: {}", id_, client_ip_, ec.message());
+    if (ec)
+      log_event(spdlog::level::debug, "handshake_failed", "WebSocket handshake failed",
+                {{"id", id_}, {"ip", client_ip_}, {"error", ec.message()}});
     record(close_reason::handshake_failed, 1006);
     return finish();
   }
@@ -171,6 +200,23 @@ void websocket_session::on_accept(beast::error_code ec) {
   deadline_.reset();  // cancels the handshake deadline; begin_close() makes a new one
   phase_ = phase::open;
   public_phase_ = 1;
+  socket_fd_.store(beast::get_lowest_layer(ws_).socket().native_handle(),
+                   std::memory_order_relaxed);
+  const double handshake_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - accepted_at_).count();
+  state_->stats.handshake_duration_seconds().Observe(handshake_s);
+  log_event(spdlog::level::debug, "connection_opened", "connection opened (101 sent)",
+            {{"id", id_},
+             log_field::optional("user", user_),
+             {"ip", client_ip_},
+             {"handshake_ms", handshake_s * 1000}});
+  std::string().swap(user_);  // only the refusal and open lines need it
+  // A close that Beast writes on its own (its answer to the peer's close, or the close
+  // that fails the connection on a protocol error) waits until the actor has handled
+  // the messages read before it: their replies leave first.
+  ws_.next_layer().hold_close_frames(true, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->on_close_held();
+  });
   last_frame_in_ns_.store(now_ns(), std::memory_order_relaxed);
   last_message_ns_.store(now_ns(), std::memory_order_relaxed);
   do_read();
@@ -210,6 +256,7 @@ void websocket_session::on_read(beast::error_code ec, std::size_t) {
   last_message_ns_.store(now, std::memory_order_relaxed);
   ping_sent_ns_.store(0, std::memory_order_relaxed);
   state_->stats.messages_received().Increment();
+  state_->stats.bytes_received().Increment(static_cast<double>(message_.size()));
   if (phase_ != phase::open) {
     // Closing: what the peer still sends is read (to see its close) but not handled.
     message_.clear();
@@ -271,7 +318,11 @@ void websocket_session::send(std::string payload, bool text) {
 void websocket_session::enqueue(std::string&& payload, bool text) {
   if (phase_ != phase::open) return;  // closing: nothing more goes out
   const auto size = payload.size();
-  if (queued_bytes_.load() + size > state_->config.limits.send_queue_bytes) {
+  const auto backlog = queued_bytes_.load();
+  // The backlog is what counts: one message (up to max_message_bytes, which may be
+  // larger than send_queue_bytes) always fits an empty queue, so a large echo is not a
+  // slow consumer; a client that leaves earlier messages unread is.
+  if (backlog > 0 && backlog + size > state_->config.limits.send_queue_bytes) {
     // Slow consumer: drop what it did not read and tell it why (CONTRACT section 5).
     // This message is never queued, so it is never counted.
     drop_queue();
@@ -334,16 +385,17 @@ void websocket_session::on_write(beast::error_code ec, std::size_t) {
     return finish();
   }
   state_->stats.messages_sent().Increment(static_cast<double>(messages));
+  state_->stats.bytes_sent().Increment(static_cast<double>(written));
   if (!queue_.empty()) return do_write();
   if (phase_ == phase::closing && !close_sent_) begin_close();
 }
 
 void websocket_session::close(uint16_t code, std::string reason, close_reason why) {
-  // Recorded at once: the actor may die (and its slot be counted) before the session's
-  // executor runs the close.
+  // Recorded at once: the actor may die before the session's executor runs the close.
   record(why, code);
   on_executor([self = shared_from_this(), code, reason = std::move(reason)]() mutable {
     if (self->phase_ == phase::closed) return;
+    if (self->peer_closing_) return;  // the peer's close is being answered already
     if (self->phase_ != phase::open) {
       // Not upgraded yet (or already closing): nothing to say to the peer.
       if (self->phase_ != phase::closing) self->finish();
@@ -358,6 +410,8 @@ void websocket_session::close(uint16_t code, std::string reason, close_reason wh
 // The close frame goes after everything already queued; then the peer has
 // close_timeout to answer before TCP is closed.
 void websocket_session::begin_close() {
+  // Our own close frame goes in order, after what is queued (on_write waits for it).
+  ws_.next_layer().hold_close_frames(false);
   if (phase_ == phase::open) {
     phase_ = phase::closing;
     public_phase_ = 2;
@@ -378,6 +432,53 @@ void websocket_session::begin_close() {
                   });
 }
 
+// Beast answered the peer's close, or failed the connection on a protocol error, and
+// its close frame is held. The actor is asked to handle everything it received first
+// (input_end_atom, behind those messages in its mailbox); input_handled() releases the
+// frame, or close_timeout does.
+void websocket_session::on_close_held() {
+  if (phase_ == phase::closed) return release_close();
+  peer_closing_ = true;
+  public_phase_ = 2;
+  const auto peer = ws_.reason();
+  if (peer.code != websocket::close_code::none) {
+    // The peer's own close: Beast accepts codes of 5000 and above, which RFC 6455
+    // (7.4.2) leaves undefined; such a close fails the connection with 1002.
+    const bool forbidden = peer.code >= 5000;
+    release_with_protocol_error_ = forbidden;
+    record(forbidden ? close_reason::protocol_error : close_reason::client,
+           forbidden ? uint16_t{1002} : static_cast<uint16_t>(peer.code));
+  }
+  if (!actor_) return release_close();
+  caf::anon_send(actor_, input_end_atom::value);
+  deadline().expires_after(state_->config.janitor.close_timeout);
+  deadline().async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec) self->release_close();
+  });
+}
+
+void websocket_session::release_close() {
+  if (!ws_.next_layer().close_frame_held()) return;
+  ws_.next_layer().release_close(release_with_protocol_error_ ? std::optional<uint16_t>(1002)
+                                                              : std::nullopt);
+}
+
+void websocket_session::input_handled() {
+  on_executor([self = shared_from_this()] {
+    if (self->peer_closing_) self->release_close();
+  });
+}
+
+uint64_t websocket_session::unread_bytes() const {
+  // FIONREAD on a descriptor another thread may close meanwhile: at worst it answers
+  // for a closed (EBADF: 0) or reused descriptor, and a sweep keeps a connection one
+  // look longer.
+  const int fd = socket_fd_.load(std::memory_order_relaxed);
+  int available = 0;
+  if (fd < 0 || ::ioctl(fd, FIONREAD, &available) != 0 || available < 0) return 0;
+  return static_cast<uint64_t>(available);
+}
+
 void websocket_session::abort(close_reason why) {
   record(why, 1006);  // at once, as in close()
   on_executor([self = shared_from_this()] { self->finish(); });
@@ -395,45 +496,54 @@ void websocket_session::ping() {
 void websocket_session::actor_gone() {
   on_executor([self = shared_from_this()] {
     self->actor_ = nullptr;
-    // A close already under way (eviction, 1011 after a crash) ends by itself within
-    // close_timeout; anything else must not outlive its actor.
+    // A close already under way (eviction, 1011 after a crash, the peer's close waiting
+    // for the actor) ends by itself within close_timeout; anything else must not
+    // outlive its actor.
+    if (self->peer_closing_) return self->release_close();
     if (self->phase_ == phase::closing) return;
-    if (self->phase_ != phase::closed) {
-      // What reason() says when nothing was recorded; the shard reads it right after
-      // this call, which may have run inline.
-      const bool upgraded = self->phase_ == phase::open;
-      self->record(upgraded ? close_reason::client : close_reason::handshake_failed, 1006);
-      self->finish();
-    }
+    if (self->phase_ != phase::closed) self->finish();
   });
 }
 
 void websocket_session::finish() {
   if (phase_ == phase::closed) return;
+  // Nothing recorded yet: the socket just went away (before the 101: the handshake
+  // failed). Recorded before the phase changes, which reason()'s default reads.
+  record(public_phase_.load() == 0 ? close_reason::handshake_failed : close_reason::client, 1006);
   phase_ = phase::closed;
   public_phase_ = 3;
   pending_.release();
   deadline_.reset();  // cancels a pending wait
+  socket_fd_.store(-1, std::memory_order_relaxed);
+  // A close frame still held goes (and fails) with the socket, so that the Beast
+  // operation waiting behind it completes.
+  release_close();
   beast::error_code ignored;
   auto& socket = beast::get_lowest_layer(ws_).socket();
   socket.shutdown(net::ip::tcp::socket::shutdown_both, ignored);
   socket.close(ignored);
   drop_queue();
   if (actor_) {
-    caf::anon_send(actor_, peer_gone_atom::value);
+    // How it ended travels with the actor's exit to the shard that releases the slot.
+    caf::anon_send(actor_, peer_gone_atom::value, reason(), close_code());
     actor_ = nullptr;  // the shard holds the slot until the actor is down
   }
 }
 
 void websocket_session::record(close_reason why, uint16_t code) {
-  int unset = -1;
-  if (reason_.compare_exchange_strong(unset, static_cast<int>(why))) close_code_ = code;
+  uint32_t unset = 0;
+  ending_.compare_exchange_strong(unset, (static_cast<uint32_t>(why) + 1) << 16 | code);
 }
 
 close_reason websocket_session::reason() const {
-  const int why = reason_.load();
-  if (why >= 0) return static_cast<close_reason>(why);
+  const uint32_t ending = ending_.load();
+  if (ending != 0) return static_cast<close_reason>((ending >> 16) - 1);
   return public_phase_.load() == 0 ? close_reason::handshake_failed : close_reason::client;
+}
+
+uint16_t websocket_session::close_code() const {
+  const uint32_t ending = ending_.load();
+  return ending != 0 ? static_cast<uint16_t>(ending & 0xffff) : 1006;
 }
 
 liveness_times websocket_session::liveness() const {

@@ -20,6 +20,7 @@
 
 #include "server_state.hpp"
 #include "wsvisor/admission.hpp"
+#include "wsvisor/auth.hpp"
 #include "wsvisor/frame_header.hpp"
 #include "wsvisor/message_buffer.hpp"
 #include "wsvisor/session_port.hpp"
@@ -32,9 +33,13 @@ class websocket_session final : public session_port,
  public:
   using request = boost::beast::http::request<boost::beast::http::string_body>;
 
+  // `read_ahead`: bytes the HTTP parser read past the upgrade request (the client's
+  // first frames, sent in the same write). `peer_trusted`: the TCP peer may assert the
+  // user header (auth.mode = "header").
   websocket_session(boost::beast::tcp_stream&& stream, request&& upgrade,
                     std::shared_ptr<server_state> state, pending_handshake pending,
-                    steady_time accepted_at, std::string client_ip);
+                    steady_time accepted_at, std::string client_ip, std::string read_ahead,
+                    bool peer_trusted);
   ~websocket_session() override;
 
   // Asks for admission; then the handshake and the read loop.
@@ -45,10 +50,10 @@ class websocket_session final : public session_port,
   void close(uint16_t code, std::string reason, close_reason why) override;
   void abort(close_reason why) override;
   void ping() override;
+  void input_handled() override;
   void actor_gone() override;
-  close_reason reason() const override;
-  uint16_t close_code() const override { return close_code_.load(std::memory_order_relaxed); }
   liveness_times liveness() const override;
+  uint64_t unread_bytes() const override;
 
  private:
   enum class phase : uint8_t { admitting, handshaking, open, closing, closed };
@@ -70,8 +75,14 @@ class websocket_session final : public session_port,
   void do_write();
   void on_write(boost::beast::error_code ec, std::size_t bytes);
   void begin_close();
+  void on_close_held();  // Beast wrote a close of its own (see write_coalescing_stream)
+  void release_close();
   void finish();  // closes TCP and tells the actor; idempotent
+  // The first reason recorded wins; reason() is it, or the default when none was:
+  // handshake_failed before the 101, client after.
   void record(close_reason why, uint16_t code);
+  close_reason reason() const;
+  uint16_t close_code() const;
   void drop_queue();
   boost::asio::steady_timer& deadline();  // created on first use
   // Whether the caller already runs on this session's executor; on_executor() runs
@@ -95,6 +106,9 @@ class websocket_session final : public session_port,
   std::unique_ptr<boost::asio::steady_timer> deadline_;
   caf::actor actor_;
   std::string client_ip_;
+  std::string user_;  // for the log: who the upgrade said it was
+  bool peer_trusted_ = false;
+  identity_problem identity_problem_ = identity_problem::none;  // why a 401, for the log
   // Oldest first; the first batch_size_ are being written. Empty until the first send
   // (an idle connection pays 24 bytes), then a few slots that one heap block holds.
   std::vector<outbound> queue_;
@@ -106,16 +120,23 @@ class websocket_session final : public session_port,
   std::size_t batch_size_ = 0;  // messages at the queue's front being written
   bool close_sent_ = false;
   bool ping_in_flight_ = false;
+  // The peer's input ended (its close, or a protocol error) and Beast's close frame is
+  // held until the actor has handled what was read before it (input_handled).
+  bool peer_closing_ = false;
+  bool release_with_protocol_error_ = false;  // the peer's close code is forbidden: 1002
   // limits.messages_per_second (burst messages_burst): a token bucket per connection.
   double rate_tokens_ = 0;
   steady_time rate_refilled_{};
 
   // Read from other threads (sweeps, metrics) without asking the session's executor.
-  std::atomic<int> reason_{-1};
-  std::atomic<uint16_t> close_code_{1006};
+  // (close_reason + 1) << 16 | close code; 0 until a reason is recorded. One atomic,
+  // so that a reader never pairs one close's reason with another's code.
+  std::atomic<uint32_t> ending_{0};
+  std::atomic<int> socket_fd_{-1};  // for unread_bytes() from other threads; -1 once closed
   std::atomic<uint8_t> public_phase_{0};
   std::atomic<uint64_t> queued_bytes_{0};
   const steady_time opened_at_;
+  const steady_time accepted_at_;
   steady_time handshake_deadline_;
   std::atomic<int64_t> last_frame_in_ns_;
   std::atomic<int64_t> last_message_ns_;

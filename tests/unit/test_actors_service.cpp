@@ -11,6 +11,8 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,7 +33,8 @@ using wsvisor::reject_reason;
 
 namespace {
 
-// What the actors asked of one socket.
+// What the actors asked of one socket. Its times come from the actor system's clock,
+// the virtual one of test_coordinator, like every time the actors read.
 class fake_port : public wsvisor::session_port {
  public:
   struct sent {
@@ -43,11 +46,12 @@ class fake_port : public wsvisor::session_port {
     std::string reason;
     close_reason why;
   };
+  using clock_function = std::function<wsvisor::steady_time()>;
 
   // `open`: the 101 went out. `answers_pings`: a ping gets a pong (a healthy client).
-  explicit fake_port(bool open = true, bool answers_pings = true)
-      : open_(open), answers_pings_(answers_pings) {
-    const auto now = std::chrono::steady_clock::now();
+  fake_port(clock_function clock, bool open, bool answers_pings)
+      : clock_(std::move(clock)), answers_pings_(answers_pings) {
+    const auto now = clock_();
     live_.opened_at = now;
     live_.last_frame_in = now;
     live_.last_message = now;
@@ -59,46 +63,40 @@ class fake_port : public wsvisor::session_port {
   }
   void close(uint16_t code, std::string reason, close_reason why) override {
     closes.push_back({code, std::move(reason), why});
-    record(why);
     live_.closing = true;
     live_.open = false;
   }
   void abort(close_reason why) override {
     aborts.push_back(why);
-    record(why);
     live_.open = false;
   }
   // Like a session: the ping goes out now; an answer clears it and counts as a frame.
   void ping() override {
     ++pings;
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = clock_();
     if (answers_pings_) {
       live_.last_frame_in = now;
       live_.ping_sent_at = {};
-    } else {
-      // The sweep judges a ping by the steady clock while the test advances CAF's
-      // virtual one: date it an hour back so it has had its full window.
-      live_.ping_sent_at = now - std::chrono::hours(1);
+    } else if (live_.ping_sent_at == wsvisor::steady_time{}) {
+      live_.ping_sent_at = now;
     }
   }
+  void input_handled() override { ++inputs_handled; }
   void actor_gone() override { ++actor_gone_calls; }
-  close_reason reason() const override { return reason_.value_or(close_reason::client); }
-  uint16_t close_code() const override { return closes.empty() ? 1006 : closes.front().code; }
   wsvisor::liveness_times liveness() const override { return live_; }
+  uint64_t unread_bytes() const override { return unread; }
 
   std::vector<sent> sends;
   std::vector<closed> closes;
   std::vector<close_reason> aborts;
   int pings = 0;
+  int inputs_handled = 0;
   int actor_gone_calls = 0;
+  uint64_t unread = 0;  // bytes waiting on the "socket" (a backlogged server)
 
  private:
-  void record(close_reason why) {
-    if (!reason_) reason_ = why;  // the first reason recorded wins
-  }
-  bool open_;
+  clock_function clock_;
   bool answers_pings_;
-  std::optional<close_reason> reason_;
   wsvisor::liveness_times live_;
 };
 
@@ -129,7 +127,7 @@ struct fixture {
   std::unique_ptr<wsvisor::service> svc;
 
   explicit fixture(wsvisor::settings config = defaults()) {
-    spdlog::set_level(spdlog::level::off);
+    spdlog::set_level(std::getenv("WSVISOR_TEST_LOG") ? spdlog::level::debug : spdlog::level::off);
     cfg.set("scheduler.policy", caf::atom("testing"));
     sys = std::make_unique<caf::actor_system>(cfg);
     sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
@@ -157,9 +155,13 @@ struct fixture {
     REQUIRE(svc->ready());
   }
 
+  std::shared_ptr<fake_port> port(bool open = true, bool answers_pings = true) {
+    return std::make_shared<fake_port>([this] { return sys->clock().now(); }, open, answers_pings);
+  }
+
   attempt admit(std::string user = "", std::string ip = "192.0.2.1",
-                std::shared_ptr<fake_port> port = std::make_shared<fake_port>()) {
-    attempt a{std::move(port), std::make_shared<std::vector<admission_decision>>()};
+                std::shared_ptr<fake_port> with = nullptr) {
+    attempt a{with ? std::move(with) : port(), std::make_shared<std::vector<admission_decision>>()};
     auto ticket = std::make_shared<wsvisor::admission_request>();
     ticket->port = a.port;
     ticket->ip = std::move(ip);
@@ -169,6 +171,50 @@ struct fixture {
     };
     svc->admit(std::move(ticket));
     return a;
+  }
+
+  // `n` upgrades of `user`, each from an IP of its own, all admitted.
+  std::vector<attempt> admit_many(const std::string& user, int n,
+                                  const std::string& ip = "192.0.2.") {
+    std::vector<attempt> all;
+    for (int i = 0; i < n; ++i) all.push_back(admit(user, ip + std::to_string(i)));
+    run();
+    for (auto& a : all) REQUIRE(a.decision().admitted);
+    return all;
+  }
+
+  // The guard's counts against the shards' tables, once every message is through.
+  wsvisor::count_audit audit() {
+    std::optional<wsvisor::count_audit> result;
+    svc->audit_counts([&](std::optional<wsvisor::count_audit> a) { result = a; });
+    run();
+    REQUIRE(result);
+    return *result;
+  }
+  // Counts, tables and reservations agree (DESIGN.md: the one invariant).
+  void check_invariant(uint64_t expected_slots) {
+    const auto a = audit();
+    CHECK(a.reservations == 0);
+    CHECK(a.counted == a.in_tables);
+    CHECK(a.in_tables == expected_slots);
+    CHECK(svc->connections() == expected_slots);
+    CHECK(gauge_connections() == static_cast<double>(expected_slots));
+  }
+
+  void crash(wsvisor::fault_request::target target, uint64_t shard_index = 0) {
+    wsvisor::fault_request fault;
+    fault.what = wsvisor::fault_request::action::crash;
+    fault.on = target;
+    fault.shard_index = shard_index;
+    svc->inject_fault(fault, [](uint64_t) {});
+  }
+
+  // Lets virtual time pass in steps, running every actor after each.
+  void pass(std::chrono::milliseconds total, std::chrono::milliseconds step = 10ms) {
+    for (auto passed = 0ms; passed < total; passed += step) {
+      sched->advance_time(step);
+      run();
+    }
   }
 
   double gauge_connections() { return stats.connections().Value(); }
@@ -233,7 +279,8 @@ TEST_CASE("an admitted connection holds one slot until its actor dies, then exac
   CHECK(a.port->actor_gone_calls == 0);
 
   SUBCASE("the peer goes away") {
-    caf::anon_send(decision.connection, wsvisor::peer_gone_atom::value);
+    caf::anon_send(decision.connection, wsvisor::peer_gone_atom::value, close_reason::client,
+                   uint16_t{1000});
   }
   SUBCASE("the actor is killed") {
     caf::anon_send_exit(decision.connection, caf::exit_reason::kill);
@@ -246,7 +293,8 @@ TEST_CASE("an admitted connection holds one slot until its actor dies, then exac
 
   // Killing it again and running more releases nothing more.
   caf::anon_send_exit(decision.connection, caf::exit_reason::kill);
-  caf::anon_send(decision.connection, wsvisor::peer_gone_atom::value);
+  caf::anon_send(decision.connection, wsvisor::peer_gone_atom::value, close_reason::client,
+                 uint16_t{1000});
   f.run();
   f.sched->advance_time(std::chrono::seconds(2));
   f.run();
@@ -294,7 +342,7 @@ TEST_CASE("echo: an inbound message comes back unchanged, same opcode") {
   CHECK(a.port->sends[2].text);
   CHECK(a.port->closes.empty());
   CHECK(f.svc->connections() == 1);
-  caf::anon_send(connection, wsvisor::peer_gone_atom::value);
+  caf::anon_send(connection, wsvisor::peer_gone_atom::value, close_reason::client, uint16_t{1000});
   f.run();
 }
 
@@ -340,8 +388,10 @@ TEST_CASE("drain: every connection gets 1001 shutdown, new upgrades get draining
   // Refusals are counted by the session that answers the client (net/), once.
   CHECK(f.rejected(reject_reason::draining) == 0);
 
-  caf::anon_send(a.decision().connection, wsvisor::peer_gone_atom::value);
-  caf::anon_send(b.decision().connection, wsvisor::peer_gone_atom::value);
+  caf::anon_send(a.decision().connection, wsvisor::peer_gone_atom::value, close_reason::drain,
+                 uint16_t{1001});
+  caf::anon_send(b.decision().connection, wsvisor::peer_gone_atom::value, close_reason::drain,
+                 uint16_t{1001});
   f.run();
   CHECK(f.svc->connections() == 0);
   CHECK(f.gauge_connections() == 0);
@@ -394,7 +444,8 @@ TEST_CASE("max_connections = 1: a second upgrade is refused with server_full") {
   CHECK(f.stats.connections_opened().Value() == 1);
 
   // Once the holder is gone, its slot is free again for the next one.
-  caf::anon_send(first.decision().connection, wsvisor::peer_gone_atom::value);
+  caf::anon_send(first.decision().connection, wsvisor::peer_gone_atom::value, close_reason::client,
+                 uint16_t{1000});
   f.run();
   CHECK(f.svc->connections() == 0);
   const auto third = f.admit("carol", "192.0.2.3");
@@ -402,7 +453,8 @@ TEST_CASE("max_connections = 1: a second upgrade is refused with server_full") {
   REQUIRE(third.answered());
   CHECK(reason_name(third.decision()) == "admitted");
   CHECK(f.svc->connections() == 1);
-  caf::anon_send(third.decision().connection, wsvisor::peer_gone_atom::value);
+  caf::anon_send(third.decision().connection, wsvisor::peer_gone_atom::value, close_reason::client,
+                 uint16_t{1000});
   f.run();
   CHECK(f.svc->connections() == 0);
 }
@@ -413,9 +465,10 @@ TEST_CASE("at max_connections a silent holder is swept and the waiting upgrade a
   config.limits.soft_connections = 1;
   fixture f(config);
   f.start_ready();
-  const auto zombie = f.admit("alice", "192.0.2.1", std::make_shared<fake_port>(true, false));
+  const auto zombie = f.admit("alice", "192.0.2.1", f.port(true, false));
   f.run();
   REQUIRE(zombie.decision().admitted);
+  f.pass(10ms);  // it was opened a while before the next upgrade comes
 
   const auto waiting = f.admit("bob", "192.0.2.2");
   f.run();
@@ -441,7 +494,8 @@ TEST_CASE("at max_connections a silent holder is swept and the waiting upgrade a
   f.sched->advance_time(config.limits.admission_timeout);
   f.run();
   CHECK(waiting.replies->size() == 1);
-  caf::anon_send(waiting.decision().connection, wsvisor::peer_gone_atom::value);
+  caf::anon_send(waiting.decision().connection, wsvisor::peer_gone_atom::value,
+                 close_reason::client, uint16_t{1000});
   f.run();
   CHECK(f.svc->connections() == 0);
 }
@@ -458,4 +512,279 @@ TEST_CASE("stop ends the connection actors too, each released once") {
     // ~fixture stops the service and checks that no actor is left running.
   }
   CHECK(port->actor_gone_calls == 1);
+}
+
+TEST_CASE("how a connection ended travels with its actor's exit, whatever ended it") {
+  fixture f;
+  f.start_ready();
+  const auto a = f.admit("alice");
+  f.run();
+  REQUIRE(a.decision().admitted);
+  const auto actor = a.decision().connection;
+  close_reason expected = close_reason::client;
+  SUBCASE("the session saw the peer's close") {
+    caf::anon_send(actor, wsvisor::peer_gone_atom::value, close_reason::client, uint16_t{1000});
+  }
+  SUBCASE("the session closed for a slow consumer") {
+    caf::anon_send(actor, wsvisor::peer_gone_atom::value, close_reason::slow_consumer,
+                   uint16_t{1008});
+    expected = close_reason::slow_consumer;
+  }
+  SUBCASE("the janitor found a zombie") {
+    caf::anon_send(actor, wsvisor::abort_atom::value, close_reason::zombie);
+    expected = close_reason::zombie;
+  }
+  SUBCASE("a sweep evicted it") {
+    caf::anon_send(actor, wsvisor::evict_atom::value, uint16_t{1013}, std::string("evicted"),
+                   close_reason::evicted);
+    expected = close_reason::evicted;
+  }
+  f.run();
+  CHECK(f.closed(expected) == 1);
+  CHECK(a.port->actor_gone_calls == 1);  // the actor's own end closes its socket
+  f.check_invariant(0);
+}
+
+TEST_CASE("input_end: the actor answers after every message before it is handled") {
+  fixture f;
+  f.start_ready();
+  const auto a = f.admit("alice");
+  f.run();
+  REQUIRE(a.decision().admitted);
+  const auto actor = a.decision().connection;
+  caf::anon_send(actor, wsvisor::inbound_atom::value, std::string("one"), true);
+  caf::anon_send(actor, wsvisor::inbound_atom::value, std::string("two"), true);
+  caf::anon_send(actor, wsvisor::input_end_atom::value);
+  f.run();
+  REQUIRE(a.port->sends.size() == 2);
+  CHECK(a.port->inputs_handled == 1);
+  caf::anon_send(actor, wsvisor::peer_gone_atom::value, close_reason::client, uint16_t{1000});
+  f.run();
+}
+
+TEST_CASE("a restarted limit guard rebuilds its counts from the shards' tables") {
+  auto config = defaults();
+  config.limits.max_per_user = 3;
+  fixture f(config);
+  f.start_ready();
+  auto held = f.admit_many("alice", 3);
+  held.push_back(f.admit("bob", "192.0.2.9"));
+  f.run();
+  REQUIRE(held.back().decision().admitted);
+
+  f.crash(wsvisor::fault_request::target::limit_guard);
+  f.run();
+  // Restarted after its backoff (virtual time), it asks every shard for its table.
+  f.pass(config.supervision.backoff_max * 2);
+  CHECK(f.stats.actor_restarts(wsvisor::actor_kind::limit_guard).Value() == 1);
+  f.check_invariant(4);
+
+  // alice is still at her cap of 3: the rebuilt counts know it.
+  const auto fourth = f.admit("alice", "192.0.2.20");
+  f.run();
+  f.pass(config.limits.admission_timeout);
+  REQUIRE(fourth.answered());
+  CHECK(reason_name(fourth.decision()) == "user_limit");
+
+  // A release after the rebuild frees exactly that slot.
+  caf::anon_send(held[0].decision().connection, wsvisor::peer_gone_atom::value,
+                 close_reason::client, uint16_t{1000});
+  f.run();
+  f.check_invariant(3);
+  const auto again = f.admit("alice", "192.0.2.21");
+  f.run();
+  REQUIRE(again.answered());
+  CHECK(reason_name(again.decision()) == "admitted");
+  f.check_invariant(4);
+}
+
+TEST_CASE("a shard's death takes its connections down with 1011, and every slot comes back") {
+  auto config = defaults();
+  config.limits.max_per_user = 4;
+  fixture f(config);
+  f.start_ready();
+  const auto held = f.admit_many("alice", 4);
+  f.check_invariant(4);
+
+  f.crash(wsvisor::fault_request::target::shard, 0);
+  f.run();
+  // Shard 0 held every other one (least loaded first): those closed with 1011 at once,
+  // the others are untouched.
+  int closed_1011 = 0;
+  for (auto& a : held) {
+    if (a.port->closes.empty()) continue;
+    CHECK(a.port->closes.front().code == 1011);
+    CHECK(a.port->closes.front().why == close_reason::shard_down);
+    ++closed_1011;
+  }
+  CHECK(closed_1011 == 2);
+  CHECK(f.closed(close_reason::shard_down) == 2);
+  f.check_invariant(2);
+
+  f.pass(config.supervision.backoff_max * 2);
+  CHECK(f.stats.actor_restarts(wsvisor::actor_kind::shard).Value() == 1);
+  // Every slot can be filled again: alice gets back to her cap, not past it.
+  std::vector<attempt> refill;
+  for (int i = 0; i < 3; ++i) refill.push_back(f.admit("alice", "192.0.2.1" + std::to_string(i)));
+  f.run();
+  f.pass(config.limits.admission_timeout);
+  CHECK(reason_name(refill[0].decision()) == "admitted");
+  CHECK(reason_name(refill[1].decision()) == "admitted");
+  CHECK(reason_name(refill[2].decision()) == "user_limit");
+  f.check_invariant(4);
+}
+
+TEST_CASE("H1: a spawn that reaches a dead shard is released, never leaked") {
+  auto config = defaults();
+  config.limits.max_per_user = 5;
+  fixture f(config);
+  f.start_ready();
+  // The guard is scheduled with the spike first, then shard 0 with its crash: the
+  // spawns the guard sends to shard 0 queue behind the crash and reach a dead shard.
+  std::vector<attempt> spike;
+  for (int i = 0; i < 5; ++i) spike.push_back(f.admit("alice", "192.0.2." + std::to_string(i)));
+  f.crash(wsvisor::fault_request::target::shard, 0);
+  f.run();
+  int admitted = 0;
+  int refused = 0;
+  for (auto& a : spike) {
+    REQUIRE(a.answered());
+    if (a.decision().admitted) {
+      ++admitted;
+    } else {
+      CHECK(reason_name(a.decision()) == "guard_unavailable");
+      check_retry_after(a.decision(), config);
+      ++refused;
+    }
+  }
+  CHECK(refused >= 1);  // the bounced reservations
+  CHECK(admitted + refused == 5);
+  f.check_invariant(static_cast<uint64_t>(admitted));
+
+  // While shard 0 waits for its restart, upgrades go to the live shard.
+  const auto during = f.admit("bob", "192.0.2.50");
+  f.run();
+  CHECK(reason_name(during.decision()) == "admitted");
+
+  f.pass(config.supervision.backoff_max * 2);
+  // alice holds `admitted` of her 5: exactly the rest can be filled again.
+  std::vector<attempt> refill;
+  for (int i = 0; i < 5 - admitted + 1; ++i)
+    refill.push_back(f.admit("alice", "192.0.2.1" + std::to_string(i)));
+  f.run();
+  f.pass(config.limits.admission_timeout);
+  for (size_t i = 0; i + 1 < refill.size(); ++i)
+    CHECK(reason_name(refill[i].decision()) == "admitted");
+  CHECK(reason_name(refill.back().decision()) == "user_limit");
+  f.check_invariant(6);
+}
+
+TEST_CASE("H2: a user at its cap held by zombies gets a slot within admission_timeout") {
+  fixture f;  // defaults: max_per_user 20, probe_timeout 500ms, admission_timeout 1s
+  const auto& config = defaults();
+  f.start_ready();
+  const int zombies = 20;
+  std::vector<attempt> held;
+  for (int i = 0; i < zombies; ++i)
+    held.push_back(f.admit("alice", "192.0.2.1", f.port(true, false)));
+  f.run();
+  for (auto& a : held) REQUIRE(a.decision().admitted);
+  f.pass(10ms);  // they were opened a while before the next upgrade comes
+
+  const auto waiting = f.admit("alice", "192.0.2.1");
+  f.run();
+  CHECK_FALSE(waiting.answered());  // parked while the sweep probes
+  f.pass(config.janitor.probe_timeout);
+  // One probe_timeout later the sweep has judged: 20 silent with nothing unread are
+  // zombies, one of them is evicted, and the waiting upgrade gets its slot, well before
+  // the guard would answer it (9/10 of admission_timeout).
+  REQUIRE(waiting.answered());
+  CHECK(reason_name(waiting.decision()) == "admitted");
+  int evicted = 0;
+  for (auto& a : held)
+    if (!a.port->closes.empty() && a.port->closes.front().code == 1013) ++evicted;
+  CHECK(evicted == 1);  // the sweep stops as soon as a slot is free
+  f.check_invariant(zombies);
+}
+
+TEST_CASE("H2: silent connections with unread bytes are backlogged, not zombies") {
+  fixture f;
+  const auto& config = defaults();
+  f.start_ready();
+  std::vector<attempt> held;
+  for (int i = 0; i < 20; ++i) {
+    auto port = f.port(true, false);
+    port->unread = 8;  // their pongs wait unread: the server is behind, not the clients
+    held.push_back(f.admit("alice", "192.0.2.1", port));
+  }
+  f.run();
+  f.pass(10ms);
+  const auto waiting = f.admit("alice", "192.0.2.1");
+  f.run();
+  f.pass(config.limits.admission_timeout);
+  REQUIRE(waiting.answered());
+  // No second look fits before the deadline; the undecided keep their slots.
+  CHECK(reason_name(waiting.decision()) == "user_limit");
+  for (auto& a : held) CHECK(a.port->closes.empty());
+  f.check_invariant(20);
+}
+
+TEST_CASE("L2: a janitor that crashes during a drain is restarted and finishes the drain") {
+  fixture f;
+  const auto& config = defaults();
+  f.start_ready();
+  std::vector<attempt> held;
+  for (int i = 0; i < 4; ++i) held.push_back(f.admit("u" + std::to_string(i)));
+  f.run();
+  // The crash reaches the janitor before the drain does: the drain message dies with it.
+  f.crash(wsvisor::fault_request::target::janitor);
+  f.svc->begin_drain();
+  f.run();
+  f.pass(config.supervision.backoff_max * 2 + config.shutdown.drain_spread);
+  CHECK(f.stats.actor_restarts(wsvisor::actor_kind::janitor).Value() == 1);
+  for (auto& a : held) {
+    REQUIRE(a.port->closes.size() == 1);
+    CHECK(a.port->closes.front().code == 1001);
+    CHECK(a.port->closes.front().why == close_reason::drain);
+  }
+  for (auto& a : held)
+    caf::anon_send(a.decision().connection, wsvisor::peer_gone_atom::value, close_reason::drain,
+                   uint16_t{1001});
+  f.run();
+  f.check_invariant(0);
+}
+
+TEST_CASE("a connection past its restart budget closes with 1011 and frees its slot") {
+  fixture f;
+  const auto& config = defaults();
+  f.start_ready();
+  const auto a = f.admit("alice");
+  f.run();
+  const auto actor = a.decision().connection;
+  for (uint64_t i = 0; i < config.supervision.connection_restarts; ++i)
+    caf::anon_send(actor, wsvisor::fault_atom::value, wsvisor::crash_atom::value);
+  f.run();
+  CHECK(a.port->closes.empty());  // within budget: the socket is kept
+  caf::anon_send(actor, wsvisor::fault_atom::value, wsvisor::crash_atom::value);
+  f.run();
+  REQUIRE(a.port->closes.size() == 1);
+  CHECK(a.port->closes.front().code == 1011);
+  CHECK(f.closed(close_reason::restart_budget) == 1);
+  f.check_invariant(0);
+
+  SUBCASE("restarts older than the period no longer count") {
+    const auto b = f.admit("bob", "192.0.2.2");
+    f.run();
+    const auto other = b.decision().connection;
+    for (uint64_t i = 0; i < config.supervision.connection_restarts; ++i)
+      caf::anon_send(other, wsvisor::fault_atom::value, wsvisor::crash_atom::value);
+    f.run();
+    f.sched->advance_time(config.supervision.connection_restart_period);
+    f.run();
+    caf::anon_send(other, wsvisor::fault_atom::value, wsvisor::crash_atom::value);
+    f.run();
+    CHECK(b.port->closes.empty());
+    caf::anon_send(other, wsvisor::peer_gone_atom::value, close_reason::client, uint16_t{1000});
+    f.run();
+  }
 }

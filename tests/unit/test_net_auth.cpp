@@ -358,7 +358,7 @@ TEST_CASE("find_token precedence: Bearer, then subprotocol, then query") {
 
 TEST_CASE("identify, auth.mode = none: anonymous, never missing") {
   const auto auth = auth_mode("none");
-  const auto who = wsvisor::identify(request(), auth);
+  const auto who = wsvisor::identify(request(), auth, true);
   CHECK(who.user == "");
   CHECK_FALSE(who.missing);
   CHECK_FALSE(who.invalid);
@@ -366,7 +366,7 @@ TEST_CASE("identify, auth.mode = none: anonymous, never missing") {
   auto with_header = request("/ws?token=garbage");
   with_header.set("X-User-Id", "alice");
   with_header.set(http::field::authorization, "Bearer garbage");
-  const auto still = wsvisor::identify(with_header, auth);
+  const auto still = wsvisor::identify(with_header, auth, true);
   CHECK(still.user == "");
   CHECK_FALSE(still.missing);
   CHECK_FALSE(still.invalid);
@@ -375,34 +375,34 @@ TEST_CASE("identify, auth.mode = none: anonymous, never missing") {
 TEST_CASE("identify, auth.mode = header") {
   auto auth = auth_mode("header");
   SUBCASE("missing header -> missing") {
-    const auto who = wsvisor::identify(request(), auth);
+    const auto who = wsvisor::identify(request(), auth, true);
     CHECK(who.missing);
     CHECK(who.user == "");
   }
   SUBCASE("empty header -> missing") {
     auto r = request();
     r.set("X-User-Id", "");
-    CHECK(wsvisor::identify(r, auth).missing);
+    CHECK(wsvisor::identify(r, auth, true).missing);
   }
   SUBCASE("header present -> that user") {
     auto r = request();
     r.set("X-User-Id", "alice");
-    const auto who = wsvisor::identify(r, auth);
+    const auto who = wsvisor::identify(r, auth, true);
     CHECK(who.user == "alice");
     CHECK_FALSE(who.missing);
     CHECK_FALSE(who.invalid);
     // Field names are case-insensitive.
     auto lower = request();
     lower.set("x-user-id", "bob");
-    CHECK(wsvisor::identify(lower, auth).user == "bob");
+    CHECK(wsvisor::identify(lower, auth, true).user == "bob");
   }
   SUBCASE("a custom user_header") {
     auth.user_header = "X-Authenticated-User";
     auto r = request();
     r.set("X-User-Id", "alice");
-    CHECK(wsvisor::identify(r, auth).missing);
+    CHECK(wsvisor::identify(r, auth, true).missing);
     r.set("X-Authenticated-User", "carol");
-    const auto who = wsvisor::identify(r, auth);
+    const auto who = wsvisor::identify(r, auth, true);
     CHECK(who.user == "carol");
     CHECK_FALSE(who.missing);
   }
@@ -412,7 +412,7 @@ TEST_CASE("identify, auth.mode = jwt") {
   const auto auth = auth_mode("jwt");
   const long long now = wall_clock_now();
   SUBCASE("no token -> missing") {
-    const auto who = wsvisor::identify(request(), auth);
+    const auto who = wsvisor::identify(request(), auth, true);
     CHECK(who.missing);
     CHECK_FALSE(who.invalid);
     CHECK(who.user == "");
@@ -425,7 +425,7 @@ TEST_CASE("identify, auth.mode = jwt") {
     protocol.set(http::field::sec_websocket_protocol, "wsvisor.v1, jwt." + token);
     auto query = request("/ws?token=" + token);
     for (const auto* r : {&bearer, &protocol, &query}) {
-      const auto who = wsvisor::identify(*r, auth);
+      const auto who = wsvisor::identify(*r, auth, true);
       CHECK(who.user == "alice");
       CHECK_FALSE(who.missing);
       CHECK_FALSE(who.invalid);
@@ -434,7 +434,7 @@ TEST_CASE("identify, auth.mode = jwt") {
   SUBCASE("an expired token -> invalid") {
     auto r = request();
     r.set(http::field::authorization, "Bearer " + make_token(payload("alice", now - 10)));
-    const auto who = wsvisor::identify(r, auth);
+    const auto who = wsvisor::identify(r, auth, true);
     CHECK(who.invalid);
     CHECK(who.user == "");
   }
@@ -442,20 +442,20 @@ TEST_CASE("identify, auth.mode = jwt") {
     auto r = request();
     r.set(http::field::authorization,
           "Bearer " + make_token(payload("alice", now + 3600), "not-the-secret"));
-    const auto who = wsvisor::identify(r, auth);
+    const auto who = wsvisor::identify(r, auth, true);
     CHECK(who.invalid);
     CHECK(who.user == "");
   }
   SUBCASE("garbage -> invalid") {
     auto r = request("/ws?token=garbage");
-    const auto who = wsvisor::identify(r, auth);
+    const auto who = wsvisor::identify(r, auth, true);
     CHECK(who.invalid);
     CHECK(who.user == "");
   }
   SUBCASE("the Bearer token wins even when a valid one comes later") {
     auto r = request("/ws?token=" + make_token(payload("mallory", now + 3600)));
     r.set(http::field::authorization, "Bearer " + make_token(payload("alice", now + 3600)));
-    CHECK(wsvisor::identify(r, auth).user == "alice");
+    CHECK(wsvisor::identify(r, auth, true).user == "alice");
   }
 }
 
@@ -522,4 +522,61 @@ TEST_CASE("select_subprotocol trims spaces and tabs around entries") {
   auto no_space = request();
   no_space.set(http::field::sec_websocket_protocol, "chat,wsvisor.v1");
   CHECK(wsvisor::select_subprotocol(no_space) == "wsvisor.v1");
+}
+
+TEST_CASE("identify, auth.mode = header: the header is believed only from a vouched peer") {
+  const auto auth = auth_mode("header");
+  auto r = request();
+  r.set("X-User-Id", "alice");
+  const auto who = wsvisor::identify(r, auth, false);
+  CHECK(who.user == "");
+  CHECK(who.invalid);
+  CHECK(who.problem == wsvisor::identity_problem::untrusted_peer);
+  // No header at all is still "missing", whoever sends it.
+  const auto none = wsvisor::identify(request(), auth, false);
+  CHECK(none.missing);
+  CHECK(none.problem == wsvisor::identity_problem::missing);
+}
+
+TEST_CASE("check_hs256_jwt names why a token is refused") {
+  using wsvisor::identity_problem;
+  const auto check = [](const std::string& token) {
+    return wsvisor::check_hs256_jwt(token, kSecret, at(kNow)).problem;
+  };
+  CHECK(check(make_token(payload("alice", kNow + 60))) == identity_problem::none);
+  CHECK(check("garbage") == identity_problem::malformed);
+  CHECK(check("a.b") == identity_problem::malformed);
+  CHECK(check(make_token(payload("alice", kNow + 60), "another-secret")) ==
+        identity_problem::bad_signature);
+  CHECK(check(make_jwt(R"({"alg":"HS512"})", payload("alice", kNow + 60))) ==
+        identity_problem::bad_signature);
+  CHECK(check(make_token(payload("alice", kNow - 1))) == identity_problem::expired);
+  CHECK(check(make_token(R"({"sub":"alice","exp":"tomorrow"})")) == identity_problem::malformed);
+  CHECK(check(make_token(R"({"exp":)" + std::to_string(kNow + 60) + "}")) ==
+        identity_problem::malformed);
+}
+
+TEST_CASE("nbf: a token is not valid before its not-before time (RFC 7519 4.1.5)") {
+  using wsvisor::identity_problem;
+  const auto with_nbf = [](long long nbf) {
+    return make_token(R"({"sub":"alice","exp":)" + std::to_string(kNow + 3600) + R"(,"nbf":)" +
+                      std::to_string(nbf) + "}");
+  };
+  CHECK(wsvisor::check_hs256_jwt(with_nbf(kNow + 30), kSecret, at(kNow)).problem ==
+        identity_problem::not_yet_valid);
+  CHECK_FALSE(wsvisor::verify_hs256_jwt(with_nbf(kNow + 30), kSecret, at(kNow)));
+  CHECK(wsvisor::verify_hs256_jwt(with_nbf(kNow), kSecret, at(kNow)) ==
+        std::optional<std::string>("alice"));
+  CHECK(wsvisor::verify_hs256_jwt(with_nbf(kNow - 30), kSecret, at(kNow)) ==
+        std::optional<std::string>("alice"));
+  CHECK(wsvisor::check_hs256_jwt(make_token(R"({"sub":"alice","nbf":"soon"})"), kSecret, at(kNow))
+            .problem == identity_problem::malformed);
+}
+
+TEST_CASE("the Bearer scheme is case-insensitive (RFC 7235 2.1)") {
+  for (const char* scheme : {"Bearer", "bearer", "BEARER", "bEaReR"}) {
+    auto r = request();
+    r.set(http::field::authorization, std::string(scheme) + " tok");
+    CHECK(wsvisor::find_token(r) == std::optional<std::string>("tok"));
+  }
 }

@@ -36,7 +36,7 @@ struct fault_request {
   enum class target { connection, limit_guard, janitor, shard } on = target::connection;
   std::optional<std::string> user;  // target connection: by user
   std::optional<uint64_t> id;       //   or by id
-  unsigned shard_index = 0;
+  uint64_t shard_index = 0;         // as given: checked against the shard count before use
   uint32_t delay_ms = 0;
 };
 

@@ -23,6 +23,14 @@ namespace wsvisor {
 
 struct service_context;
 
+// The limit guard's counts against the truth (the shards' tables): the invariant is
+// counted == in_tables + reservations whenever no message is in flight between them.
+struct count_audit {
+  uint64_t counted = 0;       // slots the guard counts
+  uint64_t reservations = 0;  // of those, spawns a shard has not confirmed yet
+  uint64_t in_tables = 0;     // entries in the shards' tables
+};
+
 class service {
  public:
   // `shard_count` is the number of threads that run actors (K).
@@ -74,12 +82,15 @@ class service {
   // Graceful close with 4002 of connection `id` (when not 0) or of every connection of
   // `user`: how many.
   void close_connections(uint64_t id, std::string user, std::function<void(uint64_t)> done);
+  // The guard's counts and the shards' tables (tests check the invariant with it).
+  void audit_counts(std::function<void(std::optional<count_audit>)> done);
   // A fault of CONTRACT section 8 (only when faults.enabled): how many actors it reached.
   void inject_fault(fault_request fault, std::function<void(uint64_t)> done);
 
  private:
   std::shared_ptr<service_context> context_;
   std::function<void()> give_up_;
+  std::atomic<bool> closed_all_logged_{false};
 };
 
 }  // namespace wsvisor

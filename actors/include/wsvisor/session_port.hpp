@@ -12,6 +12,8 @@
 
 namespace wsvisor {
 
+// Time as the actors and the sessions both read it: CAF's actor clock is this steady
+// clock in production (and a virtual one under test_coordinator, where fake ports use it).
 using steady_time = std::chrono::steady_clock::time_point;
 
 // Timestamps the session keeps in atomics, read by sweeps without asking the session.
@@ -42,17 +44,19 @@ class session_port {
   // Sends a ping (the janitor's heartbeat and probes).
   virtual void ping() = 0;
 
-  // The connection actor is gone for good: the socket must not outlive it.
+  // Answers input_end_atom: every message received before it has been handled, so
+  // whatever the application sent for them is queued and the close may follow.
+  virtual void input_handled() = 0;
+
+  // The connection actor is gone for good (called once, as it terminates): the socket
+  // must not outlive it.
   virtual void actor_gone() = 0;
 
-  // Why the connection ended (the first reason recorded wins); handshake_failed when
-  // it never reached the 101, client when nothing else was recorded.
-  virtual close_reason reason() const = 0;
-
-  // The close code sent or received (1006 when the socket just went away).
-  virtual uint16_t close_code() const = 0;
-
   virtual liveness_times liveness() const = 0;
+
+  // Bytes that arrived on the socket and that the server has not read yet. A sweep's
+  // evidence: a connection whose answer waits unread is backlogged, not silent.
+  virtual uint64_t unread_bytes() const = 0;
 };
 
 }  // namespace wsvisor

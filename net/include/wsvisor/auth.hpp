@@ -14,15 +14,30 @@
 
 namespace wsvisor {
 
+// Why a request has no identity it may use: what a 401 is logged with.
+enum class identity_problem {
+  none,
+  missing,         // no token / no user header
+  malformed,       // not three base64url parts of JSON, no `sub`, a claim of the wrong type
+  bad_signature,   // not signed with auth.jwt_secret (or not HS256)
+  expired,         // `exp` has passed
+  not_yet_valid,   // `nbf` has not come yet
+  untrusted_peer,  // a user header from a peer that may not assert one (auth.mode = "header")
+};
+const char* to_string(identity_problem problem);
+
 struct identity {
   std::string user;      // "" = anonymous
   bool missing = false;  // the mode needs an identity and the request carries none
   bool invalid = false;  // a token was presented but is malformed, badly signed or expired
+  identity_problem problem = identity_problem::none;
 };
 
 using upgrade_request = boost::beast::http::request<boost::beast::http::string_body>;
 
-identity identify(const upgrade_request& request, const auth_settings& auth);
+// `peer_vouched`: the TCP peer may assert the user header (trusted_proxies::
+// vouches_for_identity); in header mode a request from any other peer is unauthorized.
+identity identify(const upgrade_request& request, const auth_settings& auth, bool peer_vouched);
 
 // The token of auth.mode = "jwt": Authorization: Bearer, then a `jwt.<token>`
 // subprotocol, then `?token=`.
@@ -32,8 +47,16 @@ std::optional<std::string> find_token(const upgrade_request& request);
 // else "" (no Sec-WebSocket-Protocol in the 101).
 std::string select_subprotocol(const upgrade_request& request);
 
-// HS256 JWT: signature with `secret` and `exp` (when present) against `now`.
-// Returns the `sub` claim, or nullopt for anything malformed, forged or expired.
+// HS256 JWT: signature with `secret`, then `exp` and `nbf` (when present) against
+// `now`. The `sub` claim, or why the token is not one to believe.
+struct jwt_check {
+  std::optional<std::string> subject;
+  identity_problem problem = identity_problem::none;
+};
+jwt_check check_hs256_jwt(std::string_view token, std::string_view secret,
+                          std::chrono::system_clock::time_point now);
+
+// The `sub` claim, or nullopt for anything malformed, forged, expired or not yet valid.
 std::optional<std::string> verify_hs256_jwt(std::string_view token, std::string_view secret,
                                             std::chrono::system_clock::time_point now);
 

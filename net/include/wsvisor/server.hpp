@@ -19,6 +19,9 @@ namespace wsvisor {
 // server.scheduler = "io": makes `config` run CAF's scheduler on `io`.
 void use_io_scheduler(caf::actor_system_config& config, boost::asio::io_context& io);
 
+// "host:port", with an IPv6 host in brackets ("[::1]:8080").
+std::string host_port(const std::string& host, unsigned port);
+
 struct server_state;
 class listener;
 
