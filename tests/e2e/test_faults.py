@@ -320,6 +320,19 @@ def test_crash_services_under_load(server_factory):
     wait_metric(port, lambda m: m["wsvisor_connections"] == 0, 20, what="gauge back to 0")
     wait_counts(port, 0)
 
+    # A gauge back at 0 is not enough: every user that lived through the faults can fill
+    # its cap again, and not beyond.
+    async def refill():
+        fleet = Fleet(pace=0.3)
+        try:
+            for user in ("u0", "u1", "u2"):
+                await user_can_fill_to_cap(user, fleet, 0)
+        finally:
+            await fleet.finish()
+
+    run_async(refill(), timeout=60)
+    wait_counts(port, 0)
+
 
 # -------------------------------------------------------------- root gives up
 

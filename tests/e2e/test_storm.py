@@ -28,7 +28,10 @@ STORM_SETS = (
     "limits.accept_rate=1000000", "limits.accept_burst=1000000",
     # Quiet: 100,000 close lines at info level would make the log the bottleneck.
     "log.level=warn",
+    # Small enough that the test can fill every slot again at the end.
+    "limits.max_connections=500",
 )
+CAP = 500
 
 
 def storm(srv, cycles, timeout, abort=0.0, reset=0.0):
@@ -92,3 +95,11 @@ def test_reconnect_storm_no_leak(server_factory):
     assert total_closed == opened, (
         f"{opened:.0f} opened, {total_closed:.0f} closed\n{metrics_summary(m)}")
     assert closed(m, "client") >= upgraded - 1
+
+    # A gauge back at 0 is not enough: every slot can be taken again, and held.
+    refill = run_wsload("hold", srv.port, "--connections", CAP, "--duration", 2, "--grace", 5,
+                        "--threads", 2, "--handshake-timeout", 10, timeout=60)
+    assert refill["established"] == CAP and not refill.get("refusals"), (
+        f"after the storm, {CAP} new connections got: "
+        f"{ {k: refill.get(k) for k in ('established', 'failed', 'refusals', 'errors')} }")
+    settle(srv)
