@@ -291,3 +291,33 @@ def test_strict_parser_accepts_valid_text():
     types, samples = parse_strict(_GOOD)
     assert types == {"a_total": "counter", "h": "histogram"}
     assert samples[("h_bucket", (("le", "+Inf"),))] == 2
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_limit(tmp_path):
+    """A platform's default soft RLIMIT_NOFILE (often 1024) would cap the server far
+    below limits.max_connections: wsvisor lifts its soft limit to the hard one at start."""
+    import resource
+
+    from conftest import BIN, CONFIG, HOST, clean_env, free_port, http_get, scrape, wait_until
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 1024:
+        pytest.skip(f"hard RLIMIT_NOFILE {hard}: nothing to raise to")
+    port = free_port()
+
+    def low_soft_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen([str(BIN), "--config", str(CONFIG), "--set", f"server.host={HOST}",
+                             "--set", f"server.port={port}"], env=clean_env(),
+                            stdout=log, stderr=subprocess.STDOUT, preexec_fn=low_soft_limit)
+    try:
+        wait_until(lambda: http_get(port, "/health/ready").status == 200, 10, what="ready")
+        assert scrape(port).get("process_max_fds") == hard
+        text = (tmp_path / "server.log").read_text()
+        assert "soft_before=1024" in text and f"soft={hard}" in text, text
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
+        log.close()
