@@ -1,5 +1,8 @@
 #include "http_responses.hpp"
 
+#include <fmt/format.h>
+#include <boost/json/serialize.hpp>
+
 namespace wsvisor {
 namespace http = boost::beast::http;
 
@@ -41,6 +44,33 @@ http_response refusal_response(reject_reason reason, std::chrono::seconds retry_
   if (retry_after.count() > 0)
     response.set(http::field::retry_after, std::to_string(retry_after.count()));
   return response;
+}
+
+std::string json_text(const boost::json::value& value) {
+  switch (value.kind()) {
+    case boost::json::kind::double_:
+      return fmt::format("{:.3f}", value.get_double());
+    case boost::json::kind::object: {
+      std::string out = "{";
+      for (const auto& [key, member] : value.get_object()) {
+        if (out.size() > 1) out += ',';
+        out += boost::json::serialize(boost::json::string_view(key));
+        out += ':';
+        out += json_text(member);
+      }
+      return out + "}";
+    }
+    case boost::json::kind::array: {
+      std::string out = "[";
+      for (const auto& element : value.get_array()) {
+        if (out.size() > 1) out += ',';
+        out += json_text(element);
+      }
+      return out + "]";
+    }
+    default:
+      return boost::json::serialize(value);
+  }
 }
 
 }  // namespace wsvisor

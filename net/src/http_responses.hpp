@@ -5,6 +5,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/json/value.hpp>
 
 #include <chrono>
 #include <string>
@@ -27,5 +28,9 @@ boost::beast::http::status refusal_status(reject_reason reason);
 
 // `{"error":"<code>"}`.
 std::string error_body(const char* code);
+
+// JSON text like boost::json::serialize, except that a double is written in plain
+// decimal with millisecond precision ("uptime_s":2.017, not 2.017257041E0).
+std::string json_text(const boost::json::value& value);
 
 }  // namespace wsvisor

@@ -198,7 +198,7 @@ http_response http_session::health(unsigned version, bool keep_alive) const {
   }
   body["restarts"] = std::move(restarts);
   return json_response(state_->tree.ready() ? http::status::ok : http::status::service_unavailable,
-                       boost::json::serialize(body), version, keep_alive);
+                       json_text(body), version, keep_alive);
 }
 
 http_response http_session::metrics_text(unsigned version, bool keep_alive) const {

@@ -1,5 +1,6 @@
 """HTTP endpoints (CONTRACT section 3) and the metrics at start-up (section 6)."""
 
+import re
 import time
 
 import pytest
@@ -217,3 +218,9 @@ def test_admin_listen_moves_metrics(server_factory):
     assert Metrics(r.body.decode()).get("wsvisor_ready") == 1, (
         "wsvisor_ready is not 1 although /health/ready answered 200")
     assert http_get(srv.port, "/health/ready").status == 200
+
+
+def test_health_uptime_is_plain_decimal(server):
+    """`"uptime_s":2.017`, not Boost.JSON's default `2.017257041E0`."""
+    body = http_get(server.port, "/health").body.decode()
+    assert re.search(r'"uptime_s":\d+\.\d{3}[,}]', body), body
