@@ -1,0 +1,692 @@
+#!/usr/bin/python3
+"""A small real backend behind wsvisor in gateway mode (CONTRACT.md sections 10 to 12).
+
+The use case is the one wsvisor was built for (shared/BACKGROUND.md): a backend that
+keeps a registry of its users' live connections and pushes agent progress to them. The
+registry is fed only by wsvisor's lifecycle events, and it cannot leak, because wsvisor
+sends exactly one `disconnect` after every `connect`, whatever closed the connection.
+
+Endpoints (README.md has the table):
+  POST /connect      wsvisor's connect hook: who is this, may they connect?
+  POST /ws/message   wsvisor's message hook: one client message, the reply goes back
+  POST /events       wsvisor's lifecycle events: the registry's only input
+  GET  /registry     the registry as JSON
+
+Python's standard library only, so that it runs with Debian bookworm's /usr/bin/python3.
+"""
+
+import argparse
+import hmac
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import OrderedDict
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+MAX_BODY_BYTES = 8 * 1024 * 1024  # larger than any message wsvisor may forward
+DEDUPE_ENTRIES = 100_000  # delivery and event ids remembered for duplicate detection
+DUPLICATE_WAIT_S = 30.0  # how long a retry waits for the first attempt still in flight
+API_TIMEOUT_S = 5.0  # per call to wsvisor's server API
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def parse_settings(argv=None, environ=None):
+    """The command line, with the environment as defaults, so that a container platform
+    can configure the backend without flags (the flag wins where both are given)."""
+    env = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        description="Example backend for wsvisor's gateway mode (see README.md).")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=env.get("BACKEND_PORT", "8000"),
+                        help="port to listen on, 0 for a free one [$BACKEND_PORT or 8000]")
+    parser.add_argument("--wsvisor", default=env.get("WSVISOR_URL", "http://127.0.0.1:8080"),
+                        help="base URL of wsvisor's server API [$WSVISOR_URL]")
+    parser.add_argument("--api-key", default=env.get("WSVISOR_API_KEY", ""),
+                        help="key for wsvisor's /api/* (X-API-Key) [$WSVISOR_API_KEY]")
+    parser.add_argument("--token", default=env.get("WSVISOR_UPSTREAM_TOKEN", ""),
+                        help="bearer token wsvisor must send [$WSVISOR_UPSTREAM_TOKEN]")
+    parser.add_argument("--reject", default="",
+                        help="comma-separated users whose connects get 403")
+    parser.add_argument("--max-tabs", type=int, default=0,
+                        help="the backend's own cap of connections per user (0 = off)")
+    parser.add_argument("--ws-path", default="/ws", help="wsvisor's WebSocket path, for the page")
+    parser.add_argument("--step-ms", type=int, default=300,
+                        help="time between two progress events of a task")
+    parser.add_argument("--progress-step", type=int, default=20,
+                        help="percent a task advances per progress event")
+    parser.add_argument("--test-controls", action="store_true",
+                        help="serve /control/* for the tests (never in production)")
+    parser.add_argument("--verbose", action="store_true", help="log every request on stderr")
+    args = parser.parse_args(argv)
+    args.reject = {u.strip() for u in args.reject.split(",") if u.strip()}
+    if not 1 <= args.progress_step <= 100:
+        parser.error("--progress-step must be between 1 and 100")
+    if args.step_ms < 0 or args.max_tabs < 0:
+        parser.error("--step-ms and --max-tabs must not be negative")
+    return args
+
+
+# --------------------------------------------------------------------------- replies
+
+
+@dataclass
+class Reply:
+    """One HTTP answer. Route functions return these instead of writing to the socket,
+    so that a reply can be remembered and sent again for a duplicate delivery."""
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: tuple = ()
+
+
+def compact(obj):
+    """Compact JSON bytes: the contract wants meta compact (it is capped at 4 KiB)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def json_reply(status, obj, headers=()):
+    return Reply(status, compact(obj), "application/json", tuple(headers))
+
+
+def error_reply(status, message, headers=()):
+    return json_reply(status, {"error": message}, headers)
+
+
+@dataclass
+class Request:
+    """What a route function needs of an HTTP request: headers are looked up without
+    regard to case (http.client.HTTPMessage does that)."""
+    method: str
+    path: str
+    headers: object
+    body: bytes
+    handler: object  # the BaseHTTPRequestHandler, for the few routes that stream
+
+    def json(self):
+        """The body as a JSON object, or None when it is not one."""
+        try:
+            value = json.loads(self.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class BoundedSet:
+    """The most recent `limit` keys: duplicates come within seconds of the original, so
+    an id older than the last hundred thousand is safe to forget, and memory stays
+    bounded however long the backend runs."""
+
+    def __init__(self, limit=DEDUPE_ENTRIES):
+        self.limit = limit
+        self.items = OrderedDict()
+
+    def add(self, key):
+        """Adds key; False when it was already there."""
+        if key in self.items:
+            return False
+        self.items[key] = None
+        if len(self.items) > self.limit:
+            self.items.popitem(last=False)
+        return True
+
+
+class Registry:
+    """The backend's view of who is connected, built from lifecycle events only.
+
+    This is the structure that leaked in the production incident. Here it has one key
+    (wsvisor's connection id, the same in connect and disconnect), one writer (the events
+    endpoint), and one lock, so concurrent event posts cannot interleave a check and an
+    update."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.connections = {}
+            self.closed = BoundedSet()  # connections whose disconnect was seen
+            self.event_ids = BoundedSet()
+            self.anomalies = []
+            self.counts = {"connect": 0, "disconnect": 0, "duplicates": 0}
+            self.close_reasons = {}
+
+    def apply(self, event_id, event):
+        """Applies one lifecycle event exactly once per event id (delivery is at least
+        once). Returns "duplicate" or "applied"."""
+        with self.lock:
+            if event_id and not self.event_ids.add(event_id):
+                self.counts["duplicates"] += 1
+                return "duplicate"
+            self.counts[event["type"]] += 1
+            if event["type"] == "connect":
+                self._connect(event_id, event)
+            else:
+                self._disconnect(event_id, event)
+            return "applied"
+
+    def _connect(self, event_id, event):
+        connection = event["connection"]
+        if connection in self.closed.items:
+            # Its disconnect came first: adding it now would leave it in forever.
+            self._anomaly("connect_after_disconnect", event_id, event)
+            return
+        self.connections[connection] = {
+            "user": event.get("user"), "ip": event.get("ip"),
+            "node": event.get("node"), "since": event.get("at")}
+
+    def _disconnect(self, event_id, event):
+        connection = event["connection"]
+        reason = event.get("close_reason") or "unknown"
+        self.close_reasons[reason] = self.close_reasons.get(reason, 0) + 1
+        self.closed.add(connection)
+        if self.connections.pop(connection, None) is None:
+            self._anomaly("disconnect_without_connect", event_id, event)
+
+    def _anomaly(self, kind, event_id, event):
+        self.anomalies.append({"kind": kind, "event_id": event_id,
+                               "connection": event["connection"],
+                               "user": event.get("user"), "at": event.get("at")})
+
+    def count_for(self, user):
+        """Open connections of one user, for the backend's own per-user cap."""
+        with self.lock:
+            return sum(1 for c in self.connections.values() if c["user"] == user)
+
+    def snapshot(self):
+        with self.lock:
+            by_user = {}
+            for entry in self.connections.values():
+                by_user[entry["user"]] = by_user.get(entry["user"], 0) + 1
+            return {"connections": {k: dict(v) for k, v in self.connections.items()},
+                    "by_user": by_user, "anomalies": list(self.anomalies),
+                    "events": dict(self.counts), "close_reasons": dict(self.close_reasons)}
+
+
+class DeliveryLog:
+    """Replies by delivery id: wsvisor retries a message with the same
+    `X-Wsvisor-Delivery`, so a retry must get the first attempt's reply and must not do
+    the work again (a second agent for one "start" would be a visible bug)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.entries = OrderedDict()  # delivery -> [threading.Event, Reply or None]
+            self.duplicates = 0
+
+    def claim(self, delivery):
+        """(True, entry) for the first attempt, which must call finish() or forget();
+        (False, entry) for a duplicate, counted here."""
+        with self.lock:
+            entry = self.entries.get(delivery)
+            if entry is not None:
+                self.duplicates += 1
+                return False, entry
+            entry = [threading.Event(), None]
+            self.entries[delivery] = entry
+            if len(self.entries) > DEDUPE_ENTRIES:
+                self.entries.popitem(last=False)
+            return True, entry
+
+    @staticmethod
+    def finish(entry, reply):
+        entry[1] = reply
+        entry[0].set()
+
+    def forget(self, delivery, entry):
+        """The first attempt failed: a retry must do the work, not replay a failure."""
+        with self.lock:
+            if self.entries.get(delivery) is entry:
+                del self.entries[delivery]
+        entry[0].set()
+
+    @staticmethod
+    def wait(entry):
+        """The first attempt's reply, waiting for it while it is still in flight (a
+        retry after a timeout arrives while the slow first attempt runs); None when it
+        failed or did not finish in time."""
+        entry[0].wait(DUPLICATE_WAIT_S)
+        return entry[1]
+
+
+# --------------------------------------------------------------------------- wsvisor API
+
+
+class WsvisorClient:
+    """The backend's side of wsvisor's server API (CONTRACT 11.2, 12.3)."""
+
+    def __init__(self, base_url, api_key):
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+
+    def send(self, target, data):
+        """POST /api/send to a user (or a connection) with a text frame. Returns the HTTP
+        status and the decoded answer (None when it is not JSON)."""
+        body = dict(target, data=data)
+        request = urllib.request.Request(
+            self.base_url + "/api/send", data=compact(body), method="POST",
+            headers={"Content-Type": "application/json", **self._auth()})
+        try:
+            with urllib.request.urlopen(request, timeout=API_TIMEOUT_S) as response:
+                return response.status, _json_or_none(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, _json_or_none(error.read())
+
+    def _auth(self):
+        return {"X-API-Key": self.api_key} if self.api_key else {}
+
+
+def _json_or_none(raw):
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+class Agents:
+    """Background tasks that push progress to a user, the way the production backend's
+    agents did. Each runs in its own thread and stops when the backend stops."""
+
+    def __init__(self, client, step_ms, progress_step, stopping):
+        self.client = client
+        self.step_s = step_ms / 1000.0
+        self.progress_step = progress_step
+        self.stopping = stopping
+        self.lock = threading.Lock()
+        self.threads = []
+        self.stats = {"tasks_started": 0, "api_sends": 0, "api_send_errors": 0}
+
+    def start(self, task, user, connection):
+        """Starts one task. Progress goes to the user (all their tabs); a connection
+        without a user gets it on that connection only."""
+        target = {"user": user} if user else {"connection": connection}
+        thread = threading.Thread(target=self._run, args=(task, target), daemon=True,
+                                  name=f"agent-{task}")
+        with self.lock:
+            self.stats["tasks_started"] += 1
+            self.threads = [t for t in self.threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def _run(self, task, target):
+        for percent in self._percents():
+            if not self._push(target, {"type": "progress", "task": task, "percent": percent}):
+                return
+            if percent < 100 and self.stopping.wait(self.step_s):
+                return
+        self._push(target, {"type": "done", "task": task})
+
+    def _percents(self):
+        return list(range(0, 100, self.progress_step)) + [100]
+
+    def _push(self, target, event):
+        """One /api/send. False when the task should stop: the connection is gone (410)
+        or the backend is stopping."""
+        if self.stopping.is_set():
+            return False
+        try:
+            status, _ = self.client.send(target, compact(event).decode("utf-8"))
+        except (OSError, urllib.error.URLError) as error:
+            status = None
+            log(f"/api/send failed: {error}")
+        with self.lock:
+            self.stats["api_sends"] += 1
+            if status != 200:
+                self.stats["api_send_errors"] += 1
+        if status not in (200, None):
+            log(f"/api/send answered {status} for {target}")
+        return status != 410
+
+    def snapshot(self):
+        with self.lock:
+            return dict(self.stats)
+
+    def join(self, timeout):
+        """Waits for running tasks after `stopping` was set, so that none writes after
+        the process said it stopped."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            threads = list(self.threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def log(message):
+    print(f"backend: {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- the backend
+
+
+class Backend:
+    """Everything the routes share: settings, the registry, the delivery log, the agents."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.stopping = threading.Event()
+        self.registry = Registry()
+        self.deliveries = DeliveryLog()
+        self.client = WsvisorClient(settings.wsvisor, settings.api_key)
+        self.agents = Agents(self.client, settings.step_ms, settings.progress_step,
+                             self.stopping)
+
+    def token_ok(self, request, required):
+        """wsvisor sends `Authorization: Bearer <upstream.token>` on its upstream
+        requests. With --token set, a hook request must carry it (required) and any
+        bearer that is carried must match; compared in constant time."""
+        if not self.settings.token:
+            return True
+        value = request.headers.get("Authorization")
+        if value is None:
+            return not required
+        scheme, _, token = value.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self.settings.token.encode())
+
+
+# --------------------------------------------------------------------------- /connect
+
+
+COOKIE_SESSION = re.compile(r"(?:^|;)\s*session=([^;]*)")
+
+
+def identify(body):
+    """The user of a connect request: the `session` cookie the page set, else the
+    `x-demo-user` header (handy from scripts), else the user wsvisor's own auth found.
+    Header names arrive in lower case (CONTRACT 12.1)."""
+    headers = body.get("headers") if isinstance(body.get("headers"), dict) else {}
+    cookie = headers.get("cookie")
+    if isinstance(cookie, str):
+        match = COOKIE_SESSION.search(cookie)
+        if match and match.group(1).strip():
+            return match.group(1).strip()
+    demo = headers.get("x-demo-user")
+    if isinstance(demo, str) and demo.strip():
+        return demo.strip()
+    user = body.get("user")
+    return user if isinstance(user, str) and user else None
+
+
+def demo_subprotocol(body):
+    """The first offered subprotocol of this demo's family, which the backend accepts;
+    wsvisor selects it in the 101 (it must be one the client offered)."""
+    offered = body.get("subprotocols")
+    for name in offered if isinstance(offered, list) else []:
+        if isinstance(name, str) and name.startswith("demo."):
+            return name
+    return None
+
+
+def connect_decision(backend, body, user):
+    """Refusals of the backend's own policy, or None to admit. --max-tabs is counted
+    from the registry; wsvisor's limits.max_per_user stays the hard cap."""
+    settings = backend.settings
+    if user is None:
+        return error_reply(401, "no session")
+    if user in settings.reject:
+        return error_reply(403, "rejected")
+    if settings.max_tabs and backend.registry.count_for(user) >= settings.max_tabs:
+        return error_reply(429, "too many tabs", [("Retry-After", "3")])
+    return None
+
+
+def connect_answer(user, body):
+    answer = {"user": user, "meta": {"plan": "free", "since": int(time.time())}}
+    subprotocol = demo_subprotocol(body)
+    if subprotocol:
+        answer["subprotocol"] = subprotocol
+    return json_reply(200, answer)
+
+
+def connect_hook(backend, request):
+    """POST /connect: decides identity before the 101 (CONTRACT 12.1)."""
+    if not backend.token_ok(request, required=True):
+        return error_reply(401, "bad token")
+    body = request.json()
+    if body is None:
+        return error_reply(400, "body must be a JSON object")
+    user = identify(body)
+    return connect_decision(backend, body, user) or connect_answer(user, body)
+
+
+# --------------------------------------------------------------------------- /ws/message
+
+
+def is_text(request):
+    content_type = (request.headers.get("Content-Type") or "").lower()
+    return content_type.startswith("text/") or content_type.startswith("application/json")
+
+
+def start_command(text):
+    """The task name of a {"type":"start","task":...} message, else None."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(value, dict) and value.get("type") == "start":
+        task = value.get("task")
+        return task if isinstance(task, str) and task else None
+    return None
+
+
+def answer_message(backend, request):
+    """The reply to one client message; side effects (a started task) happen here, once
+    per delivery id."""
+    if not is_text(request):
+        return Reply(200, request.body, "application/octet-stream")
+    text = request.body.decode("utf-8", errors="replace")
+    if text == "silent":
+        return Reply(204)
+    task = start_command(text)
+    if task is not None:
+        backend.agents.start(task, request.headers.get("X-Wsvisor-User"),
+                             request.headers.get("X-Wsvisor-Connection"))
+        return json_reply(200, {"type": "started", "task": task})
+    return Reply(200, ("echo: " + text).encode("utf-8"), "text/plain; charset=utf-8")
+
+
+def deduplicated(backend, request, answer):
+    """Runs answer(backend, request) once per X-Wsvisor-Delivery; a retry gets the
+    same reply again. Requests without a delivery id are answered every time."""
+    delivery = request.headers.get("X-Wsvisor-Delivery")
+    if not delivery:
+        return answer(backend, request)
+    first, entry = backend.deliveries.claim(delivery)
+    if not first:
+        reply = backend.deliveries.wait(entry)
+        return reply if reply is not None else error_reply(503, "first attempt failed")
+    try:
+        reply = answer(backend, request)
+    except Exception:
+        backend.deliveries.forget(delivery, entry)
+        raise
+    backend.deliveries.finish(entry, reply)
+    return reply
+
+
+def message_hook(backend, request):
+    """POST /ws/message: one client message (CONTRACT 12.2)."""
+    if not backend.token_ok(request, required=True):
+        return error_reply(401, "bad token")
+    return deduplicated(backend, request, answer_message)
+
+
+# --------------------------------------------------------------------------- /events
+
+
+def valid_event(event):
+    return (event is not None and event.get("type") in ("connect", "disconnect")
+            and isinstance(event.get("connection"), str) and event["connection"] != "")
+
+
+def lifecycle_event(backend, request):
+    """POST /events: connect and disconnect events (CONTRACT 11.3), idempotent by event
+    id. The bearer is checked when carried: the contract does not say that the events
+    poster sends upstream.token."""
+    if not backend.token_ok(request, required=False):
+        return error_reply(401, "bad token")
+    event = request.json()
+    if not valid_event(event):
+        return error_reply(400, "expected {type: connect|disconnect, connection, ...}")
+    event_id = request.headers.get("X-Wsvisor-Event-Id") or event.get("id")
+    outcome = backend.registry.apply(event_id if isinstance(event_id, str) else None, event)
+    return json_reply(200, {"ok": True, "duplicate": outcome == "duplicate"})
+
+
+def registry(backend, request):
+    """GET /registry: the backend's registry, as the tests and the page read it."""
+    return json_reply(200, backend.registry.snapshot())
+
+
+ROUTES = {
+    "/connect": {"POST": connect_hook},
+    "/ws/message": {"POST": message_hook},
+    "/events": {"POST": lifecycle_event},
+    "/registry": {"GET": registry},
+}
+
+
+# --------------------------------------------------------------------------- HTTP server
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Routes requests to the functions above. HTTP/1.1 with keep-alive, because
+    wsvisor's upstream client reuses its connections (CONTRACT 11.1)."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "wsvisor-example-backend/1.0"
+
+    def do_GET(self):
+        self.dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def dispatch(self):
+        backend = self.server.backend
+        path = self.path.split("?", 1)[0]
+        methods = backend.routes.get(path)
+        try:
+            body = self.read_body()
+        except BodyTooLarge:
+            self.close_connection = True
+            return self.write_reply(error_reply(413, "body too large"))
+        except ValueError:
+            self.close_connection = True
+            return self.write_reply(error_reply(400, "malformed body"))
+        if methods is None:
+            return self.write_reply(error_reply(404, "not_found"))
+        route = methods.get(self.command)
+        if route is None:
+            allow = ", ".join(sorted(methods))
+            return self.write_reply(error_reply(405, "method_not_allowed", [("Allow", allow)]))
+        reply = route(backend, Request(self.command, path, self.headers, body, self))
+        if reply is not None:  # None: the route wrote its answer itself
+            self.write_reply(reply)
+
+    def read_body(self):
+        """The whole request body (Content-Length or chunked), so that the next request
+        on a kept-alive connection starts where it should."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self.read_chunked()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length < 0 or length > MAX_BODY_BYTES:
+            raise BodyTooLarge()
+        return self.rfile.read(length)
+
+    def read_chunked(self):
+        parts, total = [], 0
+        while True:
+            size = int(self.rfile.readline(1024).split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise BodyTooLarge()
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(1024)
+
+    def write_reply(self, reply):
+        self.send_response(reply.status)
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        if reply.status != 204:
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if reply.status != 204:
+            self.wfile.write(reply.body)
+
+    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+        if self.server.backend.settings.verbose:
+            super().log_message(format, *args)
+
+
+def make_server(backend):
+    server = ThreadingHTTPServer((backend.settings.host, backend.settings.port), Handler)
+    server.daemon_threads = True  # a kept-alive idle connection must not block the exit
+    server.backend = backend
+    backend.routes = dict(ROUTES)
+    return server
+
+
+# --------------------------------------------------------------------------- main
+
+
+def serve_until_signalled(server, backend):
+    """Serves until SIGTERM or SIGINT, then stops: no new requests, tasks told to stop
+    and given a moment, exit 0. serve_forever runs in a thread because shutdown() must
+    be called from another thread than the one serving."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                              daemon=True, name="http")
+    thread.start()
+    host, port = server.server_address[:2]
+    print(f"listening on {host}:{port}", flush=True)
+    while not stop.wait(0.5):
+        pass
+    backend.stopping.set()
+    server.shutdown()
+    server.server_close()
+    backend.agents.join(timeout=2.0)
+    log("stopped")
+
+
+def main(argv=None):
+    settings = parse_settings(argv)
+    backend = Backend(settings)
+    try:
+        server = make_server(backend)
+    except OSError as error:
+        log(f"cannot listen on {settings.host}:{settings.port}: {error}")
+        return 1
+    serve_until_signalled(server, backend)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
