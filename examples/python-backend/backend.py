@@ -644,9 +644,18 @@ class Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+class Server(ThreadingHTTPServer):
+    """A thread per connection; kept-alive idle ones must not block the exit."""
+
+    daemon_threads = True
+    # socketserver's default backlog is 5: a reconnect storm through wsvisor opens up
+    # to gateway.connect_concurrency (64) hook calls at once, and the kernel resets
+    # the connections that overflow the queue.
+    request_queue_size = 256
+
+
 def make_server(backend):
-    server = ThreadingHTTPServer((backend.settings.host, backend.settings.port), Handler)
-    server.daemon_threads = True  # a kept-alive idle connection must not block the exit
+    server = Server((backend.settings.host, backend.settings.port), Handler)
     server.backend = backend
     backend.routes = dict(ROUTES)
     return server
