@@ -19,6 +19,7 @@ import argparse
 import hmac
 import json
 import os
+import random
 import re
 import signal
 import sys
@@ -356,6 +357,10 @@ class Agents:
         with self.lock:
             return dict(self.stats)
 
+    def reset_stats(self):
+        with self.lock:
+            self.stats = dict.fromkeys(self.stats, 0)
+
     def join(self, timeout):
         """Waits for running tasks after `stopping` was set, so that none writes after
         the process said it stopped."""
@@ -561,6 +566,296 @@ ROUTES = {
 }
 
 
+# --------------------------------------------------------------------------- test controls
+#
+# Everything below this line up to the HTTP server exists for wsvisor's own tests and is
+# served only with --test-controls: a real backend has none of it. It wraps the hook
+# routes above (they stay as a real backend would write them) to count calls, to answer
+# scripted statuses, and to misbehave in the ways wsvisor must survive.
+
+HOOK_PATHS = ("/connect", "/ws/message", "/events")
+DEFAULT_CONTROL_CONFIG = {
+    "events_fail_ratio": 0.0,  # that share of /events posts answer 503 (before any effect)
+    "connect_delay_ms": 0,  # every /connect waits this long first
+    "message_delay_ms": 0,  # every /ws/message waits this long first
+    "reply_garbage": False,  # /ws/message answers bytes that are not HTTP, then closes
+    "huge_reply_mb": 0,  # /ws/message answers 200 with a body of that many MiB
+    "endless_chunked": False,  # /ws/message answers a chunked body that never ends
+    "connect_user_override": "",  # /connect admits everyone as this user
+    "connect_user_bad_utf8": False,  # /connect admits everyone as a user that is not UTF-8
+    "connect_meta_bytes": 0,  # /connect's meta is padded to this many bytes of JSON
+    "connect_bad_json": False,  # /connect answers 200 with a body that is not JSON
+}
+GARBAGE = b"this is not HTTP\x00\xff\xfe\r\n\r\n"
+BAD_UTF8_USER = b'"bad-\xff\xfe-utf8"'
+ENDLESS_LIMIT_S = 600.0  # even an endless reply ends, so that no thread is held forever
+STREAM_CHUNK = 64 * 1024
+
+
+def check_config_change(changes):
+    """The error message for a bad POST /control/config body, or None."""
+    if not isinstance(changes, dict):
+        return "body must be a JSON object"
+    for key, value in changes.items():
+        if key not in DEFAULT_CONTROL_CONFIG:
+            return f"unknown key {key!r}; known: {sorted(DEFAULT_CONTROL_CONFIG)}"
+        kind = type(DEFAULT_CONTROL_CONFIG[key])
+        if kind is bool and not isinstance(value, bool):
+            return f"{key} must be true or false"
+        if kind is str and not isinstance(value, str):
+            return f"{key} must be a string"
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind in (int, float) and (not numeric or value < 0):
+            return f"{key} must be a number >= 0"
+    if not 0.0 <= changes.get("events_fail_ratio", 0.0) <= 1.0:
+        return "events_fail_ratio must be between 0 and 1"
+    return None
+
+
+def check_script(body):
+    """The error message for a bad POST /control/script body, or None."""
+    if body is None or body.get("path") not in HOOK_PATHS:
+        return f"path must be one of {list(HOOK_PATHS)}"
+    statuses = body.get("statuses")
+    if not isinstance(statuses, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599
+            for s in statuses):
+        return "statuses must be a list of HTTP statuses"
+    delay = body.get("delay_ms", 0)
+    if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
+        return "delay_ms must be a number >= 0"
+    return None
+
+
+class TestControls:
+    """State of the test controls: scripts, misbehaviour settings and call counts."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.lock = threading.Lock()
+        self.connect_inflight = 0
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.scripts = {}  # path -> (list of statuses, delay in s)
+            self.config = dict(DEFAULT_CONTROL_CONFIG)
+            self.stats = {"attempts_by_delivery": {}, "connect_calls": 0,
+                          "connect_inflight_max": self.connect_inflight,
+                          "message_calls": 0, "events_calls": 0, "events_failed": 0}
+
+    def setting(self, key):
+        with self.lock:
+            return self.config[key]
+
+    def pause(self, ms):
+        """Sleeps, but ends early when the backend stops."""
+        if ms:
+            self.backend.stopping.wait(ms / 1000.0)
+
+    # ---- counting
+
+    def count(self, key):
+        with self.lock:
+            self.stats[key] += 1
+
+    def count_attempt(self, delivery):
+        with self.lock:
+            attempts = self.stats["attempts_by_delivery"]
+            attempts[delivery] = attempts.get(delivery, 0) + 1
+
+    def connect_began(self):
+        with self.lock:
+            self.stats["connect_calls"] += 1
+            self.connect_inflight += 1
+            self.stats["connect_inflight_max"] = max(self.stats["connect_inflight_max"],
+                                                     self.connect_inflight)
+
+    def connect_ended(self):
+        with self.lock:
+            self.connect_inflight -= 1
+
+    def snapshot(self):
+        with self.lock:
+            stats = dict(self.stats, connect_inflight=self.connect_inflight)
+            stats["attempts_by_delivery"] = dict(self.stats["attempts_by_delivery"])
+        stats["message_duplicates"] = self.backend.deliveries.duplicates
+        stats.update(self.backend.agents.snapshot())
+        return stats
+
+    # ---- scripts
+
+    def scripted(self, path):
+        """The scripted answer for the next request on path, or None for normal
+        behaviour (no script left, or a scripted 200). A script's delay applies to each
+        request it covers, 200s included, so that a slow success can be scripted."""
+        with self.lock:
+            statuses, delay_s = self.scripts.get(path, ([], 0.0))
+            if not statuses:
+                return None
+            status = statuses.pop(0)
+        self.pause(delay_s * 1000.0)
+        if status == 200:
+            return None
+        headers = [("Retry-After", "1")] if status in (429, 503) else []
+        return json_reply(status, {"error": "scripted", "status": status}, headers)
+
+    # ---- hook wrappers
+
+    def connect(self, backend, request):
+        self.connect_began()
+        try:
+            scripted = self.scripted("/connect")
+            if scripted is not None:
+                return scripted
+            self.pause(self.setting("connect_delay_ms"))
+            return self.forced_connect_answer(request) or connect_hook(backend, request)
+        finally:
+            self.connect_ended()
+
+    def forced_connect_answer(self, request):
+        """The bad connect answers a test can ask for, or None. They skip the real
+        checks: a test that wants a 10 KB user needs no session for it."""
+        with self.lock:
+            config = dict(self.config)
+        if config["connect_bad_json"]:
+            return Reply(200, b'{"user": "broken', "application/json")
+        if not (config["connect_user_override"] or config["connect_user_bad_utf8"]
+                or config["connect_meta_bytes"]):
+            return None
+        placeholder = "\x00user"
+        user = placeholder if config["connect_user_bad_utf8"] else (
+            config["connect_user_override"] or identify(request.json() or {}))
+        if user is None:
+            return None  # the real hook answers 401
+        raw = compact({"user": user, "meta": padded_meta(int(config["connect_meta_bytes"]))})
+        return Reply(200, raw.replace(compact(placeholder), BAD_UTF8_USER))
+
+    def message(self, backend, request):
+        self.count("message_calls")
+        delivery = request.headers.get("X-Wsvisor-Delivery")
+        if delivery:
+            self.count_attempt(delivery)
+        scripted = self.scripted("/ws/message")
+        if scripted is not None:
+            return scripted
+        self.pause(self.setting("message_delay_ms"))
+        if self.setting("reply_garbage"):
+            return write_garbage(request.handler)
+        if self.setting("huge_reply_mb"):
+            return write_huge(request.handler, int(self.setting("huge_reply_mb") * 1024 * 1024))
+        if self.setting("endless_chunked"):
+            return write_endless(request.handler, self.backend.stopping)
+        return message_hook(backend, request)
+
+    def events(self, backend, request):
+        self.count("events_calls")
+        scripted = self.scripted("/events")
+        failed = random.random() < self.setting("events_fail_ratio")
+        if failed and scripted is None:
+            scripted = error_reply(503, "injected failure", [("Retry-After", "1")])
+        if scripted is not None:
+            if scripted.status >= 300:
+                self.count("events_failed")
+            return scripted
+        return lifecycle_event(backend, request)
+
+    # ---- /control/*
+
+    def routes(self):
+        return {
+            "/connect": {"POST": self.connect},
+            "/ws/message": {"POST": self.message},
+            "/events": {"POST": self.events},
+            "/control/script": {"POST": self.post_script},
+            "/control/config": {"POST": self.post_config, "GET": self.get_config},
+            "/control/stats": {"GET": lambda backend, request: json_reply(200, self.snapshot())},
+            "/control/reset": {"POST": self.post_reset},
+        }
+
+    def post_script(self, backend, request):
+        body = request.json()
+        problem = check_script(body)
+        if problem:
+            return error_reply(400, problem)
+        with self.lock:
+            self.scripts[body["path"]] = (list(body["statuses"]),
+                                          body.get("delay_ms", 0) / 1000.0)
+        return json_reply(200, {"path": body["path"], "queued": len(body["statuses"])})
+
+    def post_config(self, backend, request):
+        changes = request.json()
+        problem = check_config_change(changes)
+        if problem:
+            return error_reply(400, problem)
+        with self.lock:
+            self.config.update(changes)
+        return self.get_config(backend, request)
+
+    def get_config(self, backend, request):
+        with self.lock:
+            return json_reply(200, dict(self.config))
+
+    def post_reset(self, backend, request):
+        """Back to a freshly started backend: controls, registry, delivery log, counts
+        (tasks already running finish)."""
+        self.reset()
+        backend.registry.reset()
+        backend.deliveries.reset()
+        backend.agents.reset_stats()
+        return json_reply(200, {"reset": True})
+
+
+def padded_meta(size):
+    """The connect meta, padded so that its compact JSON is `size` bytes (when size is
+    more than the meta without padding): tests probe the 4 KiB cap on both sides."""
+    meta = {"plan": "free", "since": int(time.time())}
+    if size <= 0:
+        return meta
+    bare = len(compact(dict(meta, pad="")))
+    return dict(meta, pad="x" * (size - bare)) if size > bare else meta
+
+
+def write_garbage(handler):
+    """Bytes that are not an HTTP response, then the connection closes."""
+    handler.close_connection = True
+    handler.wfile.write(GARBAGE)
+    handler.wfile.flush()
+
+
+def write_huge(handler, size):
+    """200 with a body of `size` bytes, streamed, so that the backend never holds it;
+    stops when the peer closes (wsvisor gives up at upstream.max_response_bytes)."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/octet-stream")
+    handler.send_header("Content-Length", str(size))
+    handler.end_headers()
+    chunk = b"x" * STREAM_CHUNK
+    try:
+        while size > 0:
+            handler.wfile.write(chunk[:size])
+            size -= min(size, STREAM_CHUNK)
+    except (BrokenPipeError, ConnectionResetError):
+        handler.close_connection = True
+
+
+def write_endless(handler, stopping):
+    """200 with a chunked body that does not end: a chunk every 50 ms until the peer
+    closes, the backend stops, or ENDLESS_LIMIT_S (so that no thread is held forever)."""
+    handler.close_connection = True
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/plain")
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    deadline = time.monotonic() + ENDLESS_LIMIT_S
+    try:
+        while time.monotonic() < deadline and not stopping.wait(0.05):
+            handler.wfile.write(b"5\r\ntick\n\r\n")
+            handler.wfile.flush()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
 # --------------------------------------------------------------------------- HTTP server
 
 
@@ -658,6 +953,8 @@ def make_server(backend):
     server = Server((backend.settings.host, backend.settings.port), Handler)
     server.backend = backend
     backend.routes = dict(ROUTES)
+    if backend.settings.test_controls:
+        backend.routes.update(TestControls(backend).routes())
     return server
 
 
