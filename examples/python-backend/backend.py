@@ -11,6 +11,7 @@ Endpoints (README.md has the table):
   POST /ws/message   wsvisor's message hook: one client message, the reply goes back
   POST /events       wsvisor's lifecycle events: the registry's only input
   GET  /registry     the registry as JSON
+  GET  /             a browser page (index.html): log in, connect, start a task
 
 Python's standard library only, so that it runs with Debian bookworm's /usr/bin/python3.
 """
@@ -30,6 +31,7 @@ import urllib.request
 from collections import OrderedDict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # larger than any message wsvisor may forward
@@ -558,7 +560,44 @@ def registry(backend, request):
     return json_reply(200, backend.registry.snapshot())
 
 
+# --------------------------------------------------------------------------- the page
+
+
+PAGE = Path(__file__).resolve().parent / "index.html"
+USER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def page(backend, request):
+    """GET /: the browser demo, read on each request so that it can be edited live."""
+    try:
+        return Reply(200, PAGE.read_bytes(), "text/html; charset=utf-8")
+    except OSError:
+        return error_reply(404, "index.html is missing")
+
+
+def login(backend, request):
+    """POST /login {"user": name}: sets the session cookie that the connect hook reads.
+    A demo: a real backend would check a password and sign the session."""
+    body = request.json() or {}
+    name = body.get("user")
+    if not isinstance(name, str) or not USER_NAME.fullmatch(name):
+        return error_reply(400, "user must be 1 to 64 of A-Z a-z 0-9 _ . -")
+    cookie = f"session={name}; Path=/; HttpOnly; SameSite=Lax"
+    return json_reply(200, {"user": name}, [("Set-Cookie", cookie)])
+
+
+def client_config(backend, request):
+    """GET /client-config: where the page finds wsvisor (same host, wsvisor's port);
+    the cookie set by /login goes along because cookies do not depend on the port."""
+    url = urlsplit(backend.settings.wsvisor)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return json_reply(200, {"ws_port": port, "ws_path": backend.settings.ws_path})
+
+
 ROUTES = {
+    "/": {"GET": page},
+    "/login": {"POST": login},
+    "/client-config": {"GET": client_config},
     "/connect": {"POST": connect_hook},
     "/ws/message": {"POST": message_hook},
     "/events": {"POST": lifecycle_event},

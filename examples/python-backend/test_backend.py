@@ -292,6 +292,33 @@ def test_unknown_path_and_wrong_method(backend):
     assert wrong.status == 405 and wrong.headers["Allow"] == "POST"
 
 
+# --------------------------------------------------------------------------- the page
+
+
+def test_page_is_served_at_root(backend):
+    answer = call(backend, "GET", "/")
+    assert answer.status == 200
+    assert answer.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert answer.body == (HERE / "index.html").read_bytes()
+    assert b"new WebSocket(" in answer.body and b"<script src" not in answer.body
+
+
+def test_login_sets_the_session_cookie_the_connect_hook_reads(backend):
+    answer = call(backend, "POST", "/login", {"user": "alice"})
+    assert answer.status == 200 and answer.json() == {"user": "alice"}
+    cookie = answer.headers["Set-Cookie"]
+    assert cookie.startswith("session=alice;") and "Path=/" in cookie
+    session = cookie.split(";", 1)[0]
+    assert connect(backend, {"cookie": session}).json()["user"] == "alice"
+    for bad in ({"user": ""}, {"user": "a b"}, {"user": "x" * 65}, {"user": 1}, {}):
+        assert call(backend, "POST", "/login", bad).status == 400
+
+
+def test_client_config_names_the_wsvisor_port(backend, fake_wsvisor):
+    assert call(backend, "GET", "/client-config").json() == {
+        "ws_port": int(fake_wsvisor.url.rsplit(":", 1)[1]), "ws_path": "/ws"}
+
+
 # --------------------------------------------------------------------------- /connect
 
 
