@@ -10,10 +10,12 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import types
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -234,6 +236,17 @@ def event(backend, kind, connection, user="alice", event_id=None, **extra):
                 headers={"X-Wsvisor-Event-Id": body["id"]})
 
 
+def free_port():
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def port_is_closed(port):
+    with socket.socket() as probe:
+        return probe.connect_ex((HOST, port)) != 0
+
+
 def registry(backend):
     answer = call(backend, "GET", "/registry")
     assert answer.status == 200
@@ -274,10 +287,7 @@ def test_sigint_stops_cleanly(tmp_path, fake_wsvisor):
 
 
 def test_given_port_is_used(tmp_path, fake_wsvisor):
-    import socket
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     proc = BackendProcess(tmp_path, ["--port", str(port), "--wsvisor", fake_wsvisor.url])
     try:
         assert proc.port == port
@@ -776,3 +786,154 @@ def test_stats_shape_and_reset(backend, fake_wsvisor):
     # The delivery log is cleared too: the same delivery id is new again.
     message(backend, "x", "n1.1:1")
     assert stats(backend)["message_duplicates"] == 0
+
+
+# --------------------------------------------------------------------------- run.sh
+#
+# wsvisor's gateway mode is not built here, so run.sh is checked against a stub: a
+# script in WSVISOR_BIN's place that records its command line and environment, serves
+# /health/ready on the port it was given, and records the signals it receives.
+
+STUB_WSVISOR = r'''#!/usr/bin/python3
+import json, os, signal, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+record = os.environ["STUB_RECORD"]
+if os.environ.get("STUB_FAIL"):
+    sys.exit(2)
+sets = [sys.argv[i + 1] for i, a in enumerate(sys.argv) if a == "--set"]
+port = int(next(s for s in sets if s.startswith("server.port=")).split("=", 1)[1])
+env = {k: v for k, v in os.environ.items() if k.startswith("WSVISOR_")}
+signals = []
+
+def save():
+    with open(record, "w") as f:
+        json.dump({"argv": sys.argv[1:], "sets": sets, "env": env, "signals": signals}, f)
+
+class Ready(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health/ready" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", port), Ready)
+stop = threading.Event()
+def on_signal(signum, frame):
+    signals.append(signal.Signals(signum).name)
+    save()
+    stop.set()
+signal.signal(signal.SIGTERM, on_signal)
+signal.signal(signal.SIGINT, on_signal)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+save()
+while not stop.wait(0.2):
+    pass
+'''
+
+
+class RunScript:
+    """run.sh in a session of its own (so that a Ctrl-C can be sent to its whole
+    process group, as a terminal does), stdout read by a thread."""
+
+    def __init__(self, tmp_path, args=(), env=None):
+        stub = tmp_path / "wsvisor-stub"
+        stub.write_text(STUB_WSVISOR)
+        stub.chmod(0o755)
+        self.record = tmp_path / "stub.json"
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("WSVISOR_")}
+        environment.update({"WSVISOR_BIN": str(stub), "STUB_RECORD": str(self.record),
+                            "READY_TIMEOUT": "10"}, **(env or {}))
+        self.proc = subprocess.Popen(
+            ["bash", str(HERE / "run.sh"), *args], stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment,
+            start_new_session=True)
+        self.output = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.output.put(line.decode("utf-8", "replace"))
+        self.output.put(None)
+
+    def wait_for(self, text, timeout=30.0):
+        """The output up to the line holding text; fails the test without it."""
+        deadline, seen = time.monotonic() + timeout, ""
+        while time.monotonic() < deadline:
+            try:
+                line = self.output.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            seen += line
+            if text in line:
+                return seen
+        pytest.fail(f"run.sh never printed {text!r}; it printed: {seen}")
+
+    def interrupt(self):
+        """Ctrl-C: SIGINT to the whole process group, as the terminal sends it."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(timeout=30)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+
+
+def test_run_sh_starts_both_and_ctrl_c_stops_both(tmp_path):
+    backend_port, ws_port = free_port(), free_port()
+    run = RunScript(tmp_path, ["--backend-port", str(backend_port), "--ws-port", str(ws_port),
+                               "--max-tabs", "3", "--", "--set", "limits.max_per_user=5"],
+                    env={"WSVISOR_URL": "http://must-not-reach-wsvisor"})
+    try:
+        banner = run.wait_for("Ctrl-C stops both")
+        assert f"http://127.0.0.1:{backend_port}/" in banner
+        assert f"ws://127.0.0.1:{ws_port}/ws" in banner
+        recorded = json.loads(run.record.read_text())
+        backend_url = f"http://127.0.0.1:{backend_port}"
+        for expected in ["server.host=127.0.0.1", f"server.port={ws_port}", "app.mode=gateway",
+                         f"upstream.url={backend_url}", "gateway.connect_path=/connect",
+                         f"events.url={backend_url}/events", "limits.max_per_user=5"]:
+            assert expected in recorded["sets"]
+        assert recorded["sets"][-1] == "limits.max_per_user=5"  # the user's --set wins
+        env = recorded["env"]
+        assert "WSVISOR_URL" not in env  # wsvisor refuses a WSVISOR_ name it does not know
+        assert len(env["WSVISOR_API_KEY"]) == 32 and len(env["WSVISOR_UPSTREAM_TOKEN"]) == 32
+        assert env["WSVISOR_API_KEY"] in banner  # generated, so the user is told it
+        # The backend got the same token, and the options before `--`.
+        proc = types.SimpleNamespace(url=backend_url)
+        ok = call(proc, "POST", "/connect", {"headers": {"x-demo-user": "a"}},
+                  headers={"Authorization": "Bearer " + env["WSVISOR_UPSTREAM_TOKEN"]})
+        assert ok.status == 200
+        assert call(proc, "GET", "/").status == 200
+        assert call(proc, "GET", "/client-config").json()["ws_port"] == ws_port
+        assert run.interrupt() == 130
+        # One signal each: a second one would make wsvisor skip its drain.
+        assert json.loads(run.record.read_text())["signals"] == ["SIGINT"]
+        assert port_is_closed(backend_port) and port_is_closed(ws_port)
+    finally:
+        run.stop()
+
+
+def test_run_sh_stops_the_backend_when_wsvisor_fails(tmp_path):
+    backend_port = free_port()
+    run = RunScript(tmp_path, ["--backend-port", str(backend_port)], env={"STUB_FAIL": "1"})
+    try:
+        assert "wsvisor exited before it was ready" in run.wait_for("exited")
+        assert run.proc.wait(timeout=30) == 1
+        assert port_is_closed(backend_port)
+    finally:
+        run.stop()
+
+
+def test_run_sh_without_a_binary(tmp_path):
+    run = RunScript(tmp_path, env={"WSVISOR_BIN": str(tmp_path / "nothing")})
+    try:
+        assert "no wsvisor binary" in run.wait_for("no wsvisor binary")
+        assert run.proc.wait(timeout=10) == 1
+    finally:
+        run.stop()
