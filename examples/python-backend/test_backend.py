@@ -329,6 +329,39 @@ def test_client_config_names_the_wsvisor_port(backend, fake_wsvisor):
         "ws_port": int(fake_wsvisor.url.rsplit(":", 1)[1]), "ws_path": "/ws"}
 
 
+def test_one_kept_alive_connection_carries_every_kind_of_request(backend):
+    """wsvisor's upstream client reuses its connections: every answer, a 204 and the
+    errors included, must leave the connection ready for the next request."""
+    connection = http.client.HTTPConnection(HOST, backend.port, timeout=HTTP_TIMEOUT)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    text = dict(auth, **{"Content-Type": "text/plain; charset=utf-8"})
+    binary = dict(auth, **{"Content-Type": "application/octet-stream"})
+    requests = [
+        ("POST", "/connect", json.dumps({"headers": {"x-demo-user": "a"}}), auth, 200),
+        ("POST", "/ws/message", "silent", text, 204),
+        ("POST", "/ws/message", "hi", text, 200),
+        ("POST", "/ws/message", b"\x00\x01", binary, 200),
+        ("GET", "/nope", None, {}, 404),
+        ("POST", "/connect", "{}", {}, 401),
+        ("POST", "/ws/message", iter([b"chun", b"ked"]), text, 200),  # a chunked body
+    ]
+    try:
+        connection.connect()
+        sock = connection.sock
+        bodies = []
+        for method, path, body, headers, status in requests:
+            connection.request(method, path, body, headers,
+                               encode_chunked=not isinstance(body, (str, bytes, type(None))))
+            response = connection.getresponse()
+            bodies.append(response.read())
+            assert response.status == status, (path, body)
+            assert connection.sock is sock  # not reconnected
+        assert bodies[2] == b"echo: hi" and bodies[3] == b"\x00\x01"
+        assert bodies[6] == b"echo: chunked"
+    finally:
+        connection.close()
+
+
 # --------------------------------------------------------------------------- /connect
 
 
