@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 from collections import OrderedDict
@@ -439,7 +440,7 @@ def demo_subprotocol(body):
     return None
 
 
-def connect_decision(backend, body, user):
+def connect_decision(backend, user):
     """Refusals of the backend's own policy, or None to admit. --max-tabs is counted
     from the registry; wsvisor's limits.max_per_user stays the hard cap."""
     settings = backend.settings
@@ -468,7 +469,7 @@ def connect_hook(backend, request):
     if body is None:
         return error_reply(400, "body must be a JSON object")
     user = identify(body)
-    return connect_decision(backend, body, user) or connect_answer(user, body)
+    return connect_decision(backend, user) or connect_answer(user, body)
 
 
 # --------------------------------------------------------------------------- /ws/message
@@ -932,7 +933,11 @@ class Handler(BaseHTTPRequestHandler):
         if route is None:
             allow = ", ".join(sorted(methods))
             return self.write_reply(error_reply(405, "method_not_allowed", [("Allow", allow)]))
-        reply = route(backend, Request(self.command, path, self.headers, body, self))
+        try:
+            reply = route(backend, Request(self.command, path, self.headers, body, self))
+        except Exception:  # a bug: answer it, so that the kept-alive connection survives
+            log(f"{self.command} {path} failed:\n{traceback.format_exc()}")
+            reply = error_reply(500, "internal")
         if reply is not None:  # None: the route wrote its answer itself
             self.write_reply(reply)
 
