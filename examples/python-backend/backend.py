@@ -137,6 +137,9 @@ class BoundedSet:
         self.limit = limit
         self.items = OrderedDict()
 
+    def __contains__(self, key):
+        return key in self.items
+
     def add(self, key):
         """Adds key; False when it was already there."""
         if key in self.items:
@@ -184,7 +187,7 @@ class Registry:
 
     def _connect(self, event_id, event):
         connection = event["connection"]
-        if connection in self.closed.items:
+        if connection in self.closed:
             # Its disconnect came first: adding it now would leave it in forever.
             self._anomaly("connect_after_disconnect", event_id, event)
             return
