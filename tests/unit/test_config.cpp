@@ -128,6 +128,21 @@ TEST_CASE("without a file every key has its built-in default") {
   CHECK(s.admin.token.empty());
   CHECK_FALSE(s.faults.enabled);
   CHECK(s.app.mode == "echo");
+  CHECK(s.upstream.url.empty());
+  CHECK(s.upstream.timeout == 5s);
+  CHECK(s.upstream.max_inflight == 256);
+  CHECK(s.upstream.per_connection_inflight == 1);
+  CHECK(s.upstream.queue == 64);
+  CHECK(s.upstream.retries == 2);
+  CHECK(s.upstream.backoff_min == 100ms);
+  CHECK(s.upstream.backoff_max == 2s);
+  CHECK(s.upstream.breaker_failures == 20);
+  CHECK(s.upstream.breaker_window == 10s);
+  CHECK(s.upstream.breaker_open == 5s);
+  CHECK(s.upstream.forward_headers ==
+        std::vector<std::string>{"Cookie", "Authorization", "User-Agent", "Origin"});
+  CHECK(s.upstream.max_response_bytes == 1048576);
+  CHECK(s.upstream.token.empty());
 }
 
 TEST_CASE("a file sets keys of every type") {
@@ -197,6 +212,21 @@ enabled = true
 
 [app]
 mode = "echo"
+
+[upstream]
+url = "https://backend.internal:8443/hooks"
+timeout = "750ms"
+max_inflight = 1
+per_connection_inflight = 4
+queue = 1
+retries = 0
+backoff_min = "0s"
+backoff_max = "0s"
+breaker_failures = 1
+breaker_window = "1m"
+breaker_open = "30s"
+forward_headers = ["X-Request-Id"]
+max_response_bytes = 1
 )");
   CHECK(s.server.host == "127.0.0.1");
   CHECK(s.server.port == 9001);
@@ -248,6 +278,19 @@ mode = "echo"
   CHECK(s.admin.listen == "127.0.0.1:9090");
   CHECK(s.faults.enabled);
   CHECK(s.app.mode == "echo");
+  CHECK(s.upstream.url == "https://backend.internal:8443/hooks");
+  CHECK(s.upstream.timeout == 750ms);
+  CHECK(s.upstream.max_inflight == 1);
+  CHECK(s.upstream.per_connection_inflight == 4);
+  CHECK(s.upstream.queue == 1);
+  CHECK(s.upstream.retries == 0);
+  CHECK(s.upstream.backoff_min == 0s);
+  CHECK(s.upstream.backoff_max == 0s);
+  CHECK(s.upstream.breaker_failures == 1);
+  CHECK(s.upstream.breaker_window == 60s);
+  CHECK(s.upstream.breaker_open == 30s);
+  CHECK(s.upstream.forward_headers == std::vector<std::string>{"X-Request-Id"});
+  CHECK(s.upstream.max_response_bytes == 1);
 }
 
 TEST_CASE("soft_connections: 0 is 90 % of max_connections, at least 1; up to max is kept") {
@@ -296,6 +339,9 @@ TEST_CASE("WSVISOR_<SECTION>_<KEY> variables map to keys and are read like --set
                                          {"WSVISOR_AUTH_USER_HEADER", "\"X-Id\""},
                                          {"WSVISOR_FAULTS_ENABLED", "true"},
                                          {"WSVISOR_LIMITS_ACCEPT_RATE", "0.5"},
+                                         {"WSVISOR_UPSTREAM_URL", "http://127.0.0.1:8000"},
+                                         {"WSVISOR_UPSTREAM_FORWARD_HEADERS", "Cookie"},
+                                         {"WSVISOR_UPSTREAM_RETRIES", "10"},
                                          {"HOME", "/root"},
                                          {"WSVISOR_BIN", "/build/wsvisor"},
                                          {"WSVISOR_SOURCE_DIR", "/src"}});
@@ -307,6 +353,9 @@ TEST_CASE("WSVISOR_<SECTION>_<KEY> variables map to keys and are read like --set
   CHECK(s.auth.user_header == "X-Id");
   CHECK(s.faults.enabled);
   CHECK(s.limits.accept_rate == 0.5);
+  CHECK(s.upstream.url == "http://127.0.0.1:8000");
+  CHECK(s.upstream.forward_headers == std::vector<std::string>{"Cookie"});
+  CHECK(s.upstream.retries == 10);
   // An empty value for a list key is the empty list.
   CHECK(load("server.allowed_origins = [\"https://x.y\"]", {{"WSVISOR_SERVER_ALLOWED_ORIGINS", ""}})
             .server.allowed_origins.empty());
@@ -372,6 +421,35 @@ TEST_CASE("secrets come from the environment only, verbatim, and are never shown
   }
   SUBCASE("an empty secret variable is no secret") {
     CHECK(load(std::nullopt, {{"WSVISOR_ADMIN_TOKEN", ""}}).admin.token.empty());
+  }
+}
+
+TEST_CASE("upstream.token comes from WSVISOR_UPSTREAM_TOKEN only, as header-safe text") {
+  const std::string token = "tok-3n.~+/=_";
+  const settings s = load(std::nullopt, {{"WSVISOR_UPSTREAM_TOKEN", token}});
+  CHECK(s.upstream.token == token);
+  CHECK(contains(render_effective(s), "\n[upstream]\n"));
+  CHECK(contains(render_effective(s), "\ntoken = \"<redacted>\"\n"));
+  CHECK_FALSE(contains(render_effective(s), token));
+
+  const std::string in_file = load_error("[upstream]\ntoken = \"" + token + "\"\n");
+  CHECK(contains(in_file, "test.toml:2: upstream.token: "));
+  CHECK(contains(in_file, "set the environment variable WSVISOR_UPSTREAM_TOKEN instead"));
+  CHECK_FALSE(contains(in_file, token));
+  const std::string on_set = load_error(std::nullopt, {}, {"upstream.token=" + token});
+  CHECK(contains(on_set, "--set upstream.token: "));
+  CHECK_FALSE(contains(on_set, token));
+
+  // It goes in an Authorization header: "!" to "~" only, and never echoed when refused.
+  CHECK(load(std::nullopt, {{"WSVISOR_UPSTREAM_TOKEN", "!~"}}).upstream.token == "!~");
+  for (const std::string bad : {"has space", "line\r\n", "tab\t", "caf\xc3\xa9", "del\x7f"}) {
+    CAPTURE(bad);
+    const std::string message = load_error(std::nullopt, {{"WSVISOR_UPSTREAM_TOKEN", bad}});
+    CHECK(message ==
+          "config error: environment variable WSVISOR_UPSTREAM_TOKEN: upstream.token: holds a "
+          "space, a control character or a non-ASCII byte, which cannot go in an HTTP header "
+          "(the value is not shown): set WSVISOR_UPSTREAM_TOKEN to visible ASCII characters "
+          "only, e.g. $(openssl rand -hex 32)");
   }
 }
 
@@ -568,6 +646,24 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
       {"auth", "allow_weak_secret = 1", "auth.allow_weak_secret", "true or false"},
       {"faults", "enabled = \"yes\"", "faults.enabled", "true or false"},
       {"app", "mode = \"chat\"", "app.mode", "one of \"echo\""},
+      {"upstream", "url = \"backend:8000\"", "upstream.url", "it has no scheme"},
+      {"upstream", "url = 8000", "upstream.url", "base URL"},
+      {"upstream", "timeout = \"0s\"", "upstream.timeout", "above zero"},
+      {"upstream", "max_inflight = 0", "upstream.max_inflight", "positive integer"},
+      {"upstream", "per_connection_inflight = 0", "upstream.per_connection_inflight",
+       "positive integer"},
+      {"upstream", "queue = 0", "upstream.queue", "positive integer"},
+      {"upstream", "retries = 11", "upstream.retries", "0 to 10"},
+      {"upstream", "retries = -1", "upstream.retries", "0 to 10"},
+      {"upstream", "backoff_min = \"-1ms\"", "upstream.backoff_min", "must not be negative"},
+      {"upstream", "backoff_max = 2", "upstream.backoff_max", "write \"2s\""},
+      {"upstream", "breaker_failures = 0", "upstream.breaker_failures", "positive integer"},
+      {"upstream", "breaker_window = \"0s\"", "upstream.breaker_window", "above zero"},
+      {"upstream", "breaker_open = \"0ms\"", "upstream.breaker_open", "above zero"},
+      {"upstream", "forward_headers = [\"Cookie\", \"X Bad\"]", "upstream.forward_headers[1]",
+       "an HTTP header name"},
+      {"upstream", "forward_headers = \"Cookie\"", "upstream.forward_headers", "an array of"},
+      {"upstream", "max_response_bytes = 0", "upstream.max_response_bytes", "positive integer"},
   };
   for (const auto& bad : cases) {
     CAPTURE(bad.line);
@@ -685,6 +781,121 @@ TEST_CASE("admin.listen may not take the main listener's address") {
   CHECK(load(std::nullopt, {}, {"server.port=0", "admin.listen=0.0.0.0:0"}).server.port == 0);
 }
 
+TEST_CASE("upstream.url: an http(s) base URL with a host, an optional port and path") {
+  for (const auto& [url, stored] : std::vector<std::pair<std::string, std::string>>{
+           {"", ""},
+           {"http://127.0.0.1:8000", "http://127.0.0.1:8000"},
+           {"https://backend", "https://backend"},
+           {"http://my_service:1", "http://my_service:1"},  // compose service names have '_'
+           {"http://a.b.example:65535/api/v1", "http://a.b.example:65535/api/v1"},
+           {"http://[::1]:8000/x", "http://[::1]:8000/x"},
+           {"https://[2001:db8::1]", "https://[2001:db8::1]"},
+           {"http://h/a%20b/~user;v=1", "http://h/a%20b/~user;v=1"},
+           // Stored so that appending "/ws/message" gives one "/": no trailing "/".
+           {"http://h/", "http://h"},
+           {"http://h/api//", "http://h/api"},
+           {"HTTPS://Backend", "https://Backend"},  // the scheme is case-insensitive
+       }) {
+    CAPTURE(url);
+    CHECK(load("upstream.url = \"" + url + "\"").upstream.url == stored);
+  }
+  CHECK(load(std::nullopt, {}, {"upstream.url=http://[::1]:8000"}).upstream.url ==
+        "http://[::1]:8000");
+  const std::string longest_label(63, 'a');
+  CHECK(load("upstream.url = \"http://" + longest_label + ".example\"").upstream.url.size() > 63);
+
+  CHECK(load_error("[upstream]\nurl = \"backend:8000\"\n") ==
+        "config error: test.toml:2: upstream.url: expected \"\" or an http:// or https:// base "
+        "URL, e.g. \"http://127.0.0.1:8000\", got \"backend:8000\": it has no scheme: write "
+        "\"http://backend:8000\" or \"https://backend:8000\"");
+  // What is wrong, part by part.
+  for (const auto& [url, problem] : std::vector<std::pair<std::string, std::string>>{
+           {"http:/h", "the scheme is followed by \"://\", e.g. \"http://host:8000\""},
+           {"ws://h", "the scheme must be http:// or https://, not \"ws://\""},
+           {"ftp://h", "not \"ftp://\""},
+           {"http://", "the host is missing"},
+           {"http:///path", "the host is missing"},
+           {"http://:8000", "the host is missing"},
+           {"http://10.0.0.256", "\"10.0.0.256\" is not an IPv4 address"},
+           {"http://1.2.3", "\"1.2.3\" is not an IPv4 address"},
+           {"http://-h", "\"-h\" is not a host name"},
+           {"http://h-.example", "is not a host name"},
+           {"http://a..b", "is not a host name"},
+           {"http://h!", "is not a host name"},
+           {"http://" + std::string(64, 'a'), "is not a host name"},
+           {"http://[::1", "brackets hold an IPv6 address"},
+           {"http://[h]:80", "brackets hold an IPv6 address"},
+           {"http://[::1]x", "after \"]\" comes \":port\" or the path"},
+           {"http://::1:8000/x", "an IPv6 address goes in brackets: \"http://[::1]:8000/x\""},
+           {"http://fe80::1", "an IPv6 address goes in brackets: \"http://[fe80::1]\""},
+           {"http://h:", "the port after \":\" is missing"},
+           {"http://h:0", "the port must be a number from 1 to 65535, got \"0\""},
+           {"http://h:65536", "from 1 to 65535, got \"65536\""},
+           {"http://h:http", "from 1 to 65535, got \"http\""},
+           {"http://h/x?a=1", "a base URL takes no query (\"?a=1\"): the hook paths are appended"},
+           {"http://h/x#top", "a fragment (\"#top\") is never sent to a server: leave it out"},
+           {"http://h/a b",
+            "the path has a character that must be percent-encoded: a space "
+            "(write \"%20\")"},
+           {"http://h/a\\b", "must be percent-encoded: \"\\\\\" (write \"%5C\")"},
+           {"http://h/caf\u00e9", "a control character or non-ASCII byte (write \"%C3\")"},
+           {"http://h/100%", "a \"%\" not followed by two hex digits (write \"%25\" for \"%\")"},
+           {"http://h/%zz", "not followed by two hex digits"},
+       }) {
+    CAPTURE(url);
+    const std::string message = load_error(std::nullopt, {}, {"upstream.url=" + url});
+    CHECK(contains(message, "upstream.url: expected \"\" or an http:// or https:// base URL"));
+    CHECK(contains(message, problem));
+  }
+
+  // Credentials are refused and not echoed (--check-config would print them), wherever they
+  // come from.
+  const std::string with_password = "http://user:hunter2@backend:8000";
+  for (const std::string& message :
+       {load_error("upstream.url = \"" + with_password + "\""),
+        load_error(std::nullopt, {{"WSVISOR_UPSTREAM_URL", with_password}}),
+        load_error(std::nullopt, {}, {"upstream.url=" + with_password})}) {
+    CAPTURE(message);
+    CHECK(contains(message,
+                   "got \"http://<redacted>@backend:8000\": user:password@ is not "
+                   "supported (--check-config prints the URL): set "
+                   "WSVISOR_UPSTREAM_TOKEN to send a bearer token"));
+    CHECK_FALSE(contains(message, "hunter2"));
+  }
+}
+
+TEST_CASE("split_http_url gives what a client connects to") {
+  const auto plain = split_http_url("http://backend");
+  REQUIRE(plain);
+  CHECK(plain->scheme == "http");
+  CHECK(plain->host == "backend");
+  CHECK(plain->port == 80);
+  CHECK(plain->path.empty());
+  CHECK(plain->query.empty());
+  const auto tls = split_http_url("https://[::1]/hooks/v1?x=1");
+  REQUIRE(tls);
+  CHECK(tls->scheme == "https");
+  CHECK(tls->host == "::1");
+  CHECK(tls->port == 443);
+  CHECK(tls->path == "/hooks/v1");
+  CHECK(tls->query == "x=1");
+  const auto ported = split_http_url(load("upstream.url = \"HTTP://10.0.0.1:8000/\"").upstream.url);
+  REQUIRE(ported);
+  CHECK(ported->scheme == "http");
+  CHECK(ported->port == 8000);
+  CHECK(ported->path.empty());
+  CHECK_FALSE(split_http_url(""));
+  CHECK_FALSE(split_http_url("backend:8000"));
+}
+
+TEST_CASE("upstream.forward_headers names each header once, whatever the case") {
+  CHECK(load("upstream.forward_headers = []").upstream.forward_headers.empty());
+  CHECK(load("upstream.forward_headers = [\"X-A\", \"X-B\"]").upstream.forward_headers.size() == 2);
+  CHECK(load_error("[upstream]\nforward_headers = [\"Cookie\", \"Origin\", \"cookie\"]\n") ==
+        "config error: test.toml:2: upstream.forward_headers[2]: \"cookie\" is already in the "
+        "list (header names are case-insensitive): name each header once");
+}
+
 TEST_CASE("valid values at the edges of each range are accepted") {
   const settings s = load(R"(
 server.port = 65535
@@ -724,6 +935,15 @@ TEST_CASE("rules across keys name the key, and where both values came from") {
   SUBCASE("backoff_min above backoff_max") {
     CHECK(contains(load_error("[supervision]\nbackoff_min = \"2s\"\n"),
                    "test.toml:2: supervision.backoff_min: "));
+  }
+  SUBCASE("upstream.backoff_min above upstream.backoff_max") {
+    CHECK(load("[upstream]\nbackoff_min = \"2s\"\n").upstream.backoff_min == 2s);  // equal is fine
+    CHECK(load_error("[upstream]\nbackoff_min = \"2001ms\"\n") ==
+          "config error: test.toml:2: upstream.backoff_min: expected a duration no longer than "
+          "upstream.backoff_max (2s, the default), got \"2001ms\"");
+    CHECK(load_error("[upstream]\nbackoff_max = \"50ms\"\n") ==
+          "config error: upstream.backoff_min: expected a duration no longer than "
+          "upstream.backoff_max (50ms from test.toml:2), got \"100ms\"");
   }
   SUBCASE("drain_spread above drain_timeout") {
     CHECK(contains(load_error("[shutdown]\ndrain_spread = \"9s\"\n"),
@@ -770,7 +990,7 @@ TEST_CASE("a key above every [section] says which section it belongs under") {
   CHECK(load_error("verbose = true\n") ==
         "config error: test.toml:1: verbose: unknown top-level key; every key belongs under one "
         "of the sections server, auth, limits, janitor, supervision, shutdown, log, admin, "
-        "faults, app");
+        "faults, app, upstream");
   // A table that is no section stays an unknown section.
   CHECK(contains(load_error("[port]\nx = 1\n"), "unknown section \"port\""));
 }
@@ -862,12 +1082,13 @@ TEST_CASE("a negative duration is refused as negative, for every duration key") 
       CHECK_FALSE(contains(message, "with a unit"));
     }
   }
-  CHECK(duration_keys == 16);
+  CHECK(duration_keys == 21);
 }
 
 TEST_CASE("render_effective prints every key as TOML that reads back to the same settings") {
   const environment secrets = {{"WSVISOR_ADMIN_TOKEN", "t"},
-                               {"WSVISOR_AUTH_JWT_SECRET", std::string(shortest_jwt_secret, 'j')}};
+                               {"WSVISOR_AUTH_JWT_SECRET", std::string(shortest_jwt_secret, 'j')},
+                               {"WSVISOR_UPSTREAM_TOKEN", "u"}};
   const settings customised = load(
       R"(
 [server]
@@ -893,6 +1114,10 @@ level = "off"
 listen = "127.0.0.1:9090"
 [faults]
 enabled = true
+[upstream]
+url = "https://[::1]:8443/a%2Fb"
+forward_headers = ["Cookie", "X-Trace"]
+backoff_min = "1.5s"
 )",
       secrets);
   const std::string rendered = render_effective(customised);
@@ -963,7 +1188,23 @@ enabled = true
                                  "[faults]",
                                  "enabled = false",
                                  "[app]",
-                                 "mode = \"echo\""}) {
+                                 "mode = \"echo\"",
+                                 "[upstream]",
+                                 "url = \"\"",
+                                 "timeout = \"5s\"",
+                                 "max_inflight = 256",
+                                 "per_connection_inflight = 1",
+                                 "queue = 64",
+                                 "retries = 2",
+                                 "backoff_min = \"100ms\"",
+                                 "backoff_max = \"2s\"",
+                                 "breaker_failures = 20",
+                                 "breaker_window = \"10s\"",
+                                 "breaker_open = \"5s\"",
+                                 "forward_headers = [\"Cookie\", \"Authorization\", "
+                                 "\"User-Agent\", \"Origin\"]",
+                                 "max_response_bytes = 1048576",
+                                 "token = \"\""}) {
     CAPTURE(line);
     CHECK(contains(defaults, "\n" + line + "\n"));
   }
@@ -1012,7 +1253,8 @@ TEST_CASE("config/wsvisor.toml documents exactly the built-in defaults") {
     ++keys_rendered;
     ++position;
   }
-  CHECK(keys_rendered == 48);  // the keys of CONTRACT section 2 and auth.allow_weak_secret
+  // The keys of CONTRACT sections 2 and 11.1, and auth.allow_weak_secret.
+  CHECK(keys_rendered == 62);
 }
 
 TEST_CASE("command line: --help, --version, --check-config and running") {
