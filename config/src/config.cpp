@@ -214,14 +214,17 @@ std::optional<std::string> checked_bind_host(const std::string& text, std::strin
   return std::nullopt;
 }
 
-// admin.listen: "" (the main listener), "address:port" or "[v6 address]:port", with
-// "localhost" stored as 127.0.0.1 like server.host.
-std::optional<std::string> checked_listen_address(const std::string& text, std::string& hint) {
+// admin.listen and api.listen: "" (the main listener), "address:port" or "[v6
+// address]:port", with "localhost" stored as 127.0.0.1 like server.host. `example_port` is
+// the port of the example in the hint, one that suits the key.
+std::optional<std::string> checked_listen_address(const std::string& text, std::string& hint,
+                                                  const std::string& example_port) {
   if (text.empty()) return text;
   std::string host, port;
   bool bracketed = false;
   if (!split_address(text, host, port, bracketed)) {
-    hint = "write address:port, e.g. \"127.0.0.1:9090\" or \"[::1]:9090\"";
+    hint = "write address:port, e.g. \"127.0.0.1:" + example_port +
+           "\" or \"[::1]:" + example_port + "\"";
     return std::nullopt;
   }
   if (!is_port_text(port, 0)) {
@@ -765,8 +768,21 @@ bool not_negative(duration d) {
   return d >= duration::zero();
 }
 
+// The ports that examples of admin.listen and api.listen suggest: apart from 8080, the main
+// listener's default, and from each other.
+constexpr uint16_t admin_example_port = 9090;
+constexpr uint16_t api_example_port = 9091;
+
+text_check listen_check(uint16_t example_port) {
+  return [example_port](const std::string& text, std::string& hint) {
+    return checked_listen_address(text, hint, std::to_string(example_port));
+  };
+}
+
 const std::vector<key_spec>& key_table() {
   static const std::vector<key_spec> keys = [] {
+    const std::string listen_expected =
+        "\"\" (the main listener) or host:port with an IP address as host";
     const std::string positive_integer = "a positive integer";
     const std::string non_negative_integer = "a non-negative integer";
     const std::string positive_duration = "a duration above zero";
@@ -899,8 +915,7 @@ const std::vector<key_spec>& key_table() {
                  {"text", "json"}),
 
       checked_text_key("admin", "listen", [](auto& s) -> auto& { return s.admin.listen; },
-                       checked_listen_address,
-                       "\"\" (the main listener) or host:port with an IP address as host"),
+                       listen_check(admin_example_port), listen_expected),
       secret_key("admin", "token", [](auto& s) -> auto& { return s.admin.token; }),
 
       flag_key("faults", "enabled", [](auto& s) -> auto& { return s.faults.enabled; }),
@@ -949,6 +964,13 @@ const std::vector<key_spec>& key_table() {
                   largest_integer, positive_integer),
       secret_key("upstream", "token", [](auto& s) -> auto& { return s.upstream.token; },
                  secret_use::header_value),
+
+      secret_key("api", "key", [](auto& s) -> auto& { return s.api.key; },
+                 secret_use::header_value),
+      checked_text_key("api", "listen", [](auto& s) -> auto& { return s.api.listen; },
+                       listen_check(api_example_port), listen_expected),
+      integer_key("api", "max_body_bytes", [](auto& s) -> auto& { return s.api.max_body_bytes; },
+                  1, largest_integer, positive_integer),
     };
     // clang-format on
   }();
@@ -1363,7 +1385,7 @@ class settings_builder {
                " random bytes, e.g. $(openssl rand -base64 32), or set "
                "auth.allow_weak_secret = true to accept it (for tests only)");
 
-    check_admin_listener_is_apart();
+    check_listeners_are_apart();
     return result_;
   }
 
@@ -1408,29 +1430,48 @@ class settings_builder {
                  "name each header once");
   }
 
-  // An admin.listen on the main listener's port and an overlapping address passes every
-  // per-key rule and then fails at bind (exit 1); port 0 on either side is any free port
-  // and cannot collide.
-  void check_admin_listener_is_apart() const {
-    const auto admin = admin_listen_endpoint(result_);
+  // A listener of its own (admin.listen, api.listen) on the port and an overlapping address
+  // of another passes every per-key rule and then fails at bind (exit 1); port 0 on either
+  // side is any free port and cannot collide.
+  void check_listeners_are_apart() const {
     const auto& server = result_.server;
-    if (!admin || admin->port == 0 || admin->port != server.port) return;
-    const auto main_address = parse_ip(server.host);
-    const auto admin_address = parse_ip(admin->address);
-    if (!main_address || !admin_address || !addresses_overlap(*main_address, *admin_address))
-      return;
-    const bool v6 = admin->address.find(':') != std::string::npos;
-    const std::string other_port = server.port == 9090 ? "9091" : "9090";
+    const listen_endpoint main{server.host, server.port};
+    const std::string main_address =
+        "the main listener's address (server.host = " + quote(server.host) + note("server.host") +
+        "; server.port = " + std::to_string(server.port) + note("server.port") + ")";
+    const auto admin = admin_listen_endpoint(result_);
+    const auto api = api_listen_endpoint(result_);
+    if (admin)
+      require_apart("admin.listen", *admin, "/metrics and /admin/*", main, main_address,
+                    admin_example_port, {server.port});
+    if (api) {
+      const std::vector<uint16_t> taken = {server.port, admin ? admin->port : server.port};
+      require_apart("api.listen", *api, "/api/*", main, main_address, api_example_port, taken);
+      if (admin)
+        require_apart("api.listen", *api, "/api/*", *admin,
+                      "admin.listen's address (admin.listen = " + quote(result_.admin.listen) +
+                          note("admin.listen") + ")",
+                      api_example_port, taken);
+    }
+  }
+
+  void require_apart(const std::string& key, const listen_endpoint& mine, const std::string& served,
+                     const listen_endpoint& other, const std::string& other_address,
+                     uint16_t example_port, const std::vector<uint16_t>& taken) const {
+    if (mine.port == 0 || mine.port != other.port) return;
+    const auto mine_ip = parse_ip(mine.address);
+    const auto other_ip = parse_ip(other.address);
+    if (!mine_ip || !other_ip || !addresses_overlap(*mine_ip, *other_ip)) return;
+    // The example is the first port from example_port on that no other listener has.
+    while (std::count(taken.begin(), taken.end(), example_port) != 0) ++example_port;
+    const bool v6 = mine.address.find(':') != std::string::npos;
     const std::string example =
-        (v6 ? "[" + admin->address + "]" : admin->address) + ":" + other_port;
-    fail(origin_of("admin.listen"), "admin.listen",
-         quote(result_.admin.listen) + " is the main listener's address (server.host = " +
-             quote(server.host) + note("server.host") +
-             "; server.port = " + std::to_string(server.port) + note("server.port") +
-             "), and two listeners cannot share it: give admin.listen a port of its own, e.g. " +
-             quote(example) +
-             ", or set it to \"\" to serve /metrics and /admin/* on the main "
-             "listener");
+        (v6 ? "[" + mine.address + "]" : mine.address) + ":" + std::to_string(example_port);
+    const std::string& text = key == "admin.listen" ? result_.admin.listen : result_.api.listen;
+    fail(origin_of(key), key,
+         quote(text) + " is " + other_address + ", and two listeners cannot share it: give " + key +
+             " a port of its own, e.g. " + quote(example) + ", or set it to \"\" to serve " +
+             served + " on the main listener");
   }
 
   std::string origin_of(const std::string& key) const {
@@ -1500,13 +1541,24 @@ std::string render_effective(const settings& s, const std::string& config_path) 
          render_keys(s);
 }
 
-std::optional<listen_endpoint> admin_listen_endpoint(const settings& s) {
+namespace {
+
+std::optional<listen_endpoint> split_listen(const std::string& listen) {
   std::string host, port;
   bool bracketed = false;
-  if (s.admin.listen.empty() || !split_address(s.admin.listen, host, port, bracketed) ||
-      !is_port_text(port, 0))
+  if (listen.empty() || !split_address(listen, host, port, bracketed) || !is_port_text(port, 0))
     return std::nullopt;
   return listen_endpoint{host, static_cast<uint16_t>(std::stoul(port))};
+}
+
+}  // namespace
+
+std::optional<listen_endpoint> admin_listen_endpoint(const settings& s) {
+  return split_listen(s.admin.listen);
+}
+
+std::optional<listen_endpoint> api_listen_endpoint(const settings& s) {
+  return split_listen(s.api.listen);
 }
 
 std::optional<http_url> split_http_url(const std::string& url) {

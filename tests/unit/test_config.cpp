@@ -144,6 +144,9 @@ TEST_CASE("without a file every key has its built-in default") {
         std::vector<std::string>{"Cookie", "Authorization", "User-Agent", "Origin"});
   CHECK(s.upstream.max_response_bytes == 1048576);
   CHECK(s.upstream.token.empty());
+  CHECK(s.api.key.empty());
+  CHECK(s.api.listen.empty());
+  CHECK(s.api.max_body_bytes == 1048576);
 }
 
 TEST_CASE("a file sets keys of every type") {
@@ -228,6 +231,10 @@ breaker_window = "1m"
 breaker_open = "30s"
 forward_headers = ["X-Request-Id"]
 max_response_bytes = 1
+
+[api]
+listen = "127.0.0.1:9091"
+max_body_bytes = 1
 )");
   CHECK(s.server.host == "127.0.0.1");
   CHECK(s.server.port == 9001);
@@ -292,6 +299,8 @@ max_response_bytes = 1
   CHECK(s.upstream.breaker_open == 30s);
   CHECK(s.upstream.forward_headers == std::vector<std::string>{"X-Request-Id"});
   CHECK(s.upstream.max_response_bytes == 1);
+  CHECK(s.api.listen == "127.0.0.1:9091");
+  CHECK(s.api.max_body_bytes == 1);
 }
 
 TEST_CASE("soft_connections: 0 is 90 % of max_connections, at least 1; up to max is kept") {
@@ -343,6 +352,7 @@ TEST_CASE("WSVISOR_<SECTION>_<KEY> variables map to keys and are read like --set
                                          {"WSVISOR_UPSTREAM_URL", "http://127.0.0.1:8000"},
                                          {"WSVISOR_UPSTREAM_FORWARD_HEADERS", "Cookie"},
                                          {"WSVISOR_UPSTREAM_RETRIES", "10"},
+                                         {"WSVISOR_API_LISTEN", "[::1]:9091"},
                                          {"HOME", "/root"},
                                          {"WSVISOR_BIN", "/build/wsvisor"},
                                          {"WSVISOR_SOURCE_DIR", "/src"}});
@@ -357,6 +367,7 @@ TEST_CASE("WSVISOR_<SECTION>_<KEY> variables map to keys and are read like --set
   CHECK(s.upstream.url == "http://127.0.0.1:8000");
   CHECK(s.upstream.forward_headers == std::vector<std::string>{"Cookie"});
   CHECK(s.upstream.retries == 10);
+  CHECK(s.api.listen == "[::1]:9091");
   // An empty value for a list key is the empty list.
   CHECK(load("server.allowed_origins = [\"https://x.y\"]", {{"WSVISOR_SERVER_ALLOWED_ORIGINS", ""}})
             .server.allowed_origins.empty());
@@ -452,6 +463,32 @@ TEST_CASE("upstream.token comes from WSVISOR_UPSTREAM_TOKEN only, as header-safe
           "(the value is not shown): set WSVISOR_UPSTREAM_TOKEN to visible ASCII characters "
           "only, e.g. $(openssl rand -hex 32)");
   }
+}
+
+TEST_CASE("api.key comes from WSVISOR_API_KEY only, as header-safe text") {
+  const std::string key = "k3y-for-the-backend";
+  const settings s = load(std::nullopt, {{"WSVISOR_API_KEY", key}});
+  CHECK(s.api.key == key);
+  const std::string rendered = render_effective(s);
+  CHECK(contains(rendered, "\n[api]\nkey = \"<redacted>\"\n"));
+  CHECK_FALSE(contains(rendered, key));
+  CHECK(contains(render_effective(load(std::nullopt)), "\n[api]\nkey = \"\"\n"));
+
+  const std::string in_file = load_error("[api]\nkey = \"" + key + "\"\n");
+  CHECK(contains(in_file, "test.toml:2: api.key: "));
+  CHECK(contains(in_file, "set the environment variable WSVISOR_API_KEY instead"));
+  CHECK_FALSE(contains(in_file, key));
+  CHECK_FALSE(contains(load_error(std::nullopt, {}, {"api.key=" + key}), key));
+  // A top-level `key` belongs to [api], and is not echoed either.
+  const std::string top_level = load_error("key = \"" + key + "\"\n");
+  CHECK(contains(top_level, "test.toml:1: api.key: "));
+  CHECK_FALSE(contains(top_level, key));
+
+  // A key with a space could never be sent in X-API-Key or Authorization.
+  const std::string spaced = load_error(std::nullopt, {{"WSVISOR_API_KEY", "two words"}});
+  CHECK(contains(spaced, "environment variable WSVISOR_API_KEY: api.key: holds a space"));
+  CHECK(contains(spaced, "set WSVISOR_API_KEY to visible ASCII characters only"));
+  CHECK_FALSE(contains(spaced, "two words"));
 }
 
 TEST_CASE("a JWT secret shorter than 32 bytes is refused unless auth.allow_weak_secret") {
@@ -665,6 +702,9 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
        "an HTTP header name"},
       {"upstream", "forward_headers = \"Cookie\"", "upstream.forward_headers", "an array of"},
       {"upstream", "max_response_bytes = 0", "upstream.max_response_bytes", "positive integer"},
+      {"api", "listen = \"localhost\"", "api.listen", "host:port"},
+      {"api", "listen = \"127.0.0.1:65536\"", "api.listen", "host:port"},
+      {"api", "max_body_bytes = 0", "api.max_body_bytes", "positive integer"},
   };
   for (const auto& bad : cases) {
     CAPTURE(bad.line);
@@ -704,37 +744,62 @@ TEST_CASE("server.host is an IP address or localhost (127.0.0.1); names are not 
                  "write the IPv6 address without brackets: \"::1\""));
 }
 
-TEST_CASE("admin.listen: an IP address and a port; localhost is 127.0.0.1; IPv6 in brackets") {
-  for (const std::string listen : {"127.0.0.1:9090", "0.0.0.0:0", "[::1]:9090", "[::]:9090"}) {
-    CAPTURE(listen);
-    CHECK(load("admin.listen = \"" + listen + "\"").admin.listen == listen);
-  }
-  CHECK(load(std::nullopt, {}, {"admin.listen=[::1]:9090"}).admin.listen == "[::1]:9090");
-  CHECK(load("admin.listen = \"localhost:9090\"").admin.listen == "127.0.0.1:9090");
-  // What the admin listener binds: the address without brackets.
-  const auto v6 = admin_listen_endpoint(load("admin.listen = \"[::1]:9090\""));
-  REQUIRE(v6);
-  CHECK(v6->address == "::1");
-  CHECK(v6->port == 9090);
-  const auto v4 = admin_listen_endpoint(load("admin.listen = \"localhost:0\""));
-  REQUIRE(v4);
-  CHECK(v4->address == "127.0.0.1");
-  CHECK(v4->port == 0);
-  CHECK_FALSE(admin_listen_endpoint(load(std::nullopt)));
+// admin.listen and api.listen share their rules and messages; only the example port
+// differs.
+TEST_CASE(
+    "admin.listen, api.listen: an IP address and a port; localhost is 127.0.0.1; IPv6 in "
+    "brackets") {
+  struct listen_key {
+    std::string section;
+    std::string port;  // of the examples in the messages
+    std::function<std::optional<listen_endpoint>(const settings&)> endpoint;
+    std::function<std::string(const settings&)> value;
+  };
+  for (const auto& [section, port, endpoint, value] : std::vector<listen_key>{
+           {"admin", "9090", admin_listen_endpoint,
+            [](const settings& s) { return s.admin.listen; }},
+           {"api", "9091", api_listen_endpoint, [](const settings& s) { return s.api.listen; }}}) {
+    CAPTURE(section);
+    const std::string key = section + ".listen";
+    for (const std::string& listen : std::vector<std::string>{
+             "127.0.0.1:" + port, "0.0.0.0:0", "[::1]:" + port, "[::]:" + port, "[::]:65535"}) {
+      CAPTURE(listen);
+      CHECK(value(load(key + " = \"" + listen + "\"")) == listen);
+    }
+    CHECK(value(load(std::nullopt, {}, {key + "=[::1]:" + port})) == "[::1]:" + port);
+    CHECK(value(load(key + " = \"localhost:" + port + "\"")) == "127.0.0.1:" + port);
+    // What the listener binds: the address without brackets.
+    const auto v6 = endpoint(load(key + " = \"[::1]:" + port + "\""));
+    REQUIRE(v6);
+    CHECK(v6->address == "::1");
+    CHECK(std::to_string(v6->port) == port);
+    const auto v4 = endpoint(load(key + " = \"localhost:0\""));
+    REQUIRE(v4);
+    CHECK(v4->address == "127.0.0.1");
+    CHECK(v4->port == 0);
+    CHECK_FALSE(endpoint(load(std::nullopt)));
 
-  CHECK(load_error("[admin]\nlisten = \"metrics.local:9090\"\n") ==
-        "config error: test.toml:2: admin.listen: expected \"\" (the main listener) or "
-        "host:port with an IP address as host, got \"metrics.local:9090\": host names are not "
-        "resolved (only \"localhost\" is, as 127.0.0.1); write an address such as "
-        "\"0.0.0.0:9090\" (every IPv4 interface), \"127.0.0.1:9090\" (this machine only) or "
-        "\"[::]:9090\" (every IPv6 interface)");
-  CHECK(contains(load_error("admin.listen = \"::1:9090\""),
-                 "an IPv6 address goes in brackets: \"[::1]:9090\""));
-  CHECK(
-      contains(load_error("admin.listen = \"[localhost]:9090\""), "brackets hold an IPv6 address"));
-  CHECK(contains(load_error("admin.listen = \"127.0.0.1:http\""),
-                 "the port must be a number from 0 to 65535"));
-  CHECK(contains(load_error("admin.listen = \"9090\""), "write address:port"));
+    CHECK(load_error("[" + section + "]\nlisten = \"metrics.local:" + port + "\"\n") ==
+          "config error: test.toml:2: " + key +
+              ": expected \"\" (the main listener) or host:port with an IP address as host, got "
+              "\"metrics.local:" +
+              port +
+              "\": host names are not resolved (only \"localhost\" is, as 127.0.0.1); write an "
+              "address such as \"0.0.0.0:" +
+              port + "\" (every IPv4 interface), \"127.0.0.1:" + port +
+              "\" (this machine only) or \"[::]:" + port + "\" (every IPv6 interface)");
+    CHECK(contains(load_error(key + " = \"::1:" + port + "\""),
+                   "an IPv6 address goes in brackets: \"[::1]:" + port + "\""));
+    CHECK(contains(load_error(key + " = \"[localhost]:" + port + "\""),
+                   "brackets hold an IPv6 address"));
+    CHECK(contains(load_error(key + " = \"127.0.0.1:http\""),
+                   "the port must be a number from 0 to 65535"));
+    CHECK(contains(load_error(key + " = \"127.0.0.1:65536\""),
+                   "the port must be a number from 0 to 65535"));
+    CHECK(
+        contains(load_error(key + " = \"" + port + "\""),
+                 "write address:port, e.g. \"127.0.0.1:" + port + "\" or \"[::1]:" + port + "\""));
+  }
 }
 
 TEST_CASE("admin.listen may not take the main listener's address") {
@@ -897,6 +962,37 @@ TEST_CASE("upstream.forward_headers names each header once, whatever the case") 
         "list (header names are case-insensitive): name each header once");
 }
 
+TEST_CASE("api.listen may not take the main listener's address nor admin.listen's") {
+  CHECK(load_error("[server]\nhost = \"127.0.0.1\"\n[api]\nlisten = \"0.0.0.0:8080\"\n") ==
+        "config error: test.toml:4: api.listen: \"0.0.0.0:8080\" is the main listener's address "
+        "(server.host = \"127.0.0.1\" from test.toml:2; server.port = 8080, the default), and two "
+        "listeners cannot share it: give api.listen a port of its own, e.g. \"0.0.0.0:9091\", or "
+        "set it to \"\" to serve /api/* on the main listener");
+  CHECK(load_error("[admin]\nlisten = \"127.0.0.1:9090\"\n[api]\nlisten = \"[::]:9090\"\n") ==
+        "config error: test.toml:4: api.listen: \"[::]:9090\" is admin.listen's address "
+        "(admin.listen = \"127.0.0.1:9090\" from test.toml:2), and two listeners cannot share "
+        "it: give api.listen a port of its own, e.g. \"[::]:9091\", or set it to \"\" to serve "
+        "/api/* on the main listener");
+  // The example skips the ports the other listeners have.
+  CHECK(contains(
+      load_error(std::nullopt, {},
+                 {"server.port=9091", "admin.listen=0.0.0.0:9092", "api.listen=127.0.0.1:9091"}),
+      "e.g. \"127.0.0.1:9093\""));
+  CHECK(contains(
+      load_error(std::nullopt, {}, {"admin.listen=127.0.0.1:9091", "api.listen=127.0.0.1:9091"}),
+      "e.g. \"127.0.0.1:9092\""));
+  // Apart: other ports, port 0, disjoint addresses.
+  for (const std::vector<std::string>& sets : std::vector<std::vector<std::string>>{
+           {"api.listen=127.0.0.1:9091", "admin.listen=127.0.0.1:9090"},
+           {"api.listen=0.0.0.0:0", "admin.listen=0.0.0.0:0", "server.port=0"},
+           {"api.listen=127.0.0.1:9090", "admin.listen=127.0.0.2:9090"},
+           {"api.listen=[::1]:8080"},
+           {"api.listen=127.0.0.1:9090"}}) {
+    CAPTURE(sets.front());
+    CHECK_FALSE(load(std::nullopt, {}, sets).api.listen.empty());
+  }
+}
+
 TEST_CASE("valid values at the edges of each range are accepted") {
   const settings s = load(R"(
 server.port = 65535
@@ -991,7 +1087,7 @@ TEST_CASE("a key above every [section] says which section it belongs under") {
   CHECK(load_error("verbose = true\n") ==
         "config error: test.toml:1: verbose: unknown top-level key; every key belongs under one "
         "of the sections server, auth, limits, janitor, supervision, shutdown, log, admin, "
-        "faults, app, upstream");
+        "faults, app, upstream, api");
   // A table that is no section stays an unknown section.
   CHECK(contains(load_error("[port]\nx = 1\n"), "unknown section \"port\""));
 }
@@ -1089,7 +1185,8 @@ TEST_CASE("a negative duration is refused as negative, for every duration key") 
 TEST_CASE("render_effective prints every key as TOML that reads back to the same settings") {
   const environment secrets = {{"WSVISOR_ADMIN_TOKEN", "t"},
                                {"WSVISOR_AUTH_JWT_SECRET", std::string(shortest_jwt_secret, 'j')},
-                               {"WSVISOR_UPSTREAM_TOKEN", "u"}};
+                               {"WSVISOR_UPSTREAM_TOKEN", "u"},
+                               {"WSVISOR_API_KEY", "k"}};
   const settings customised = load(
       R"(
 [server]
@@ -1119,6 +1216,8 @@ enabled = true
 url = "https://[::1]:8443/a%2Fb"
 forward_headers = ["Cookie", "X-Trace"]
 backoff_min = "1.5s"
+[api]
+listen = "[::1]:0"
 )",
       secrets);
   const std::string rendered = render_effective(customised);
@@ -1205,7 +1304,11 @@ backoff_min = "1.5s"
                                  "forward_headers = [\"Cookie\", \"Authorization\", "
                                  "\"User-Agent\", \"Origin\"]",
                                  "max_response_bytes = 1048576",
-                                 "token = \"\""}) {
+                                 "token = \"\"",
+                                 "[api]",
+                                 "key = \"\"",
+                                 "listen = \"\"",
+                                 "max_body_bytes = 1048576"}) {
     CAPTURE(line);
     CHECK(contains(defaults, "\n" + line + "\n"));
   }
@@ -1262,8 +1365,8 @@ TEST_CASE("config/wsvisor.toml documents exactly the built-in defaults") {
     CAPTURE(key);
     CHECK(documented.count(key) == 1);
   }
-  // The keys of CONTRACT sections 2 and 11.1, and auth.allow_weak_secret.
-  CHECK(rendered.size() == 62);
+  // The keys of CONTRACT sections 2, 11.1 and 11.2, and auth.allow_weak_secret.
+  CHECK(rendered.size() == 65);
 }
 
 TEST_CASE("command line: --help, --version, --check-config and running") {

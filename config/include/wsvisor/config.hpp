@@ -115,6 +115,13 @@ struct upstream_settings {
   std::string token;  // secret: environment only, never printed; "Authorization: Bearer"
 };
 
+// The HTTP API for the backend (CONTRACT section 11.2).
+struct api_settings {
+  std::string key;     // secret: environment only, never printed; "" = every /api/* is 404
+  std::string listen;  // "" = the main listener; else "host:port"
+  uint64_t max_body_bytes = 1048576;  // larger request bodies get 413
+};
+
 struct settings {
   server_settings server;
   auth_settings auth;
@@ -127,6 +134,7 @@ struct settings {
   faults_settings faults;
   app_settings app;
   upstream_settings upstream;
+  api_settings api;
 };
 
 // What the command line asks for.
@@ -186,6 +194,9 @@ struct listen_endpoint {
 // is "" (then the main listener serves /metrics and /admin/* too). The loader has checked
 // the text, so any other value splits.
 std::optional<listen_endpoint> admin_listen_endpoint(const settings& s);
+
+// api.listen the same way; nullopt when it is "" (then the main listener serves /api/*).
+std::optional<listen_endpoint> api_listen_endpoint(const settings& s);
 
 // An http:// or https:// URL of the configuration (upstream.url, events.url) split for the
 // client that connects to it.
