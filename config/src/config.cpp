@@ -971,6 +971,19 @@ const std::vector<key_spec>& key_table() {
                        listen_check(api_example_port), listen_expected),
       integer_key("api", "max_body_bytes", [](auto& s) -> auto& { return s.api.max_body_bytes; },
                   1, largest_integer, positive_integer),
+
+      checked_text_key("events", "url", [](auto& s) -> auto& { return s.events.url; },
+                       url_check({false, "wsvisor sends events without credentials, so receive "
+                                         "them on an address only wsvisor reaches"}),
+                       "\"\" (off) or an http:// or https:// URL, e.g. "
+                       "\"http://127.0.0.1:8000/events\"",
+                       without_credentials),
+      duration_key("events", "timeout", [](auto& s) -> auto& { return s.events.timeout; },
+                   positive, positive_duration),
+      integer_key("events", "retries", [](auto& s) -> auto& { return s.events.retries; }, 0, 100,
+                  "an integer from 0 to 100"),
+      integer_key("events", "queue", [](auto& s) -> auto& { return s.events.queue; }, 1,
+                  largest_integer, positive_integer),
     };
     // clang-format on
   }();

@@ -147,6 +147,10 @@ TEST_CASE("without a file every key has its built-in default") {
   CHECK(s.api.key.empty());
   CHECK(s.api.listen.empty());
   CHECK(s.api.max_body_bytes == 1048576);
+  CHECK(s.events.url.empty());
+  CHECK(s.events.timeout == 2s);
+  CHECK(s.events.retries == 5);
+  CHECK(s.events.queue == 10000);
 }
 
 TEST_CASE("a file sets keys of every type") {
@@ -235,6 +239,12 @@ max_response_bytes = 1
 [api]
 listen = "127.0.0.1:9091"
 max_body_bytes = 1
+
+[events]
+url = "http://events.internal/wsvisor?source=eu-1"
+timeout = "1ms"
+retries = 100
+queue = 1
 )");
   CHECK(s.server.host == "127.0.0.1");
   CHECK(s.server.port == 9001);
@@ -301,6 +311,10 @@ max_body_bytes = 1
   CHECK(s.upstream.max_response_bytes == 1);
   CHECK(s.api.listen == "127.0.0.1:9091");
   CHECK(s.api.max_body_bytes == 1);
+  CHECK(s.events.url == "http://events.internal/wsvisor?source=eu-1");
+  CHECK(s.events.timeout == 1ms);
+  CHECK(s.events.retries == 100);
+  CHECK(s.events.queue == 1);
 }
 
 TEST_CASE("soft_connections: 0 is 90 % of max_connections, at least 1; up to max is kept") {
@@ -353,6 +367,8 @@ TEST_CASE("WSVISOR_<SECTION>_<KEY> variables map to keys and are read like --set
                                          {"WSVISOR_UPSTREAM_FORWARD_HEADERS", "Cookie"},
                                          {"WSVISOR_UPSTREAM_RETRIES", "10"},
                                          {"WSVISOR_API_LISTEN", "[::1]:9091"},
+                                         {"WSVISOR_EVENTS_URL", "https://e.example/in"},
+                                         {"WSVISOR_EVENTS_RETRIES", "0"},
                                          {"HOME", "/root"},
                                          {"WSVISOR_BIN", "/build/wsvisor"},
                                          {"WSVISOR_SOURCE_DIR", "/src"}});
@@ -368,6 +384,8 @@ TEST_CASE("WSVISOR_<SECTION>_<KEY> variables map to keys and are read like --set
   CHECK(s.upstream.forward_headers == std::vector<std::string>{"Cookie"});
   CHECK(s.upstream.retries == 10);
   CHECK(s.api.listen == "[::1]:9091");
+  CHECK(s.events.url == "https://e.example/in");
+  CHECK(s.events.retries == 0);
   // An empty value for a list key is the empty list.
   CHECK(load("server.allowed_origins = [\"https://x.y\"]", {{"WSVISOR_SERVER_ALLOWED_ORIGINS", ""}})
             .server.allowed_origins.empty());
@@ -705,6 +723,12 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
       {"api", "listen = \"localhost\"", "api.listen", "host:port"},
       {"api", "listen = \"127.0.0.1:65536\"", "api.listen", "host:port"},
       {"api", "max_body_bytes = 0", "api.max_body_bytes", "positive integer"},
+      {"events", "url = \"events.internal\"", "events.url", "it has no scheme"},
+      {"events", "url = [\"http://h\"]", "events.url", "an http:// or https:// URL"},
+      {"events", "timeout = \"0s\"", "events.timeout", "above zero"},
+      {"events", "retries = 101", "events.retries", "0 to 100"},
+      {"events", "retries = -1", "events.retries", "0 to 100"},
+      {"events", "queue = 0", "events.queue", "positive integer"},
   };
   for (const auto& bad : cases) {
     CAPTURE(bad.line);
@@ -930,6 +954,36 @@ TEST_CASE("upstream.url: an http(s) base URL with a host, an optional port and p
   }
 }
 
+TEST_CASE("events.url: a full http(s) URL, checked as upstream.url, and it may have a query") {
+  for (const std::string url :
+       {"", "http://127.0.0.1:8000/events", "https://[::1]/", "http://h?token=a%2Fb", "http://h"}) {
+    CAPTURE(url);
+    CHECK(load("events.url = \"" + url + "\"").events.url == url);  // stored as written
+  }
+  CHECK(load_error("[events]\nurl = \"ftp://h/e\"\n") ==
+        "config error: test.toml:2: events.url: expected \"\" (off) or an http:// or https:// "
+        "URL, e.g. \"http://127.0.0.1:8000/events\", got \"ftp://h/e\": the scheme must be "
+        "http:// or https://, not \"ftp://\"");
+  for (const auto& [url, problem] : std::vector<std::pair<std::string, std::string>>{
+           {"http://h:0/e", "the port must be a number from 1 to 65535"},
+           {"http://h/e#x", "a fragment (\"#x\") is never sent to a server"},
+           {"http://h/e?a b", "the query has a character that must be percent-encoded: a space"},
+           {"http://h/e?%", "the query has a \"%\" not followed by two hex digits"},
+           {"http://[::1/e", "brackets hold an IPv6 address"},
+       }) {
+    CAPTURE(url);
+    CHECK(contains(load_error(std::nullopt, {{"WSVISOR_EVENTS_URL", url}}),
+                   "environment variable WSVISOR_EVENTS_URL: events.url: expected"));
+    CHECK(contains(load_error(std::nullopt, {{"WSVISOR_EVENTS_URL", url}}), problem));
+  }
+  const std::string with_password = load_error("events.url = \"https://u:pw-123@h/e\"");
+  CHECK(contains(with_password,
+                 "got \"https://<redacted>@h/e\": user:password@ is not "
+                 "supported (--check-config prints the URL): wsvisor sends "
+                 "events without credentials"));
+  CHECK_FALSE(contains(with_password, "pw-123"));
+}
+
 TEST_CASE("split_http_url gives what a client connects to") {
   const auto plain = split_http_url("http://backend");
   REQUIRE(plain);
@@ -1087,7 +1141,7 @@ TEST_CASE("a key above every [section] says which section it belongs under") {
   CHECK(load_error("verbose = true\n") ==
         "config error: test.toml:1: verbose: unknown top-level key; every key belongs under one "
         "of the sections server, auth, limits, janitor, supervision, shutdown, log, admin, "
-        "faults, app, upstream, api");
+        "faults, app, upstream, api, events");
   // A table that is no section stays an unknown section.
   CHECK(contains(load_error("[port]\nx = 1\n"), "unknown section \"port\""));
 }
@@ -1179,7 +1233,7 @@ TEST_CASE("a negative duration is refused as negative, for every duration key") 
       CHECK_FALSE(contains(message, "with a unit"));
     }
   }
-  CHECK(duration_keys == 21);
+  CHECK(duration_keys == 22);
 }
 
 TEST_CASE("render_effective prints every key as TOML that reads back to the same settings") {
@@ -1218,6 +1272,8 @@ forward_headers = ["Cookie", "X-Trace"]
 backoff_min = "1.5s"
 [api]
 listen = "[::1]:0"
+[events]
+url = "http://e/x?q=1&r=%22"
 )",
       secrets);
   const std::string rendered = render_effective(customised);
@@ -1308,7 +1364,12 @@ listen = "[::1]:0"
                                  "[api]",
                                  "key = \"\"",
                                  "listen = \"\"",
-                                 "max_body_bytes = 1048576"}) {
+                                 "max_body_bytes = 1048576",
+                                 "[events]",
+                                 "url = \"\"",
+                                 "timeout = \"2s\"",
+                                 "retries = 5",
+                                 "queue = 10000"}) {
     CAPTURE(line);
     CHECK(contains(defaults, "\n" + line + "\n"));
   }
@@ -1365,8 +1426,8 @@ TEST_CASE("config/wsvisor.toml documents exactly the built-in defaults") {
     CAPTURE(key);
     CHECK(documented.count(key) == 1);
   }
-  // The keys of CONTRACT sections 2, 11.1 and 11.2, and auth.allow_weak_secret.
-  CHECK(rendered.size() == 65);
+  // The keys of CONTRACT sections 2 and 11, and auth.allow_weak_secret.
+  CHECK(rendered.size() == 69);
 }
 
 TEST_CASE("command line: --help, --version, --check-config and running") {

@@ -122,6 +122,14 @@ struct api_settings {
   uint64_t max_body_bytes = 1048576;  // larger request bodies get 413
 };
 
+// Lifecycle events POSTed to the backend (CONTRACT section 11.3).
+struct events_settings {
+  std::string url;  // "" = off; else a full http(s) URL (a query is kept)
+  duration timeout = std::chrono::seconds(2);  // per attempt
+  unsigned retries = 5;                        // 0..100, after the first attempt
+  uint64_t queue = 10000;                      // events waiting; full: the oldest is dropped
+};
+
 struct settings {
   server_settings server;
   auth_settings auth;
@@ -135,6 +143,7 @@ struct settings {
   app_settings app;
   upstream_settings upstream;
   api_settings api;
+  events_settings events;
 };
 
 // What the command line asks for.
