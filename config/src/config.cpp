@@ -252,6 +252,30 @@ bool is_ws_path(const std::string& text) {
          });
 }
 
+// A name of lower-case letters, digits and the characters of `punctuation`, from 1 to
+// `longest` characters; on failure says why in `hint` when a fix is plain.
+std::optional<std::string> checked_name(const std::string& text, size_t longest,
+                                        const std::string& punctuation, std::string& hint) {
+  const auto allowed = [&punctuation](char c) {
+    return (c >= 'a' && c <= 'z') || is_digit(c) || punctuation.find(c) != std::string::npos;
+  };
+  if (!text.empty() && text.size() <= longest && std::all_of(text.begin(), text.end(), allowed))
+    return text;
+  const std::string lower = lower_case(text);
+  if (text.size() > longest)
+    hint = "it has " + std::to_string(text.size()) + " characters";
+  else if (!text.empty() && std::all_of(lower.begin(), lower.end(), allowed))
+    hint = "names are lower case: write " + quote(lower);
+  return std::nullopt;
+}
+
+// app.mode: "echo", "gateway", or an application an embedding program registers. The
+// loader cannot know which names a program registers (it does so before it starts the
+// server), so it checks the form and the server refuses a name nobody registered.
+std::optional<std::string> checked_app_mode(const std::string& text, std::string& hint) {
+  return checked_name(text, 32, "_-", hint);
+}
+
 // RFC 7230 token characters: what an HTTP header name may contain.
 bool is_header_name(const std::string& text) {
   static const std::string punctuation = "!#$%&'*+-.^_`|~";
@@ -920,7 +944,10 @@ const std::vector<key_spec>& key_table() {
 
       flag_key("faults", "enabled", [](auto& s) -> auto& { return s.faults.enabled; }),
 
-      choice_key("app", "mode", [](auto& s) -> auto& { return s.app.mode; }, {"echo"}),
+      checked_text_key("app", "mode", [](auto& s) -> auto& { return s.app.mode; },
+                       checked_app_mode,
+                       "\"echo\", \"gateway\" or the name of an application that an embedding "
+                       "program registers (1 to 32 characters of a-z, 0-9, \"_\" and \"-\")"),
 
       checked_text_key("upstream", "url", [](auto& s) -> auto& { return s.upstream.url; },
                        url_check({true, "set WSVISOR_UPSTREAM_TOKEN to send a bearer token"}),
@@ -1397,6 +1424,17 @@ class settings_builder {
                std::to_string(shortest_jwt_secret) +
                " random bytes, e.g. $(openssl rand -base64 32), or set "
                "auth.allow_weak_secret = true to accept it (for tests only)");
+
+    // Without a backend, every gateway connection would fail at its first message; refused
+    // here so that --check-config catches it rather than the first client.
+    if (result_.app.mode == "gateway" && result_.upstream.url.empty())
+      fail(origin_of("app.mode"), "app.mode",
+           "\"gateway\" sends connections and messages to the backend at upstream.url, which is "
+           "\"\"" +
+               note("upstream.url") +
+               ": set upstream.url to the backend's base URL, e.g. url = "
+               "\"http://127.0.0.1:8000\" under [upstream], or "
+               "WSVISOR_UPSTREAM_URL=http://127.0.0.1:8000");
 
     check_listeners_are_apart();
     return result_;

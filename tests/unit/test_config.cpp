@@ -701,7 +701,8 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
       {"admin", "listen = \":9090\"", "admin.listen", "host:port"},
       {"auth", "allow_weak_secret = 1", "auth.allow_weak_secret", "true or false"},
       {"faults", "enabled = \"yes\"", "faults.enabled", "true or false"},
-      {"app", "mode = \"chat\"", "app.mode", "one of \"echo\""},
+      {"app", "mode = \"Chat\"", "app.mode", "names are lower case: write \"chat\""},
+      {"app", "mode = \"\"", "app.mode", "\"echo\", \"gateway\" or the name of an application"},
       {"upstream", "url = \"backend:8000\"", "upstream.url", "it has no scheme"},
       {"upstream", "url = 8000", "upstream.url", "base URL"},
       {"upstream", "timeout = \"0s\"", "upstream.timeout", "above zero"},
@@ -1047,6 +1048,32 @@ TEST_CASE("api.listen may not take the main listener's address nor admin.listen'
   }
 }
 
+TEST_CASE("app.mode: echo, gateway, or a name an embedding program registers") {
+  const std::string longest(32, 'z');
+  for (const std::string mode :
+       {"echo", "hub", "chat_v2", "a", "0", "-", "my-app", longest.c_str()}) {
+    CAPTURE(mode);
+    CHECK(load("app.mode = \"" + mode + "\"").app.mode == mode);
+  }
+  CHECK(load(std::nullopt, {{"WSVISOR_APP_MODE", "gateway"}, {"WSVISOR_UPSTREAM_URL", "http://b"}})
+            .app.mode == "gateway");
+  const std::string expected =
+      "expected \"echo\", \"gateway\" or the name of an application that an embedding program "
+      "registers (1 to 32 characters of a-z, 0-9, \"_\" and \"-\"), got ";
+  CHECK(load_error("[app]\nmode = \"" + longest + "z\"\n") ==
+        "config error: test.toml:2: app.mode: " + expected + "\"" + longest +
+            "z\": it has 33 characters");
+  CHECK(load_error("[app]\nmode = \"Echo\"\n") ==
+        "config error: test.toml:2: app.mode: " + expected +
+            "\"Echo\": names are lower case: write \"echo\"");
+  for (const std::string mode : {"my app", "chat.v2", "caf\xc3\xa9", "a/b"}) {
+    CAPTURE(mode);
+    CHECK(load_error(std::nullopt, {}, {"app.mode=" + mode}) ==
+          "config error: --set app.mode=" + mode + ": app.mode: " + expected + "\"" + mode + "\"");
+  }
+  CHECK(contains(load_error("app.mode = 1"), expected + "1"));
+}
+
 TEST_CASE("valid values at the edges of each range are accepted") {
   const settings s = load(R"(
 server.port = 65535
@@ -1099,6 +1126,20 @@ TEST_CASE("rules across keys name the key, and where both values came from") {
   SUBCASE("drain_spread above drain_timeout") {
     CHECK(contains(load_error("[shutdown]\ndrain_spread = \"9s\"\n"),
                    "test.toml:2: shutdown.drain_spread: "));
+  }
+  SUBCASE("gateway mode without upstream.url") {
+    CHECK(load_error("[app]\nmode = \"gateway\"\n") ==
+          "config error: test.toml:2: app.mode: \"gateway\" sends connections and messages to "
+          "the backend at upstream.url, which is \"\", the default: set upstream.url to the "
+          "backend's base URL, e.g. url = \"http://127.0.0.1:8000\" under [upstream], or "
+          "WSVISOR_UPSTREAM_URL=http://127.0.0.1:8000");
+    CHECK(contains(load_error("[upstream]\nurl = \"\"\n", {}, {"app.mode=gateway"}),
+                   "--set app.mode=gateway: app.mode: \"gateway\" sends connections and "
+                   "messages to the backend at upstream.url, which is \"\" from test.toml:2"));
+    CHECK(load("app.mode = \"gateway\"\nupstream.url = \"http://127.0.0.1:8000\"").app.mode ==
+          "gateway");
+    // Other modes do not need one (the hub's hooks are optional).
+    CHECK(load("app.mode = \"hub\"").upstream.url.empty());
   }
   SUBCASE("jwt mode without a secret") {
     const std::string message = load_error("[auth]\nmode = \"jwt\"\n");
