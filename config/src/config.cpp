@@ -644,6 +644,23 @@ key_spec duration_key(std::string section, std::string name, Field field,
 // "127.0.0.1"), or nullopt with a hint on what to write instead ("" for none).
 using text_check = std::function<std::optional<std::string>(const std::string&, std::string&)>;
 
+// gateway.connect_path and gateway.message_path: appended to upstream.url, so a path of the
+// URL rules ("" only where it turns the hook off).
+text_check hook_path_check(bool may_be_empty) {
+  return [may_be_empty](const std::string& text, std::string& hint) -> std::optional<std::string> {
+    if (text.empty() && may_be_empty) return text;
+    if (text.empty() || text.front() != '/') {
+      if (!text.empty()) hint = "it is appended to upstream.url: write " + quote("/" + text);
+      return std::nullopt;
+    }
+    if (auto bad = bad_url_character(text, false)) {
+      hint = "the path has " + *bad;
+      return std::nullopt;
+    }
+    return text;
+  };
+}
+
 // upstream.url and events.url: "" (none) or a URL parse_http_url accepts. A base URL is
 // stored without a trailing "/", so that appending "/ws/message" gives one slash, not two
 // (a backend may route "//ws/message" elsewhere); the scheme is stored in lower case.
@@ -1011,6 +1028,19 @@ const std::vector<key_spec>& key_table() {
                   "an integer from 0 to 100"),
       integer_key("events", "queue", [](auto& s) -> auto& { return s.events.queue; }, 1,
                   largest_integer, positive_integer),
+
+      checked_text_key("gateway", "connect_path",
+                       [](auto& s) -> auto& { return s.gateway.connect_path; },
+                       hook_path_check(true),
+                       "\"\" (no connect hook) or a path beginning with \"/\", e.g. \"/ws/connect\""),
+      checked_text_key("gateway", "message_path",
+                       [](auto& s) -> auto& { return s.gateway.message_path; },
+                       hook_path_check(false),
+                       "a path beginning with \"/\", e.g. \"/ws/message\""),
+      integer_key("gateway", "connect_concurrency",
+                  [](auto& s) -> auto& { return s.gateway.connect_concurrency; }, 1,
+                  largest_integer, positive_integer),
+      flag_key("gateway", "error_frames", [](auto& s) -> auto& { return s.gateway.error_frames; }),
     };
     // clang-format on
   }();

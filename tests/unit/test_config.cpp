@@ -151,6 +151,10 @@ TEST_CASE("without a file every key has its built-in default") {
   CHECK(s.events.timeout == 2s);
   CHECK(s.events.retries == 5);
   CHECK(s.events.queue == 10000);
+  CHECK(s.gateway.connect_path.empty());
+  CHECK(s.gateway.message_path == "/ws/message");
+  CHECK(s.gateway.connect_concurrency == 64);
+  CHECK(s.gateway.error_frames);
 }
 
 TEST_CASE("a file sets keys of every type") {
@@ -245,6 +249,12 @@ url = "http://events.internal/wsvisor?source=eu-1"
 timeout = "1ms"
 retries = 100
 queue = 1
+
+[gateway]
+connect_path = "/hooks/connect"
+message_path = "/"
+connect_concurrency = 1
+error_frames = false
 )");
   CHECK(s.server.host == "127.0.0.1");
   CHECK(s.server.port == 9001);
@@ -315,6 +325,10 @@ queue = 1
   CHECK(s.events.timeout == 1ms);
   CHECK(s.events.retries == 100);
   CHECK(s.events.queue == 1);
+  CHECK(s.gateway.connect_path == "/hooks/connect");
+  CHECK(s.gateway.message_path == "/");
+  CHECK(s.gateway.connect_concurrency == 1);
+  CHECK_FALSE(s.gateway.error_frames);
 }
 
 TEST_CASE("soft_connections: 0 is 90 % of max_connections, at least 1; up to max is kept") {
@@ -369,6 +383,9 @@ TEST_CASE("WSVISOR_<SECTION>_<KEY> variables map to keys and are read like --set
                                          {"WSVISOR_API_LISTEN", "[::1]:9091"},
                                          {"WSVISOR_EVENTS_URL", "https://e.example/in"},
                                          {"WSVISOR_EVENTS_RETRIES", "0"},
+                                         {"WSVISOR_GATEWAY_CONNECT_CONCURRENCY", "8"},
+                                         {"WSVISOR_GATEWAY_CONNECT_PATH", "/c"},
+                                         {"WSVISOR_GATEWAY_ERROR_FRAMES", "false"},
                                          {"HOME", "/root"},
                                          {"WSVISOR_BIN", "/build/wsvisor"},
                                          {"WSVISOR_SOURCE_DIR", "/src"}});
@@ -386,6 +403,9 @@ TEST_CASE("WSVISOR_<SECTION>_<KEY> variables map to keys and are read like --set
   CHECK(s.api.listen == "[::1]:9091");
   CHECK(s.events.url == "https://e.example/in");
   CHECK(s.events.retries == 0);
+  CHECK(s.gateway.connect_concurrency == 8);
+  CHECK(s.gateway.connect_path == "/c");
+  CHECK_FALSE(s.gateway.error_frames);
   // An empty value for a list key is the empty list.
   CHECK(load("server.allowed_origins = [\"https://x.y\"]", {{"WSVISOR_SERVER_ALLOWED_ORIGINS", ""}})
             .server.allowed_origins.empty());
@@ -730,6 +750,18 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
       {"events", "retries = 101", "events.retries", "0 to 100"},
       {"events", "retries = -1", "events.retries", "0 to 100"},
       {"events", "queue = 0", "events.queue", "positive integer"},
+      {"gateway", "connect_path = \"connect\"", "gateway.connect_path",
+       "a path beginning with \"/\", e.g. \"/ws/connect\", got \"connect\": it is appended to "
+       "upstream.url: write \"/connect\""},
+      {"gateway", "connect_path = \"/a b\"", "gateway.connect_path",
+       "the path has a character that must be percent-encoded: a space (write \"%20\")"},
+      {"gateway", "message_path = \"\"", "gateway.message_path",
+       "expected a path beginning with \"/\", e.g. \"/ws/message\", got \"\""},
+      {"gateway", "message_path = \"ws/message\"", "gateway.message_path", "write \"/ws/message\""},
+      {"gateway", "message_path = \"/m?x=1\"", "gateway.message_path", "\"?\" (write \"%3F\")"},
+      {"gateway", "message_path = \"/m#x\"", "gateway.message_path", "\"#\" (write \"%23\")"},
+      {"gateway", "connect_concurrency = 0", "gateway.connect_concurrency", "positive integer"},
+      {"gateway", "error_frames = \"yes\"", "gateway.error_frames", "true or false"},
   };
   for (const auto& bad : cases) {
     CAPTURE(bad.line);
@@ -1182,7 +1214,7 @@ TEST_CASE("a key above every [section] says which section it belongs under") {
   CHECK(load_error("verbose = true\n") ==
         "config error: test.toml:1: verbose: unknown top-level key; every key belongs under one "
         "of the sections server, auth, limits, janitor, supervision, shutdown, log, admin, "
-        "faults, app, upstream, api, events");
+        "faults, app, upstream, api, events, gateway");
   // A table that is no section stays an unknown section.
   CHECK(contains(load_error("[port]\nx = 1\n"), "unknown section \"port\""));
 }
@@ -1315,6 +1347,9 @@ backoff_min = "1.5s"
 listen = "[::1]:0"
 [events]
 url = "http://e/x?q=1&r=%22"
+[gateway]
+connect_path = "/c%20d"
+error_frames = false
 )",
       secrets);
   const std::string rendered = render_effective(customised);
@@ -1410,7 +1445,12 @@ url = "http://e/x?q=1&r=%22"
                                  "url = \"\"",
                                  "timeout = \"2s\"",
                                  "retries = 5",
-                                 "queue = 10000"}) {
+                                 "queue = 10000",
+                                 "[gateway]",
+                                 "connect_path = \"\"",
+                                 "message_path = \"/ws/message\"",
+                                 "connect_concurrency = 64",
+                                 "error_frames = true"}) {
     CAPTURE(line);
     CHECK(contains(defaults, "\n" + line + "\n"));
   }
@@ -1467,8 +1507,8 @@ TEST_CASE("config/wsvisor.toml documents exactly the built-in defaults") {
     CAPTURE(key);
     CHECK(documented.count(key) == 1);
   }
-  // The keys of CONTRACT sections 2 and 11, and auth.allow_weak_secret.
-  CHECK(rendered.size() == 69);
+  // The keys of CONTRACT sections 2, 11 and 12, and auth.allow_weak_secret.
+  CHECK(rendered.size() == 73);
 }
 
 TEST_CASE("command line: --help, --version, --check-config and running") {

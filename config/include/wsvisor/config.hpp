@@ -130,6 +130,14 @@ struct events_settings {
   uint64_t queue = 10000;                      // events waiting; full: the oldest is dropped
 };
 
+// Gateway mode: plain WebSocket clients, the backend answers over HTTP (CONTRACT 12).
+struct gateway_settings {
+  std::string connect_path;                  // "" = no connect hook; appended to upstream.url
+  std::string message_path = "/ws/message";  // appended to upstream.url
+  uint64_t connect_concurrency = 64;         // connect hook calls at once
+  bool error_frames = true;                  // a failed message gets a {"error":...} text frame
+};
+
 struct settings {
   server_settings server;
   auth_settings auth;
@@ -144,6 +152,7 @@ struct settings {
   upstream_settings upstream;
   api_settings api;
   events_settings events;
+  gateway_settings gateway;
 };
 
 // What the command line asks for.
