@@ -214,14 +214,17 @@ std::optional<std::string> checked_bind_host(const std::string& text, std::strin
   return std::nullopt;
 }
 
-// admin.listen: "" (the main listener), "address:port" or "[v6 address]:port", with
-// "localhost" stored as 127.0.0.1 like server.host.
-std::optional<std::string> checked_listen_address(const std::string& text, std::string& hint) {
+// admin.listen and api.listen: "" (the main listener), "address:port" or "[v6
+// address]:port", with "localhost" stored as 127.0.0.1 like server.host. `example_port` is
+// the port of the example in the hint, one that suits the key.
+std::optional<std::string> checked_listen_address(const std::string& text, std::string& hint,
+                                                  const std::string& example_port) {
   if (text.empty()) return text;
   std::string host, port;
   bool bracketed = false;
   if (!split_address(text, host, port, bracketed)) {
-    hint = "write address:port, e.g. \"127.0.0.1:9090\" or \"[::1]:9090\"";
+    hint = "write address:port, e.g. \"127.0.0.1:" + example_port +
+           "\" or \"[::1]:" + example_port + "\"";
     return std::nullopt;
   }
   if (!is_port_text(port, 0)) {
@@ -247,6 +250,30 @@ bool is_ws_path(const std::string& text) {
          std::none_of(text.begin(), text.end(), [](unsigned char c) {
            return c <= 0x20 || c == 0x7f || c == '?' || c == '#';
          });
+}
+
+// A name of lower-case letters, digits and the characters of `punctuation`, from 1 to
+// `longest` characters; on failure says why in `hint` when a fix is plain.
+std::optional<std::string> checked_name(const std::string& text, size_t longest,
+                                        const std::string& punctuation, std::string& hint) {
+  const auto allowed = [&punctuation](char c) {
+    return (c >= 'a' && c <= 'z') || is_digit(c) || punctuation.find(c) != std::string::npos;
+  };
+  if (!text.empty() && text.size() <= longest && std::all_of(text.begin(), text.end(), allowed))
+    return text;
+  const std::string lower = lower_case(text);
+  if (text.size() > longest)
+    hint = "it has " + std::to_string(text.size()) + " characters";
+  else if (!text.empty() && std::all_of(lower.begin(), lower.end(), allowed))
+    hint = "names are lower case: write " + quote(lower);
+  return std::nullopt;
+}
+
+// app.mode: "echo", "gateway", or an application an embedding program registers. The
+// loader cannot know which names a program registers (it does so before it starts the
+// server), so it checks the form and the server refuses a name nobody registered.
+std::optional<std::string> checked_app_mode(const std::string& text, std::string& hint) {
+  return checked_name(text, 32, "_-", hint);
 }
 
 // RFC 7230 token characters: what an HTTP header name may contain.
@@ -338,12 +365,193 @@ bool addresses_overlap(const ip_address& a, const ip_address& b) {
 }
 
 // ---------------------------------------------------------------------------------------
+// http(s) URLs (upstream.url, events.url). Parsed by hand: std::regex breaks the ASan
+// build with GCC 12, and a hand parser can say which part is wrong.
+
+bool is_hex(char c) {
+  return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// RFC 3986 pchar and '/' (and '?' in a query), with '%' only as the start of "%XX": what a
+// path or query may hold as it goes on the request line.
+std::optional<std::string> bad_url_character(const std::string& text, bool in_query) {
+  static const std::string allowed = "-._~!$&'()*+,;=:@/";
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '%') {
+      if (i + 2 < text.size() && is_hex(text[i + 1]) && is_hex(text[i + 2])) {
+        i += 2;
+        continue;
+      }
+      return std::string("a \"%\" not followed by two hex digits (write \"%25\" for \"%\")");
+    }
+    if (is_alpha(c) || is_digit(c) || allowed.find(c) != std::string::npos ||
+        (in_query && c == '?'))
+      continue;
+    char code[8];
+    std::snprintf(code, sizeof code, "%%%02X", static_cast<unsigned char>(c));
+    const unsigned char byte = static_cast<unsigned char>(c);
+    const std::string shown = byte == ' ' ? "a space"
+                              : byte > 0x20 && byte < 0x7f
+                                  ? quote(std::string(1, c))
+                                  : "a control character or non-ASCII byte";
+    return "a character that must be percent-encoded: " + shown + " (write \"" + code + "\")";
+  }
+  return std::nullopt;
+}
+
+// A host name: dot-separated labels of letters, digits, '-' and '_' (container service
+// names have them), 1 to 63 characters each, not starting or ending with '-'.
+bool is_host_name(const std::string& text) {
+  if (text.empty() || text.size() > 253) return false;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = std::min(text.find('.', start), text.size());
+    const std::string label = text.substr(start, dot - start);
+    const bool label_ok =
+        !label.empty() && label.size() <= 63 && label.front() != '-' && label.back() != '-' &&
+        std::all_of(label.begin(), label.end(),
+                    [](char c) { return is_alpha(c) || is_digit(c) || c == '-' || c == '_'; });
+    if (!label_ok) return false;
+    if (dot == text.size()) return true;
+    start = dot + 1;
+  }
+}
+
+// What kind of URL a key takes: a base (upstream.url: the hook paths are appended, so no
+// query) or a full one (events.url: the request goes to it as it is).
+struct url_rules {
+  bool base = false;
+  std::string credentials_fix;  // how to authenticate instead of user:password@
+};
+
+// Splits and checks an http(s) URL; on failure returns nullopt and says what is wrong in
+// `problem`.
+std::optional<http_url> parse_http_url(const std::string& text, const url_rules& rules,
+                                       std::string& problem) {
+  const size_t separator = text.find("://");
+  if (separator == std::string::npos) {
+    const std::string before_colon = lower_case(text.substr(0, text.find(':')));
+    if (before_colon == "http" || before_colon == "https")
+      problem = "the scheme is followed by \"://\", e.g. \"" + before_colon + "://host:8000\"";
+    else
+      problem = "it has no scheme: write \"http://" + text + "\" or \"https://" + text + "\"";
+    return std::nullopt;
+  }
+  http_url url;
+  url.scheme = lower_case(text.substr(0, separator));
+  if (url.scheme != "http" && url.scheme != "https") {
+    problem = "the scheme must be http:// or https://, not " + quote(text.substr(0, separator + 3));
+    return std::nullopt;
+  }
+  const std::string rest = text.substr(separator + 3);
+  const size_t authority_end = std::min(rest.find_first_of("/?#"), rest.size());
+  const std::string authority = rest.substr(0, authority_end);
+  std::string tail = rest.substr(authority_end);
+
+  if (authority.find('@') != std::string::npos) {
+    problem =
+        "user:password@ is not supported (--check-config prints the URL): " + rules.credentials_fix;
+    return std::nullopt;
+  }
+  std::string port;
+  bool has_port = false;
+  if (!authority.empty() && authority.front() == '[') {
+    const size_t close = authority.find(']');
+    if (close == std::string::npos || !is_ipv6(authority.substr(1, close - 1))) {
+      problem = "brackets hold an IPv6 address, e.g. \"http://[::1]:8000\"";
+      return std::nullopt;
+    }
+    url.host = authority.substr(1, close - 1);
+    const std::string after = authority.substr(close + 1);
+    if (!after.empty() && after.front() != ':') {
+      problem = "after \"]\" comes \":port\" or the path";
+      return std::nullopt;
+    }
+    has_port = !after.empty();
+    if (has_port) port = after.substr(1);
+  } else {
+    const size_t colon = authority.find(':');
+    url.host = authority.substr(0, colon);
+    if (colon != std::string::npos) {
+      port = authority.substr(colon + 1);
+      has_port = true;
+      if (port.find(':') != std::string::npos) {
+        // "::1:8000" reads best as [::1]:8000, the way admin.listen suggests it.
+        const size_t last = authority.rfind(':');
+        const std::string bracketed =
+            is_ipv6(authority.substr(0, last)) && is_port_text(authority.substr(last + 1), 1)
+                ? "[" + authority.substr(0, last) + "]" + authority.substr(last)
+                : "[" + authority + "]";
+        problem =
+            "an IPv6 address goes in brackets: " + quote(url.scheme + "://" + bracketed + tail);
+        return std::nullopt;
+      }
+    }
+    if (url.host.empty()) {
+      problem = "the host is missing (write " + url.scheme + "://host[:port][/path])";
+      return std::nullopt;
+    }
+    const bool numeric = std::all_of(url.host.begin(), url.host.end(),
+                                     [](char c) { return is_digit(c) || c == '.'; });
+    in_addr v4;
+    if (numeric && inet_pton(AF_INET, url.host.c_str(), &v4) != 1) {
+      problem = quote(url.host) + " is not an IPv4 address";
+      return std::nullopt;
+    }
+    if (!numeric && !is_host_name(url.host)) {
+      problem = quote(url.host) +
+                " is not a host name (dot-separated labels of letters, digits, \"-\" and \"_\"), "
+                "an IPv4 address or an IPv6 address in brackets";
+      return std::nullopt;
+    }
+  }
+  if (has_port && !is_port_text(port, 1)) {
+    problem = port.empty() ? "the port after \":\" is missing"
+                           : "the port must be a number from 1 to 65535, got " + quote(port);
+    return std::nullopt;
+  }
+  url.port = has_port ? static_cast<uint16_t>(std::stoul(port)) : url.scheme == "https" ? 443 : 80;
+
+  const size_t hash = tail.find('#');
+  if (hash != std::string::npos) {
+    problem =
+        "a fragment (" + quote(tail.substr(hash)) + ") is never sent to a server: leave it out";
+    return std::nullopt;
+  }
+  const size_t question = tail.find('?');
+  if (question != std::string::npos) {
+    if (rules.base) {
+      problem = "a base URL takes no query (" + quote(tail.substr(question)) +
+                "): the hook paths are appended to it";
+      return std::nullopt;
+    }
+    url.query = tail.substr(question + 1);
+    tail.resize(question);
+  }
+  url.path = tail;
+  if (auto bad = bad_url_character(url.path, false)) {
+    problem = "the path has " + *bad;
+    return std::nullopt;
+  }
+  if (auto bad = bad_url_character(url.query, true)) {
+    problem = "the query has " + *bad;
+    return std::nullopt;
+  }
+  return url;
+}
+
+// ---------------------------------------------------------------------------------------
 // The key table.
 
 // Names where a node came from: "wsvisor.toml:12", "environment variable X", "--set k=v".
 using where_of = std::function<std::string(const toml::node&)>;
 
 enum class value_kind { text, integer, real, duration, boolean, text_list, secret };
+
+// How a refused text is shown in an error (after "got", and in "--set key=value"): as it is, or
+// with a part that must not be printed hidden.
+using text_shown = std::function<std::string(const std::string&)>;
 
 struct key_spec {
   std::string section;
@@ -353,6 +561,8 @@ struct key_spec {
   std::function<void(settings&, const toml::node&, const where_of&)> assign;
   // The current value as a TOML value.
   std::function<std::string(const settings&)> render;
+  // Set for keys whose text may hold what must not be printed (nullptr: shown as it is).
+  text_shown shown = nullptr;
 
   std::string full_name() const { return section + "." + name; }
   std::string environment_variable() const {
@@ -434,21 +644,65 @@ key_spec duration_key(std::string section, std::string name, Field field,
 // "127.0.0.1"), or nullopt with a hint on what to write instead ("" for none).
 using text_check = std::function<std::optional<std::string>(const std::string&, std::string&)>;
 
+// gateway.connect_path and gateway.message_path: appended to upstream.url, so a path of the
+// URL rules ("" only where it turns the hook off).
+text_check hook_path_check(bool may_be_empty) {
+  return [may_be_empty](const std::string& text, std::string& hint) -> std::optional<std::string> {
+    if (text.empty() && may_be_empty) return text;
+    if (text.empty() || text.front() != '/') {
+      if (!text.empty()) hint = "it is appended to upstream.url: write " + quote("/" + text);
+      return std::nullopt;
+    }
+    if (auto bad = bad_url_character(text, false)) {
+      hint = "the path has " + *bad;
+      return std::nullopt;
+    }
+    return text;
+  };
+}
+
+// upstream.url and events.url: "" (none) or a URL parse_http_url accepts. A base URL is
+// stored without a trailing "/", so that appending "/ws/message" gives one slash, not two
+// (a backend may route "//ws/message" elsewhere); the scheme is stored in lower case.
+text_check url_check(url_rules rules) {
+  return [rules](const std::string& text, std::string& hint) -> std::optional<std::string> {
+    if (text.empty()) return text;
+    const auto url = parse_http_url(text, rules, hint);
+    if (!url) return std::nullopt;
+    std::string stored = url->scheme + text.substr(url->scheme.size());
+    if (rules.base)
+      while (!stored.empty() && stored.back() == '/') stored.pop_back();
+    return stored;
+  };
+}
+
+// A URL as an error shows it: a password in "user:password@" is not printed.
+std::string without_credentials(const std::string& url) {
+  const size_t start = url.find("://");
+  if (start == std::string::npos) return url;
+  const size_t authority_end = std::min(url.find_first_of("/?#", start + 3), url.size());
+  const size_t at = url.rfind('@', authority_end);
+  if (at == std::string::npos || at < start + 3) return url;
+  return url.substr(0, start + 3) + redacted + url.substr(at);
+}
+
 template <class Field>
 key_spec checked_text_key(std::string section, std::string name, Field field, text_check check,
-                          std::string expected) {
+                          std::string expected, text_shown shown = nullptr) {
   key_spec spec{section, name, value_kind::text, {}, {}};
-  spec.assign = [key = spec.full_name(), field, check, expected](
+  spec.assign = [key = spec.full_name(), field, check, expected, shown](
                     settings& s, const toml::node& node, const where_of& where) {
     const auto text = node.value_exact<std::string>();
     std::string hint;
     const auto value = text ? check(*text, hint) : std::nullopt;
+    const std::string got = text && shown ? quote(shown(*text)) : describe(node);
     if (!value)
       fail(where(node), key,
-           "expected " + expected + ", got " + describe(node) + (hint.empty() ? "" : ": " + hint));
+           "expected " + expected + ", got " + got + (hint.empty() ? "" : ": " + hint));
     field(s) = *value;
   };
   spec.render = [field](const settings& s) { return quote(field(s)); };
+  spec.shown = shown;
   return spec;
 }
 
@@ -517,13 +771,29 @@ key_spec flag_key(std::string section, std::string name, Field field) {
   return spec;
 }
 
+// What a secret is used as: anything (a signing key), or text that goes in an HTTP header
+// (a bearer token wsvisor sends, a key a client sends), where a space, a control character
+// or a non-ASCII byte would break the request or never match.
+enum class secret_use { any, header_value };
+
 // Secrets are assigned from the environment only (the loader enforces it); the value is
 // never shown, not even in an error.
 template <class Field>
-key_spec secret_key(std::string section, std::string name, Field field) {
+key_spec secret_key(std::string section, std::string name, Field field,
+                    secret_use use = secret_use::any) {
   key_spec spec{section, name, value_kind::secret, {}, {}};
-  spec.assign = [field](settings& s, const toml::node& node, const where_of&) {
-    field(s) = node.value_or(std::string());
+  spec.assign = [key = spec.full_name(), variable = spec.environment_variable(), field, use](
+                    settings& s, const toml::node& node, const where_of& where) {
+    const std::string value = node.value_or(std::string());
+    const bool header_safe = std::all_of(value.begin(), value.end(), [](char c) {
+      return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
+    });
+    if (use == secret_use::header_value && !header_safe)
+      fail(where(node), key,
+           "holds a space, a control character or a non-ASCII byte, which cannot go in an "
+           "HTTP header (the value is not shown): set " +
+               variable + " to visible ASCII characters only, e.g. $(openssl rand -hex 32)");
+    field(s) = value;
   };
   spec.render = [field](const settings& s) { return quote(field(s).empty() ? "" : redacted); };
   return spec;
@@ -539,8 +809,21 @@ bool not_negative(duration d) {
   return d >= duration::zero();
 }
 
+// The ports that examples of admin.listen and api.listen suggest: apart from 8080, the main
+// listener's default, and from each other.
+constexpr uint16_t admin_example_port = 9090;
+constexpr uint16_t api_example_port = 9091;
+
+text_check listen_check(uint16_t example_port) {
+  return [example_port](const std::string& text, std::string& hint) {
+    return checked_listen_address(text, hint, std::to_string(example_port));
+  };
+}
+
 const std::vector<key_spec>& key_table() {
   static const std::vector<key_spec> keys = [] {
+    const std::string listen_expected =
+        "\"\" (the main listener) or host:port with an IP address as host";
     const std::string positive_integer = "a positive integer";
     const std::string non_negative_integer = "a non-negative integer";
     const std::string positive_duration = "a duration above zero";
@@ -673,13 +956,91 @@ const std::vector<key_spec>& key_table() {
                  {"text", "json"}),
 
       checked_text_key("admin", "listen", [](auto& s) -> auto& { return s.admin.listen; },
-                       checked_listen_address,
-                       "\"\" (the main listener) or host:port with an IP address as host"),
+                       listen_check(admin_example_port), listen_expected),
       secret_key("admin", "token", [](auto& s) -> auto& { return s.admin.token; }),
 
       flag_key("faults", "enabled", [](auto& s) -> auto& { return s.faults.enabled; }),
 
-      choice_key("app", "mode", [](auto& s) -> auto& { return s.app.mode; }, {"echo"}),
+      checked_text_key("app", "mode", [](auto& s) -> auto& { return s.app.mode; },
+                       checked_app_mode,
+                       "\"echo\", \"gateway\" or the name of an application that an embedding "
+                       "program registers (1 to 32 characters of a-z, 0-9, \"_\" and \"-\")"),
+
+      checked_text_key("upstream", "url", [](auto& s) -> auto& { return s.upstream.url; },
+                       url_check({true, "set WSVISOR_UPSTREAM_TOKEN to send a bearer token"}),
+                       "\"\" or an http:// or https:// base URL, e.g. \"http://127.0.0.1:8000\"",
+                       without_credentials),
+      duration_key("upstream", "timeout", [](auto& s) -> auto& { return s.upstream.timeout; },
+                   positive, positive_duration),
+      integer_key("upstream", "max_inflight",
+                  [](auto& s) -> auto& { return s.upstream.max_inflight; }, 1, largest_integer,
+                  positive_integer),
+      integer_key("upstream", "per_connection_inflight",
+                  [](auto& s) -> auto& { return s.upstream.per_connection_inflight; }, 1,
+                  largest_integer, positive_integer),
+      integer_key("upstream", "queue", [](auto& s) -> auto& { return s.upstream.queue; }, 1,
+                  largest_integer, positive_integer),
+      integer_key("upstream", "retries", [](auto& s) -> auto& { return s.upstream.retries; }, 0,
+                  10, "an integer from 0 to 10"),
+      duration_key("upstream", "backoff_min",
+                   [](auto& s) -> auto& { return s.upstream.backoff_min; }, not_negative,
+                   "a duration (\"0s\" = retry at once)"),
+      duration_key("upstream", "backoff_max",
+                   [](auto& s) -> auto& { return s.upstream.backoff_max; }, not_negative,
+                   "a duration"),
+      integer_key("upstream", "breaker_failures",
+                  [](auto& s) -> auto& { return s.upstream.breaker_failures; }, 1,
+                  largest_integer, positive_integer),
+      duration_key("upstream", "breaker_window",
+                   [](auto& s) -> auto& { return s.upstream.breaker_window; }, positive,
+                   positive_duration),
+      duration_key("upstream", "breaker_open",
+                   [](auto& s) -> auto& { return s.upstream.breaker_open; }, positive,
+                   positive_duration),
+      list_key("upstream", "forward_headers",
+               [](auto& s) -> auto& { return s.upstream.forward_headers; },
+               [](const std::string& text) {
+                 return is_header_name(text) ? std::optional<std::string>(text) : std::nullopt;
+               },
+               "an HTTP header name, e.g. \"Cookie\""),
+      integer_key("upstream", "max_response_bytes",
+                  [](auto& s) -> auto& { return s.upstream.max_response_bytes; }, 1,
+                  largest_integer, positive_integer),
+      secret_key("upstream", "token", [](auto& s) -> auto& { return s.upstream.token; },
+                 secret_use::header_value),
+
+      secret_key("api", "key", [](auto& s) -> auto& { return s.api.key; },
+                 secret_use::header_value),
+      checked_text_key("api", "listen", [](auto& s) -> auto& { return s.api.listen; },
+                       listen_check(api_example_port), listen_expected),
+      integer_key("api", "max_body_bytes", [](auto& s) -> auto& { return s.api.max_body_bytes; },
+                  1, largest_integer, positive_integer),
+
+      checked_text_key("events", "url", [](auto& s) -> auto& { return s.events.url; },
+                       url_check({false, "wsvisor sends events without credentials, so receive "
+                                         "them on an address only wsvisor reaches"}),
+                       "\"\" (off) or an http:// or https:// URL, e.g. "
+                       "\"http://127.0.0.1:8000/events\"",
+                       without_credentials),
+      duration_key("events", "timeout", [](auto& s) -> auto& { return s.events.timeout; },
+                   positive, positive_duration),
+      integer_key("events", "retries", [](auto& s) -> auto& { return s.events.retries; }, 0, 100,
+                  "an integer from 0 to 100"),
+      integer_key("events", "queue", [](auto& s) -> auto& { return s.events.queue; }, 1,
+                  largest_integer, positive_integer),
+
+      checked_text_key("gateway", "connect_path",
+                       [](auto& s) -> auto& { return s.gateway.connect_path; },
+                       hook_path_check(true),
+                       "\"\" (no connect hook) or a path beginning with \"/\", e.g. \"/ws/connect\""),
+      checked_text_key("gateway", "message_path",
+                       [](auto& s) -> auto& { return s.gateway.message_path; },
+                       hook_path_check(false),
+                       "a path beginning with \"/\", e.g. \"/ws/message\""),
+      integer_key("gateway", "connect_concurrency",
+                  [](auto& s) -> auto& { return s.gateway.connect_concurrency; }, 1,
+                  largest_integer, positive_integer),
+      flag_key("gateway", "error_frames", [](auto& s) -> auto& { return s.gateway.error_frames; }),
     };
     // clang-format on
   }();
@@ -1042,7 +1403,7 @@ class settings_builder {
         if (is_secret_placeholder(*holder.get("value"))) continue;
         fail("--set " + key, "", secret_problem(*spec));
       }
-      assign_text(*spec, raw, "--set " + assignment);
+      assign_text(*spec, raw, "--set " + (spec->shown ? key + "=" + spec->shown(raw) : assignment));
     }
   }
 
@@ -1068,19 +1429,13 @@ class settings_builder {
                ") so that a sweep can finish within an admission, got \"" +
                format_duration(janitor.probe_timeout) + "\"");
 
-    const auto& supervision = result_.supervision;
-    if (supervision.backoff_min > supervision.backoff_max)
-      fail(origin_of("supervision.backoff_min"), "supervision.backoff_min",
-           "expected a duration no longer than supervision.backoff_max (" +
-               format_duration(supervision.backoff_max) + note("supervision.backoff_max") +
-               "), got \"" + format_duration(supervision.backoff_min) + "\"");
-
-    const auto& shutdown = result_.shutdown;
-    if (shutdown.drain_spread > shutdown.drain_timeout)
-      fail(origin_of("shutdown.drain_spread"), "shutdown.drain_spread",
-           "expected a duration no longer than shutdown.drain_timeout (" +
-               format_duration(shutdown.drain_timeout) + note("shutdown.drain_timeout") +
-               "), got \"" + format_duration(shutdown.drain_spread) + "\"");
+    require_no_longer("supervision.backoff_min", result_.supervision.backoff_min,
+                      "supervision.backoff_max", result_.supervision.backoff_max);
+    require_no_longer("shutdown.drain_spread", result_.shutdown.drain_spread,
+                      "shutdown.drain_timeout", result_.shutdown.drain_timeout);
+    require_no_longer("upstream.backoff_min", result_.upstream.backoff_min, "upstream.backoff_max",
+                      result_.upstream.backoff_max);
+    check_forward_headers_are_distinct();
 
     if (result_.auth.mode == "jwt" && result_.auth.jwt_secret.empty())
       fail(origin_of("auth.mode"), "auth.jwt_secret",
@@ -1100,7 +1455,18 @@ class settings_builder {
                " random bytes, e.g. $(openssl rand -base64 32), or set "
                "auth.allow_weak_secret = true to accept it (for tests only)");
 
-    check_admin_listener_is_apart();
+    // Without a backend, every gateway connection would fail at its first message; refused
+    // here so that --check-config catches it rather than the first client.
+    if (result_.app.mode == "gateway" && result_.upstream.url.empty())
+      fail(origin_of("app.mode"), "app.mode",
+           "\"gateway\" sends connections and messages to the backend at upstream.url, which is "
+           "\"\"" +
+               note("upstream.url") +
+               ": set upstream.url to the backend's base URL, e.g. url = "
+               "\"http://127.0.0.1:8000\" under [upstream], or "
+               "WSVISOR_UPSTREAM_URL=http://127.0.0.1:8000");
+
+    check_listeners_are_apart();
     return result_;
   }
 
@@ -1120,29 +1486,73 @@ class settings_builder {
     assign(spec, *holder.get("value"), [where](const toml::node&) { return where; });
   }
 
-  // An admin.listen on the main listener's port and an overlapping address passes every
-  // per-key rule and then fails at bind (exit 1); port 0 on either side is any free port
-  // and cannot collide.
-  void check_admin_listener_is_apart() const {
-    const auto admin = admin_listen_endpoint(result_);
+  // A duration that may not exceed another key's; the message names both keys and where
+  // each value came from.
+  void require_no_longer(const std::string& key, duration value, const std::string& limit_key,
+                         duration limit) const {
+    if (value <= limit) return;
+    fail(origin_of(key), key,
+         "expected a duration no longer than " + limit_key + " (" + format_duration(limit) +
+             note(limit_key) + "), got \"" + format_duration(value) + "\"");
+  }
+
+  // Header names are case-insensitive, and the connect hook sends the forwarded ones as
+  // the members of a JSON object in lower case: "Cookie" and "cookie" would be one member
+  // twice.
+  void check_forward_headers_are_distinct() const {
+    const auto& headers = result_.upstream.forward_headers;
+    std::set<std::string> seen;
+    for (size_t i = 0; i < headers.size(); ++i)
+      if (!seen.insert(lower_case(headers[i])).second)
+        fail(origin_of("upstream.forward_headers"),
+             "upstream.forward_headers[" + std::to_string(i) + "]",
+             quote(headers[i]) +
+                 " is already in the list (header names are case-insensitive): "
+                 "name each header once");
+  }
+
+  // A listener of its own (admin.listen, api.listen) on the port and an overlapping address
+  // of another passes every per-key rule and then fails at bind (exit 1); port 0 on either
+  // side is any free port and cannot collide.
+  void check_listeners_are_apart() const {
     const auto& server = result_.server;
-    if (!admin || admin->port == 0 || admin->port != server.port) return;
-    const auto main_address = parse_ip(server.host);
-    const auto admin_address = parse_ip(admin->address);
-    if (!main_address || !admin_address || !addresses_overlap(*main_address, *admin_address))
-      return;
-    const bool v6 = admin->address.find(':') != std::string::npos;
-    const std::string other_port = server.port == 9090 ? "9091" : "9090";
+    const listen_endpoint main{server.host, server.port};
+    const std::string main_address =
+        "the main listener's address (server.host = " + quote(server.host) + note("server.host") +
+        "; server.port = " + std::to_string(server.port) + note("server.port") + ")";
+    const auto admin = admin_listen_endpoint(result_);
+    const auto api = api_listen_endpoint(result_);
+    if (admin)
+      require_apart("admin.listen", *admin, "/metrics and /admin/*", main, main_address,
+                    admin_example_port, {server.port});
+    if (api) {
+      const std::vector<uint16_t> taken = {server.port, admin ? admin->port : server.port};
+      require_apart("api.listen", *api, "/api/*", main, main_address, api_example_port, taken);
+      if (admin)
+        require_apart("api.listen", *api, "/api/*", *admin,
+                      "admin.listen's address (admin.listen = " + quote(result_.admin.listen) +
+                          note("admin.listen") + ")",
+                      api_example_port, taken);
+    }
+  }
+
+  void require_apart(const std::string& key, const listen_endpoint& mine, const std::string& served,
+                     const listen_endpoint& other, const std::string& other_address,
+                     uint16_t example_port, const std::vector<uint16_t>& taken) const {
+    if (mine.port == 0 || mine.port != other.port) return;
+    const auto mine_ip = parse_ip(mine.address);
+    const auto other_ip = parse_ip(other.address);
+    if (!mine_ip || !other_ip || !addresses_overlap(*mine_ip, *other_ip)) return;
+    // The example is the first port from example_port on that no other listener has.
+    while (std::count(taken.begin(), taken.end(), example_port) != 0) ++example_port;
+    const bool v6 = mine.address.find(':') != std::string::npos;
     const std::string example =
-        (v6 ? "[" + admin->address + "]" : admin->address) + ":" + other_port;
-    fail(origin_of("admin.listen"), "admin.listen",
-         quote(result_.admin.listen) + " is the main listener's address (server.host = " +
-             quote(server.host) + note("server.host") +
-             "; server.port = " + std::to_string(server.port) + note("server.port") +
-             "), and two listeners cannot share it: give admin.listen a port of its own, e.g. " +
-             quote(example) +
-             ", or set it to \"\" to serve /metrics and /admin/* on the main "
-             "listener");
+        (v6 ? "[" + mine.address + "]" : mine.address) + ":" + std::to_string(example_port);
+    const std::string& text = key == "admin.listen" ? result_.admin.listen : result_.api.listen;
+    fail(origin_of(key), key,
+         quote(text) + " is " + other_address + ", and two listeners cannot share it: give " + key +
+             " a port of its own, e.g. " + quote(example) + ", or set it to \"\" to serve " +
+             served + " on the main listener");
   }
 
   std::string origin_of(const std::string& key) const {
@@ -1212,13 +1622,29 @@ std::string render_effective(const settings& s, const std::string& config_path) 
          render_keys(s);
 }
 
-std::optional<listen_endpoint> admin_listen_endpoint(const settings& s) {
+namespace {
+
+std::optional<listen_endpoint> split_listen(const std::string& listen) {
   std::string host, port;
   bool bracketed = false;
-  if (s.admin.listen.empty() || !split_address(s.admin.listen, host, port, bracketed) ||
-      !is_port_text(port, 0))
+  if (listen.empty() || !split_address(listen, host, port, bracketed) || !is_port_text(port, 0))
     return std::nullopt;
   return listen_endpoint{host, static_cast<uint16_t>(std::stoul(port))};
+}
+
+}  // namespace
+
+std::optional<listen_endpoint> admin_listen_endpoint(const settings& s) {
+  return split_listen(s.admin.listen);
+}
+
+std::optional<listen_endpoint> api_listen_endpoint(const settings& s) {
+  return split_listen(s.api.listen);
+}
+
+std::optional<http_url> split_http_url(const std::string& url) {
+  std::string problem;
+  return url.empty() ? std::nullopt : parse_http_url(url, url_rules{}, problem);
 }
 
 unsigned io_thread_count(const settings& s) {

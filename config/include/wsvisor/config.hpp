@@ -97,6 +97,47 @@ struct app_settings {
   std::string mode = "echo";
 };
 
+// The HTTP client to the backend (CONTRACT section 11.1), used by the gateway and hub modes.
+struct upstream_settings {
+  std::string url;  // "" = none; else http(s)://host[:port][/path], no trailing "/"
+  duration timeout = std::chrono::seconds(5);  // per attempt
+  uint64_t max_inflight = 256;                 // requests at once, whole process
+  uint64_t per_connection_inflight = 1;        // 1 = replies in order
+  uint64_t queue = 64;                         // waiting requests per connection
+  unsigned retries = 2;                        // 0..10, after the first attempt
+  duration backoff_min = std::chrono::milliseconds(100);
+  duration backoff_max = std::chrono::seconds(2);
+  uint64_t breaker_failures = 20;  // failed attempts within breaker_window open it
+  duration breaker_window = std::chrono::seconds(10);
+  duration breaker_open = std::chrono::seconds(5);
+  std::vector<std::string> forward_headers = {"Cookie", "Authorization", "User-Agent", "Origin"};
+  uint64_t max_response_bytes = 1048576;
+  std::string token;  // secret: environment only, never printed; "Authorization: Bearer"
+};
+
+// The HTTP API for the backend (CONTRACT section 11.2).
+struct api_settings {
+  std::string key;     // secret: environment only, never printed; "" = every /api/* is 404
+  std::string listen;  // "" = the main listener; else "host:port"
+  uint64_t max_body_bytes = 1048576;  // larger request bodies get 413
+};
+
+// Lifecycle events POSTed to the backend (CONTRACT section 11.3).
+struct events_settings {
+  std::string url;  // "" = off; else a full http(s) URL (a query is kept)
+  duration timeout = std::chrono::seconds(2);  // per attempt
+  unsigned retries = 5;                        // 0..100, after the first attempt
+  uint64_t queue = 10000;                      // events waiting; full: the oldest is dropped
+};
+
+// Gateway mode: plain WebSocket clients, the backend answers over HTTP (CONTRACT 12).
+struct gateway_settings {
+  std::string connect_path;                  // "" = no connect hook; appended to upstream.url
+  std::string message_path = "/ws/message";  // appended to upstream.url
+  uint64_t connect_concurrency = 64;         // connect hook calls at once
+  bool error_frames = true;                  // a failed message gets a {"error":...} text frame
+};
+
 struct settings {
   server_settings server;
   auth_settings auth;
@@ -108,6 +149,10 @@ struct settings {
   admin_settings admin;
   faults_settings faults;
   app_settings app;
+  upstream_settings upstream;
+  api_settings api;
+  events_settings events;
+  gateway_settings gateway;
 };
 
 // What the command line asks for.
@@ -167,6 +212,23 @@ struct listen_endpoint {
 // is "" (then the main listener serves /metrics and /admin/* too). The loader has checked
 // the text, so any other value splits.
 std::optional<listen_endpoint> admin_listen_endpoint(const settings& s);
+
+// api.listen the same way; nullopt when it is "" (then the main listener serves /api/*).
+std::optional<listen_endpoint> api_listen_endpoint(const settings& s);
+
+// An http:// or https:// URL of the configuration (upstream.url, events.url) split for the
+// client that connects to it.
+struct http_url {
+  std::string scheme;  // "http" | "https"
+  std::string host;    // a name or an IP address; IPv6 without brackets
+  uint16_t port = 0;   // as written, else 80 for http and 443 for https
+  std::string path;    // "" or beginning with "/", as written (percent-encoding kept)
+  std::string query;   // after "?", "" when none; always "" for upstream.url
+};
+
+// Splits a URL the loader accepted (so upstream.url and events.url always split); nullopt
+// for "" and for any text the loader would refuse.
+std::optional<http_url> split_http_url(const std::string& url);
 
 // Threads that run actors: server.io_threads in "io" mode, server.actor_threads in
 // "pool" mode, with 0 resolved to the number of cores.
