@@ -1096,6 +1096,21 @@ std::string unknown_key_problem(const std::string& section) {
   return "unknown key; [" + section + "] has " + joined(names);
 }
 
+}  // namespace
+
+std::string detail::secret_variables() {
+  std::vector<std::string> secrets;
+  for (const auto& spec : key_table())
+    if (spec.kind == value_kind::secret)
+      secrets.push_back(spec.environment_variable() + " (" + spec.full_name() + ")");
+  std::string text;
+  for (size_t i = 0; i < secrets.size(); ++i)
+    text += (i == 0 ? "" : i + 1 == secrets.size() ? " and " : ", ") + secrets[i];
+  return text;
+}
+
+namespace {
+
 std::string secret_problem(const key_spec& spec) {
   return "secrets are read only from the environment (never from a file or the command "
          "line): set the environment variable " +

@@ -1557,6 +1557,11 @@ TEST_CASE("command line: --help, --version, --check-config and running") {
   CHECK(help.action == cli_action::help);
   for (const std::string flag : {"--help", "--version", "--config", "--set", "--check-config"})
     CHECK(contains(help.help_text, flag));
+  // Every secret, from the key table.
+  CHECK(contains(help.help_text,
+                 "Secrets come only from the environment: WSVISOR_AUTH_JWT_SECRET "
+                 "(auth.jwt_secret), WSVISOR_ADMIN_TOKEN (admin.token), WSVISOR_UPSTREAM_TOKEN "
+                 "(upstream.token) and WSVISOR_API_KEY (api.key)."));
   CHECK(run_cli({"-h"}).action == cli_action::help);
   // Asking for help works even when the rest would fail.
   CHECK(run_cli({"--help", "--config", "/nonexistent.toml"}).action == cli_action::help);
