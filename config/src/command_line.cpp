@@ -89,8 +89,9 @@ cli_result parse_command_line(int argc, const char* const* argv, const environme
   app.footer(
       "Precedence, lowest first: built-in defaults < the file < PORT (sets server.port) < "
       "WSVISOR_<SECTION>_<KEY> (e.g. WSVISOR_LIMITS_MAX_CONNECTIONS=5000) < --set.\n"
-      "Secrets come only from the environment: WSVISOR_ADMIN_TOKEN (admin.token) and "
-      "WSVISOR_AUTH_JWT_SECRET (auth.jwt_secret).\n"
+      "Secrets come only from the environment: " +
+      detail::secret_variables() +
+      ".\n"
       "Durations are strings with a unit: \"250ms\", \"10s\", \"5m\", \"1h\".\n"
       "Exit status: 0 after a drain, 1 when the listener cannot bind or the supervisor "
       "gives up, 2 on a configuration or command-line error.");

@@ -276,6 +276,20 @@ std::optional<std::string> checked_app_mode(const std::string& text, std::string
   return checked_name(text, 32, "_-", hint);
 }
 
+// cluster.node_id: "" (the server picks one at start: the loader does no I/O, and the host
+// name is I/O) or a name is_valid_node_id accepts. It goes in every connection id
+// ("<node_id>.<n>") and in Redis keys, hence the short, plain alphabet.
+std::optional<std::string> checked_node_id(const std::string& text, std::string& hint) {
+  if (text.empty() || is_valid_node_id(text)) return text;
+  if (text.size() > longest_node_id)
+    hint = "it has " + std::to_string(text.size()) + " characters";
+  else if (text.front() == '-' || text.back() == '-')
+    hint = "it starts or ends with \"-\"";
+  else if (is_valid_node_id(lower_case(text)))
+    hint = "names are lower case: write " + quote(lower_case(text));
+  return std::nullopt;
+}
+
 // RFC 7230 token characters: what an HTTP header name may contain.
 bool is_header_name(const std::string& text) {
   static const std::string punctuation = "!#$%&'*+-.^_`|~";
@@ -1041,6 +1055,12 @@ const std::vector<key_spec>& key_table() {
                   [](auto& s) -> auto& { return s.gateway.connect_concurrency; }, 1,
                   largest_integer, positive_integer),
       flag_key("gateway", "error_frames", [](auto& s) -> auto& { return s.gateway.error_frames; }),
+
+      checked_text_key("cluster", "node_id", [](auto& s) -> auto& { return s.cluster.node_id; },
+                       checked_node_id,
+                       "\"\" (the host name and 6 random hex digits, chosen at start) or 1 to 64 "
+                       "characters of a-z, 0-9 and \"-\", not starting or ending with \"-\", e.g. "
+                       "\"ws-eu-1\""),
     };
     // clang-format on
   }();
@@ -1075,6 +1095,21 @@ std::string unknown_key_problem(const std::string& section) {
     return "unknown section \"" + section + "\"; the sections are " + joined(section_names());
   return "unknown key; [" + section + "] has " + joined(names);
 }
+
+}  // namespace
+
+std::string detail::secret_variables() {
+  std::vector<std::string> secrets;
+  for (const auto& spec : key_table())
+    if (spec.kind == value_kind::secret)
+      secrets.push_back(spec.environment_variable() + " (" + spec.full_name() + ")");
+  std::string text;
+  for (size_t i = 0; i < secrets.size(); ++i)
+    text += (i == 0 ? "" : i + 1 == secrets.size() ? " and " : ", ") + secrets[i];
+  return text;
+}
+
+namespace {
 
 std::string secret_problem(const key_spec& spec) {
   return "secrets are read only from the environment (never from a file or the command "
@@ -1640,6 +1675,12 @@ std::optional<listen_endpoint> admin_listen_endpoint(const settings& s) {
 
 std::optional<listen_endpoint> api_listen_endpoint(const settings& s) {
   return split_listen(s.api.listen);
+}
+
+bool is_valid_node_id(std::string_view id) {
+  const auto allowed = [](char c) { return (c >= 'a' && c <= 'z') || is_digit(c) || c == '-'; };
+  return !id.empty() && id.size() <= longest_node_id && id.front() != '-' && id.back() != '-' &&
+         std::all_of(id.begin(), id.end(), allowed);
 }
 
 std::optional<http_url> split_http_url(const std::string& url) {

@@ -23,6 +23,10 @@ inline constexpr duration longest_duration = std::chrono::hours(24 * 365);
 std::string error_message(const std::string& where, const std::string& key,
                           const std::string& problem);
 
+// The secret keys as "WSVISOR_A (a.b), ... and WSVISOR_C (c.d)", from the key table, so that
+// --help names every one.
+std::string secret_variables();
+
 // The text of a configuration file; throws config_error naming `path` when it cannot be
 // read (missing, a directory, no permission).
 std::string read_config_file(const std::string& path);

@@ -155,6 +155,7 @@ TEST_CASE("without a file every key has its built-in default") {
   CHECK(s.gateway.message_path == "/ws/message");
   CHECK(s.gateway.connect_concurrency == 64);
   CHECK(s.gateway.error_frames);
+  CHECK(s.cluster.node_id.empty());  // the server chooses one at start
 }
 
 TEST_CASE("a file sets keys of every type") {
@@ -255,6 +256,9 @@ connect_path = "/hooks/connect"
 message_path = "/"
 connect_concurrency = 1
 error_frames = false
+
+[cluster]
+node_id = "ws-eu-1"
 )");
   CHECK(s.server.host == "127.0.0.1");
   CHECK(s.server.port == 9001);
@@ -329,6 +333,7 @@ error_frames = false
   CHECK(s.gateway.message_path == "/");
   CHECK(s.gateway.connect_concurrency == 1);
   CHECK_FALSE(s.gateway.error_frames);
+  CHECK(s.cluster.node_id == "ws-eu-1");
 }
 
 TEST_CASE("soft_connections: 0 is 90 % of max_connections, at least 1; up to max is kept") {
@@ -386,6 +391,7 @@ TEST_CASE("WSVISOR_<SECTION>_<KEY> variables map to keys and are read like --set
                                          {"WSVISOR_GATEWAY_CONNECT_CONCURRENCY", "8"},
                                          {"WSVISOR_GATEWAY_CONNECT_PATH", "/c"},
                                          {"WSVISOR_GATEWAY_ERROR_FRAMES", "false"},
+                                         {"WSVISOR_CLUSTER_NODE_ID", "1234"},
                                          {"HOME", "/root"},
                                          {"WSVISOR_BIN", "/build/wsvisor"},
                                          {"WSVISOR_SOURCE_DIR", "/src"}});
@@ -406,6 +412,7 @@ TEST_CASE("WSVISOR_<SECTION>_<KEY> variables map to keys and are read like --set
   CHECK(s.gateway.connect_concurrency == 8);
   CHECK(s.gateway.connect_path == "/c");
   CHECK_FALSE(s.gateway.error_frames);
+  CHECK(s.cluster.node_id == "1234");  // a text key keeps digits as text
   // An empty value for a list key is the empty list.
   CHECK(load("server.allowed_origins = [\"https://x.y\"]", {{"WSVISOR_SERVER_ALLOWED_ORIGINS", ""}})
             .server.allowed_origins.empty());
@@ -1106,6 +1113,36 @@ TEST_CASE("app.mode: echo, gateway, or a name an embedding program registers") {
   CHECK(contains(load_error("app.mode = 1"), expected + "1"));
 }
 
+TEST_CASE("cluster.node_id: \"\" or 1 to 64 of [a-z0-9-], no \"-\" at either end") {
+  const std::string longest(64, 'n');
+  for (const std::string id : {"", "a", "0", "ws-1", "a-b-c", "web-7f3a9c", longest.c_str()}) {
+    CAPTURE(id);
+    CHECK(load("cluster.node_id = \"" + id + "\"").cluster.node_id == id);
+    if (!id.empty()) CHECK(is_valid_node_id(id));
+  }
+  const std::string expected =
+      "cluster.node_id: expected \"\" (the host name and 6 random hex digits, chosen at start) or "
+      "1 to 64 characters of a-z, 0-9 and \"-\", not starting or ending with \"-\", e.g. "
+      "\"ws-eu-1\", got ";
+  CHECK(load_error("[cluster]\nnode_id = \"" + longest + "n\"\n") ==
+        "config error: test.toml:2: " + expected + "\"" + longest + "n\": it has 65 characters");
+  CHECK(load_error("[cluster]\nnode_id = \"-ws\"\n") ==
+        "config error: test.toml:2: " + expected + "\"-ws\": it starts or ends with \"-\"");
+  CHECK(load_error(std::nullopt, {{"WSVISOR_CLUSTER_NODE_ID", "Web-1"}}) ==
+        "config error: environment variable WSVISOR_CLUSTER_NODE_ID: " + expected +
+            "\"Web-1\": names are lower case: write \"web-1\"");
+  for (const std::string id : {"ws-", "ws_1", "ws.1", "ws 1", "-", "caf\xc3\xa9"}) {
+    CAPTURE(id);
+    CHECK(contains(load_error(std::nullopt, {}, {"cluster.node_id=" + id}),
+                   "--set cluster.node_id=" + id + ": " + expected));
+  }
+  // What the server checks a node id of its own making with.
+  for (const std::string id : {"", "ws-", "-ws", "WS", "ws_1", std::string(65, 'a').c_str()}) {
+    CAPTURE(id);
+    CHECK_FALSE(is_valid_node_id(id));
+  }
+}
+
 TEST_CASE("valid values at the edges of each range are accepted") {
   const settings s = load(R"(
 server.port = 65535
@@ -1214,7 +1251,7 @@ TEST_CASE("a key above every [section] says which section it belongs under") {
   CHECK(load_error("verbose = true\n") ==
         "config error: test.toml:1: verbose: unknown top-level key; every key belongs under one "
         "of the sections server, auth, limits, janitor, supervision, shutdown, log, admin, "
-        "faults, app, upstream, api, events, gateway");
+        "faults, app, upstream, api, events, gateway, cluster");
   // A table that is no section stays an unknown section.
   CHECK(contains(load_error("[port]\nx = 1\n"), "unknown section \"port\""));
 }
@@ -1350,6 +1387,8 @@ url = "http://e/x?q=1&r=%22"
 [gateway]
 connect_path = "/c%20d"
 error_frames = false
+[cluster]
+node_id = "n-1"
 )",
       secrets);
   const std::string rendered = render_effective(customised);
@@ -1450,7 +1489,9 @@ error_frames = false
                                  "connect_path = \"\"",
                                  "message_path = \"/ws/message\"",
                                  "connect_concurrency = 64",
-                                 "error_frames = true"}) {
+                                 "error_frames = true",
+                                 "[cluster]",
+                                 "node_id = \"\""}) {
     CAPTURE(line);
     CHECK(contains(defaults, "\n" + line + "\n"));
   }
@@ -1507,8 +1548,8 @@ TEST_CASE("config/wsvisor.toml documents exactly the built-in defaults") {
     CAPTURE(key);
     CHECK(documented.count(key) == 1);
   }
-  // The keys of CONTRACT sections 2, 11 and 12, and auth.allow_weak_secret.
-  CHECK(rendered.size() == 73);
+  // The keys of CONTRACT sections 2, 11 and 12, cluster.node_id and auth.allow_weak_secret.
+  CHECK(rendered.size() == 74);
 }
 
 TEST_CASE("command line: --help, --version, --check-config and running") {
@@ -1516,6 +1557,11 @@ TEST_CASE("command line: --help, --version, --check-config and running") {
   CHECK(help.action == cli_action::help);
   for (const std::string flag : {"--help", "--version", "--config", "--set", "--check-config"})
     CHECK(contains(help.help_text, flag));
+  // Every secret, from the key table.
+  CHECK(contains(help.help_text,
+                 "Secrets come only from the environment: WSVISOR_AUTH_JWT_SECRET "
+                 "(auth.jwt_secret), WSVISOR_ADMIN_TOKEN (admin.token), WSVISOR_UPSTREAM_TOKEN "
+                 "(upstream.token) and WSVISOR_API_KEY (api.key)."));
   CHECK(run_cli({"-h"}).action == cli_action::help);
   // Asking for help works even when the rest would fail.
   CHECK(run_cli({"--help", "--config", "/nonexistent.toml"}).action == cli_action::help);

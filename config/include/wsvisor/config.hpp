@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace wsvisor {
@@ -138,6 +139,13 @@ struct gateway_settings {
   bool error_frames = true;                  // a failed message gets a {"error":...} text frame
 };
 
+// Cluster mode (CONTRACT 14); only node_id for now, the other keys come with cluster mode.
+struct cluster_settings {
+  // "" = the server chooses one at start: the host name (lower case, [a-z0-9-]) plus "-" and
+  // 6 random hex digits, checked with is_valid_node_id. The loader does no I/O.
+  std::string node_id;
+};
+
 struct settings {
   server_settings server;
   auth_settings auth;
@@ -153,6 +161,7 @@ struct settings {
   api_settings api;
   events_settings events;
   gateway_settings gateway;
+  cluster_settings cluster;
 };
 
 // What the command line asks for.
@@ -215,6 +224,14 @@ std::optional<listen_endpoint> admin_listen_endpoint(const settings& s);
 
 // api.listen the same way; nullopt when it is "" (then the main listener serves /api/*).
 std::optional<listen_endpoint> api_listen_endpoint(const settings& s);
+
+// The longest cluster.node_id.
+inline constexpr size_t longest_node_id = 64;
+
+// A node id as cluster.node_id takes it: 1 to 64 characters of [a-z0-9-], not starting or
+// ending with "-". For the server to check the one it makes from the host name (a long host
+// name must be cut to leave room for "-" and the 6 hex digits).
+bool is_valid_node_id(std::string_view id);
 
 // An http:// or https:// URL of the configuration (upstream.url, events.url) split for the
 // client that connects to it.
