@@ -432,6 +432,17 @@ bool is_host_name(const std::string& text) {
   }
 }
 
+// A URL as an error shows it: a password in "user:password@" is not printed, with or
+// without a scheme in front.
+std::string without_credentials(const std::string& url) {
+  const size_t separator = url.find("://");
+  const size_t start = separator == std::string::npos ? 0 : separator + 3;
+  const size_t authority_end = std::min(url.find_first_of("/?#", start), url.size());
+  const size_t at = url.rfind('@', authority_end);
+  if (at == std::string::npos || at < start) return url;
+  return url.substr(0, start) + redacted + url.substr(at);
+}
+
 // What kind of URL a key takes: a base (upstream.url: the hook paths are appended, so no
 // query) or a full one (events.url: the request goes to it as it is).
 struct url_rules {
@@ -449,7 +460,8 @@ std::optional<http_url> parse_http_url(const std::string& text, const url_rules&
     if (before_colon == "http" || before_colon == "https")
       problem = "the scheme is followed by \"://\", e.g. \"" + before_colon + "://host:8000\"";
     else
-      problem = "it has no scheme: write \"http://" + text + "\" or \"https://" + text + "\"";
+      problem = "it has no scheme: write \"http://" + without_credentials(text) +
+                "\" or \"https://" + without_credentials(text) + "\"";
     return std::nullopt;
   }
   http_url url;
@@ -688,16 +700,6 @@ text_check url_check(url_rules rules) {
       while (!stored.empty() && stored.back() == '/') stored.pop_back();
     return stored;
   };
-}
-
-// A URL as an error shows it: a password in "user:password@" is not printed.
-std::string without_credentials(const std::string& url) {
-  const size_t start = url.find("://");
-  if (start == std::string::npos) return url;
-  const size_t authority_end = std::min(url.find_first_of("/?#", start + 3), url.size());
-  const size_t at = url.rfind('@', authority_end);
-  if (at == std::string::npos || at < start + 3) return url;
-  return url.substr(0, start + 3) + redacted + url.substr(at);
 }
 
 template <class Field>
@@ -1558,22 +1560,32 @@ class settings_builder {
     const auto admin = admin_listen_endpoint(result_);
     const auto api = api_listen_endpoint(result_);
     if (admin)
-      require_apart("admin.listen", *admin, "/metrics and /admin/*", main, main_address,
-                    admin_example_port, {server.port});
+      require_apart({"admin.listen", result_.admin.listen, *admin, "/metrics and /admin/*"}, main,
+                    main_address, admin_example_port, {server.port});
     if (api) {
+      const own_listener mine{"api.listen", result_.api.listen, *api, "/api/*"};
       const std::vector<uint16_t> taken = {server.port, admin ? admin->port : server.port};
-      require_apart("api.listen", *api, "/api/*", main, main_address, api_example_port, taken);
+      require_apart(mine, main, main_address, api_example_port, taken);
       if (admin)
-        require_apart("api.listen", *api, "/api/*", *admin,
+        require_apart(mine, *admin,
                       "admin.listen's address (admin.listen = " + quote(result_.admin.listen) +
                           note("admin.listen") + ")",
                       api_example_port, taken);
     }
   }
 
-  void require_apart(const std::string& key, const listen_endpoint& mine, const std::string& served,
-                     const listen_endpoint& other, const std::string& other_address,
-                     uint16_t example_port, const std::vector<uint16_t>& taken) const {
+  // A listener of its own: its key and text, where it binds, and what it serves.
+  struct own_listener {
+    std::string key;
+    std::string text;
+    listen_endpoint endpoint;
+    std::string served;
+  };
+
+  void require_apart(const own_listener& listener, const listen_endpoint& other,
+                     const std::string& other_address, uint16_t example_port,
+                     const std::vector<uint16_t>& taken) const {
+    const listen_endpoint& mine = listener.endpoint;
     if (mine.port == 0 || mine.port != other.port) return;
     const auto mine_ip = parse_ip(mine.address);
     const auto other_ip = parse_ip(other.address);
@@ -1583,11 +1595,11 @@ class settings_builder {
     const bool v6 = mine.address.find(':') != std::string::npos;
     const std::string example =
         (v6 ? "[" + mine.address + "]" : mine.address) + ":" + std::to_string(example_port);
-    const std::string& text = key == "admin.listen" ? result_.admin.listen : result_.api.listen;
-    fail(origin_of(key), key,
-         quote(text) + " is " + other_address + ", and two listeners cannot share it: give " + key +
+    fail(origin_of(listener.key), listener.key,
+         quote(listener.text) + " is " + other_address +
+             ", and two listeners cannot share it: give " + listener.key +
              " a port of its own, e.g. " + quote(example) + ", or set it to \"\" to serve " +
-             served + " on the main listener");
+             listener.served + " on the main listener");
   }
 
   std::string origin_of(const std::string& key) const {

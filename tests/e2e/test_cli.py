@@ -285,6 +285,50 @@ def test_check_config_never_prints_secrets():
     assert effective_value(cp.stdout, "auth", "mode") == "jwt"
 
 
+BACKEND_SECRETS = {"WSVISOR_UPSTREAM_TOKEN": "upstr3am-t0ken-s3cr3t",
+                   "WSVISOR_API_KEY": "api-k3y-s3cr3t"}
+
+
+def test_check_config_never_prints_the_backend_secrets():
+    """upstream.token and api.key are shown as the other secrets are: "<redacted>" when set,
+    "" when not, never their text."""
+    cp = run_cli("--check-config", env={**SECRET_ENV, **BACKEND_SECRETS})
+    assert cp.returncode == 0, output(cp)
+    assert_no_secret(output(cp))
+    for section, key in (("upstream", "token"), ("api", "key"), ("admin", "token"),
+                         ("auth", "jwt_secret")):
+        assert effective_value(cp.stdout, section, key) == "<redacted>", cp.stdout
+    cp = run_cli("--check-config")
+    assert cp.returncode == 0, output(cp)
+    assert effective_value(cp.stdout, "upstream", "token") == "", cp.stdout
+    assert effective_value(cp.stdout, "api", "key") == "", cp.stdout
+
+
+@pytest.mark.parametrize("key,variable", [("upstream.token", "WSVISOR_UPSTREAM_TOKEN"),
+                                          ("api.key", "WSVISOR_API_KEY")])
+@pytest.mark.parametrize("how", ["set", "file"])
+def test_backend_secrets_only_from_environment(tmp_path, key, variable, how):
+    section, name = key.split(".")
+    if how == "set":
+        cp = run_cli("--set", f"{key}=from-the-command-line", "--check-config")
+    else:
+        cfg = tmp_path / "secret.toml"
+        cfg.write_text(f'[{section}]\n{name} = "from-the-command-line"\n')
+        cp = run_cli("--config", str(cfg), "--check-config", config=False)
+    assert cp.returncode == 2, output(cp)
+    assert key in output(cp) and variable in output(cp), output(cp)
+    assert "from-the-command-line" not in output(cp), output(cp)
+
+
+def test_backend_secret_that_cannot_go_in_a_header_exits_2_unshown(tmp_path):
+    code, log, watcher = run_expecting_exit(
+        tmp_path, env={"WSVISOR_UPSTREAM_TOKEN": "s3cr3t with spaces"})
+    assert code == 2, log
+    assert "WSVISOR_UPSTREAM_TOKEN" in log and "HTTP header" in log, log
+    assert_no_secret(log)
+    assert not watcher.seen_listening, "a configuration error bound the port"
+
+
 def test_short_jwt_secret_exits_2_unless_allowed(tmp_path):
     weak = {"WSVISOR_AUTH_JWT_SECRET": "s3cr3t-but-short"}
     code, log, watcher = run_expecting_exit(tmp_path, sets=["auth.mode=jwt"], env=weak)
@@ -312,6 +356,104 @@ def test_secrets_not_in_running_server_logs(server_factory):
     code = srv.stop()
     assert code == 0, srv.log()
     assert_no_secret(srv.log())
+
+
+# ------------------------------------------------------------------ backend keys
+
+def test_backend_keys_have_their_defaults():
+    cp = run_cli("--check-config")
+    assert cp.returncode == 0, output(cp)
+    expected = {
+        ("upstream", "url"): "", ("upstream", "timeout"): "5s",
+        ("upstream", "max_inflight"): 256, ("upstream", "per_connection_inflight"): 1,
+        ("upstream", "queue"): 64, ("upstream", "retries"): 2,
+        ("upstream", "backoff_min"): "100ms", ("upstream", "backoff_max"): "2s",
+        ("upstream", "breaker_failures"): 20, ("upstream", "breaker_window"): "10s",
+        ("upstream", "breaker_open"): "5s",
+        ("upstream", "forward_headers"): ["Cookie", "Authorization", "User-Agent", "Origin"],
+        ("upstream", "max_response_bytes"): 1048576,
+        ("api", "listen"): "", ("api", "max_body_bytes"): 1048576,
+        ("events", "url"): "", ("events", "timeout"): "2s", ("events", "retries"): 5,
+        ("events", "queue"): 10000,
+        ("gateway", "connect_path"): "", ("gateway", "message_path"): "/ws/message",
+        ("gateway", "connect_concurrency"): 64, ("gateway", "error_frames"): True,
+        ("cluster", "node_id"): "", ("app", "mode"): "echo",
+    }
+    for (section, key), value in expected.items():
+        assert effective_value(cp.stdout, section, key) == value, f"{section}.{key}"
+
+
+def test_backend_keys_from_the_environment_and_set():
+    env = {"WSVISOR_UPSTREAM_URL": "http://127.0.0.1:8000/",
+           "WSVISOR_GATEWAY_CONNECT_CONCURRENCY": "8",
+           "WSVISOR_UPSTREAM_FORWARD_HEADERS": "Cookie",
+           "WSVISOR_EVENTS_URL": "https://events.internal/in?src=e2e",
+           "WSVISOR_CLUSTER_NODE_ID": "ws-e2e-1",
+           "WSVISOR_APP_MODE": "gateway"}
+    cp = run_cli("--set", "api.listen=localhost:9091", "--set", "gateway.connect_path=/connect",
+                 "--check-config", env=env)
+    assert cp.returncode == 0, output(cp)
+    # A base URL is kept without its trailing "/", so that hook paths join with one.
+    assert effective_value(cp.stdout, "upstream", "url") == "http://127.0.0.1:8000", cp.stdout
+    assert effective_value(cp.stdout, "gateway", "connect_concurrency") == 8, cp.stdout
+    assert effective_value(cp.stdout, "upstream", "forward_headers") == ["Cookie"], cp.stdout
+    assert effective_value(cp.stdout, "events", "url") == "https://events.internal/in?src=e2e"
+    assert effective_value(cp.stdout, "cluster", "node_id") == "ws-e2e-1", cp.stdout
+    assert effective_value(cp.stdout, "app", "mode") == "gateway", cp.stdout
+    assert effective_value(cp.stdout, "api", "listen") == "127.0.0.1:9091", cp.stdout
+    assert effective_value(cp.stdout, "gateway", "connect_path") == "/connect", cp.stdout
+
+
+@pytest.mark.parametrize("sets,env,parts", [
+    (["app.mode=gateway"], None, ("app.mode", "upstream.url", "WSVISOR_UPSTREAM_URL")),
+    (["upstream.url=backend:8000"], None, ("upstream.url", '"http://backend:8000"')),
+    (["upstream.url=http://backend:8000/x?y=1"], None, ("upstream.url", "no query")),
+    ([], {"WSVISOR_UPSTREAM_URL": "http://::1:8000"}, ("WSVISOR_UPSTREAM_URL", '"http://[::1]:8000"')),
+    (["upstream.retries=11"], None, ("upstream.retries", "0 to 10")),
+    (["upstream.backoff_min=3s"], None, ("upstream.backoff_min", "upstream.backoff_max")),
+    (["upstream.forward_headers=[\"X Bad\"]"], None, ("upstream.forward_headers[0]",)),
+    (["api.listen=0.0.0.0:{port}"], None, ("api.listen", "main listener")),
+    (["admin.listen=127.0.0.1:{other}", "api.listen=127.0.0.1:{other}"], None,
+     ("api.listen", "admin.listen")),
+    (["api.listen=api.internal:9091"], None, ("api.listen", '"127.0.0.1:9091"')),
+    (["events.url=ws://events"], None, ("events.url", "http:// or https://")),
+    (["events.retries=101"], None, ("events.retries", "0 to 100")),
+    (["gateway.message_path=ws/message"], None, ("gateway.message_path", '"/ws/message"')),
+    ([], {"WSVISOR_GATEWAY_CONNECT_CONCURRENCY": "0"},
+     ("WSVISOR_GATEWAY_CONNECT_CONCURRENCY", "gateway.connect_concurrency")),
+    (["cluster.node_id=Node-1"], None, ("cluster.node_id", '"node-1"')),
+    (["app.mode=Echo"], None, ("app.mode", '"echo"')),
+], ids=["gateway-without-url", "url-without-scheme", "url-with-query", "url-ipv6-brackets",
+        "retries", "backoff", "forward-header", "api-on-main", "api-on-admin", "api-host-name",
+        "events-scheme", "events-retries", "message-path", "connect-concurrency-env",
+        "node-id-case", "mode-case"])
+def test_bad_backend_key_exits_2_before_binding(tmp_path, sets, env, parts):
+    port, other = free_port(), free_port()
+    sets = [s.format(port=port, other=other) for s in sets]
+    code, log, watcher = run_expecting_exit(tmp_path, sets=sets, env=env, port=port)
+    assert code == 2, log
+    for part in parts:
+        assert part in log, f"the error does not say {part!r}:\n{log}"
+    assert not watcher.seen_listening, "a configuration error bound the port"
+
+
+def test_upstream_url_password_is_never_printed(tmp_path):
+    code, log, _ = run_expecting_exit(
+        tmp_path, env={"WSVISOR_UPSTREAM_URL": "http://user:s3cr3t-pw@backend:8000"})
+    assert code == 2, log
+    assert "upstream.url" in log and "WSVISOR_UPSTREAM_TOKEN" in log, log
+    assert "s3cr3t" not in log, log
+    cp = run_cli("--set", "upstream.url=http://user:s3cr3t-pw@backend:8000", "--check-config")
+    assert cp.returncode == 2, output(cp)
+    assert "s3cr3t" not in output(cp), output(cp)
+
+
+def test_help_names_every_secret():
+    cp = run_cli("--help", config=False)
+    assert cp.returncode == 0, output(cp)
+    for variable in ("WSVISOR_ADMIN_TOKEN", "WSVISOR_AUTH_JWT_SECRET", "WSVISOR_UPSTREAM_TOKEN",
+                     "WSVISOR_API_KEY"):
+        assert variable in cp.stdout, cp.stdout
 
 
 # ------------------------------------------------------------------ PORT, precedence

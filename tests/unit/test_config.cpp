@@ -992,6 +992,10 @@ TEST_CASE("upstream.url: an http(s) base URL with a host, an optional port and p
                    "WSVISOR_UPSTREAM_TOKEN to send a bearer token"));
     CHECK_FALSE(contains(message, "hunter2"));
   }
+  // Without the scheme too, where the fix repeats the URL.
+  const std::string schemeless = load_error(std::nullopt, {}, {"upstream.url=user:hunter2@b:80"});
+  CHECK(contains(schemeless, "it has no scheme: write \"http://<redacted>@b:80\""));
+  CHECK_FALSE(contains(schemeless, "hunter2"));
 }
 
 TEST_CASE("events.url: a full http(s) URL, checked as upstream.url, and it may have a query") {
