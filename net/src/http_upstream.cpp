@@ -1,9 +1,9 @@
 // The HTTP/1.1 client behind upstream_port, after Beast's http_client_async.cpp: one
 // `exchange` per attempt walks resolve, connect, write and read, one
-// on_* member per step. Everything of one client (its attempts, their sockets and
-// timers) runs on one strand: start() and cancel() only post there. That keeps it
-// lock-free and simple; the price is that the client's own work (parsing and
-// serializing, not waiting) takes one io thread at a time.
+// on_* member per step. Everything of one client (its attempts, its idle pool, their
+// sockets and timers) runs on one strand: start() and cancel() only post there. That
+// keeps the pool lock-free and simple; the price is that the client's own work (parsing
+// and serializing, not waiting) takes one io thread at a time.
 #include "wsvisor/http_upstream.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -21,8 +21,11 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <limits>
 #include <optional>
 #include <string_view>
@@ -81,6 +84,7 @@ struct target_url {
   unsigned short port = 0;
   std::string target;       // path and query, at least "/"
   std::string host_header;  // host[:port], as the Host header wants it
+  std::string pool_key;     // which idle connections may carry it: scheme and host_header
 };
 
 // http://host[:port]/path?query; "" when it parses, else why not. No
@@ -145,6 +149,7 @@ std::string parse_url(std::string_view url, target_url& out) {
   const bool default_port = out.port == 80;
   out.host_header = out.host.find(':') != std::string::npos ? "[" + out.host + "]" : out.host;
   if (!default_port) out.host_header += ":" + std::to_string(out.port);
+  out.pool_key = "http://" + out.host_header;
   return "";
 }
 
@@ -200,11 +205,21 @@ upstream_reply classify(const beast::error_code& ec, step where, bool response_s
   return failure(outcome::malformed, "response cut short (" + what + ")");
 }
 
-// One connection to a backend.
+// One connection to a backend, between attempts in the idle pool.
 struct connection {
   explicit connection(const strand& executor) : stream(executor) {}
 
   beast::tcp_stream& tcp() { return stream; }
+
+  // Whether an idle connection may carry a request: the server has neither closed it
+  // (EOF) nor written anything on it (a 408 before closing, say: read as the next
+  // request's answer it would be a wrong one). A non-blocking peek, no wait.
+  bool still_open() {
+    if (buffer.size() != 0) return false;
+    char byte = 0;
+    const auto n = ::recv(tcp().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
 
   beast::tcp_stream stream;
   beast::flat_buffer buffer;
@@ -224,6 +239,9 @@ class http_upstream final : public upstream_port,
   // The rest runs on the strand only.
   const strand& executor() const { return strand_; }
   const http_upstream_options& options() const { return options_; }
+  // A live idle connection to `key` (scheme + Host), or nullptr.
+  std::unique_ptr<connection> take_idle(const std::string& key);
+  void give_back(const std::string& key, std::unique_ptr<connection> idle);
   void forget(uint64_t attempt_id) { running_.erase(attempt_id); }
 
  private:
@@ -233,6 +251,8 @@ class http_upstream final : public upstream_port,
   // Weak: an attempt is kept alive by its own pending handlers (its deadline timer is
   // one until it finishes), so a stopped io_context frees it instead of a cycle.
   std::unordered_map<uint64_t, std::weak_ptr<exchange>> running_;
+  // Per key, oldest first: the newest is taken (the likeliest to be alive).
+  std::unordered_map<std::string, std::vector<std::unique_ptr<connection>>> idle_;
 };
 
 // One attempt: one request, one response (or a failure), one call of `done`.
@@ -304,6 +324,26 @@ void http_upstream::cancel(uint64_t attempt_id) {
   });
 }
 
+std::unique_ptr<connection> http_upstream::take_idle(const std::string& key) {
+  const auto found = idle_.find(key);
+  if (found == idle_.end()) return nullptr;
+  auto& pool = found->second;
+  while (!pool.empty()) {
+    auto idle = std::move(pool.back());
+    pool.pop_back();
+    if (idle->still_open()) return idle;
+    // Closed (or spoken on) by the server while idle: dropped, which closes it.
+  }
+  return nullptr;
+}
+
+void http_upstream::give_back(const std::string& key, std::unique_ptr<connection> idle) {
+  if (options_.max_idle_per_host == 0) return;
+  auto& pool = idle_[key];
+  if (pool.size() >= options_.max_idle_per_host) pool.erase(pool.begin());  // the oldest
+  pool.push_back(std::move(idle));
+}
+
 void exchange::run() {
   if (auto why = parse_url(attempt_.url, url_); !why.empty())
     return finish(failure(outcome::connect_error, "invalid URL: " + why));
@@ -311,7 +351,9 @@ void exchange::run() {
   // One deadline for the whole attempt: resolve, connect, write and the whole response.
   deadline_.expires_after(attempt_.timeout);
   deadline_.async_wait(beast::bind_front_handler(&exchange::on_deadline, shared_from_this()));
-  connect_fresh();
+  connection_ = client_->take_idle(url_.pool_key);
+  if (!connection_) return connect_fresh();
+  do_write();
 }
 
 std::string exchange::build_request() {
@@ -428,6 +470,10 @@ void exchange::succeed() {
   for (const auto& field : response)
     reply.headers.emplace_back(lowered(field.name_string()), std::string(field.value()));
   reply.body = std::move(response.body());
+  // Reusable only when the server keeps it open, nothing unasked-for came after the
+  // response, and the protocol is still HTTP (not after a 101).
+  if (parser_->keep_alive() && connection_->buffer.size() == 0 && reply.status >= 200)
+    client_->give_back(url_.pool_key, std::move(connection_));
   finish(std::move(reply));
 }
 
@@ -447,7 +493,7 @@ void exchange::finish(upstream_reply reply) {
   finished_ = true;
   deadline_.cancel();
   resolver_.cancel();
-  // The connection is closed, which also ends whatever is pending on it
+  // A connection not given back is closed, which also ends whatever is pending on it
   // (timeout, cancel); the object itself lives on until those handlers have run.
   if (connection_) connection_->tcp().close();
   client_->forget(id_);

@@ -1,12 +1,14 @@
 // http_upstream against real loopback servers written here: responses and statuses,
-// connect errors, the one deadline, the size bound (memory stays bounded: the client
-// stops reading), broken HTTP, cancel, bad URLs, HEAD and 1xx, IPv6.
+// keep-alive reuse and the idle pool's bound, connect errors, the one deadline, the size
+// bound (memory stays bounded: the client stops reading), broken HTTP, cancel, bad URLs,
+// HEAD and 1xx, IPv6.
 //
 // The servers are blocking, one thread per accepted connection, each running the test's
-// script; the client's io_context runs on the test's thread, driven until each
-// completion with a bounded run_one_for loop.
+// script; the client's io_context runs on the test's thread (two threads in the
+// concurrency case), driven until each completion with a bounded run_one_for loop.
 #include <doctest/doctest.h>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
@@ -16,6 +18,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -79,6 +82,18 @@ class server_side {
   bool respond(unsigned status, std::string body,
                std::vector<std::pair<std::string, std::string>> headers = {}) {
     return respond(socket, status, std::move(body), std::move(headers));
+  }
+
+  // Waits (bounded) until the peer's kernel acknowledged every byte written: they are in
+  // its socket's receive queue.
+  bool acknowledged() {
+    for (int i = 0; i < 5000; ++i) {
+      int unacknowledged = 0;
+      if (::ioctl(socket.native_handle(), TIOCOUTQ, &unacknowledged) != 0) return false;
+      if (unacknowledged == 0) return true;
+      std::this_thread::sleep_for(1ms);
+    }
+    return false;
   }
 
   // Blocks until the client closes (or the server stops), reading what comes.
@@ -355,6 +370,120 @@ TEST_CASE("an IPv6 literal in brackets") {
   CHECK(hosts.items() == std::vector<std::string>{where});
 }
 
+TEST_CASE("keep-alive: 10 sequential requests use one TCP connection") {
+  test_server server(answer_all("same"));
+  client c;
+  for (int i = 0; i < 10; ++i) {
+    const auto reply = c.call(attempt(server.url("/n" + std::to_string(i))));
+    CHECK(reply.result == outcome::response);
+    CHECK(reply.body == "same");
+  }
+  CHECK(server.accepts() == 1);
+}
+
+TEST_CASE("a response with Connection: close, or one ended by EOF, is not reused") {
+  test_server server([](server_side& side) {
+    auto got = side.read();
+    if (!got) return;
+    if (got->target() == "/close") {
+      side.respond(200, "closing", {{"Connection", "close"}});
+      side.wait_for_close();  // left open: only the header says not to send more
+    } else {                  // no length: the body ends with the connection
+      side.write("HTTP/1.1 200 OK\r\n\r\nuntil the end");
+    }
+  });
+  client c;
+  CHECK(c.call(attempt(server.url("/close"))).body == "closing");
+  CHECK(c.call(attempt(server.url("/eof"))).body == "until the end");
+  CHECK(c.call(attempt(server.url("/close"))).body == "closing");
+  CHECK(server.accepts() == 3);
+}
+
+TEST_CASE("50 at once from another thread: all answered, then the idle pool keeps its bound") {
+  shared_log<std::string> bodies_seen;
+  test_server server([&](server_side& side) {
+    while (auto got = side.read()) {
+      bodies_seen.add(got->body());
+      if (!side.respond(200, "echo " + got->body())) return;
+    }
+  });
+  wsvisor::http_upstream_options options;
+  options.max_idle_per_host = 8;
+  client c(options);
+
+  std::mutex mutex;
+  std::vector<upstream_reply> replies;
+  std::atomic<int> answered{0};
+  auto start_batch = [&](int count, int first) {
+    // start() from a thread that is not the io_context's.
+    std::thread starter([&] {
+      for (int i = first; i < first + count; ++i) {
+        auto a = attempt(server.url("/concurrent"), "POST");
+        a.body = std::to_string(i);
+        c.port->start(std::move(a), [&](upstream_reply reply) {
+          std::lock_guard<std::mutex> lock(mutex);
+          replies.push_back(std::move(reply));
+          ++answered;
+        });
+      }
+    });
+    starter.join();
+  };
+  // Every attempt is posted before the io_context runs: none finds an idle connection.
+  start_batch(50, 0);
+  {
+    // The client on two io threads (its strand keeps it safe).
+    auto work = asio::make_work_guard(c.io);
+    std::thread io_a([&] { c.io.run(); }), io_b([&] { c.io.run(); });
+    const bool all = eventually([&] { return answered == 50; });
+    work.reset();
+    c.io.stop();
+    io_a.join();
+    io_b.join();
+    REQUIRE(all);
+  }
+  std::set<std::string> bodies;
+  for (const auto& reply : replies) {
+    CHECK(reply.result == outcome::response);
+    bodies.insert(reply.body);
+  }
+  CHECK(bodies.size() == 50);  // each its own answer
+  CHECK(bodies.count("echo 49") == 1);
+  CHECK(server.accepts() == 50);
+  // 8 kept idle, the other 42 closed by the client.
+  CHECK(eventually([&] { return server.finished() == 42; }));
+  CHECK(server.finished() == 42);
+
+  // The 8 idle ones carry the next 8 at once.
+  start_batch(8, 50);
+  REQUIRE(c.run_until([&] { return answered == 58; }));
+  CHECK(server.accepts() == 50);
+  CHECK(bodies_seen.items().size() == 58);
+}
+
+TEST_CASE("an idle connection the server wrote on and closed is dropped: a 408 is no answer") {
+  std::atomic<bool> closed_idle{false};
+  test_server server([&](server_side& side) {
+    if (!side.read()) return;
+    side.respond(200, "connection " + std::to_string(side.index));
+    if (side.index == 0) {
+      side.write("HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      ::shutdown(side.socket.native_handle(), SHUT_WR);
+      closed_idle = side.acknowledged();  // in the client's socket now, before it sends
+      side.wait_for_close();
+      return;
+    }
+    while (side.read()) side.respond(200, "connection " + std::to_string(side.index));
+  });
+  client c;
+  CHECK(c.call(attempt(server.url())).body == "connection 0");
+  REQUIRE(eventually([&] { return closed_idle.load(); }));
+  const auto reply = c.call(attempt(server.url()));
+  CHECK(reply.status == 200);
+  CHECK(reply.body == "connection 1");
+  CHECK(server.accepts() == 2);
+}
+
 TEST_CASE("connection refused, and a name that does not resolve, are connect_error") {
   unsigned short closed_port = 0;
   {
@@ -532,6 +661,7 @@ TEST_CASE("HEAD's answer has no body, and a 1xx before the answer is passed over
   const auto after = c.call(attempt(server.url(), "GET", 2s));
   CHECK(after.status == 200);
   CHECK(after.body == "final");
+  CHECK(server.accepts() == 1);  // the HEAD's connection carried on
 }
 
 TEST_CASE("cancel: a running attempt ends cancelled, once, and its socket is closed") {
@@ -600,4 +730,23 @@ TEST_CASE("a URL that does not parse, or a header that would break the request: 
     CHECK(reply.error.rfind("invalid", 0) == 0);
   }
   CHECK(server.accepts() == 0);  // none of them left the process
+}
+
+// Not run by default (a figure, not a check):
+//   build/tests/test_net_http_upstream --no-skip -tc='bench*'
+TEST_CASE("bench: sequential requests/s, keep-alive against a new connection each" *
+          doctest::skip()) {
+  test_server server(answer_all("pong"));
+  for (const std::size_t idle : {std::size_t{32}, std::size_t{0}}) {
+    wsvisor::http_upstream_options options;
+    options.max_idle_per_host = idle;
+    client c(options);
+    const int requests = 2000;
+    const auto began = std::chrono::steady_clock::now();
+    for (int i = 0; i < requests; ++i) REQUIRE(c.call(attempt(server.url())).body == "pong");
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+    const std::string what = idle ? "keep-alive" : "a new connection each";
+    MESSAGE(what << ": " << static_cast<long>(requests / seconds) << " requests/s");
+  }
 }

@@ -1,7 +1,9 @@
 // The upstream_port over HTTP/1.1 (CONTRACT 11.1): Beast's client on the caller's
-// io_context, one connection per attempt. Beast stays in net/src/http_upstream.cpp.
+// io_context, keep-alive connections pooled per (host, port). Beast stays in
+// net/src/http_upstream.cpp.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 
@@ -17,6 +19,8 @@ struct http_upstream_options {
   // Head and body of one response as they come over the wire (chunk framing included);
   // a larger response is outcome::too_large and its connection is closed.
   uint64_t max_response_bytes = 1 << 20;
+  // Idle keep-alive connections kept per (host, port); the rest are closed.
+  std::size_t max_idle_per_host = 32;
 };
 
 // The client runs on `io` (any number of threads): it has no thread of its own and
