@@ -301,6 +301,8 @@ class exchange : public std::enable_shared_from_this<exchange> {
   std::optional<http::response_parser<http::string_body>> parser_;
   std::unique_ptr<connection> connection_;
   uint64_t received_ = 0;  // bytes of this response the parser took: head, framing, body
+  bool reused_ = false;    // connection_ came from the idle pool
+  bool retried_ = false;
   bool finished_ = false;
 };
 
@@ -353,6 +355,7 @@ void exchange::run() {
   deadline_.async_wait(beast::bind_front_handler(&exchange::on_deadline, shared_from_this()));
   connection_ = client_->take_idle(url_.pool_key);
   if (!connection_) return connect_fresh();
+  reused_ = true;
   do_write();
 }
 
@@ -459,6 +462,20 @@ bool exchange::response_started() const {
 }
 
 void exchange::fail(beast::error_code ec, step where) {
+  // A connection from the idle pool that fails before any byte of the response arrived
+  // was most likely closed by the server while idle (its keep-alive timeout crossed our
+  // request): the request is sent again once, on a fresh connection, within the same
+  // deadline. The request may have reached the server anyway (it may have closed after
+  // reading it), so this can deliver twice; that is harmless here since every upstream
+  // request carries its X-Wsvisor-Delivery id (CONTRACT 11.1) and the backend drops
+  // duplicates, exactly as it does for the upstream service's own retries.
+  const bool before_response = where == step::write || (where == step::read && !response_started());
+  if (reused_ && !retried_ && before_response) {
+    retried_ = true;
+    reused_ = false;
+    connection_.reset();  // nothing pending on it: its one operation just completed
+    return connect_fresh();
+  }
   finish(classify(ec, where, response_started()));
 }
 

@@ -1,7 +1,7 @@
 // http_upstream against real loopback servers written here: responses and statuses,
-// keep-alive reuse and the idle pool's bound, connect errors, the one deadline, the size
-// bound (memory stays bounded: the client stops reading), broken HTTP, cancel, bad URLs,
-// HEAD and 1xx, IPv6.
+// keep-alive reuse and the idle pool's bound, the one transparent retry of a stale idle
+// connection, connect errors, the one deadline, the size bound (memory stays bounded:
+// the client stops reading), broken HTTP, cancel, bad URLs, HEAD and 1xx, IPv6.
 //
 // The servers are blocking, one thread per accepted connection, each running the test's
 // script; the client's io_context runs on the test's thread (two threads in the
@@ -459,6 +459,70 @@ TEST_CASE("50 at once from another thread: all answered, then the idle pool keep
   REQUIRE(c.run_until([&] { return answered == 58; }));
   CHECK(server.accepts() == 50);
   CHECK(bodies_seen.items().size() == 58);
+}
+
+TEST_CASE("a reused connection the server closed on our request is retried once, fresh") {
+  shared_log<std::string> deliveries;  // X-Wsvisor-Delivery of every request read
+  test_server server([&](server_side& side) {
+    int served = 0;
+    while (auto got = side.read()) {
+      deliveries.add(std::string((*got)["X-Wsvisor-Delivery"]));
+      // The first connection answers once, then closes on the next request unanswered
+      // (its keep-alive timeout crossed it), as servers do.
+      if (side.index == 0 && served == 1) return;
+      side.respond(200, "connection " + std::to_string(side.index));
+      ++served;
+    }
+  });
+  client c;
+  auto first = attempt(server.url());
+  first.headers = {{"X-Wsvisor-Delivery", "7:1"}};
+  CHECK(c.call(first).body == "connection 0");
+  auto second = attempt(server.url());
+  second.headers = {{"X-Wsvisor-Delivery", "7:2"}};
+  const auto reply = c.call(second);
+  CHECK(reply.result == outcome::response);
+  CHECK(reply.body == "connection 1");
+  CHECK(server.accepts() == 2);
+  // The backend saw it twice, with the same delivery id: it drops the duplicate.
+  CHECK(deliveries.items() == std::vector<std::string>{"7:1", "7:2", "7:2"});
+}
+
+TEST_CASE("the retry is once: a fresh connection that fails too is a connect_error") {
+  test_server server([](server_side& side) {
+    if (!side.read()) return;
+    if (side.index != 0) return;  // a fresh connection: its request read and dropped
+    side.respond(200, "first");
+    side.read();  // the next one too
+  });
+  client c;
+  CHECK(c.call(attempt(server.url())).body == "first");
+  const auto reply = c.call(attempt(server.url()));
+  CHECK(reply.result == outcome::connect_error);
+  CHECK(server.accepts() == 2);  // the reused one and one fresh, no third
+}
+
+TEST_CASE("never retried: a fresh connection, or a reused one after a byte of the response") {
+  SUBCASE("a fresh connection closed on the request") {
+    test_server server([](server_side& side) { side.read(); });
+    client c;
+    const auto reply = c.call(attempt(server.url()));
+    CHECK(reply.result == outcome::connect_error);
+    CHECK(server.accepts() == 1);
+  }
+  SUBCASE("a reused connection whose response was cut short") {
+    test_server server([](server_side& side) {
+      if (!side.read()) return;
+      side.respond(200, "whole");
+      if (!side.read()) return;
+      side.write("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    });
+    client c;
+    CHECK(c.call(attempt(server.url())).body == "whole");
+    const auto reply = c.call(attempt(server.url()));
+    CHECK(reply.result == outcome::malformed);
+    CHECK(server.accepts() == 1);
+  }
 }
 
 TEST_CASE("an idle connection the server wrote on and closed is dropped: a 408 is no answer") {

@@ -33,8 +33,8 @@ struct http_upstream_options {
 // - connect_error: nothing usable came back from the server: the URL or a header is
 //   invalid (nothing is sent; error "invalid ..."; https is not supported), the name does
 //   not resolve, the connection is refused or unreachable, or the connection broke before
-//   the first byte of the response. All of these are worth a retry with the same
-//   delivery.
+//   the first byte of the response (after the one retry of a reused connection). All of
+//   these are worth a retry with the same delivery.
 // - timeout: attempt.timeout passed first: one deadline from the attempt's start over
 //   resolve, connect, write and the whole response (not per read).
 // - too_large: the response passed max_response_bytes; the connection is closed at once.
