@@ -1,5 +1,5 @@
-// The HTTP/1.1 client behind upstream_port, after Beast's http_client_async.cpp: one
-// `exchange` per attempt walks resolve, connect, write and read, one
+// The HTTP/1.1 client behind upstream_port, after Beast's http_client_async(_ssl).cpp:
+// one `exchange` per attempt walks resolve, connect, TLS handshake, write and read, one
 // on_* member per step. Everything of one client (its attempts, its idle pool, their
 // sockets and timers) runs on one strand: start() and cancel() only post there. That
 // keeps the pool lock-free and simple; the price is that the client's own work (parsing
@@ -9,6 +9,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core/bind_handler.hpp>
@@ -20,7 +23,10 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -30,6 +36,7 @@
 #include <optional>
 #include <string_view>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 namespace wsvisor {
@@ -37,12 +44,14 @@ namespace wsvisor {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
+namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 
 namespace {
 
 using outcome = upstream_reply::outcome;
 using strand = net::strand<net::io_context::executor_type>;
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
 
 char lower(char c) {
   return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
@@ -79,6 +88,7 @@ bool is_field_value(std::string_view text) {
 
 // Where an attempt goes, from its absolute URL.
 struct target_url {
+  bool tls = false;
   std::string host;  // lower case; an IPv6 literal without its brackets
   bool host_is_address = false;
   unsigned short port = 0;
@@ -87,14 +97,21 @@ struct target_url {
   std::string pool_key;     // which idle connections may carry it: scheme and host_header
 };
 
-// http://host[:port]/path?query; "" when it parses, else why not. No
+// http://host[:port]/path?query (https:// too); "" when it parses, else why not. No
 // userinfo (credentials belong in headers), the fragment is dropped (never sent).
 std::string parse_url(std::string_view url, target_url& out) {
   const auto scheme_end = url.find("://");
-  if (scheme_end == std::string_view::npos) return "no scheme (http://)";
+  if (scheme_end == std::string_view::npos) return "no scheme (http:// or https://)";
   const auto scheme = url.substr(0, scheme_end);
-  if (!iequals(scheme, "http")) return "unsupported scheme '" + std::string(scheme) + "'";
-  out.port = 80;
+  if (iequals(scheme, "http")) {
+    out.tls = false;
+    out.port = 80;
+  } else if (iequals(scheme, "https")) {
+    out.tls = true;
+    out.port = 443;
+  } else {
+    return "unsupported scheme '" + std::string(scheme) + "'";
+  }
   std::string_view rest = url.substr(scheme_end + 3);
   const auto authority_end = std::min(rest.find_first_of("/?#"), rest.size());
   std::string_view authority = rest.substr(0, authority_end);
@@ -146,10 +163,10 @@ std::string parse_url(std::string_view url, target_url& out) {
                                    [](char c) { return c > 0x20 && c < 0x7f; });
   if (!visible) return "the path or query holds a character that must be percent-encoded";
 
-  const bool default_port = out.port == 80;
+  const bool default_port = out.port == (out.tls ? 443 : 80);
   out.host_header = out.host.find(':') != std::string::npos ? "[" + out.host + "]" : out.host;
   if (!default_port) out.host_header += ":" + std::to_string(out.port);
-  out.pool_key = "http://" + out.host_header;
+  out.pool_key = (out.tls ? "https://" : "http://") + out.host_header;
   return "";
 }
 
@@ -167,7 +184,7 @@ upstream_reply failure(outcome result, std::string error) {
   return reply;
 }
 
-enum class step { resolve, connect, write, read };
+enum class step { resolve, connect, handshake, write, read };
 
 const char* to_string(step where) {
   switch (where) {
@@ -175,6 +192,8 @@ const char* to_string(step where) {
       return "resolve";
     case step::connect:
       return "connect";
+    case step::handshake:
+      return "TLS handshake";
     case step::write:
       return "write";
     case step::read:
@@ -190,14 +209,14 @@ upstream_reply classify(const beast::error_code& ec, step where, bool response_s
   if (ec == http::error::header_limit || ec == http::error::body_limit ||
       ec == http::error::buffer_overflow)
     return failure(outcome::too_large, "response over max_response_bytes (" + what + ")");
-  if (where == step::resolve || where == step::connect)
+  if (where == step::resolve || where == step::connect || where == step::handshake)
     return failure(outcome::connect_error, what);
   // Beast's parser said the bytes are not HTTP, or their framing is broken (end_of_stream
   // alone is the peer closing before a byte: that is the transport's case below).
   if (ec.category() == http::make_error_code(http::error::end_of_stream).category() &&
       ec != http::error::end_of_stream)
     return failure(outcome::malformed, what);
-  // The connection broke (reset, closed): before the response it is as if
+  // The connection broke (reset, closed, TLS cut short): before the response it is as if
   // there had been no connection (worth a retry, the delivery id makes that safe); in the
   // middle of one, the response is cut short.
   if (!response_started)
@@ -207,9 +226,15 @@ upstream_reply classify(const beast::error_code& ec, step where, bool response_s
 
 // One connection to a backend, between attempts in the idle pool.
 struct connection {
-  explicit connection(const strand& executor) : stream(executor) {}
+  explicit connection(const strand& executor)
+      : stream(std::in_place_type<beast::tcp_stream>, executor) {}
+  connection(const strand& executor, ssl::context& tls)
+      : stream(std::in_place_type<tls_stream>, executor, tls) {}
 
-  beast::tcp_stream& tcp() { return stream; }
+  beast::tcp_stream& tcp() {
+    return std::visit([](auto& s) -> beast::tcp_stream& { return beast::get_lowest_layer(s); },
+                      stream);
+  }
 
   // Whether an idle connection may carry a request: the server has neither closed it
   // (EOF) nor written anything on it (a 408 before closing, say: read as the next
@@ -221,7 +246,7 @@ struct connection {
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
   }
 
-  beast::tcp_stream stream;
+  std::variant<beast::tcp_stream, tls_stream> stream;
   beast::flat_buffer buffer;
 };
 
@@ -242,6 +267,8 @@ class http_upstream final : public upstream_port,
   // A live idle connection to `key` (scheme + Host), or nullptr.
   std::unique_ptr<connection> take_idle(const std::string& key);
   void give_back(const std::string& key, std::unique_ptr<connection> idle);
+  // nullptr and `error` set when TLS cannot be set up.
+  std::unique_ptr<connection> new_connection(bool tls, std::string& error);
   void forget(uint64_t attempt_id) { running_.erase(attempt_id); }
 
  private:
@@ -253,6 +280,7 @@ class http_upstream final : public upstream_port,
   std::unordered_map<uint64_t, std::weak_ptr<exchange>> running_;
   // Per key, oldest first: the newest is taken (the likeliest to be alive).
   std::unordered_map<std::string, std::vector<std::unique_ptr<connection>>> idle_;
+  std::optional<ssl::context> tls_;  // made on the first https attempt
 };
 
 // One attempt: one request, one response (or a failure), one call of `done`.
@@ -278,6 +306,7 @@ class exchange : public std::enable_shared_from_this<exchange> {
   void on_resolve(beast::error_code ec, const tcp::resolver::results_type& results);
   void do_connect();
   void on_connect(beast::error_code ec, const tcp::endpoint&);
+  void on_handshake(beast::error_code ec);
   void do_write();
   void on_write(beast::error_code ec, std::size_t);
   void do_read();
@@ -346,11 +375,30 @@ void http_upstream::give_back(const std::string& key, std::unique_ptr<connection
   pool.push_back(std::move(idle));
 }
 
+std::unique_ptr<connection> http_upstream::new_connection(bool tls, std::string& error) {
+  if (!tls) return std::make_unique<connection>(strand_);
+  if (!tls_) {
+    try {
+      ssl::context context(ssl::context::tls_client);
+      // The system's CA store (SSL_CERT_FILE and SSL_CERT_DIR when set, as OpenSSL reads
+      // them), and no protocol older than TLS 1.2.
+      context.set_default_verify_paths();
+      context.set_verify_mode(ssl::verify_peer);
+      SSL_CTX_set_min_proto_version(context.native_handle(), TLS1_2_VERSION);
+      tls_.emplace(std::move(context));
+    } catch (const std::exception& e) {
+      error = std::string("TLS setup: ") + e.what();
+      return nullptr;
+    }
+  }
+  return std::make_unique<connection>(strand_, *tls_);
+}
+
 void exchange::run() {
   if (auto why = parse_url(attempt_.url, url_); !why.empty())
     return finish(failure(outcome::connect_error, "invalid URL: " + why));
   if (auto why = build_request(); !why.empty()) return finish(failure(outcome::connect_error, why));
-  // One deadline for the whole attempt: resolve, connect, write and the whole response.
+  // One deadline for the whole attempt: resolve, connect, handshake, write and response.
   deadline_.expires_after(attempt_.timeout);
   deadline_.async_wait(beast::bind_front_handler(&exchange::on_deadline, shared_from_this()));
   connection_ = client_->take_idle(url_.pool_key);
@@ -394,7 +442,9 @@ void exchange::on_resolve(beast::error_code ec, const tcp::resolver::results_typ
 }
 
 void exchange::do_connect() {
-  connection_ = std::make_unique<connection>(client_->executor());
+  std::string error;
+  connection_ = client_->new_connection(url_.tls, error);
+  if (!connection_) return finish(failure(outcome::connect_error, error));
   // Each address in turn (a name may have an IPv6 and an IPv4 one).
   connection_->tcp().async_connect(
       endpoints_, beast::bind_front_handler(&exchange::on_connect, shared_from_this()));
@@ -403,12 +453,32 @@ void exchange::do_connect() {
 void exchange::on_connect(beast::error_code ec, const tcp::endpoint&) {
   if (finished_) return;
   if (ec) return fail(ec, step::connect);
+  if (!url_.tls) return do_write();
+  auto& stream = std::get<tls_stream>(connection_->stream);
+  // SNI for names only (RFC 6066 3: never an IP literal); the certificate must name the
+  // host (a name, or an IP literal in its subjectAltName).
+  if (!url_.host_is_address && !SSL_set_tlsext_host_name(stream.native_handle(), url_.host.c_str()))
+    return fail({static_cast<int>(::ERR_get_error()), net::error::get_ssl_category()},
+                step::handshake);
+  stream.set_verify_callback(ssl::host_name_verification(url_.host), ec);
+  if (ec) return fail(ec, step::handshake);
+  stream.async_handshake(ssl::stream_base::client,
+                         beast::bind_front_handler(&exchange::on_handshake, shared_from_this()));
+}
+
+void exchange::on_handshake(beast::error_code ec) {
+  if (finished_) return;
+  if (ec) return fail(ec, step::handshake);
   do_write();
 }
 
 void exchange::do_write() {
-  http::async_write(connection_->stream, request_,
-                    beast::bind_front_handler(&exchange::on_write, shared_from_this()));
+  std::visit(
+      [this](auto& stream) {
+        http::async_write(stream, request_,
+                          beast::bind_front_handler(&exchange::on_write, shared_from_this()));
+      },
+      connection_->stream);
 }
 
 void exchange::on_write(beast::error_code ec, std::size_t) {
@@ -433,8 +503,12 @@ void exchange::new_parser() {
 }
 
 void exchange::do_read() {
-  http::async_read_some(connection_->stream, connection_->buffer, *parser_,
-                        beast::bind_front_handler(&exchange::on_read, shared_from_this()));
+  std::visit(
+      [this](auto& stream) {
+        http::async_read_some(stream, connection_->buffer, *parser_,
+                              beast::bind_front_handler(&exchange::on_read, shared_from_this()));
+      },
+      connection_->stream);
 }
 
 void exchange::on_read(beast::error_code ec, std::size_t bytes) {

@@ -1,7 +1,7 @@
 // http_upstream against real loopback servers written here: responses and statuses,
 // keep-alive reuse and the idle pool's bound, the one transparent retry of a stale idle
 // connection, connect errors, the one deadline, the size bound (memory stays bounded:
-// the client stops reading), broken HTTP, cancel, bad URLs, HEAD and 1xx, IPv6.
+// the client stops reading), broken HTTP, cancel, bad URLs, HEAD and 1xx, IPv6, https.
 //
 // The servers are blocking, one thread per accepted connection, each running the test's
 // script; the client's io_context runs on the test's thread (two threads in the
@@ -11,6 +11,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/message.hpp>
@@ -18,11 +20,19 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -37,6 +47,7 @@
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 using wsvisor::upstream_attempt;
@@ -794,6 +805,140 @@ TEST_CASE("a URL that does not parse, or a header that would break the request: 
     CHECK(reply.error.rfind("invalid", 0) == 0);
   }
   CHECK(server.accepts() == 0);  // none of them left the process
+}
+
+namespace {
+
+// A self-signed certificate for `names` (subjectAltName syntax, e.g. "DNS:localhost").
+class test_certificate {
+ public:
+  explicit test_certificate(const char* names) : key_(EVP_EC_gen("P-256")), cert_(X509_new()) {
+    REQUIRE(key_ != nullptr);
+    X509_set_version(cert_, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert_), ++serial_);
+    X509_gmtime_adj(X509_getm_notBefore(cert_), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(cert_), 24 * 3600);
+    X509_set_pubkey(cert_, key_);
+    X509_NAME* name = X509_get_subject_name(cert_);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("wsvisor test"), -1, -1, 0);
+    X509_set_issuer_name(cert_, name);
+    X509V3_CTX context;
+    X509V3_set_ctx_nodb(&context);
+    X509V3_set_ctx(&context, cert_, cert_, nullptr, nullptr, 0);
+    for (const auto& [nid, value] : {std::pair<int, const char*>{NID_subject_alt_name, names},
+                                     {NID_basic_constraints, "critical,CA:TRUE"}}) {
+      X509_EXTENSION* extension = X509V3_EXT_conf_nid(nullptr, &context, nid, value);
+      REQUIRE(extension != nullptr);
+      X509_add_ext(cert_, extension, -1);
+      X509_EXTENSION_free(extension);
+    }
+    REQUIRE(X509_sign(cert_, key_, EVP_sha256()) > 0);
+  }
+  ~test_certificate() {
+    X509_free(cert_);
+    EVP_PKEY_free(key_);
+  }
+  test_certificate(const test_certificate&) = delete;
+  test_certificate& operator=(const test_certificate&) = delete;
+
+  std::string pem() const {
+    BIO* bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_X509(bio, cert_);
+    char* data = nullptr;
+    const long size = BIO_get_mem_data(bio, &data);
+    std::string text(data, static_cast<std::size_t>(size));
+    BIO_free(bio);
+    return text;
+  }
+
+  // A server context presenting this certificate.
+  std::unique_ptr<ssl::context> server_context() const {
+    auto context = std::make_unique<ssl::context>(ssl::context::tls_server);
+    REQUIRE(SSL_CTX_use_certificate(context->native_handle(), cert_) == 1);
+    REQUIRE(SSL_CTX_use_PrivateKey(context->native_handle(), key_) == 1);
+    return context;
+  }
+
+ private:
+  static inline long serial_ = 0;
+  EVP_PKEY* key_;
+  X509* cert_;
+};
+
+// The "system CA store" of this process: OpenSSL reads SSL_CERT_FILE when the client
+// loads its default paths (on its first https attempt), so it trusts `trusted` alone
+// besides the real store.
+const test_certificate& trusted_certificate() {
+  static const test_certificate trusted("DNS:localhost");
+  static const std::string path = [] {
+    const auto file = std::filesystem::temp_directory_path() /
+                      ("wsvisor_test_ca_" + std::to_string(::getpid()) + ".pem");
+    std::ofstream(file) << trusted.pem();
+    ::setenv("SSL_CERT_FILE", file.c_str(), 1);
+    std::atexit([] {
+      std::error_code ignored;
+      std::filesystem::remove(std::getenv("SSL_CERT_FILE"), ignored);
+    });
+    return file.string();
+  }();
+  (void)path;
+  return trusted;
+}
+
+// Answers every request over TLS with 200 and the name the client asked for (SNI).
+test_server::script tls_answer(ssl::context& context, std::atomic<int>& handshakes) {
+  return [&context, &handshakes](server_side& side) {
+    ssl::stream<tcp::socket&> tls(side.socket, context);
+    beast::error_code ec;
+    tls.handshake(ssl::stream_base::server, ec);
+    if (ec) return;
+    ++handshakes;
+    const char* sni = SSL_get_servername(tls.native_handle(), TLSEXT_NAMETYPE_host_name);
+    while (side.read(tls)) side.respond(tls, 200, std::string("sni=") + (sni ? sni : "none"));
+  };
+}
+
+}  // namespace
+
+TEST_CASE("https: the peer verified against the CA store, with SNI, and kept alive") {
+  const auto& trusted = trusted_certificate();
+  auto context = trusted.server_context();
+  std::atomic<int> handshakes{0};
+  test_server server(tls_answer(*context, handshakes));
+  client c;
+  const std::string url = "https://localhost:" + std::to_string(server.port()) + "/secure";
+  for (int i = 0; i < 2; ++i) {
+    const auto reply = c.call(attempt(url));
+    CHECK(reply.result == outcome::response);
+    CHECK(reply.status == 200);
+    CHECK(reply.body == "sni=localhost");
+  }
+  CHECK(server.accepts() == 1);
+  CHECK(handshakes == 1);
+}
+
+TEST_CASE("https: a certificate for another name, or from an unknown issuer, is connect_error") {
+  trusted_certificate();
+  std::atomic<int> handshakes{0};
+  SUBCASE("the trusted certificate names localhost, not 127.0.0.1") {
+    auto context = trusted_certificate().server_context();
+    test_server server(tls_answer(*context, handshakes));
+    client c;
+    const auto reply = c.call(attempt("https://127.0.0.1:" + std::to_string(server.port()) + "/"));
+    CHECK(reply.result == outcome::connect_error);
+    CHECK(reply.error.find("TLS handshake") != std::string::npos);
+  }
+  SUBCASE("a self-signed certificate nobody trusts") {
+    const test_certificate stranger("DNS:localhost");
+    auto context = stranger.server_context();
+    test_server server(tls_answer(*context, handshakes));
+    client c;
+    const auto reply = c.call(attempt("https://localhost:" + std::to_string(server.port()) + "/"));
+    CHECK(reply.result == outcome::connect_error);
+    CHECK(reply.error.find("TLS handshake") != std::string::npos);
+  }
+  CHECK(handshakes == 0);
 }
 
 // Not run by default (a figure, not a check):
