@@ -276,7 +276,7 @@ std::string lower_case(std::string text) {
 
 }  // namespace
 
-TEST_CASE("a 200 comes back with its headers (lower case) and body; the request is as given") {
+TEST_CASE("a 200 comes back with its headers (lower case) and body, the request as given") {
   shared_log<request> seen;
   test_server server([&](server_side& side) {
     while (auto got = side.read()) {
@@ -687,7 +687,7 @@ TEST_CASE("max_response_bytes counts head and body as they came: at the limit fi
   CHECK(c.call(attempt(server.url("/chunks"))).result == outcome::too_large);
 }
 
-TEST_CASE("malformed: garbage instead of HTTP, a broken chunk; a good chunked body decodes") {
+TEST_CASE("malformed: garbage instead of HTTP, a broken chunk (a good chunked body decodes)") {
   test_server server([](server_side& side) {
     while (auto got = side.read()) {
       // The connection stays open: the parser itself must say no, not an EOF.
@@ -716,7 +716,7 @@ TEST_CASE("malformed: garbage instead of HTTP, a broken chunk; a good chunked bo
   CHECK(good.body == "wikipedia!");
 }
 
-TEST_CASE("HEAD's answer has no body; a 1xx before the answer is passed over") {
+TEST_CASE("HEAD's answer has no body, and a 1xx before the answer is passed over") {
   test_server server([](server_side& side) {
     while (auto got = side.read()) {
       if (got->method() == http::verb::head)
