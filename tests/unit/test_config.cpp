@@ -336,7 +336,7 @@ node_id = "ws-eu-1"
   CHECK(s.cluster.node_id == "ws-eu-1");
 }
 
-TEST_CASE("soft_connections: 0 is 90 % of max_connections, at least 1; up to max is kept") {
+TEST_CASE("soft_connections: 0 is 90 % of max_connections, at least 1, up to max is kept") {
   CHECK(load("limits.max_connections = 5").limits.soft_connections == 4);
   CHECK(load("limits.max_connections = 1").limits.soft_connections == 1);
   CHECK(
@@ -778,7 +778,7 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
   }
 }
 
-TEST_CASE("server.host is an IP address or localhost (127.0.0.1); names are not resolved") {
+TEST_CASE("server.host is an IP address or localhost (127.0.0.1), names are not resolved") {
   for (const std::string address :
        {"0.0.0.0", "127.0.0.1", "10.1.2.3", "::", "::1", "fe80::1", "::ffff:192.0.2.1"}) {
     CAPTURE(address);

@@ -82,7 +82,7 @@ TEST_CASE("JSON escapes: quotes, backslashes, control characters, and never inva
   CHECK(json_escaped("cut \xe2\x82") == "cut \\ufffd\\ufffd");
 }
 
-TEST_CASE("a text line: the message, then key=value fields; a forged field stays a value") {
+TEST_CASE("a text line: the message, then key=value fields, a forged field stays a value") {
   captured_log log(log_format::text);
   const std::string user = "mallory code=1000\n2026-01-01 info forged";
   log_event(spdlog::level::info, "connection_closed", "connection closed",

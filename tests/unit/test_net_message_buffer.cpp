@@ -70,7 +70,7 @@ TEST_CASE("take moves the message out and starts over without heap memory") {
   CHECK(buffer.take() == "next");
 }
 
-TEST_CASE("consume drops bytes from the front; clear keeps the allocation") {
+TEST_CASE("consume drops bytes from the front, clear keeps the allocation") {
   message_buffer buffer;
   write(buffer, std::string(100, 'a') + "tail", 200);
   buffer.consume(100);
