@@ -12,6 +12,10 @@ const char* to_string(actor_kind k) {
       return "janitor";
     case actor_kind::shard:
       return "shard";
+    case actor_kind::upstream:
+      return "upstream";
+    case actor_kind::events:
+      return "events";
     case actor_kind::count_:
       break;
   }

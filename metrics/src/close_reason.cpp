@@ -30,6 +30,10 @@ const char* to_string(close_reason r) {
       return "shard_down";
     case close_reason::handshake_failed:
       return "handshake_failed";
+    case close_reason::api:
+      return "api";
+    case close_reason::application:
+      return "application";
     case close_reason::count_:
       break;
   }

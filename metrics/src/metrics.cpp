@@ -96,6 +96,31 @@ prometheus::Histogram::BucketBoundaries connection_duration_buckets() {
           10 * minute, 30 * minute, hour, 3 * hour, 6 * hour, 12 * hour, 24 * hour};
 }
 
+// An upstream request takes a millisecond on a local backend, up to upstream.timeout (5 s)
+// per attempt, and a few attempts with backoff in all.
+prometheus::Histogram::BucketBoundaries upstream_duration_buckets() {
+  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+          0.25,   0.5,   1.0,    2.5,   5.0,  10.0,  20.0, 30.0};
+}
+
+// Every (hook, outcome) pair at 0 from the start, like the single-label families.
+std::array<std::array<prometheus::Counter*, enum_size<upstream_outcome>()>,
+           enum_size<upstream_hook>()>
+upstream_request_counters(prometheus::Registry& registry) {
+  auto& family = prometheus::BuildCounter()
+                     .Name("wsvisor_upstream_requests_total")
+                     .Help("Requests to the backend, by hook and by how they ended")
+                     .Register(registry);
+  std::array<std::array<prometheus::Counter*, enum_size<upstream_outcome>()>,
+             enum_size<upstream_hook>()>
+      counters{};
+  for (std::size_t h = 0; h < counters.size(); ++h)
+    for (std::size_t o = 0; o < counters[h].size(); ++o)
+      counters[h][o] = &family.Add({{"hook", to_string(static_cast<upstream_hook>(h))},
+                                    {"outcome", to_string(static_cast<upstream_outcome>(o))}});
+  return counters;
+}
+
 // The process_* series: not in the registry, since their values live in the kernel and
 // are read (process_metrics.hpp) when rendered.
 struct process_series {
@@ -189,6 +214,32 @@ struct metrics::impl {
   prometheus::Counter& bytes_sent =
       single_counter(registry, "wsvisor_bytes_sent_total",
                      "Payload bytes of WebSocket text and binary messages sent to clients");
+  std::array<std::array<prometheus::Counter*, enum_size<upstream_outcome>()>,
+             enum_size<upstream_hook>()>
+      upstream_requests = upstream_request_counters(registry);
+  prometheus::Counter& upstream_retries = single_counter(
+      registry, "wsvisor_upstream_retries_total", "Attempts to the backend that were retries");
+  prometheus::Gauge& upstream_inflight =
+      single_gauge(registry, "wsvisor_upstream_inflight", "Requests to the backend in flight now");
+  prometheus::Histogram& upstream_duration_seconds = single_histogram(
+      registry, "wsvisor_upstream_duration_seconds",
+      "Time from a request's first attempt to its final outcome", upstream_duration_buckets());
+  prometheus::Gauge& upstream_breaker_open =
+      single_gauge(registry, "wsvisor_upstream_breaker_open",
+                   "1 while the breaker to the backend is open (or half open)");
+  prometheus::Family<prometheus::Counter>& api_requests =
+      prometheus::BuildCounter()
+          .Name("wsvisor_api_requests_total")
+          .Help("Server API requests (/api/*), by method and status")
+          .Register(registry);
+  prometheus::Counter& events_sent = single_counter(registry, "wsvisor_events_sent_total",
+                                                    "Lifecycle events the backend accepted (2xx)");
+  prometheus::Counter& events_failed =
+      single_counter(registry, "wsvisor_events_failed_total",
+                     "Lifecycle events given up after events.retries attempts");
+  prometheus::Counter& events_dropped =
+      single_counter(registry, "wsvisor_events_dropped_total",
+                     "Lifecycle events dropped, oldest first, from a full queue (events.queue)");
 };
 
 metrics::metrics() : impl_(std::make_unique<impl>()) {}
@@ -253,6 +304,34 @@ prometheus::Counter& metrics::bytes_received() {
 }
 prometheus::Counter& metrics::bytes_sent() {
   return impl_->bytes_sent;
+}
+prometheus::Counter& metrics::upstream_requests(upstream_hook hook, upstream_outcome outcome) {
+  return *impl_->upstream_requests.at(index_of(hook)).at(index_of(outcome));
+}
+prometheus::Counter& metrics::upstream_retries() {
+  return impl_->upstream_retries;
+}
+prometheus::Gauge& metrics::upstream_inflight() {
+  return impl_->upstream_inflight;
+}
+prometheus::Histogram& metrics::upstream_duration_seconds() {
+  return impl_->upstream_duration_seconds;
+}
+prometheus::Gauge& metrics::upstream_breaker_open() {
+  return impl_->upstream_breaker_open;
+}
+prometheus::Counter& metrics::api_requests(const std::string& method, unsigned status) {
+  // Created on first use: the label values are open-ended (any status the API answers).
+  return impl_->api_requests.Add({{"method", method}, {"status", std::to_string(status)}});
+}
+prometheus::Counter& metrics::events_sent() {
+  return impl_->events_sent;
+}
+prometheus::Counter& metrics::events_failed() {
+  return impl_->events_failed;
+}
+prometheus::Counter& metrics::events_dropped() {
+  return impl_->events_dropped;
 }
 
 std::string metrics::render() const {

@@ -24,6 +24,12 @@ const char* to_string(reject_reason r) {
       return "guard_unavailable";
     case reject_reason::handshake_limit:
       return "handshake_limit";
+    case reject_reason::rejected:
+      return "rejected";
+    case reject_reason::upstream_unavailable:
+      return "upstream_unavailable";
+    case reject_reason::upstream_busy:
+      return "upstream_busy";
     case reject_reason::count_:
       break;
   }

@@ -70,14 +70,15 @@ std::set<std::string> contract_series() {
       "process_resident_memory_bytes",
       "process_open_fds",
   };
-  for (const char* reason :
-       {"client", "zombie", "idle", "lifetime", "slow_consumer", "rate_limit", "evicted", "drain",
-        "admin", "protocol_error", "restart_budget", "shard_down", "handshake_failed"}) {
+  for (const char* reason : {"client", "zombie", "idle", "lifetime", "slow_consumer", "rate_limit",
+                             "evicted", "drain", "admin", "protocol_error", "restart_budget",
+                             "shard_down", "handshake_failed", "api", "application"}) {
     expected.insert(series("wsvisor_connections_closed_total", "reason", reason));
   }
   for (const char* reason :
        {"starting", "draining", "rate_limited", "forbidden_origin", "unauthorized", "ip_limit",
-        "user_limit", "server_full", "guard_unavailable", "handshake_limit"}) {
+        "user_limit", "server_full", "guard_unavailable", "handshake_limit", "rejected",
+        "upstream_unavailable", "upstream_busy"}) {
     expected.insert(series("wsvisor_admissions_rejected_total", "reason", reason));
   }
   for (const char* reason :
@@ -87,9 +88,22 @@ std::set<std::string> contract_series() {
   for (const char* kind : {"periodic", "emergency", "admin"}) {
     expected.insert(series("wsvisor_sweeps_total", "kind", kind));
   }
-  for (const char* actor : {"connection", "limit_guard", "janitor", "shard"}) {
+  for (const char* actor :
+       {"connection", "limit_guard", "janitor", "shard", "upstream", "events"}) {
     expected.insert(series("wsvisor_actor_restarts_total", "actor", actor));
   }
+  // CONTRACT 11.1 and 11.3.
+  for (const char* hook : {"connect", "message", "rpc", "publish", "subscribe", "refresh", "event"})
+    for (const char* outcome :
+         {"ok", "rejected", "error", "timeout", "busy", "breaker", "cancelled"})
+      expected.insert(std::string("wsvisor_upstream_requests_total{hook=\"") + hook +
+                      "\",outcome=\"" + outcome + "\"}");
+  for (const char* name :
+       {"wsvisor_upstream_retries_total", "wsvisor_upstream_inflight",
+        "wsvisor_upstream_duration_seconds_count", "wsvisor_upstream_duration_seconds_sum",
+        "wsvisor_upstream_breaker_open", "wsvisor_events_sent_total", "wsvisor_events_failed_total",
+        "wsvisor_events_dropped_total"})
+    expected.insert(name);
   return expected;
 }
 

@@ -9,7 +9,9 @@ enum class actor_kind {
   limit_guard,
   janitor,
   shard,
-  count_  // number of values, not a value
+  upstream,  // the HTTP client service to the backend (CONTRACT 11.1)
+  events,    // the lifecycle event queue (CONTRACT 11.3)
+  count_     // number of values, not a value
 };
 
 // The label value: a static string, "unknown" for count_ or a value out of range.

@@ -18,7 +18,9 @@ enum class close_reason {
   restart_budget,
   shard_down,
   handshake_failed,
-  count_  // number of values, not a value
+  api,          // POST /api/disconnect (gateway)
+  application,  // the connection's application closed it
+  count_        // number of values, not a value
 };
 
 // The label value: a static string, "unknown" for count_ or a value out of range.

@@ -14,6 +14,7 @@
 #include "wsvisor/process_metrics.hpp"
 #include "wsvisor/reject_reason.hpp"
 #include "wsvisor/sweep_kind.hpp"
+#include "wsvisor/upstream_labels.hpp"
 
 namespace prometheus {
 class Counter;
@@ -66,6 +67,20 @@ class metrics {
   // release, observed once per slot wherever connections_closed(reason) is counted, so
   // its _count equals the sum of wsvisor_connections_closed_total. Buckets 0.1 s .. 24 h.
   prometheus::Histogram& connection_duration_seconds();
+
+  // The backend behind gateway and hub (CONTRACT 11.1): requests by hook and outcome,
+  // retries, in flight now, first attempt to final outcome (seconds), the breaker.
+  prometheus::Counter& upstream_requests(upstream_hook hook, upstream_outcome outcome);
+  prometheus::Counter& upstream_retries();
+  prometheus::Gauge& upstream_inflight();
+  prometheus::Histogram& upstream_duration_seconds();
+  prometheus::Gauge& upstream_breaker_open();
+  // Server API requests (11.2), by method and status; a series appears with its first use.
+  prometheus::Counter& api_requests(const std::string& method, unsigned status);
+  // Lifecycle events (11.3).
+  prometheus::Counter& events_sent();
+  prometheus::Counter& events_failed();
+  prometheus::Counter& events_dropped();
 
   // Prometheus text exposition format 0.0.4. The process_* series (process_metrics.hpp)
   // are read at the time of the call.

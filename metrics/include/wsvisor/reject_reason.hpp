@@ -15,7 +15,10 @@ enum class reject_reason {
   server_full,
   guard_unavailable,
   handshake_limit,
-  count_  // number of values, not a value
+  rejected,              // the gateway's connect hook said 401, 403 or 429 (CONTRACT 12.1)
+  upstream_unavailable,  // the connect hook failed (error, timeout, bad answer, breaker)
+  upstream_busy,         // connect hooks at gateway.connect_concurrency until the deadline
+  count_                 // number of values, not a value
 };
 
 // The label value: a static string, "unknown" for count_ or a value out of range.
