@@ -52,6 +52,13 @@ unsigned admission_policy::least_loaded_shard() const {
 admission_policy::verdict admission_policy::decide(const admission_request& request,
                                                    steady_time now, bool tree_up, bool draining,
                                                    bool charge_token) {
+  if (auto refused = precheck(request, now, tree_up, draining, charge_token)) return *refused;
+  return decide_caps(request);
+}
+
+std::optional<admission_policy::verdict> admission_policy::precheck(
+    const admission_request& request, steady_time now, bool tree_up, bool draining,
+    bool charge_token) {
   if (!tree_up) return refuse(reject_reason::starting, true);
   if (draining) return refuse(reject_reason::draining, true);
   if (charge_token && !take_token(now)) return refuse(reject_reason::rate_limited, true);
@@ -61,6 +68,10 @@ admission_policy::verdict admission_policy::decide(const admission_request& requ
     return refuse(reject_reason::forbidden_origin, false);
   if (request.identity_missing || request.identity_invalid)
     return refuse(reject_reason::unauthorized, false);
+  return std::nullopt;
+}
+
+admission_policy::verdict admission_policy::decide_caps(const admission_request& request) {
   if (limits_.max_per_ip != 0 && count_of(per_ip_, request.ip) >= limits_.max_per_ip)
     return refuse(reject_reason::ip_limit, true);
   if (!request.user.empty() && limits_.max_per_user != 0 &&

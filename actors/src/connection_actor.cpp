@@ -1,5 +1,6 @@
 #include "connection_actor.hpp"
 
+#include <prometheus/counter.h>
 #include <wsvisor/log.hpp>
 
 #include <stdexcept>
@@ -7,14 +8,27 @@
 #include <thread>
 
 #include "connection_end.hpp"
-#include "messages.hpp"
 
 namespace wsvisor {
 namespace {
 
 using self_ptr = caf::stateful_actor<connection_state>*;
 
-// Runs one handler; an exception restarts the application state (see the header).
+// The longest one call to the backend can take: every attempt's timeout and the
+// backoffs between them, plus a margin for the messages (the upstream service answers
+// before this; the request's own timeout only covers a service that died meanwhile).
+caf::timespan call_budget(const upstream_settings& upstream) {
+  return (upstream.timeout + upstream.backoff_max) * (upstream.retries + 1) +
+         std::chrono::seconds(1);
+}
+
+void restart_application(self_ptr self) {
+  auto& state = self->state;
+  state.app = state.context->app_factory();
+  self->send(state.shard, crashed_atom::value, self->address());
+}
+
+// Runs one handler of the application; an exception restarts it (see the header).
 template <class Handler>
 void supervised(self_ptr self, Handler&& handler) {
   try {
@@ -22,20 +36,131 @@ void supervised(self_ptr self, Handler&& handler) {
   } catch (const std::exception& error) {
     log_event(spdlog::level::warn, "connection_crashed",
               "connection handler threw: restarting it, socket kept",
-              {{"id", self->state.id}, {"error", error.what()}});
-    self->state.app = echo_app{};
-    self->send(self->state.shard, crashed_atom::value, self->address());
+              {{"id", self->state.identity.id}, {"error", error.what()}});
+    restart_application(self);
   }
+}
+
+void deliver(self_ptr self, upstream_result result) {
+  supervised(self, [&] { self->state.app->on_upstream(self->state, result); });
+}
+
+void dispatch(self_ptr self, upstream_request request);
+
+// The next waiting call goes when one in flight is done (ordered per connection).
+void call_done(self_ptr self) {
+  auto& upstream = *self->state.upstream;
+  --upstream.inflight;
+  if (upstream.waiting.empty()) return;
+  auto next = std::move(upstream.waiting.front());
+  upstream.waiting.pop_front();
+  dispatch(self, std::move(next));
+}
+
+void dispatch(self_ptr self, upstream_request request) {
+  auto& state = self->state;
+  ++state.upstream->inflight;
+  auto service = state.context->upstream_service();
+  if (!service) {
+    // The upstream service is being restarted: this call fails, the next may not.
+    upstream_result result;
+    result.outcome = upstream_outcome::error;
+    result.delivery = std::move(request.delivery);
+    result.tag = std::move(request.tag);
+    state.context->stats.upstream_requests(request.hook, result.outcome).Increment();
+    self->send(self, upstream_atom::value, std::move(result), true);
+    return;
+  }
+  const auto delivery = request.delivery;
+  const auto tag = request.tag;
+  self->request(service, call_budget(state.context->config.upstream), upstream_atom::value,
+                std::move(request))
+      .then(
+          [self](upstream_result& result) {
+            call_done(self);
+            deliver(self, std::move(result));
+          },
+          [self, delivery, tag](caf::error&) {
+            upstream_result result;
+            result.outcome = upstream_outcome::error;
+            result.delivery = delivery;
+            result.tag = tag;
+            call_done(self);
+            deliver(self, std::move(result));
+          });
 }
 
 }  // namespace
 
-caf::behavior connection_actor(self_ptr self, std::shared_ptr<session_port> port, uint64_t id,
+connection_state::~connection_state() {
+  // Queued calls die with the connection; the upstream service drops its attempts
+  // for this connection (nothing of it reaches the backend after its end).
+  if (upstream && upstream->inflight > 0) {
+    if (auto service = context->upstream_service())
+      caf::anon_send(service, cancel_atom::value, self->address());
+  }
+  if (app && port) {
+    try {
+      app->on_close(*this);
+    } catch (const std::exception&) {
+      // The connection is ending anyway.
+    }
+  }
+  if (port) port->actor_gone();
+}
+
+void connection_state::send(std::string payload, bool text) {
+  port->send(std::move(payload), text);
+}
+
+void connection_state::close(uint16_t code, std::string reason) {
+  port->close(code, std::move(reason), close_reason::application);
+}
+
+std::string connection_state::call_upstream(upstream_call call) {
+  const auto& config = context->config.upstream;
+  if (!upstream) upstream = std::make_unique<connection_upstream>();
+  upstream_request request;
+  request.hook = call.hook;
+  request.delivery = connection_id + ":" + std::to_string(upstream->next_seq++);
+  request.tag = std::move(call.tag);
+  request.body = std::move(call.body);
+  request.url = config.url + call.path;
+  request.headers = std::move(call.headers);
+  if (!call.content_type.empty()) request.headers.emplace_back("Content-Type", call.content_type);
+  request.headers.emplace_back("X-Wsvisor-Connection", connection_id);
+  request.headers.emplace_back("X-Wsvisor-User", identity.user);
+  request.headers.emplace_back("X-Wsvisor-Delivery", request.delivery);
+  if (!identity.meta.empty()) request.headers.emplace_back("X-Wsvisor-Meta", identity.meta);
+  const auto delivery = request.delivery;
+  if (upstream->inflight < config.per_connection_inflight) {
+    dispatch(self, std::move(request));
+  } else if (upstream->waiting.size() < config.queue) {
+    upstream->waiting.push_back(std::move(request));
+  } else {
+    // More than upstream.queue waiting: the newest fails busy (CONTRACT 11.1).
+    upstream_result result;
+    result.outcome = upstream_outcome::busy;
+    result.delivery = delivery;
+    result.tag = std::move(request.tag);
+    context->stats.upstream_requests(request.hook, result.outcome).Increment();
+    self->send(self, upstream_atom::value, std::move(result), false);
+  }
+  return delivery;
+}
+
+caf::behavior connection_actor(self_ptr self, std::shared_ptr<service_context> context,
+                               std::shared_ptr<session_port> port, connection_identity identity,
                                caf::actor shard, standing_fault fault) {
-  self->state.port = std::move(port);
-  self->state.id = id;
-  self->state.shard = std::move(shard);
-  self->state.fault = fault;
+  auto& state = self->state;
+  state.self = self;
+  state.context = std::move(context);
+  state.port = std::move(port);
+  state.connection_id = state.context->node_id + "." + std::to_string(identity.id);
+  state.identity = std::move(identity);
+  state.shard = std::move(shard);
+  state.fault = fault;
+  state.app = state.context->app_factory();
   return {
       [self](inbound_atom, std::string& payload, bool text) {
         supervised(self, [&] {
@@ -43,28 +168,38 @@ caf::behavior connection_actor(self_ptr self, std::shared_ptr<session_port> port
           if (state.fault.poison) throw std::runtime_error("poisoned message (fault injection)");
           if (state.fault.delay_ms > 0)  // a slow handler, on purpose (fault injection)
             std::this_thread::sleep_for(std::chrono::milliseconds(state.fault.delay_ms));
-          state.app.on_message(*state.port, payload, text);
+          state.app->on_message(state, payload, text);
         });
+      },
+      [self](opened_atom) {
+        self->send(self->state.shard, connected_atom::value, self->address());
+        supervised(self, [&] { self->state.app->on_open(self->state); });
+      },
+      // A result this actor made itself (busy, or no upstream service): in order, as a
+      // message, so that the application is never called back from inside its call.
+      [self](upstream_atom, upstream_result& result, bool dispatched) {
+        if (dispatched) call_done(self);
+        deliver(self, std::move(result));
       },
       [self](fault_atom, crash_atom) {
         supervised(self, [] { throw std::runtime_error("crash (fault injection)"); });
       },
       [self](fault_atom, standing_fault fault) { self->state.fault = fault; },
       [self](fault_atom, clear_atom) { self->state.fault = standing_fault{}; },
-      [self](peer_gone_atom, close_reason why, uint16_t code) {
-        self->quit(to_exit_reason({why, code}));
+      [self](peer_gone_atom, close_reason why, uint16_t code, std::string& text) {
+        self->quit(to_exit_reason({why, code, std::move(text)}));
       },
       [self](input_end_atom) { self->state.port->input_handled(); },
       [self](close_atom, uint16_t code, std::string& reason, close_reason why) {
         self->state.port->close(code, std::move(reason), why);
       },
       [self](evict_atom, uint16_t code, std::string& reason, close_reason why) {
-        self->state.port->close(code, std::move(reason), why);
-        self->quit(to_exit_reason({why, code}));
+        self->state.port->close(code, reason, why);
+        self->quit(to_exit_reason({why, code, std::move(reason)}));
       },
       [self](abort_atom, close_reason why) {
         self->state.port->abort(why);
-        self->quit(to_exit_reason({why, 1006}));
+        self->quit(to_exit_reason({why, 1006, {}}));
       },
       [self](probe_atom) { self->state.port->ping(); },
   };

@@ -1,51 +1,80 @@
 // One actor per WebSocket: the slot. It lives from admission (before the 101) to the
 // end of the socket, and its death is what releases the slot (see shard.hpp).
 //
-// A handler that throws restarts the connection's application state in place: the
-// actor (and so its mailbox, with the client's queued messages) survives, which a new
-// CAF actor could not offer, since a dead actor's mailbox is dropped. The shard is told
-// of every restart and enforces connection_restarts within connection_restart_period:
-// past it, the connection closes with 1011.
+// The connection's application (CONTRACT section 10) runs inside it. A handler that
+// throws restarts the application in place, with a fresh instance: the actor (and so
+// its mailbox, with the client's queued messages, and its upstream queue) survives,
+// which a new CAF actor could not offer, since a dead actor's mailbox is dropped. The
+// shard is told of every restart and enforces connection_restarts within
+// connection_restart_period: past it, the connection closes with 1011.
 #pragma once
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <string>
 
+#include "messages.hpp"
+#include "service_context.hpp"
 #include "wsvisor/admin.hpp"
+#include "wsvisor/application.hpp"
 #include "wsvisor/session_port.hpp"
 
 namespace wsvisor {
 
-// The application behind the socket (app.mode = "echo"): rebuilt on every restart.
-struct echo_app {
-  void on_message(session_port& port, std::string& payload, bool text) {
-    port.send(std::move(payload), text);
-  }
+// Who the connection is, as admission decided it.
+struct connection_identity {
+  uint64_t id = 0;
+  std::string user;
+  std::string meta;  // the connect hook's, compact JSON ("" when none)
 };
 
-struct connection_state {
+// A connection's calls to the backend (CONTRACT 11.1): sequence numbers, the calls in
+// flight (at most upstream.per_connection_inflight) and the ones waiting (at most
+// upstream.queue). Made at the first call: an idle connection pays one pointer.
+struct connection_upstream {
+  uint64_t next_seq = 1;
+  uint32_t inflight = 0;
+  std::deque<upstream_request> waiting;
+};
+
+struct connection_state : connection_handle {
+  std::shared_ptr<service_context> context;
   std::shared_ptr<session_port> port;
-  uint64_t id = 0;
-  caf::actor shard;  // told of every restart
+  caf::stateful_actor<connection_state>* self = nullptr;
+  connection_identity identity;
+  std::string connection_id;  // "<node_id>.<id>"
+  caf::actor shard;           // told of every restart
   standing_fault fault;
-  echo_app app;
+  std::unique_ptr<application> app;
+  std::unique_ptr<connection_upstream> upstream;
   static inline const char* name = "connection";
 
   connection_state() = default;
   connection_state(const connection_state&) = delete;
   connection_state& operator=(const connection_state&) = delete;
   // CAF destroys the state when the actor terminates, whatever ended it (a quit, a
-  // kill by its dying shard, the system's shutdown): the socket dies with the actor.
-  ~connection_state() {
-    if (port) port->actor_gone();
-  }
+  // kill by its dying shard, the system's shutdown): the socket dies with the actor,
+  // and so does the connection's upstream work.
+  ~connection_state() override;
+
+  // connection_handle
+  void send(std::string payload, bool text) override;
+  void close(uint16_t code, std::string reason) override;
+  uint64_t id() const override { return identity.id; }
+  const std::string& connection() const override { return connection_id; }
+  const std::string& user() const override { return identity.user; }
+  const std::string& meta() const override { return identity.meta; }
+  const settings& config() const override { return context->config; }
+  std::string call_upstream(upstream_call call) override;
 };
 
 caf::behavior connection_actor(caf::stateful_actor<connection_state>* self,
-                               std::shared_ptr<session_port> port, uint64_t id, caf::actor shard,
-                               standing_fault fault);
+                               std::shared_ptr<service_context> context,
+                               std::shared_ptr<session_port> port, connection_identity identity,
+                               caf::actor shard, standing_fault fault);
 
 }  // namespace wsvisor

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "connect_hook.hpp"
 #include "messages.hpp"
 
 namespace wsvisor {
@@ -11,8 +12,10 @@ namespace {
 
 using self_ptr = caf::stateful_actor<limit_guard_state>*;
 
-// guard -> itself: a parked upgrade's time is up.
+// guard -> itself: a parked upgrade's time is up; an upgrade waiting for a connect call
+// to become free has waited long enough.
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
+using busy_atom = caf::atom_constant<caf::atom("hookbusy")>;
 
 // A parked upgrade is answered at 9/10 of admission_timeout, before the session's own
 // timer gives up on the guard; the sweep it waits for must decide by 3/4 of it, so that
@@ -53,8 +56,12 @@ void count(self_ptr self, const slot_key& slot) {
 void place(self_ptr self, admission_ticket ticket, unsigned shard_index) {
   auto& state = self->state;
   auto& context = *state.context;
-  slot_key slot{context.next_connection_id.fetch_add(1, std::memory_order_relaxed), shard_index,
-                ticket->user, ticket->ip};
+  // The connect hook gave the connection its id already (the backend was told it).
+  const uint64_t id = ticket->id != 0
+                          ? ticket->id
+                          : context.next_connection_id.fetch_add(1, std::memory_order_relaxed);
+  ticket->id = id;
+  slot_key slot{id, shard_index, ticket->user, ticket->ip};
   auto shard = context.shard(shard_index);
   if (!shard) {
     // That shard is waiting for its restart (and so looks least loaded): the slot goes
@@ -102,13 +109,15 @@ void background_sweep_if_above_soft(self_ptr self) {
     request_sweep(self, "all", sweep_level::moderate, sweep_scope{}, total - soft);
 }
 
-// Decides an upgrade (again, for a parked one). Returns false when it must keep waiting.
-bool decide(self_ptr self, const admission_ticket& ticket, bool first_time) {
+// Decides an upgrade (again, for a parked one: `parked`). Returns false when it must
+// keep waiting. An upgrade pays its token once: the first decision, or the connect hook.
+bool decide(self_ptr self, const admission_ticket& ticket, bool charge_token, bool parked) {
   auto& state = self->state;
   auto& context = *state.context;
   const auto now = context.now();
   const auto verdict = state.policy->decide(*ticket, now, context.tree_up.load(),
-                                            context.draining.load(), first_time);
+                                            context.draining.load(), charge_token);
+  const bool first_time = !parked;
   if (verdict.admitted) {
     place(self, ticket, verdict.shard);
     if (verdict.above_soft) background_sweep_if_above_soft(self);
@@ -171,7 +180,7 @@ void retry_parked(self_ptr self) {
       it = state.parked_order.erase(it);
       continue;
     }
-    if (decide(self, found->second.ticket, false)) {
+    if (decide(self, found->second.ticket, false, true)) {
       state.parked.erase(found);
       it = state.parked_order.erase(it);
     } else {
@@ -207,12 +216,119 @@ void request_sweep(self_ptr self, const std::string& scope_key, sweep_level leve
           [self, scope_key](caf::error&) { self->state.sweeps_in_flight.erase(scope_key); });
 }
 
+bool connect_hook_on(const service_context& context) {
+  return context.config.app.mode == "gateway" && !context.config.gateway.connect_path.empty();
+}
+
+// A refusal whose status and Retry-After are not the reason's own (the connect hook's).
+void refuse_as(const admission_ticket& ticket, reject_reason reason, unsigned status,
+               std::chrono::seconds retry_after) {
+  admission_decision decision;
+  decision.reason = reason;
+  decision.status = status;
+  decision.retry_after = retry_after;
+  ticket->reply(std::move(decision));
+}
+
+void start_connect_call(self_ptr self, admission_ticket ticket);
+
+// A connect call is free: the oldest waiting upgrade gets it.
+void connect_call_done(self_ptr self) {
+  auto& state = self->state;
+  --state.connect_calls;
+  if (state.connect_waiting.empty()) return;
+  auto next = state.connect_waiting.begin();
+  auto ticket = std::move(next->second);
+  state.connect_waiting.erase(next);
+  start_connect_call(self, std::move(ticket));
+}
+
+void on_connect_answer(self_ptr self, const admission_ticket& ticket,
+                       const upstream_result& result) {
+  auto& state = self->state;
+  const auto& config = state.context->config;
+  const auto answer = interpret_connect_answer(result, *ticket);
+  switch (answer.what) {
+    case connect_answer::kind::rejected:
+      return refuse_as(ticket, reject_reason::rejected, answer.status,
+                       answer.status != 429 ? std::chrono::seconds(0)
+                       : answer.retry_after.count() > 0
+                           ? answer.retry_after
+                           : jittered_retry_after(config.limits.retry_after));
+    case connect_answer::kind::unavailable:
+      log_event(spdlog::level::info, "connect_hook_failed",
+                "the connect hook did not admit the upgrade: 503 upstream_unavailable",
+                {{"id", ticket->id}, {"ip", ticket->ip}, {"problem", answer.problem}});
+      return refuse_as(ticket, reject_reason::upstream_unavailable, 0,
+                       jittered_retry_after(config.limits.retry_after));
+    case connect_answer::kind::admitted:
+      break;
+  }
+  // The backend's identity replaces the request's everywhere (caps, headers, events).
+  if (answer.user) ticket->user = *answer.user;
+  ticket->meta = answer.meta;
+  ticket->subprotocol = answer.subprotocol;
+  ticket->hooked = true;
+  decide(self, ticket, false, false);
+}
+
+void start_connect_call(self_ptr self, admission_ticket ticket) {
+  auto& state = self->state;
+  auto& context = *state.context;
+  auto service = context.upstream_service();
+  if (!service)
+    return refuse_as(ticket, reject_reason::upstream_unavailable, 0,
+                     jittered_retry_after(context.config.limits.retry_after));
+  ++state.connect_calls;
+  if (ticket->id == 0) ticket->id = context.next_connection_id.fetch_add(1);
+  const auto connection = context.node_id + "." + std::to_string(ticket->id);
+  upstream_request request;
+  request.hook = upstream_hook::connect;
+  request.url = context.config.upstream.url + context.config.gateway.connect_path;
+  request.body = connect_hook_body(*ticket, connection);
+  request.headers = {{"Content-Type", "application/json"}, {"X-Wsvisor-Connection", connection}};
+  request.delivery = connection + ":0";
+  request.retried = false;  // the client retries, jittered (CONTRACT 12.1)
+  self->request(service, context.config.upstream.timeout + std::chrono::seconds(1),
+                upstream_atom::value, std::move(request))
+      .then(
+          [self, ticket](const upstream_result& result) {
+            connect_call_done(self);
+            on_connect_answer(self, ticket, result);
+          },
+          [self, ticket](caf::error&) {
+            connect_call_done(self);
+            upstream_result failed;
+            failed.outcome = upstream_outcome::error;
+            on_connect_answer(self, ticket, failed);
+          });
+}
+
+// After unauthorized and before ip_limit, the backend decides (CONTRACT 12.1), at most
+// gateway.connect_concurrency calls at once; the next waits, and is answered
+// upstream_busy if none became free before the admission deadline.
+void run_connect_hook(self_ptr self, admission_ticket ticket) {
+  auto& state = self->state;
+  auto& context = *state.context;
+  if (auto refused = state.policy->precheck(*ticket, context.now(), context.tree_up.load(),
+                                            context.draining.load(), true))
+    return refuse(state, ticket, refused->reason, refused->retry_after);
+  if (state.connect_calls < context.config.gateway.connect_concurrency)
+    return start_connect_call(self, std::move(ticket));
+  const uint64_t id = state.next_connect_wait++;
+  state.connect_waiting.emplace(id, std::move(ticket));
+  self->delayed_send(self, context.config.limits.admission_timeout * kParkedAnswerTenths / 10,
+                     busy_atom::value, id);
+}
+
 void admit(self_ptr self, admission_ticket ticket) {
   if (!self->state.awaiting_tables.empty()) {
     self->state.held_during_rebuild.push_back(std::move(ticket));
     return;
   }
-  decide(self, ticket, true);
+  if (connect_hook_on(*self->state.context) && !ticket->hooked)
+    return run_connect_hook(self, std::move(ticket));
+  decide(self, ticket, true, false);
 }
 
 void table_arrived(self_ptr self, unsigned shard) {
@@ -262,6 +378,15 @@ caf::behavior limit_guard_actor(self_ptr self, std::shared_ptr<service_context> 
         if (!self->state.parked.empty()) retry_parked(self);
       },
       [self](expire_atom, uint64_t id) { refuse_parked(self, id); },
+      [self](busy_atom, uint64_t id) {
+        auto& state = self->state;
+        auto it = state.connect_waiting.find(id);
+        if (it == state.connect_waiting.end()) return;
+        auto ticket = std::move(it->second);
+        state.connect_waiting.erase(it);
+        refuse_as(ticket, reject_reason::upstream_busy, 0,
+                  jittered_retry_after(state.context->config.limits.retry_after));
+      },
       [self](audit_atom) {
         return guard_audit{self->state.policy->total(), self->state.reservations.size()};
       },

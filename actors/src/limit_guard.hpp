@@ -8,6 +8,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -53,6 +54,11 @@ struct limit_guard_state {
   // at that cap is refused at once instead of waiting for the same answer again (a
   // spike at the cap would otherwise park thousands of upgrades).
   std::unordered_map<std::string, steady_time> fruitless_sweeps;
+  // The gateway's connect hook (CONTRACT 12.1): calls at the backend now (at most
+  // gateway.connect_concurrency), and upgrades waiting for one to become free, by id.
+  uint32_t connect_calls = 0;
+  uint64_t next_connect_wait = 1;
+  std::map<uint64_t, admission_ticket> connect_waiting;
   static inline const char* name = "limit_guard";
 };
 

@@ -13,10 +13,12 @@
 
 #include "wsvisor/admin.hpp"
 #include "wsvisor/admission.hpp"
+#include "wsvisor/application.hpp"
 #include "wsvisor/connection_messages.hpp"
 #include "wsvisor/metrics.hpp"
 #include "wsvisor/session_port.hpp"
 #include "wsvisor/sweep.hpp"
+#include "wsvisor/upstream_port.hpp"
 
 namespace wsvisor {
 
@@ -29,7 +31,25 @@ struct connection_snapshot {
   std::chrono::system_clock::time_point admitted_wall;
   liveness_times live;
   uint64_t unread_bytes = 0;  // arrived and not yet read by the server (a sweep's evidence)
+  std::string meta;
   uint64_t restarts = 0;
+};
+
+// What /admin/tree shows of the upstream service.
+struct upstream_status {
+  std::string breaker;  // closed | open | half_open
+  uint64_t inflight = 0;
+};
+
+// connection or guard -> upstream service: one call to the backend (CONTRACT 11.1).
+struct upstream_request {
+  upstream_hook hook = upstream_hook::message;
+  std::string url;       // upstream.url + the call's path
+  http_headers headers;  // X-Wsvisor-*, the call's own, Authorization with upstream.token
+  std::string body;
+  std::string delivery;  // "<connection>:<seq>": the same on every attempt
+  std::string tag;       // the application's, back with the result
+  bool retried = true;   // connect hooks are not (the client retries, jittered)
 };
 
 // A slot as the limit guard counts it: the guard counts each connection id once.
@@ -114,6 +134,21 @@ using drain_tick_atom = caf::atom_constant<caf::atom("draintick")>;
 using admin_close_atom = caf::atom_constant<caf::atom("aclose")>;
 // -> shard: the connection count of this shard.
 using count_atom = caf::atom_constant<caf::atom("count")>;
+// -> shard: the server API's send and disconnect (connection_selector): how many.
+using api_send_atom = caf::atom_constant<caf::atom("apisend")>;
+using api_close_atom = caf::atom_constant<caf::atom("apiclose")>;
+// connection -> shard: the 101 went out (the connect event is due).
+using connected_atom = caf::atom_constant<caf::atom("connected")>;
+// -> upstream service: a call (upstream_request) -> upstream_result; from a connection
+// that ended: drop its calls (cancel_atom).
+using upstream_atom = caf::atom_constant<caf::atom("upstream")>;
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
+// -> upstream service: (status) -> upstream_status for /admin/tree.
+using status_atom = caf::atom_constant<caf::atom("status")>;
+// admin -> upstream service: hold every response M ms (fault injection).
+using delay_atom = caf::atom_constant<caf::atom("delay")>;
+// shard -> events service: something was queued (lifecycle_events.hpp).
+using events_atom = caf::atom_constant<caf::atom("events")>;
 
 }  // namespace wsvisor
 
@@ -127,6 +162,11 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_order)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::slot_key)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::guard_audit)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::upstream_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::upstream_status)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::connection_selector)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::upstream_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::upstream_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::standing_fault)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::periodic_counts)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<wsvisor::connection_snapshot>)

@@ -6,8 +6,10 @@
 #include <wsvisor/supervisor.hpp>
 
 #include "janitor.hpp"
+#include "lifecycle_events.hpp"
 #include "limit_guard.hpp"
 #include "shard.hpp"
+#include "upstream_service.hpp"
 
 namespace wsvisor {
 namespace {
@@ -15,6 +17,8 @@ namespace {
 actor_kind kind_of(const std::string& child_id) {
   if (child_id == "limit_guard") return actor_kind::limit_guard;
   if (child_id == "janitor") return actor_kind::janitor;
+  if (child_id == "upstream") return actor_kind::upstream;
+  if (child_id == "events") return actor_kind::events;
   return actor_kind::shard;
 }
 
@@ -49,6 +53,28 @@ caf::actor spawn_service_tree(std::shared_ptr<service_context> context) {
     return actor;
   };
   spec.children.push_back(janitor);
+
+  // The backend's services (CONTRACT 11), before the shards: their connections use them.
+  if (!context->config.upstream.url.empty()) {
+    child_spec upstream;
+    upstream.id = "upstream";
+    upstream.start = [context](caf::local_actor& root) {
+      auto actor = root.spawn(upstream_service_actor, context);
+      context->set_upstream_service(actor);
+      return actor;
+    };
+    spec.children.push_back(upstream);
+  }
+  if (context->events) {
+    child_spec events;
+    events.id = "events";
+    events.start = [context](caf::local_actor& root) {
+      auto actor = root.spawn(events_service_actor, context);
+      context->set_events_service(actor);
+      return actor;
+    };
+    spec.children.push_back(events);
+  }
 
   for (unsigned i = 0; i < context->shard_count; ++i) {
     child_spec shard;

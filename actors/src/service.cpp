@@ -4,6 +4,13 @@
 #include <caf/exit_reason.hpp>
 #include <caf/send.hpp>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <random>
+
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <wsvisor/log.hpp>
@@ -38,6 +45,28 @@ std::chrono::system_clock::time_point to_wall(steady_time t, steady_time now) {
          std::chrono::duration_cast<std::chrono::system_clock::duration>(now - t);
 }
 
+// cluster.node_id, or (section 10) the host name in lower case, [a-z0-9-] only, plus
+// "-" and 6 random hex digits chosen at start: unique for the process's life, so that
+// connection ids ("<node>.<n>") are never reused by the node.
+std::string choose_node_id(const settings& config) {
+  if (!config.cluster.node_id.empty()) return config.cluster.node_id;
+  char host[256] = {};
+  std::string name;
+  if (gethostname(host, sizeof host - 1) == 0) {
+    for (const char* p = host; *p; ++p) {
+      const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(*p)));
+      if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') name += c;
+      if (name.size() == 40) break;
+    }
+  }
+  while (!name.empty() && name.front() == '-') name.erase(name.begin());
+  if (name.empty()) name = "wsvisor";
+  std::random_device random;
+  char suffix[8];
+  std::snprintf(suffix, sizeof suffix, "%06x", random() & 0xffffff);
+  return name + "-" + suffix;
+}
+
 connection_info describe(const connection_snapshot& c, steady_time now) {
   connection_info info;
   info.id = c.id;
@@ -48,6 +77,7 @@ connection_info describe(const connection_snapshot& c, steady_time now) {
   info.state = c.live.open ? "open" : (c.live.closing ? "closing" : "handshake");
   info.restarts = c.restarts;
   info.queued_bytes = c.live.queued_bytes;
+  info.meta = c.meta;
   return info;
 }
 
@@ -55,8 +85,28 @@ connection_info describe(const connection_snapshot& c, steady_time now) {
 
 service::service(caf::actor_system& system, const settings& config, metrics& stats,
                  unsigned shard_count)
-    : context_(
-          std::make_shared<service_context>(system, config, stats, std::max(1u, shard_count))) {}
+    : context_(std::make_shared<service_context>(system, config, stats, std::max(1u, shard_count),
+                                                 choose_node_id(config))) {
+  context_->app_factory = *application_registry::with_builtins().find("echo");
+  if (!config.events.url.empty())
+    context_->events = std::make_shared<event_queue>(config.events.queue);
+}
+
+void service::use_application(application_factory factory) {
+  context_->app_factory = std::move(factory);
+}
+
+void service::use_upstream(std::shared_ptr<upstream_port> port) {
+  context_->http_client = std::move(port);
+}
+
+const std::string& service::node_id() const {
+  return context_->node_id;
+}
+
+uint64_t service::events_pending() const {
+  return context_->events ? context_->events->pending() : 0;
+}
 
 service::~service() = default;
 
@@ -204,44 +254,55 @@ void service::tree(std::function<void(std::optional<tree_node>)> done) {
   auto root = context_->root();
   if (!root) return done(std::nullopt);
   auto shards = context_->shards();
-  in_helper_actor(context_->system, [root, shards, done](caf::event_based_actor* self) {
+  auto upstream = context_->upstream_service();
+  in_helper_actor(context_->system, [root, shards, upstream, done](caf::event_based_actor* self) {
     self->request(root, kAdminTimeout, supervisor_tree_atom::value)
         .then(
-            [self, shards, done](const supervisor_tree& tree) {
-              tree_node node;
-              node.name = tree.name;
-              node.strategy = to_string(tree.strategy);
-              node.restarts = tree.restarts;
+            [self, shards, upstream, done](const supervisor_tree& tree) {
+              auto node = std::make_shared<tree_node>();
+              node->name = tree.name;
+              node->strategy = to_string(tree.strategy);
+              node->restarts = tree.restarts;
               for (auto& child : tree.children) {
                 tree_node c;
                 c.name = child.id;
                 c.restarts = child.restarts;
-                node.children.push_back(std::move(c));
+                if (c.name.rfind("shard-", 0) == 0) c.connections = 0;
+                node->children.push_back(std::move(c));
               }
-              // Shards show their connection count instead of listing them.
-              auto counts = std::make_shared<std::map<std::string, uint64_t>>();
-              auto remaining = std::make_shared<size_t>(shards.size());
-              auto finish = [node, counts, done]() mutable {
-                for (auto& c : node.children) {
-                  auto it = counts->find(c.name);
-                  if (c.name.rfind("shard-", 0) == 0)
-                    c.connections = it == counts->end() ? 0 : it->second;
-                }
-                done(std::move(node));
+              auto child = [node](const std::string& name) -> tree_node* {
+                for (auto& c : node->children)
+                  if (c.name == name) return &c;
+                return nullptr;
               };
-              if (shards.empty()) return finish();
+              // Shards show their connection count instead of listing them; the
+              // upstream service its breaker and what it has in flight.
+              auto remaining = std::make_shared<size_t>(shards.size() + (upstream ? 1 : 0));
+              auto one_done = [node, remaining, done] {
+                if (--*remaining == 0) done(std::move(*node));
+              };
+              if (*remaining == 0) return done(std::move(*node));
               for (size_t i = 0; i < shards.size(); ++i) {
                 const std::string name = "shard-" + std::to_string(i);
                 self->request(shards[i], kAdminTimeout, count_atom::value)
                     .then(
-                        [counts, remaining, finish, name](uint64_t n) mutable {
-                          (*counts)[name] = n;
-                          if (--*remaining == 0) finish();
+                        [child, one_done, name](uint64_t n) {
+                          if (auto* c = child(name)) c->connections = n;
+                          one_done();
                         },
-                        [remaining, finish](caf::error&) mutable {
-                          if (--*remaining == 0) finish();
-                        });
+                        [one_done](caf::error&) { one_done(); });
               }
+              if (upstream)
+                self->request(upstream, kAdminTimeout, status_atom::value)
+                    .then(
+                        [child, one_done](const upstream_status& status) {
+                          if (auto* c = child("upstream")) {
+                            c->breaker = status.breaker;
+                            c->inflight = status.inflight;
+                          }
+                          one_done();
+                        },
+                        [one_done](caf::error&) { one_done(); });
             },
             [done](caf::error&) { done(std::nullopt); });
   });
@@ -287,6 +348,47 @@ void service::audit_counts(std::function<void(std::optional<count_audit>)> done)
   });
 }
 
+bool connection_selector::matches(uint64_t connection_id, const std::string& user) const {
+  switch (what) {
+    case kind::connection:
+      return connection_id == id;
+    case kind::user:
+    case kind::users:
+      return !user.empty() && std::find(users.begin(), users.end(), user) != users.end();
+  }
+  return false;
+}
+
+void service::send_to(connection_selector to, std::string payload, bool text,
+                      std::function<void(uint64_t)> done) {
+  auto shards = context_->shards();
+  in_helper_actor(context_->system, [=](caf::event_based_actor* self) {
+    ask_shards<uint64_t>(
+        self, shards,
+        [done](std::vector<uint64_t>& counts) {
+          uint64_t delivered = 0;
+          for (auto n : counts) delivered += n;
+          done(delivered);
+        },
+        api_send_atom::value, to, payload, text);
+  });
+}
+
+void service::disconnect(connection_selector which, uint16_t code, std::string reason,
+                         std::function<void(uint64_t)> done) {
+  auto shards = context_->shards();
+  in_helper_actor(context_->system, [=](caf::event_based_actor* self) {
+    ask_shards<uint64_t>(
+        self, shards,
+        [done](std::vector<uint64_t>& counts) {
+          uint64_t closed = 0;
+          for (auto n : counts) closed += n;
+          done(closed);
+        },
+        api_close_atom::value, which, code, reason);
+  });
+}
+
 void service::close_connections(uint64_t id, std::string user, std::function<void(uint64_t)> done) {
   auto shards = context_->shards();
   in_helper_actor(context_->system, [=](caf::event_based_actor* self) {
@@ -305,16 +407,38 @@ void service::inject_fault(fault_request fault, std::function<void(uint64_t)> do
   auto context = context_;
   using action = fault_request::action;
   using target = fault_request::target;
+  // target "upstream" (CONTRACT 11.1): without user/id the service itself crashes; with
+  // them, those connections' upstream work does, which is a connection restart.
+  const bool upstream_work = fault.on == target::upstream && (fault.user || fault.id);
+  if (fault.on == target::upstream && !upstream_work) {
+    auto service = context->upstream_service();
+    if (!service) return done(0);
+    if (fault.what == action::delay) {
+      log_event(spdlog::level::warn, "fault", "fault injection: upstream responses held",
+                {{"ms", fault.delay_ms}});
+      caf::anon_send(service, fault_atom::value, delay_atom::value, fault.delay_ms);
+      return done(1);
+    }
+    log_event(spdlog::level::warn, "fault", "fault injection: crash", {{"target", "upstream"}});
+    caf::anon_send(service, fault_atom::value, crash_atom::value);
+    return done(1);
+  }
+  if (upstream_work) fault.on = target::connection;
+  if (fault.what == action::clear)
+    if (auto service = context->upstream_service())
+      caf::anon_send(service, fault_atom::value, clear_atom::value);
   if (fault.what == action::crash && fault.on != target::connection) {
     caf::actor victim;
     if (fault.on == target::limit_guard) victim = context->guard();
     if (fault.on == target::janitor) victim = context->janitor();
+    if (fault.on == target::events) victim = context->events_service();
     if (fault.on == target::shard && fault.shard_index < context->shard_count)
       victim = context->shard(static_cast<unsigned>(fault.shard_index));
     if (!victim) return done(0);
     log_event(spdlog::level::warn, "fault", "fault injection: crash",
               {{"target", fault.on == target::shard ? "shard-" + std::to_string(fault.shard_index)
                           : fault.on == target::janitor ? std::string("janitor")
+                          : fault.on == target::events  ? std::string("events")
                                                         : std::string("limit_guard")}});
     caf::anon_send(victim, fault_atom::value, crash_atom::value);
     return done(1);

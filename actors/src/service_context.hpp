@@ -12,23 +12,36 @@
 #include <unordered_map>
 #include <vector>
 
+#include "lifecycle_events.hpp"
 #include "wsvisor/admin.hpp"
+#include "wsvisor/application.hpp"
 #include "wsvisor/config.hpp"
 #include "wsvisor/metrics.hpp"
 #include "wsvisor/session_port.hpp"
+#include "wsvisor/upstream_port.hpp"
 
 #include <prometheus/gauge.h>
 
 namespace wsvisor {
 
 struct service_context {
-  service_context(caf::actor_system& sys, const settings& cfg, metrics& m, unsigned shards)
-      : system(sys), config(cfg), stats(m), shard_count(shards) {}
+  service_context(caf::actor_system& sys, const settings& cfg, metrics& m, unsigned shards,
+                  std::string node)
+      : system(sys), config(cfg), stats(m), shard_count(shards), node_id(std::move(node)) {}
 
   caf::actor_system& system;
   const settings config;
   metrics& stats;
   const unsigned shard_count;
+  // cluster.node_id, or the host name plus 6 random hex digits (section 10).
+  const std::string node_id;
+  // Set before the tree starts (service::start): the application of app.mode, the
+  // HTTP client to the backend, and the lifecycle events' queue (it outlives a restart
+  // of the events service).
+  application_factory app_factory;
+  std::shared_ptr<upstream_port> http_client;
+  std::shared_ptr<event_queue> events;
+  std::atomic<uint64_t> next_event_id{1};
 
   // The one clock of every actor of the tree: CAF's, so that test_coordinator drives
   // them all with its virtual time. In production it is the steady clock the sessions
@@ -69,6 +82,22 @@ struct service_context {
   caf::actor janitor() const {
     std::lock_guard<std::mutex> lock(handles_mutex);
     return janitor_handle;
+  }
+  caf::actor upstream_service() const {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    return upstream_handle;
+  }
+  caf::actor events_service() const {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    return events_handle;
+  }
+  void set_upstream_service(caf::actor a) {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    upstream_handle = std::move(a);
+  }
+  void set_events_service(caf::actor a) {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    events_handle = std::move(a);
   }
   caf::actor root() const {
     std::lock_guard<std::mutex> lock(handles_mutex);
@@ -117,6 +146,8 @@ struct service_context {
   caf::actor root_watcher;  // turns the root's escalation into exit 1
   caf::actor guard_handle;
   caf::actor janitor_handle;
+  caf::actor upstream_handle;
+  caf::actor events_handle;
   std::vector<caf::actor> shard_handles;
 
   mutable std::mutex faults_mutex;

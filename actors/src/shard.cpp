@@ -24,6 +24,32 @@ slot_key key_of(unsigned shard, const shard_entry& entry) {
   return slot_key{entry.id, shard, entry.user, entry.ip};
 }
 
+std::string connection_id(const service_context& context, uint64_t id) {
+  return context.node_id + "." + std::to_string(id);
+}
+
+// Lifecycle events (CONTRACT 11.3) leave from the shard that owns the slot: the connect
+// when the 101 has gone out, the disconnect when the slot is released, so that they
+// are queued in that order, once each.
+void emit_event(service_context& context, std::string id, std::string connection,
+                std::string body) {
+  if (!context.events) return;  // events.url is "": off
+  lifecycle_event event;
+  event.id = std::move(id);
+  event.connection = std::move(connection);
+  event.body = std::move(body);
+  if (context.events->push(std::move(event))) context.stats.events_dropped().Increment();
+  if (auto service = context.events_service()) caf::anon_send(service, events_atom::value);
+}
+
+std::string next_event_id(service_context& context) {
+  return context.node_id + ".e" + std::to_string(context.next_event_id.fetch_add(1));
+}
+
+connection_event_fields event_fields(const service_context& context, const shard_entry& entry) {
+  return {connection_id(context, entry.id), entry.user, entry.ip, entry.meta};
+}
+
 // Counts and logs the end of one slot. The caller tells the limit guard.
 void account_release(service_context& context, const shard_entry& entry, connection_end end) {
   context.stats.connections_closed(end.why).Increment();
@@ -38,6 +64,13 @@ void account_release(service_context& context, const shard_entry& entry, connect
              {"code", end.code},
              {"reason", to_string(end.why)},
              {"duration_s", duration_s}});
+  if (entry.opened) {
+    auto id = next_event_id(context);
+    auto body = disconnect_event_json(id, context.node_id, event_fields(context, entry),
+                                      std::chrono::system_clock::now(), end.code, end.text,
+                                      to_string(end.why), static_cast<int64_t>(duration_s * 1000));
+    emit_event(context, std::move(id), connection_id(context, entry.id), std::move(body));
+  }
 }
 
 // The one place a slot is released while the shard lives: its actor is dead, and its
@@ -98,6 +131,7 @@ connection_snapshot snapshot_of(const shard_entry& entry) {
   snap.live = entry.port->liveness();
   snap.unread_bytes = entry.port->unread_bytes();
   snap.restarts = entry.restarts;
+  snap.meta = entry.meta;
   return snap;
 }
 
@@ -109,7 +143,7 @@ void take_children_down(const std::shared_ptr<service_context>& context, unsigne
   if (table.empty()) return;
   std::vector<slot_key> released;
   released.reserve(table.size());
-  const connection_end end{close_reason::shard_down, 1011};
+  const connection_end end{close_reason::shard_down, 1011, "internal error"};
   for (auto& [addr, entry] : table) {
     entry.port->close(end.code, "internal error", end.why);
     caf::anon_send_exit(entry.actor, caf::exit_reason::kill);
@@ -159,15 +193,17 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
   return {
       [self](spawn_atom, admission_ticket& ticket, uint64_t id) {
         auto& context = *self->state.context;
-        auto connection = self->spawn<caf::monitored>(connection_actor, ticket->port, id,
-                                                      caf::actor_cast<caf::actor>(self),
-                                                      context.fault_for(ticket->user));
+        auto connection = self->spawn<caf::monitored>(
+            connection_actor, self->state.context, ticket->port,
+            connection_identity{id, ticket->user, ticket->meta}, caf::actor_cast<caf::actor>(self),
+            context.fault_for(ticket->user));
         shard_entry entry;
         entry.actor = connection;
         entry.port = ticket->port;
         entry.id = id;
         entry.user = ticket->user;
         entry.ip = ticket->ip;
+        entry.meta = ticket->meta;
         entry.admitted_at = context.now();
         entry.admitted_wall = std::chrono::system_clock::now();
         self->state.by_id.emplace(id, connection.address());
@@ -186,6 +222,18 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
         decision.connection_id = id;
         ticket->reply(std::move(decision));
         return spawned_atom::value;
+      },
+      [self](connected_atom, const caf::actor_addr& source) {
+        auto& table = *self->state.table;
+        auto it = table.find(source);
+        if (it == table.end() || it->second.opened) return;
+        auto& entry = it->second;
+        auto& context = *self->state.context;
+        entry.opened = true;
+        auto id = next_event_id(context);
+        auto body = connect_event_json(id, context.node_id, event_fields(context, entry),
+                                       std::chrono::system_clock::now());
+        emit_event(context, std::move(id), connection_id(context, entry.id), std::move(body));
       },
       [self](crashed_atom, const caf::actor_addr& source) {
         // A connection restarted after a crash: within budget it goes on, past it it
@@ -247,6 +295,35 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
           self->state.context->stats.evictions(eviction_reason::admin).Increment();
           ++closed;
         });
+        return closed;
+      },
+      [self](api_send_atom, const connection_selector& to, const std::string& payload, bool text) {
+        // Straight to the sessions of the connections addressed (the table is the
+        // truth about who is whose: no send reaches another user's connection).
+        uint64_t delivered = 0;
+        const auto send = [&](shard_entry& entry) {
+          if (!entry.port->liveness().open) return;
+          entry.port->send(payload, text);
+          ++delivered;
+        };
+        if (to.what == connection_selector::kind::connection) {
+          if (auto key = self->state.by_id.find(to.id); key != self->state.by_id.end())
+            if (auto it = self->state.table->find(key->second); it != self->state.table->end())
+              send(it->second);
+        } else {
+          for (auto& [addr, entry] : *self->state.table)
+            if (to.matches(entry.id, entry.user)) send(entry);
+        }
+        return delivered;
+      },
+      [self](api_close_atom, const connection_selector& which, uint16_t code,
+             const std::string& reason) {
+        uint64_t closed = 0;
+        for (auto& [addr, entry] : *self->state.table) {
+          if (!which.matches(entry.id, entry.user)) continue;
+          self->send(entry.actor, close_atom::value, code, reason, close_reason::api);
+          ++closed;
+        }
         return closed;
       },
       [self](fault_atom, crash_atom) -> caf::result<void> {

@@ -27,6 +27,8 @@ struct shard_entry {
   uint64_t id = 0;
   std::string user;
   std::string ip;
+  std::string meta;     // the connect hook's (gateway), for the lifecycle events
+  bool opened = false;  // the 101 went out: a connect event was emitted, a disconnect is due
   steady_time admitted_at;
   std::chrono::system_clock::time_point admitted_wall;
   uint64_t restarts = 0;

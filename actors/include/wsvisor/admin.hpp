@@ -20,6 +20,15 @@ struct connection_info {
   const char* state = "handshake";  // "handshake" | "open" | "closing"
   uint64_t restarts = 0;
   uint64_t queued_bytes = 0;
+  std::string meta;  // the connect hook's compact JSON, "" when none
+};
+
+// Whom a server API call addresses (CONTRACT 12.3).
+struct connection_selector {
+  enum class kind { connection, user, users } what = kind::connection;
+  uint64_t id = 0;                 // kind::connection
+  std::vector<std::string> users;  // kind::user: one; kind::users: any number
+  bool matches(uint64_t connection_id, const std::string& user) const;
 };
 
 struct tree_node {
@@ -27,13 +36,22 @@ struct tree_node {
   std::string strategy;  // supervisors only
   uint64_t restarts = 0;
   std::optional<uint64_t> connections;  // shards only
+  std::string breaker;                  // the upstream service only: closed|open|half_open
+  std::optional<uint64_t> inflight;     // the upstream service only
   std::vector<tree_node> children;
 };
 
 // A fault of CONTRACT section 8.
 struct fault_request {
   enum class action { crash, poison, delay, clear } what = action::crash;
-  enum class target { connection, limit_guard, janitor, shard } on = target::connection;
+  enum class target {
+    connection,
+    limit_guard,
+    janitor,
+    shard,
+    upstream,
+    events
+  } on = target::connection;
   std::optional<std::string> user;  // target connection: by user
   std::optional<uint64_t> id;       //   or by id
   uint64_t shard_index = 0;         // as given: checked against the shard count before use

@@ -8,6 +8,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "wsvisor/metrics.hpp"
 #include "wsvisor/session_port.hpp"
@@ -20,6 +22,8 @@ struct admission_decision {
   std::chrono::seconds retry_after{0};             // 0 = no Retry-After header
   caf::actor connection;                           // when admitted: the slot
   uint64_t connection_id = 0;
+  unsigned status = 0;      // a `rejected` refusal's status: the backend's 401, 403 or 429
+  std::string subprotocol;  // the connect hook's choice ("" = the server's own, section 5)
 };
 
 struct admission_request {
@@ -29,6 +33,16 @@ struct admission_request {
   std::string origin;                  // the Origin header, "" when absent
   bool identity_missing = false;       // the auth mode needs an identity and has none
   bool identity_invalid = false;       // a token was there but is invalid or expired
+  // What the gateway's connect hook is told (CONTRACT 12.1): the request's target (path
+  // and query), the subprotocols offered, and the upstream.forward_headers present
+  // (names in lower case). The hook may replace `user` and set `meta` (compact JSON).
+  std::string target;
+  std::vector<std::string> subprotocols;
+  std::vector<std::pair<std::string, std::string>> forwarded_headers;
+  std::string meta;
+  std::string subprotocol;  // the hook's choice, one the client offered
+  uint64_t id = 0;          // the connection id, given before the hook (it is told it)
+  bool hooked = false;      // the connect hook has run (a parked upgrade does not again)
   // Called exactly once, from an actor's thread; the session posts it to its executor.
   std::function<void(admission_decision)> reply;
 };

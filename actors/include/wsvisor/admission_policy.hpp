@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -31,6 +32,14 @@ class admission_policy {
   // is decided again.
   verdict decide(const admission_request& request, steady_time now, bool tree_up, bool draining,
                  bool charge_token = true);
+
+  // decide() in two steps, for the gateway's connect hook, which runs between them
+  // (CONTRACT 12.1: after unauthorized, before ip_limit). precheck: starting, draining,
+  // the token, the origin, unauthorized; a refusal, or nothing when they pass.
+  // decide_caps: the IP, the user and the server, reserving the slot when admitted.
+  std::optional<verdict> precheck(const admission_request& request, steady_time now, bool tree_up,
+                                  bool draining, bool charge_token = true);
+  verdict decide_caps(const admission_request& request);
 
   // A slot was released (its connection actor died).
   void release(unsigned shard, const std::string& user, const std::string& ip);

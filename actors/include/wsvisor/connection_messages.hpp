@@ -15,6 +15,8 @@ using inbound_atom = caf::atom_constant<caf::atom("inbound")>;
 // 1006 when it just went away); the actor quits, releasing the slot. The reason travels
 // with the actor's exit, so that nobody asks the session after the actor's death.
 using peer_gone_atom = caf::atom_constant<caf::atom("peergone")>;
+// session -> connection: the 101 went out; the application is told (on_open).
+using opened_atom = caf::atom_constant<caf::atom("opened")>;
 // session -> connection: the peer's input has ended (its close frame, or a protocol
 // error); the actor answers with session_port::input_handled() once every message
 // received before this one is handled, so that their replies leave before the close.

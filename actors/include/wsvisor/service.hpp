@@ -15,9 +15,11 @@
 
 #include "wsvisor/admin.hpp"
 #include "wsvisor/admission.hpp"
+#include "wsvisor/application.hpp"
 #include "wsvisor/config.hpp"
 #include "wsvisor/metrics.hpp"
 #include "wsvisor/sweep.hpp"
+#include "wsvisor/upstream_port.hpp"
 
 namespace wsvisor {
 
@@ -40,8 +42,18 @@ class service {
   service(const service&) = delete;
   service& operator=(const service&) = delete;
 
+  // Before start(): the application of app.mode (default: echo), and the HTTP client
+  // to the backend (needed when upstream.url or events.url is set).
+  void use_application(application_factory factory);
+  void use_upstream(std::shared_ptr<upstream_port> port);
+
   // Spawns the tree. Readiness also needs the listener (see set_listening).
   void start();
+
+  // cluster.node_id or the one chosen at start (connection ids are "<node_id>.<n>").
+  const std::string& node_id() const;
+  // Lifecycle events queued or in flight (a drain waits for them, CONTRACT 11.3).
+  uint64_t events_pending() const;
 
   // The listener accepts: with the tree up, the service is ready.
   void set_listening();
@@ -82,6 +94,14 @@ class service {
   // Graceful close with 4002 of connection `id` (when not 0) or of every connection of
   // `user`: how many.
   void close_connections(uint64_t id, std::string user, std::function<void(uint64_t)> done);
+  // The server API (CONTRACT 12.3). send_to: the message is queued to every open
+  // connection addressed, none of another user; `done` gets how many. disconnect:
+  // graceful close with `code` and `reason` (close_reason api).
+  void send_to(connection_selector to, std::string payload, bool text,
+               std::function<void(uint64_t)> done);
+  void disconnect(connection_selector which, uint16_t code, std::string reason,
+                  std::function<void(uint64_t)> done);
+
   // The guard's counts and the shards' tables (tests check the invariant with it).
   void audit_counts(std::function<void(std::optional<count_audit>)> done);
   // A fault of CONTRACT section 8 (only when faults.enabled): how many actors it reached.
