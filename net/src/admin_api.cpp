@@ -1,4 +1,4 @@
-#include "admin_api.hpp"
+#include "http_exchange.hpp"
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
@@ -42,22 +42,6 @@ std::optional<std::string> percent_decode(std::string_view text) {
     }
   }
   return out;
-}
-
-bool token_matches(std::string_view presented, const std::string& token) {
-  // Constant time, so that the token cannot be guessed byte by byte from timings.
-  return presented.size() == token.size() &&
-         CRYPTO_memcmp(presented.data(), token.data(), token.size()) == 0;
-}
-
-http_response json_answer(http::status status, const json::value& body, unsigned version) {
-  return json_response(status, json::serialize(body), version, true);
-}
-
-http_response bad_request(const std::string& message, unsigned version) {
-  json::object body;
-  body["error"] = message;
-  return json_answer(http::status::bad_request, body, version);
 }
 
 json::value to_json(const tree_node& node) {
@@ -121,11 +105,16 @@ std::variant<fault_request, std::string> parse_fault(const std::string& body) {
   } else
     return std::string("\"action\" must be one of crash, poison, delay, clear");
 
+  constexpr const char* targets =
+      "\"target\" must be one of connection, limit_guard, janitor, shard, upstream, events";
   const auto* target = object.if_contains("target");
-  if (!target || !target->is_string())
-    return std::string("\"target\" must be one of connection, limit_guard, janitor, shard");
+  if (!target || !target->is_string()) return std::string(targets);
   const std::string on(target->as_string());
-  if (on == "connection")
+  if (on == "upstream")
+    fault.on = fault_request::target::upstream;
+  else if (on == "events")
+    fault.on = fault_request::target::events;
+  else if (on == "connection")
     fault.on = fault_request::target::connection;
   else if (on == "limit_guard")
     fault.on = fault_request::target::limit_guard;
@@ -134,11 +123,16 @@ std::variant<fault_request, std::string> parse_fault(const std::string& body) {
   else if (on == "shard")
     fault.on = fault_request::target::shard;
   else
-    return std::string("\"target\" must be one of connection, limit_guard, janitor, shard");
+    return std::string(targets);
 
-  if (fault.on != fault_request::target::connection && fault.what != fault_request::action::crash)
-    return std::string("only \"crash\" applies to " + on);
-  if (fault.on == fault_request::target::connection) {
+  const bool upstream = fault.on == fault_request::target::upstream;
+  if (fault.on != fault_request::target::connection && fault.what != fault_request::action::crash &&
+      !(upstream && fault.what == fault_request::action::delay))
+    return std::string(upstream ? "only \"crash\" and \"delay\" apply to upstream"
+                                : "only \"crash\" applies to " + on);
+  // upstream: with user or id, those connections' upstream work; without, the service.
+  const bool needs_selector = fault.on == fault_request::target::connection;
+  if (needs_selector || (upstream && (object.contains("user") || object.contains("id")))) {
     const auto* user = object.if_contains("user");
     const auto* id = object.if_contains("id");
     if (user && user->is_string())
@@ -205,140 +199,140 @@ std::string rfc3339(std::chrono::system_clock::time_point t) {
   return buffer;
 }
 
-void handle_admin_request(const admin_request& request, const std::shared_ptr<server_state>& state,
-                          std::function<void(http_response)> respond) {
-  const unsigned version = request.version();
-  const auto& token = state->config.admin.token;
-  // Without a token the admin API does not exist (CONTRACT section 7).
-  if (token.empty())
-    return respond(json_response(http::status::not_found, error_body("not_found"), version, true));
-  const auto authorization = request.find(http::field::authorization);
-  constexpr std::string_view bearer = "Bearer ";
-  const std::string_view presented =
-      authorization == request.end()
-          ? std::string_view{}
-          : std::string_view(authorization->value().data(), authorization->value().size());
-  if (presented.substr(0, bearer.size()) != bearer ||
-      !token_matches(presented.substr(std::min(presented.size(), bearer.size())), token))
-    return respond(
-        json_response(http::status::unauthorized, error_body("unauthorized"), version, true));
+namespace {
 
-  const std::string_view target(request.target().data(), request.target().size());
-  const std::string_view path = target_path(target);
-  const auto params = parse_query(target);
-  if (!params) return respond(bad_request("malformed query string", version));
-  const bool is_get = request.method() == http::verb::get;
-  const bool is_post = request.method() == http::verb::post;
-  auto method_not_allowed = [&](const char* allow) {
+void unavailable(const http_exchange& call) {
+  call.error(http::status::service_unavailable, "tree_unavailable");
+}
+
+void list_connections(http_exchange& call) {
+  std::optional<std::string> user;
+  if (auto it = call.query.find("user"); it != call.query.end()) user = it->second;
+  call.state->tree.list_connections(
+      user, [respond = call, node = call.state->tree.node_id()](std::vector<connection_info> all) {
+        json::array list;
+        for (const auto& c : all) {
+          auto entry = to_json(c);
+          entry.as_object()["connection"] = node + "." + std::to_string(c.id);
+          list.push_back(std::move(entry));
+        }
+        respond.answer(http::status::ok, list);
+      });
+}
+
+void show_tree(http_exchange& call) {
+  call.state->tree.tree([call](std::optional<tree_node> root) {
+    if (!root) return unavailable(call);
+    call.answer(http::status::ok, to_json(*root));
+  });
+}
+
+void sweep(http_exchange& call) {
+  const auto& params = call.query;
+  auto level_param = params.find("level");
+  if (level_param == params.end())
+    return call.admin_bad_request("level is required: conservative, moderate, aggressive or force");
+  const auto level = parse_sweep_level(level_param->second);
+  if (!level)
+    return call.admin_bad_request("level must be conservative, moderate, aggressive or force");
+  sweep_scope scope;
+  const bool by_user = params.count("user") > 0;
+  const bool by_ip = params.count("ip") > 0;
+  if (by_user && by_ip) return call.admin_bad_request("give user or ip, not both");
+  if (by_user) {
+    scope.what = sweep_scope::kind::user;
+    scope.value = params.at("user");
+  } else if (by_ip) {
+    scope.what = sweep_scope::kind::ip;
+    scope.value = params.at("ip");
+  }
+  call.state->tree.sweep(*level, scope, [call](std::optional<sweep_result> r) {
+    if (!r) return unavailable(call);
+    json::object body;
+    body["level"] = to_string(r->level);
+    body["scope"] = r->scope.describe();
+    body["evicted"] = {
+        {"dead", r->dead}, {"zombie", r->zombie}, {"idle", r->idle}, {"healthy", r->healthy}};
+    body["duration_ms"] = static_cast<uint64_t>(r->duration_ms + 0.5);
+    call.answer(http::status::ok, body);
+  });
+}
+
+void close_connections(http_exchange& call) {
+  const auto& params = call.query;
+  const auto id_param = params.find("id");
+  const auto connection_param = params.find("connection");
+  const auto user_param = params.find("user");
+  const int given = (id_param != params.end()) + (connection_param != params.end()) +
+                    (user_param != params.end());
+  if (given != 1) return call.admin_bad_request("give exactly one of id=N, connection=C or user=U");
+  uint64_t id = 0;
+  std::string user;
+  if (id_param != params.end()) {
+    const auto parsed = parse_id(id_param->second);
+    if (!parsed || *parsed == 0) return call.admin_bad_request("id must be a positive integer");
+    id = *parsed;
+  } else if (connection_param != params.end()) {
+    const auto parsed = local_connection_id(connection_param->second, call.state->tree.node_id());
+    // A connection of another node is not open here: nothing to close.
+    if (!parsed) return call.answer(http::status::ok, json::object{{"closed", 0}});
+    id = *parsed;
+  } else {
+    user = user_param->second;
+    if (user.empty()) return call.admin_bad_request("user must not be empty");
+  }
+  call.state->tree.close_connections(id, user, [call](uint64_t closed) {
+    call.answer(http::status::ok, json::object{{"closed", closed}});
+  });
+}
+
+void drain(http_exchange& call) {
+  if (call.state->request_drain) call.state->request_drain();
+  call.answer_text(http::status::ok, R"({"draining":true})");
+}
+
+void faults(http_exchange& call) {
+  // Without faults.enabled the endpoint does not exist, whatever the method.
+  if (!call.state->config.faults.enabled) return call.error(http::status::not_found, "not_found");
+  if (call.request->method() != http::verb::post) {
     auto response = json_response(http::status::method_not_allowed,
-                                  error_body("method_not_allowed"), version, true);
-    response.set(http::field::allow, allow);
-    respond(std::move(response));
-  };
-  auto unavailable = [respond, version] {
-    respond(json_response(http::status::service_unavailable, error_body("tree_unavailable"),
-                          version, true));
-  };
-  auto& tree = state->tree;
+                                  error_body("method_not_allowed"), call.version, call.keep_alive);
+    response.set(http::field::allow, "POST");
+    return call.respond(std::move(response));
+  }
+  auto parsed = parse_fault(call.request->body());
+  if (auto* error = std::get_if<std::string>(&parsed)) return call.admin_bad_request(*error);
+  const auto fault = std::get<fault_request>(parsed);
+  auto& tree = call.state->tree;
+  if (fault.on == fault_request::target::shard && fault.shard_index >= tree.shard_count())
+    return call.admin_bad_request("index must be below the number of shards (" +
+                                  std::to_string(tree.shard_count()) + ")");
+  tree.inject_fault(fault, [call](uint64_t applied) {
+    call.answer(http::status::ok, json::object{{"applied", applied}});
+  });
+}
 
-  if (path == "/admin/connections") {
-    if (!is_get) return method_not_allowed("GET");
-    std::optional<std::string> user;
-    if (auto it = params->find("user"); it != params->end()) user = it->second;
-    return tree.list_connections(user, [respond, version](std::vector<connection_info> all) {
-      json::array list;
-      for (const auto& c : all) list.push_back(to_json(c));
-      respond(json_answer(http::status::ok, list, version));
-    });
-  }
-  if (path == "/admin/tree") {
-    if (!is_get) return method_not_allowed("GET");
-    return tree.tree([respond, unavailable, version](std::optional<tree_node> root) {
-      if (!root) return unavailable();
-      respond(json_answer(http::status::ok, to_json(*root), version));
-    });
-  }
-  if (path == "/admin/sweep") {
-    if (!is_post) return method_not_allowed("POST");
-    auto level_param = params->find("level");
-    if (level_param == params->end())
-      return respond(
-          bad_request("level is required: conservative, moderate, aggressive or force", version));
-    const auto level = parse_sweep_level(level_param->second);
-    if (!level)
-      return respond(
-          bad_request("level must be conservative, moderate, aggressive or force", version));
-    sweep_scope scope;
-    const bool by_user = params->count("user") > 0;
-    const bool by_ip = params->count("ip") > 0;
-    if (by_user && by_ip) return respond(bad_request("give user or ip, not both", version));
-    if (by_user) {
-      scope.what = sweep_scope::kind::user;
-      scope.value = params->at("user");
-    } else if (by_ip) {
-      scope.what = sweep_scope::kind::ip;
-      scope.value = params->at("ip");
-    }
-    return tree.sweep(
-        *level, scope, [respond, unavailable, version](std::optional<sweep_result> r) {
-          if (!r) return unavailable();
-          json::object body;
-          body["level"] = to_string(r->level);
-          body["scope"] = r->scope.describe();
-          body["evicted"] = {
-              {"dead", r->dead}, {"zombie", r->zombie}, {"idle", r->idle}, {"healthy", r->healthy}};
-          body["duration_ms"] = static_cast<uint64_t>(r->duration_ms + 0.5);
-          respond(json_answer(http::status::ok, body, version));
-        });
-  }
-  if (path == "/admin/close") {
-    if (!is_post) return method_not_allowed("POST");
-    const auto id_param = params->find("id");
-    const auto user_param = params->find("user");
-    if ((id_param == params->end()) == (user_param == params->end()))
-      return respond(bad_request("give exactly one of id=N or user=U", version));
-    uint64_t id = 0;
-    std::string user;
-    if (id_param != params->end()) {
-      const auto parsed = parse_id(id_param->second);
-      if (!parsed || *parsed == 0)
-        return respond(bad_request("id must be a positive integer", version));
-      id = *parsed;
-    } else {
-      user = user_param->second;
-      if (user.empty()) return respond(bad_request("user must not be empty", version));
-    }
-    return tree.close_connections(id, user, [respond, version](uint64_t closed) {
-      json::object body;
-      body["closed"] = closed;
-      respond(json_answer(http::status::ok, body, version));
-    });
-  }
-  if (path == "/admin/drain") {
-    if (!is_post) return method_not_allowed("POST");
-    if (state->request_drain) state->request_drain();
-    return respond(json_response(http::status::ok, R"({"draining":true})", version, true));
-  }
-  if (path == "/admin/faults") {
-    if (!state->config.faults.enabled)
-      return respond(
-          json_response(http::status::not_found, error_body("not_found"), version, true));
-    if (!is_post) return method_not_allowed("POST");
-    auto parsed = parse_fault(request.body());
-    if (auto* error = std::get_if<std::string>(&parsed))
-      return respond(bad_request(*error, version));
-    const auto fault = std::get<fault_request>(parsed);
-    if (fault.on == fault_request::target::shard && fault.shard_index >= tree.shard_count())
-      return respond(bad_request(
-          "index must be below the number of shards (" + std::to_string(tree.shard_count()) + ")",
-          version));
-    return tree.inject_fault(fault, [respond, version](uint64_t applied) {
-      json::object body;
-      body["applied"] = applied;
-      respond(json_answer(http::status::ok, body, version));
-    });
-  }
-  respond(json_response(http::status::not_found, error_body("not_found"), version, true));
+}  // namespace
+
+void add_admin_endpoints(route_table& routes) {
+  const auto admin = [&routes](std::string path, const char* method, endpoint_handler handler) {
+    routes.add({std::move(path),
+                {method},
+                endpoint_family::admin,
+                endpoint_auth::admin_token,
+                std::move(handler)});
+  };
+  admin("/admin/connections", "GET", list_connections);
+  admin("/admin/tree", "GET", show_tree);
+  admin("/admin/sweep", "POST", sweep);
+  admin("/admin/close", "POST", close_connections);
+  admin("/admin/drain", "POST", drain);
+  routes.add({"/admin/faults", {}, endpoint_family::admin, endpoint_auth::admin_token, faults});
+  // Any other /admin/ path: 404 once the bearer is right (401 before).
+  routes.add(
+      {"/admin/*", {}, endpoint_family::admin, endpoint_auth::admin_token, [](http_exchange& call) {
+         call.error(http::status::not_found, "not_found");
+       }});
 }
 
 }  // namespace wsvisor

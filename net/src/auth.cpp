@@ -20,6 +20,8 @@ namespace {
 constexpr std::string_view kBase64UrlAlphabet =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+}  // namespace
+
 // The comma-separated entries of Sec-WebSocket-Protocol, trimmed.
 std::vector<std::string_view> offered_subprotocols(const upgrade_request& request) {
   std::vector<std::string_view> entries;
@@ -40,6 +42,8 @@ std::vector<std::string_view> offered_subprotocols(const upgrade_request& reques
   }
   return entries;
 }
+
+namespace {
 
 std::optional<std::string> query_parameter(std::string_view target, std::string_view name) {
   const auto question = target.find('?');

@@ -38,9 +38,10 @@ http::status refusal_status(reject_reason reason) {
 }
 
 http_response refusal_response(reject_reason reason, std::chrono::seconds retry_after,
-                               unsigned version) {
+                               unsigned version, unsigned status) {
   auto response =
-      json_response(refusal_status(reason), error_body(to_string(reason)), version, false);
+      json_response(status != 0 ? static_cast<http::status>(status) : refusal_status(reason),
+                    error_body(to_string(reason)), version, false);
   if (retry_after.count() > 0)
     response.set(http::field::retry_after, std::to_string(retry_after.count()));
   return response;

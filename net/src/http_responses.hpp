@@ -19,10 +19,11 @@ using http_response = boost::beast::http::response<boost::beast::http::string_bo
 http_response json_response(boost::beast::http::status status, std::string body, unsigned version,
                             bool keep_alive);
 
-// `{"error":"<reason>"}` with the reason's status, Connection: close, and Retry-After
-// when `retry_after` is not zero.
+// `{"error":"<reason>"}` with the reason's status (or `status`, when not 0: the
+// backend's for `rejected`), Connection: close, and Retry-After when `retry_after` is not
+// zero.
 http_response refusal_response(reject_reason reason, std::chrono::seconds retry_after,
-                               unsigned version);
+                               unsigned version, unsigned status = 0);
 
 boost::beast::http::status refusal_status(reject_reason reason);
 

@@ -35,35 +35,85 @@ handshake_check check_websocket_handshake(std::optional<std::string_view> versio
   return handshake_check::ok;
 }
 
-route route_request(std::string_view method, std::string_view target, bool is_upgrade,
-                    const routing_options& options) {
-  const std::string_view path = target_path(target);
-  const bool is_get = method == "GET";
-  const bool is_head = method == "HEAD";
+namespace {
 
-  if (path.rfind("/admin/", 0) == 0 || path == "/admin") {
-    if (options.admin_elsewhere && !options.is_admin_listener) return route::not_found;
-    return route::admin;  // the admin API checks methods per endpoint
+bool served_here(endpoint_family family, const routing_options& options) {
+  switch (family) {
+    case endpoint_family::health:
+      return true;
+    case endpoint_family::metrics:
+    case endpoint_family::admin:
+      return options.admin_elsewhere ? options.listener == listener_role::admin
+                                     : options.listener == listener_role::main;
+    case endpoint_family::api:
+      return options.api_elsewhere ? options.listener == listener_role::api
+                                   : options.listener == listener_role::main;
   }
+  return false;
+}
 
-  route found = route::not_found;
-  if (path == "/health/live")
-    found = route::health_live;
-  else if (path == "/health/ready")
-    found = route::health_ready;
-  else if (path == "/health")
-    found = route::health;
-  else if (path == "/metrics")
-    found =
-        (options.admin_elsewhere && !options.is_admin_listener) ? route::not_found : route::metrics;
-  else if (path == options.ws_path && !options.is_admin_listener)
-    found = is_upgrade && is_get ? route::websocket : route::upgrade_required;
+bool allows(const endpoint& e, std::string_view method) {
+  if (e.methods.empty()) return true;
+  for (const auto& m : e.methods)
+    if (m == method || (m == "GET" && method == "HEAD")) return true;
+  return false;
+}
 
-  if (found == route::not_found) return found;
-  if (found == route::upgrade_required)
-    return is_get || is_head ? found : route::method_not_allowed;
-  if (found == route::websocket) return found;
-  return is_get || is_head ? found : route::method_not_allowed;
+std::string allow_header(const endpoint& e) {
+  std::string allow;
+  for (const auto& m : e.methods) {
+    if (!allow.empty()) allow += ", ";
+    allow += m;
+    if (m == "GET") allow += ", HEAD";
+  }
+  return allow;
+}
+
+}  // namespace
+
+route_match route_table::match(std::string_view method, std::string_view target, bool is_upgrade,
+                               const routing_options& options) const {
+  const std::string_view path = target_path(target);
+  route_match result;
+  if (path == options.ws_path && options.listener == listener_role::main) {
+    const bool get = method == "GET";
+    if (is_upgrade && get)
+      result.what = route_match::kind::websocket;
+    else if (get || method == "HEAD")
+      result.what = route_match::kind::upgrade_required;
+    else {
+      result.what = route_match::kind::method_not_allowed;
+      result.allow = "GET, HEAD";
+    }
+    return result;
+  }
+  // Exact paths first; then the families' catch-alls ("/admin/*"), which answer 404
+  // after their own authentication (a wrong bearer is told 401 on any admin path).
+  const endpoint* fallback = nullptr;
+  for (const auto& e : endpoints_) {
+    if (!served_here(e.family, options)) continue;
+    if (e.path.size() >= 2 && e.path.compare(e.path.size() - 2, 2, "/*") == 0) {
+      const std::string_view prefix(e.path.data(), e.path.size() - 1);
+      if (!fallback &&
+          (path.substr(0, prefix.size()) == prefix || path == prefix.substr(0, prefix.size() - 1)))
+        fallback = &e;
+      continue;
+    }
+    if (e.path != path) continue;
+    if (!allows(e, method)) {
+      result.what = route_match::kind::method_not_allowed;
+      result.allow = allow_header(e);
+      return result;
+    }
+    result.what = route_match::kind::endpoint;
+    result.found = &e;
+    return result;
+  }
+  if (fallback) {
+    result.what = route_match::kind::endpoint;
+    result.found = fallback;
+  }
+  return result;  // not_found unless a catch-all took it
 }
 
 }  // namespace wsvisor

@@ -6,12 +6,16 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/json/object.hpp>
+
+#include <openssl/crypto.h>
+
 #include <boost/json/serialize.hpp>
+#include <cctype>
 
 #include <prometheus/counter.h>
 #include <spdlog/spdlog.h>
 
-#include "admin_api.hpp"
+#include "http_exchange.hpp"
 #include "websocket_session.hpp"
 #include "wsvisor/client_address.hpp"
 #include "wsvisor/http_router.hpp"
@@ -32,13 +36,62 @@ constexpr std::uint64_t kBodyLimit = 64 * 1024;
 // How long a connection in the health lane has to send its probe.
 constexpr std::chrono::milliseconds kHealthLaneWait{500};
 
-const char* readiness_status(const service& tree) {
-  if (tree.draining()) return "draining";
-  return tree.ready() ? "ready" : "starting";
+bool is_health(const route_match& match) {
+  return match.what == route_match::kind::endpoint &&
+         match.found->family == endpoint_family::health;
 }
 
-bool is_health(route r) {
-  return r == route::health_live || r == route::health_ready || r == route::health;
+// The routing table, built once: endpoints hold no state (their handlers get the
+// exchange).
+const route_table& routes() {
+  static const route_table table = standard_routes();
+  return table;
+}
+
+bool secret_matches(std::string_view presented, const std::string& secret) {
+  // Constant time, so that a secret cannot be guessed byte by byte from timings.
+  return presented.size() == secret.size() &&
+         CRYPTO_memcmp(presented.data(), secret.data(), secret.size()) == 0;
+}
+
+// The case-insensitive prefix "scheme " of an Authorization value, cut off.
+std::optional<std::string_view> credentials(std::string_view value, std::string_view scheme) {
+  if (value.size() <= scheme.size() || value[scheme.size()] != ' ') return std::nullopt;
+  for (std::size_t i = 0; i < scheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(value[i])) != scheme[i]) return std::nullopt;
+  return value.substr(scheme.size() + 1);
+}
+
+// Who may call an endpoint (CONTRACT 7 and 11.2); nullopt when the caller may, else
+// the status to answer: 404 while the secret is not configured (the API does not
+// exist), 401 for a missing or wrong one.
+std::optional<http::status> refused_by_auth(endpoint_auth auth,
+                                            const http::request<http::string_body>& request,
+                                            const settings& config) {
+  if (auth == endpoint_auth::none) return std::nullopt;
+  const auto& secret = auth == endpoint_auth::admin_token ? config.admin.token : config.api.key;
+  if (secret.empty()) return http::status::not_found;
+  const auto field = request.find(http::field::authorization);
+  const std::string_view authorization =
+      field == request.end() ? std::string_view{}
+                             : std::string_view(field->value().data(), field->value().size());
+  if (auth == endpoint_auth::admin_token) {
+    // The admin token: Authorization: Bearer only (v1).
+    const auto token = authorization.substr(0, 7) == "Bearer "
+                           ? std::optional<std::string_view>(authorization.substr(7))
+                           : std::nullopt;
+    if (token && secret_matches(*token, secret)) return std::nullopt;
+    return http::status::unauthorized;
+  }
+  // The API key: X-API-Key: K, Authorization: apikey K or Authorization: Bearer K.
+  const auto header = request.find("X-API-Key");
+  if (header != request.end() &&
+      secret_matches(std::string_view(header->value().data(), header->value().size()), secret))
+    return std::nullopt;
+  for (std::string_view scheme : {"apikey", "bearer"})
+    if (auto key = credentials(authorization, scheme); key && secret_matches(*key, secret))
+      return std::nullopt;
+  return http::status::unauthorized;
 }
 
 std::optional<std::string_view> header_value(const http::request<http::string_body>& request,
@@ -72,12 +125,12 @@ void refuse_handshake_limit(server_state& state, uint64_t limit) {
 }
 
 http_session::http_session(net::ip::tcp::socket&& socket, std::shared_ptr<server_state> state,
-                           bool admin_listener, pending_handshake pending, http_lane lane)
+                           listener_role role, pending_handshake pending, http_lane lane)
     : stream_(std::move(socket)),
       state_(std::move(state)),
       pending_(std::move(pending)),
       accepted_at_(std::chrono::steady_clock::now()),
-      admin_listener_(admin_listener),
+      role_(role),
       lane_(lane) {}
 
 void http_session::run() {
@@ -92,7 +145,9 @@ void http_session::run() {
 void http_session::do_read() {
   parser_.emplace();
   parser_->header_limit(kHeaderLimit);
-  parser_->body_limit(kBodyLimit);
+  // The server API takes bodies up to api.max_body_bytes; nothing else needs more than
+  // kBodyLimit, but one limit for the connection keeps the parser simple.
+  parser_->body_limit(std::max<std::uint64_t>(kBodyLimit, state_->config.api.max_body_bytes));
   http::async_read(stream_, buffer_, *parser_,
                    beast::bind_front_handler(&http_session::on_read, shared_from_this()));
 }
@@ -105,6 +160,11 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
     if (health_lane) refuse_handshake_limit(*state_, state_->config.limits.max_pending_handshakes);
     return close_socket();
   }
+  if (ec == http::error::body_limit)
+    return answer(json_response(
+        http::status::payload_too_large,
+        R"({"error":"bad_request","detail":"the body is larger than api.max_body_bytes"})", 11,
+        false));
   if (ec) {
     // Malformed: 400, then close (CONTRACT section 3).
     return answer(json_response(http::status::bad_request, error_body("bad_request"), 11, false));
@@ -112,103 +172,76 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
   auto request = parser_->release();
   const bool keep_alive = request.keep_alive() && !health_lane;
   const unsigned version = request.version();
+  const auto& config = state_->config;
   routing_options options;
-  options.ws_path = state_->config.server.ws_path;
-  options.admin_elsewhere = !state_->config.admin.listen.empty();
-  options.is_admin_listener = admin_listener_;
+  options.ws_path = config.server.ws_path;
+  options.admin_elsewhere = !config.admin.listen.empty();
+  options.api_elsewhere = !config.api.listen.empty();
+  options.listener = role_;
   const std::string_view method(request.method_string().data(), request.method_string().size());
   const std::string_view target(request.target().data(), request.target().size());
 
-  const route found = route_request(method, target, beast::websocket::is_upgrade(request), options);
+  const auto found = routes().match(method, target, beast::websocket::is_upgrade(request), options);
   if (health_lane && !is_health(found)) {
     // Past max_pending_handshakes only health probes get an answer.
-    refuse_handshake_limit(*state_, state_->config.limits.max_pending_handshakes);
+    refuse_handshake_limit(*state_, config.limits.max_pending_handshakes);
     return close_socket();
   }
-  switch (found) {
-    case route::websocket:
+  switch (found.what) {
+    case route_match::kind::websocket:
       return upgrade(std::move(request));
-    case route::health_live:
-      return serve_health_live(version, keep_alive);
-    case route::health_ready:
-      return answer(health_ready(version, keep_alive));
-    case route::health:
-      return answer(health(version, keep_alive));
-    case route::metrics:
-      return answer(metrics_text(version, keep_alive));
-    case route::admin:
-      return handle_admin_request(request, state_, [self = shared_from_this()](http_response r) {
-        net::post(self->stream_.get_executor(),
-                  [self, r = std::move(r)]() mutable { self->answer(std::move(r)); });
-      });
-    case route::upgrade_required: {
+    case route_match::kind::upgrade_required: {
       auto response = json_response(http::status::upgrade_required, error_body("upgrade_required"),
                                     version, keep_alive);
       response.set(http::field::upgrade, "websocket");
       response.set(http::field::connection, keep_alive ? "Upgrade, keep-alive" : "Upgrade, close");
       return answer(std::move(response));
     }
-    case route::method_not_allowed: {
+    case route_match::kind::method_not_allowed: {
       auto response = json_response(http::status::method_not_allowed,
                                     error_body("method_not_allowed"), version, keep_alive);
-      response.set(http::field::allow, "GET, HEAD");
+      response.set(http::field::allow, found.allow);
       return answer(std::move(response));
     }
-    case route::not_found:
+    case route_match::kind::not_found:
       return answer(
           json_response(http::status::not_found, error_body("not_found"), version, keep_alive));
+    case route_match::kind::endpoint:
+      break;
   }
-}
-
-void http_session::serve_health_live(unsigned version, bool keep_alive) {
-  // Alive = this I/O thread answers (we are running) and a round trip through the root
-  // supervisor comes back within 1 s.
-  state_->tree.ping_root([self = shared_from_this(), version, keep_alive](bool answered) {
-    net::post(self->stream_.get_executor(), [self, version, keep_alive, answered] {
-      self->answer(
-          json_response(answered ? http::status::ok : http::status::service_unavailable,
-                        answered ? R"({"status":"alive"})" : R"({"status":"unresponsive"})",
-                        version, keep_alive));
+  const endpoint& e = *found.found;
+  const bool api = e.family == endpoint_family::api;
+  // Every answer of the server API is counted by method and status (11.2).
+  auto respond = [self = shared_from_this(), api,
+                  method = std::string(method)](http_response response) {
+    if (api) self->state_->stats.api_requests(method, response.result_int()).Increment();
+    net::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
+      self->answer(std::move(response));
     });
-  });
-}
-
-http_response http_session::health_ready(unsigned version, bool keep_alive) const {
-  const bool ready = state_->tree.ready();
-  return json_response(ready ? http::status::ok : http::status::service_unavailable,
-                       std::string(R"({"status":")") + readiness_status(state_->tree) + "\"}",
-                       version, keep_alive);
-}
-
-http_response http_session::health(unsigned version, bool keep_alive) const {
-  const auto& limits = state_->config.limits;
-  boost::json::object body;
-  body["status"] = readiness_status(state_->tree);
-  body["uptime_s"] =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - state_->started_at).count();
-  body["connections"] = state_->tree.connections();
-  body["limits"] = {{"max_connections", limits.max_connections},
-                    {"soft_connections", limits.soft_connections},
-                    {"max_per_user", limits.max_per_user},
-                    {"max_per_ip", limits.max_per_ip}};
-  boost::json::object restarts;
-  for (int k = 0; k < static_cast<int>(actor_kind::count_); ++k) {
-    const auto kind = static_cast<actor_kind>(k);
-    restarts[to_string(kind)] = static_cast<uint64_t>(state_->stats.actor_restarts(kind).Value());
-  }
-  body["restarts"] = std::move(restarts);
-  return json_response(state_->tree.ready() ? http::status::ok : http::status::service_unavailable,
-                       json_text(body), version, keep_alive);
-}
-
-http_response http_session::metrics_text(unsigned version, bool keep_alive) const {
-  http_response response{http::status::ok, version};
-  response.set(http::field::server, "wsvisor");
-  response.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-  response.keep_alive(keep_alive);
-  response.body() = state_->stats.render();
-  response.prepare_payload();
-  return response;
+  };
+  if (auto status = refused_by_auth(e.auth, request, config))
+    return respond(json_response(
+        *status, error_body(*status == http::status::not_found ? "not_found" : "unauthorized"),
+        version, keep_alive));
+  if (api && request.body().size() > config.api.max_body_bytes)
+    return respond(json_response(
+        http::status::payload_too_large,
+        R"({"error":"bad_request","detail":"the body is larger than api.max_body_bytes"})", version,
+        false));
+  auto query = parse_query(target);
+  if (!query)
+    return respond(json_response(http::status::bad_request,
+                                 R"({"error":"bad_request","detail":"malformed query string"})",
+                                 version, keep_alive));
+  http_exchange exchange;
+  exchange.request = std::make_shared<const http::request<http::string_body>>(std::move(request));
+  exchange.state = state_;
+  exchange.path = std::string(target_path(exchange.request->target()));
+  exchange.query = std::move(*query);
+  exchange.version = version;
+  exchange.keep_alive = keep_alive;
+  exchange.respond = std::move(respond);
+  e.handler(exchange);
 }
 
 void http_session::upgrade(http::request<http::string_body>&& request) {

@@ -13,6 +13,7 @@
 
 #include "http_responses.hpp"
 #include "server_state.hpp"
+#include "wsvisor/http_router.hpp"
 
 namespace wsvisor {
 
@@ -26,7 +27,7 @@ void refuse_handshake_limit(server_state& state, uint64_t limit);
 class http_session : public std::enable_shared_from_this<http_session> {
  public:
   http_session(boost::asio::ip::tcp::socket&& socket, std::shared_ptr<server_state> state,
-               bool admin_listener, pending_handshake pending, http_lane lane);
+               listener_role role, pending_handshake pending, http_lane lane);
   void run();
 
  private:
@@ -38,11 +39,6 @@ class http_session : public std::enable_shared_from_this<http_session> {
   // An upgrade request on server.ws_path becomes a websocket_session (or gets 400/426).
   void upgrade(boost::beast::http::request<boost::beast::http::string_body>&& request);
 
-  void serve_health_live(unsigned version, bool keep_alive);
-  http_response health_ready(unsigned version, bool keep_alive) const;
-  http_response health(unsigned version, bool keep_alive) const;
-  http_response metrics_text(unsigned version, bool keep_alive) const;
-
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
@@ -50,7 +46,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
   pending_handshake pending_;
   std::shared_ptr<http_response> response_;
   steady_time accepted_at_;
-  bool admin_listener_;
+  listener_role role_;
   http_lane lane_;
 };
 

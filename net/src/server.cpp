@@ -12,6 +12,7 @@
 
 #include "http_session.hpp"
 #include "server_state.hpp"
+#include "wsvisor/http_router.hpp"
 
 namespace wsvisor {
 
@@ -37,13 +38,13 @@ bool out_of_descriptors(const beast::error_code& ec) {
 // Accepts TCP connections on one address and starts an http_session for each.
 class listener : public std::enable_shared_from_this<listener> {
  public:
-  listener(std::shared_ptr<server_state> state, bool admin_listener)
+  listener(std::shared_ptr<server_state> state, listener_role role)
       : state_(std::move(state)),
         acceptor_(net::make_strand(state_->io)),
         pause_(acceptor_.get_executor()),
         budget_(std::make_shared<handshake_budget>(state_->config.limits.max_pending_handshakes)),
         health_lane_(std::make_shared<handshake_budget>(kHealthLaneSlots)),
-        admin_listener_(admin_listener) {}
+        role_(role) {}
 
   std::string open(const std::string& host, unsigned short port) {
     beast::error_code ec;
@@ -103,11 +104,11 @@ class listener : public std::enable_shared_from_this<listener> {
     }
     paused_logged_ = false;
     if (budget_->try_take()) {
-      std::make_shared<http_session>(std::move(socket), state_, admin_listener_,
-                                     pending_handshake(budget_), http_lane::full)
+      std::make_shared<http_session>(std::move(socket), state_, role_, pending_handshake(budget_),
+                                     http_lane::full)
           ->run();
     } else if (health_lane_->try_take()) {
-      std::make_shared<http_session>(std::move(socket), state_, admin_listener_,
+      std::make_shared<http_session>(std::move(socket), state_, role_,
                                      pending_handshake(health_lane_), http_lane::health_only)
           ->run();
     } else {
@@ -123,7 +124,7 @@ class listener : public std::enable_shared_from_this<listener> {
   net::steady_timer pause_;
   std::shared_ptr<handshake_budget> budget_;
   std::shared_ptr<handshake_budget> health_lane_;
-  bool admin_listener_;
+  listener_role role_;
   bool paused_logged_ = false;
 };
 
@@ -141,17 +142,24 @@ server::~server() {
 
 std::string server::listen() {
   const auto& config = state_->config;
-  main_listener_ = std::make_shared<listener>(state_, false);
+  main_listener_ = std::make_shared<listener>(state_, listener_role::main);
   if (auto error = main_listener_->open(config.server.host, config.server.port); !error.empty())
     return error + " (server.host / server.port)";
   if (!config.admin.listen.empty()) {
     const auto endpoint = *admin_listen_endpoint(config);  // validated by the loader
-    admin_listener_ = std::make_shared<listener>(state_, true);
+    admin_listener_ = std::make_shared<listener>(state_, listener_role::admin);
     if (auto error = admin_listener_->open(endpoint.address, endpoint.port); !error.empty())
       return error + " (admin.listen)";
   }
+  if (!config.api.listen.empty()) {
+    const auto endpoint = *api_listen_endpoint(config);  // validated by the loader
+    api_listener_ = std::make_shared<listener>(state_, listener_role::api);
+    if (auto error = api_listener_->open(endpoint.address, endpoint.port); !error.empty())
+      return error + " (api.listen)";
+  }
   main_listener_->start();
   if (admin_listener_) admin_listener_->start();
+  if (api_listener_) api_listener_->start();
   if (config.auth.mode == "header")
     log_event(spdlog::level::info, "auth_rule",
               "auth.mode = \"header\": the user header is believed " +
@@ -171,6 +179,7 @@ unsigned short server::port() const {
 void server::stop_accepting() {
   if (main_listener_) main_listener_->stop();
   if (admin_listener_) admin_listener_->stop();
+  if (api_listener_) api_listener_->stop();
 }
 
 }  // namespace wsvisor

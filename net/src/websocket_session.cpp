@@ -83,6 +83,19 @@ void websocket_session::run() {
   ticket->identity_invalid = who.invalid;
   user_ = who.user;
   identity_problem_ = who.problem;
+  // What the gateway's connect hook is told (CONTRACT 12.1).
+  const bool hook = config.app.mode == "gateway" && !config.gateway.connect_path.empty();
+  if (hook) {
+    ticket->target = std::string(upgrade_->target());
+    for (auto offered : offered_subprotocols(*upgrade_)) ticket->subprotocols.emplace_back(offered);
+    for (const auto& name : config.upstream.forward_headers) {
+      const auto field = upgrade_->find(name);
+      if (field == upgrade_->end()) continue;
+      std::string lower = name;
+      for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      ticket->forwarded_headers.emplace_back(std::move(lower), std::string(field->value()));
+    }
+  }
   ticket->reply = [self = shared_from_this()](admission_decision decision) {
     net::post(self->ws_.get_executor(), [self, decision = std::move(decision)]() mutable {
       self->on_admission(std::move(decision));
@@ -90,10 +103,12 @@ void websocket_session::run() {
   };
 
   // While admission is asked, the timer runs to whichever comes first: the handshake
-  // deadline or admission_timeout (then the guard is taken as unavailable).
+  // deadline or admission_timeout (then the guard is taken as unavailable); a connect
+  // hook adds its own upstream.timeout (the guard answers its failure itself).
   const auto handshake_deadline = handshake_deadline_;
-  const auto admission_deadline =
-      std::chrono::steady_clock::now() + config.limits.admission_timeout;
+  const auto admission_deadline = std::chrono::steady_clock::now() +
+                                  config.limits.admission_timeout +
+                                  (hook ? config.upstream.timeout : std::chrono::milliseconds(0));
   deadline().expires_at(std::min(handshake_deadline, admission_deadline));
   deadline().async_wait([self = shared_from_this(), handshake_deadline](beast::error_code ec) {
     if (ec || self->phase_ != phase::admitting) return;
@@ -117,10 +132,11 @@ void websocket_session::on_admission(admission_decision decision) {
   if (phase_ != phase::admitting) {
     // Too late: the client already got its answer. An admitted slot dies at once.
     if (decision.admitted)
-      caf::anon_send(decision.connection, peer_gone_atom::value, reason(), close_code());
+      caf::anon_send(decision.connection, peer_gone_atom::value, reason(), close_code(),
+                     std::string());
     return;
   }
-  if (!decision.admitted) return refuse(decision.reason, decision.retry_after);
+  if (!decision.admitted) return refuse(decision.reason, decision.retry_after, decision.status);
 
   actor_ = std::move(decision.connection);
   id_ = decision.connection_id;
@@ -142,7 +158,9 @@ void websocket_session::on_admission(admission_decision decision) {
   ws_.set_option(timeouts);
   ws_.read_message_max(config.server.max_message_bytes);
   ws_.auto_fragment(false);
-  const std::string subprotocol = select_subprotocol(*upgrade_);
+  // The connect hook's choice (one the client offered), else the server's own.
+  const std::string subprotocol =
+      decision.subprotocol.empty() ? select_subprotocol(*upgrade_) : decision.subprotocol;
   ws_.set_option(
       websocket::stream_base::decorator([subprotocol](websocket::response_type& response) {
         response.set(http::field::server, "wsvisor");
@@ -159,7 +177,8 @@ void websocket_session::on_admission(admission_decision decision) {
 }
 
 // Every refusal is counted and logged here, once, as the client receives it.
-void websocket_session::refuse(reject_reason reason, std::chrono::seconds retry_after) {
+void websocket_session::refuse(reject_reason reason, std::chrono::seconds retry_after,
+                               unsigned status) {
   state_->stats.admissions_rejected(reason).Increment();
   if (state_->refusal_log.admit(to_string(reason))) {
     if (reason == reject_reason::unauthorized)
@@ -177,7 +196,7 @@ void websocket_session::refuse(reject_reason reason, std::chrono::seconds retry_
   phase_ = phase::closing;
   public_phase_ = 2;
   auto response = std::make_shared<http::response<http::string_body>>(
-      refusal_response(reason, retry_after, upgrade_->version()));
+      refusal_response(reason, retry_after, upgrade_->version(), status));
   // Straight to TCP, under the coalescing layer: its completion must mean the socket has
   // the answer, since finish() closes the socket right after.
   http::async_write(beast::get_lowest_layer(ws_), *response,
@@ -211,6 +230,7 @@ void websocket_session::on_accept(beast::error_code ec) {
              {"ip", client_ip_},
              {"handshake_ms", handshake_s * 1000}});
   std::string().swap(user_);  // only the refusal and open lines need it
+  if (actor_) caf::anon_send(actor_, opened_atom::value);  // the application's on_open
   // A close that Beast writes on its own (its answer to the peer's close, or the close
   // that fails the connection on a protocol error) waits until the actor has handled
   // the messages read before it: their replies leave first.
@@ -525,7 +545,7 @@ void websocket_session::finish() {
   drop_queue();
   if (actor_) {
     // How it ended travels with the actor's exit to the shard that releases the slot.
-    caf::anon_send(actor_, peer_gone_atom::value, reason(), close_code());
+    caf::anon_send(actor_, peer_gone_atom::value, reason(), close_code(), close_text());
     actor_ = nullptr;  // the shard holds the slot until the actor is down
   }
 }
@@ -539,6 +559,12 @@ close_reason websocket_session::reason() const {
   const uint32_t ending = ending_.load();
   if (ending != 0) return static_cast<close_reason>((ending >> 16) - 1);
   return public_phase_.load() == 0 ? close_reason::handshake_failed : close_reason::client;
+}
+
+std::string websocket_session::close_text() const {
+  if (close_sent_ && !peer_closing_) return pending_close_reason_;
+  const auto& peer = ws_.reason();
+  return std::string(peer.reason.data(), peer.reason.size());
 }
 
 uint16_t websocket_session::close_code() const {

@@ -67,7 +67,7 @@ class websocket_session final : public session_port,
   };
 
   void on_admission(admission_decision decision);
-  void refuse(reject_reason reason, std::chrono::seconds retry_after);
+  void refuse(reject_reason reason, std::chrono::seconds retry_after, unsigned status = 0);
   void on_accept(boost::beast::error_code ec);
   void do_read();
   void on_read(boost::beast::error_code ec, std::size_t bytes);
@@ -83,6 +83,8 @@ class websocket_session final : public session_port,
   void record(close_reason why, uint16_t code);
   close_reason reason() const;
   uint16_t close_code() const;
+  // The close frame's reason text: ours when we closed first, else the peer's.
+  std::string close_text() const;
   void drop_queue();
   boost::asio::steady_timer& deadline();  // created on first use
   // Whether the caller already runs on this session's executor; on_executor() runs

@@ -6,64 +6,61 @@
 #include <string>
 #include <string_view>
 
+#include "../../net/src/http_exchange.hpp"
 #include "wsvisor/http_router.hpp"
 
-using wsvisor::route;
-using wsvisor::route_request;
+using wsvisor::route_match;
 using wsvisor::routing_options;
 using wsvisor::target_path;
 
 namespace {
 
-// Readable names in failure messages (doctest prints enums as integers).
-std::string name(route r) {
-  switch (r) {
-    case route::health_live:
-      return "health_live";
-    case route::health_ready:
-      return "health_ready";
-    case route::health:
-      return "health";
-    case route::metrics:
-      return "metrics";
-    case route::websocket:
+// What answers: an endpoint's path ("/health/live", the catch-all "/admin/*"), or the
+// kind of answer (doctest prints enums as integers).
+std::string name(const route_match& match) {
+  switch (match.what) {
+    case route_match::kind::endpoint:
+      return match.found->path;
+    case route_match::kind::websocket:
       return "websocket";
-    case route::upgrade_required:
+    case route_match::kind::upgrade_required:
       return "upgrade_required";
-    case route::admin:
-      return "admin";
-    case route::not_found:
+    case route_match::kind::not_found:
       return "not_found";
-    case route::method_not_allowed:
+    case route_match::kind::method_not_allowed:
       return "method_not_allowed";
   }
   return "?";
 }
 
-std::string get(std::string_view target, const routing_options& options = {}) {
-  return name(route_request("GET", target, false, options));
-}
-
-std::string upgrade(std::string_view target, const routing_options& options = {}) {
-  return name(route_request("GET", target, true, options));
+const wsvisor::route_table& table() {
+  static const auto routes = wsvisor::standard_routes();
+  return routes;
 }
 
 std::string with(std::string_view method, std::string_view target,
                  const routing_options& options = {}) {
-  return name(route_request(method, target, false, options));
+  return name(table().match(method, target, false, options));
+}
+
+std::string get(std::string_view target, const routing_options& options = {}) {
+  return with("GET", target, options);
+}
+
+std::string upgrade(std::string_view target, const routing_options& options = {}) {
+  return name(table().match("GET", target, true, options));
 }
 
 routing_options main_listener_with_admin_elsewhere() {
   routing_options options;
   options.admin_elsewhere = true;
-  options.is_admin_listener = false;
   return options;
 }
 
 routing_options admin_listener() {
   routing_options options;
   options.admin_elsewhere = true;
-  options.is_admin_listener = true;
+  options.listener = wsvisor::listener_role::admin;
   return options;
 }
 
@@ -80,17 +77,17 @@ TEST_CASE("target_path drops the query string and nothing else") {
 }
 
 TEST_CASE("GET of each health endpoint and /metrics") {
-  CHECK(get("/health/live") == "health_live");
-  CHECK(get("/health/ready") == "health_ready");
-  CHECK(get("/health") == "health");
-  CHECK(get("/metrics") == "metrics");
+  CHECK(get("/health/live") == "/health/live");
+  CHECK(get("/health/ready") == "/health/ready");
+  CHECK(get("/health") == "/health");
+  CHECK(get("/metrics") == "/metrics");
 }
 
 TEST_CASE("HEAD is answered like GET on the read-only endpoints") {
-  CHECK(with("HEAD", "/health/live") == "health_live");
-  CHECK(with("HEAD", "/health/ready") == "health_ready");
-  CHECK(with("HEAD", "/health") == "health");
-  CHECK(with("HEAD", "/metrics") == "metrics");
+  CHECK(with("HEAD", "/health/live") == "/health/live");
+  CHECK(with("HEAD", "/health/ready") == "/health/ready");
+  CHECK(with("HEAD", "/health") == "/health");
+  CHECK(with("HEAD", "/metrics") == "/metrics");
 }
 
 TEST_CASE("the WebSocket path: upgrade -> websocket, no upgrade -> 426") {
@@ -98,7 +95,7 @@ TEST_CASE("the WebSocket path: upgrade -> websocket, no upgrade -> 426") {
   CHECK(get("/ws") == "upgrade_required");
   CHECK(with("HEAD", "/ws") == "upgrade_required");
   // An upgrade must be a GET (RFC 6455 section 4.1).
-  CHECK(name(route_request("POST", "/ws", true, {})) == "method_not_allowed");
+  CHECK(name(table().match("POST", "/ws", true, {})) == "method_not_allowed");
   CHECK(with("POST", "/ws") == "method_not_allowed");
   CHECK(with("DELETE", "/ws") == "method_not_allowed");
 }
@@ -113,18 +110,18 @@ TEST_CASE("a custom ws_path replaces /ws") {
   CHECK(upgrade("/socket/v1/", options) == "not_found");
   CHECK(upgrade("/socket", options) == "not_found");
   // The other endpoints are unaffected.
-  CHECK(get("/health/ready", options) == "health_ready");
-  CHECK(get("/metrics", options) == "metrics");
+  CHECK(get("/health/ready", options) == "/health/ready");
+  CHECK(get("/metrics", options) == "/metrics");
 }
 
 TEST_CASE("query strings are ignored for routing") {
   CHECK(upgrade("/ws?token=abc.def.ghi") == "websocket");
   CHECK(get("/ws?token=abc") == "upgrade_required");
-  CHECK(get("/health/live?verbose=1") == "health_live");
-  CHECK(get("/health/ready?x") == "health_ready");
-  CHECK(get("/health?") == "health");
-  CHECK(get("/metrics?name[]=wsvisor_ready") == "metrics");
-  CHECK(get("/admin/connections?user=alice") == "admin");
+  CHECK(get("/health/live?verbose=1") == "/health/live");
+  CHECK(get("/health/ready?x") == "/health/ready");
+  CHECK(get("/health?") == "/health");
+  CHECK(get("/metrics?name[]=wsvisor_ready") == "/metrics");
+  CHECK(get("/admin/connections?user=alice") == "/admin/connections");
   CHECK(get("/nope?/health") == "not_found");
 }
 
@@ -157,15 +154,36 @@ TEST_CASE("a wrong method on a known path answers 405") {
   CHECK(with("get", "/health/live") == "method_not_allowed");
 }
 
-TEST_CASE("/admin and /admin/* go to the admin API, which checks methods itself") {
-  CHECK(get("/admin") == "admin");
-  CHECK(get("/admin/connections") == "admin");
-  CHECK(get("/admin/tree") == "admin");
-  CHECK(with("POST", "/admin/sweep?level=moderate") == "admin");
-  CHECK(with("POST", "/admin/close?id=3") == "admin");
-  CHECK(with("POST", "/admin/drain") == "admin");
-  CHECK(with("POST", "/admin/faults") == "admin");
-  CHECK(get("/admin/unknown/deeper") == "admin");
+TEST_CASE("each admin endpoint is one entry with its method, other /admin paths a catch-all") {
+  CHECK(get("/admin/connections") == "/admin/connections");
+  CHECK(get("/admin/tree") == "/admin/tree");
+  CHECK(with("POST", "/admin/sweep?level=moderate") == "/admin/sweep");
+  CHECK(with("POST", "/admin/close?id=3") == "/admin/close");
+  CHECK(with("POST", "/admin/drain") == "/admin/drain");
+  CHECK(with("POST", "/admin/faults") == "/admin/faults");
+  CHECK(with("POST", "/admin/tree") == "method_not_allowed");
+  CHECK(get("/admin/drain") == "method_not_allowed");
+  // The catch-all answers 404 after the bearer check (a wrong bearer is told 401).
+  CHECK(get("/admin") == "/admin/*");
+  CHECK(get("/admin/unknown/deeper") == "/admin/*");
+}
+
+TEST_CASE("the server API: its endpoints, and api.listen moves them off the main port") {
+  CHECK(with("POST", "/api/send") == "/api/send");
+  CHECK(with("POST", "/api/disconnect") == "/api/disconnect");
+  CHECK(get("/api/connections?user=u") == "/api/connections");
+  CHECK(get("/api/info") == "/api/info");
+  CHECK(get("/api/send") == "method_not_allowed");
+  CHECK(get("/api/other") == "/api/*");
+  routing_options elsewhere;
+  elsewhere.api_elsewhere = true;
+  CHECK(with("POST", "/api/send", elsewhere) == "not_found");
+  CHECK(get("/health", elsewhere) == "/health");
+  elsewhere.listener = wsvisor::listener_role::api;
+  CHECK(with("POST", "/api/send", elsewhere) == "/api/send");
+  CHECK(get("/health/live", elsewhere) == "/health/live");
+  CHECK(get("/metrics", elsewhere) == "not_found");
+  CHECK(upgrade("/ws", elsewhere) == "not_found");
 }
 
 TEST_CASE("admin_elsewhere: the main listener answers 404 for /metrics and /admin/*") {
@@ -177,23 +195,23 @@ TEST_CASE("admin_elsewhere: the main listener answers 404 for /metrics and /admi
   CHECK(get("/admin/connections", options) == "not_found");
   CHECK(with("POST", "/admin/drain", options) == "not_found");
   // Everything else is still served on the main port.
-  CHECK(get("/health/live", options) == "health_live");
-  CHECK(get("/health/ready", options) == "health_ready");
-  CHECK(get("/health", options) == "health");
+  CHECK(get("/health/live", options) == "/health/live");
+  CHECK(get("/health/ready", options) == "/health/ready");
+  CHECK(get("/health", options) == "/health");
   CHECK(upgrade("/ws", options) == "websocket");
   CHECK(get("/ws", options) == "upgrade_required");
 }
 
 TEST_CASE("admin_elsewhere: the admin listener serves /metrics, /admin/* and /health/*") {
   const auto options = admin_listener();
-  CHECK(get("/metrics", options) == "metrics");
+  CHECK(get("/metrics", options) == "/metrics");
   CHECK(with("PUT", "/metrics", options) == "method_not_allowed");
-  CHECK(get("/admin", options) == "admin");
-  CHECK(get("/admin/tree", options) == "admin");
-  CHECK(with("POST", "/admin/drain", options) == "admin");
-  CHECK(get("/health/live", options) == "health_live");
-  CHECK(get("/health/ready", options) == "health_ready");
-  CHECK(get("/health", options) == "health");
+  CHECK(get("/admin", options) == "/admin/*");
+  CHECK(get("/admin/tree", options) == "/admin/tree");
+  CHECK(with("POST", "/admin/drain", options) == "/admin/drain");
+  CHECK(get("/health/live", options) == "/health/live");
+  CHECK(get("/health/ready", options) == "/health/ready");
+  CHECK(get("/health", options) == "/health");
   // The admin port accepts no WebSocket upgrades.
   CHECK(upgrade("/ws", options) == "not_found");
   CHECK(get("/ws", options) == "not_found");

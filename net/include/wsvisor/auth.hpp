@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "wsvisor/config.hpp"
 
@@ -42,6 +43,9 @@ identity identify(const upgrade_request& request, const auth_settings& auth, boo
 // The token of auth.mode = "jwt": Authorization: Bearer, then a `jwt.<token>`
 // subprotocol, then `?token=`.
 std::optional<std::string> find_token(const upgrade_request& request);
+
+// The entries of Sec-WebSocket-Protocol, in order, trimmed (views into the request).
+std::vector<std::string_view> offered_subprotocols(const upgrade_request& request);
 
 // "wsvisor.v1" when offered; else the `jwt.<token>` entry that carried the token;
 // else "" (no Sec-WebSocket-Protocol in the 101).

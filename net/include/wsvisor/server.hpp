@@ -49,6 +49,7 @@ class server {
   std::shared_ptr<server_state> state_;
   std::shared_ptr<listener> main_listener_;
   std::shared_ptr<listener> admin_listener_;  // only when admin.listen is set
+  std::shared_ptr<listener> api_listener_;    // only when api.listen is set
 };
 
 }  // namespace wsvisor

@@ -1,0 +1,61 @@
+// One HTTP request on its way to its endpoint's handler, and the ways to answer it. A
+// handler calls respond() exactly once, from any thread (the session posts the answer
+// onto its own executor).
+#pragma once
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/json/value.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "http_responses.hpp"
+#include "server_state.hpp"
+#include "wsvisor/http_router.hpp"
+
+namespace wsvisor {
+
+using http_request_message = boost::beast::http::request<boost::beast::http::string_body>;
+
+struct http_exchange {
+  std::shared_ptr<const http_request_message> request;
+  std::shared_ptr<server_state> state;
+  std::string path;
+  std::map<std::string, std::string> query;  // percent-decoded
+  unsigned version = 11;
+  bool keep_alive = true;
+  std::function<void(http_response)> respond;
+
+  // Helpers that build the common answers (all JSON).
+  void answer(boost::beast::http::status status, const boost::json::value& body) const;
+  void answer_text(boost::beast::http::status status, std::string body) const;
+  void error(boost::beast::http::status status, const char* code) const;
+  // 400 {"error":"bad_request","detail":"..."} (the API's form) or {"error":"..."} (the
+  // admin API's, v1).
+  void bad_request(const std::string& detail) const;
+  void admin_bad_request(const std::string& message) const;
+};
+
+// The query parameters of a target, percent-decoded; nullopt when malformed.
+std::optional<std::map<std::string, std::string>> parse_query(std::string_view target);
+
+// RFC 3339 UTC with milliseconds: 2026-11-28T02:49:45.640Z.
+std::string rfc3339(std::chrono::system_clock::time_point t);
+
+// The number n of a connection id "<node_id>.<n>" of this node; nullopt for another
+// node's or a malformed one (section 10).
+std::optional<uint64_t> local_connection_id(std::string_view connection, std::string_view node_id);
+
+// Every endpoint wsvisor serves (health, metrics, admin, API), one entry each.
+route_table standard_routes();
+
+// The handlers, by family (net/src/health_endpoints.cpp, admin_api.cpp, server_api.cpp).
+void add_health_endpoints(route_table& routes);
+void add_admin_endpoints(route_table& routes);
+void add_api_endpoints(route_table& routes);
+
+}  // namespace wsvisor
