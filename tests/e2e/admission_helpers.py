@@ -28,6 +28,8 @@ REFUSALS = {
     "user_limit": (429, True),
     "server_full": (503, True),
     "guard_unavailable": (503, True),
+    "upstream_unavailable": (503, True),
+    "upstream_busy": (503, True),
 }
 
 

@@ -45,22 +45,27 @@ STOP_TIMEOUT = 15.0  # seconds for a SIGTERM'd idle server to exit (drain_timeou
 CLOSE_REASONS = [
     "client", "zombie", "idle", "lifetime", "slow_consumer", "rate_limit", "evicted",
     "drain", "admin", "protocol_error", "restart_budget", "shard_down", "handshake_failed",
+    "api", "application",
 ]
 REJECT_REASONS = [
     "starting", "draining", "rate_limited", "forbidden_origin", "unauthorized", "ip_limit",
     "user_limit", "server_full", "guard_unavailable", "handshake_limit",
+    "rejected", "upstream_unavailable", "upstream_busy",
 ]
 EVICTION_REASONS = ["zombie", "idle", "lifetime", "slow_consumer", "emergency", "drain", "admin"]
 SWEEP_KINDS = ["periodic", "emergency", "admin"]
-RESTART_ACTORS = ["connection", "limit_guard", "janitor", "shard"]
+RESTART_ACTORS = ["connection", "limit_guard", "janitor", "shard", "upstream", "events"]
 CONTRACT_HISTOGRAMS = ["wsvisor_sweep_duration_seconds"]
 
 # Series beyond the contract's list (README, Metrics), also present from start-up.
 ADDITIONAL_HISTOGRAMS = {  # name: (lowest, highest) finite bucket bound in seconds
     "wsvisor_handshake_duration_seconds": (0.0005, 10.0),
     "wsvisor_connection_duration_seconds": (0.1, 86400.0),
+    "wsvisor_upstream_duration_seconds": (0.0005, 30.0),
 }
-ADDITIONAL_COUNTERS = ["wsvisor_bytes_received_total", "wsvisor_bytes_sent_total"]
+ADDITIONAL_COUNTERS = ["wsvisor_bytes_received_total", "wsvisor_bytes_sent_total",
+                       "wsvisor_upstream_retries_total", "wsvisor_events_sent_total",
+                       "wsvisor_events_failed_total", "wsvisor_events_dropped_total"]
 ADDITIONAL_PROCESS_SERIES = {  # name: type
     "process_cpu_seconds_total": "counter",
     "process_start_time_seconds": "gauge",
