@@ -99,7 +99,12 @@ connect_answer interpret_connect_answer(const upstream_result& result,
   json::parse_options options;
   options.max_depth = 32;
   const auto parsed = json::parse(result.body, ec, {}, options);
-  if (ec || !parsed.is_object()) return unavailable("the answer is not a JSON object");
+  // boost::json refuses a string that is not UTF-8 as a syntax error: the cause names
+  // both, so that the backend's author knows where to look.
+  if (ec)
+    return unavailable("the answer is not valid JSON (" + ec.message() +
+                       "; strings must be UTF-8)");
+  if (!parsed.is_object()) return unavailable("the answer is not a JSON object");
   const auto& object = parsed.as_object();
   if (const auto* user = object.if_contains("user"); user && !user->is_null()) {
     if (!user->is_string()) return unavailable("\"user\" is not a string");
