@@ -25,6 +25,34 @@ void set_breaker_gauge(self_ptr self) {
       self->state.breaker->current() == circuit_breaker::state::closed ? 0 : 1);
 }
 
+// error and timeout are the backend's (or the operator's) to fix: a warning naming the
+// key, throttled since a broken backend fails every call. The other failures are
+// decisions (rejected, busy, breaker) with their own metrics and frames: debug.
+void log_failure(const upstream_call_state& call, const upstream_result& result) {
+  const auto outcome = result.outcome;
+  if (outcome == upstream_outcome::ok || outcome == upstream_outcome::cancelled) return;
+  const bool operator_problem =
+      outcome == upstream_outcome::error || outcome == upstream_outcome::timeout;
+  static log_throttle failures{"upstream_failures_summary",
+                               "calls to the backend failed (counts by outcome)", 5};
+  if (operator_problem && !failures.admit(to_string(outcome))) return;
+  const char* message =
+      outcome == upstream_outcome::timeout
+          ? "call to the backend failed: no answer within upstream.timeout"
+          : (outcome == upstream_outcome::error
+                 ? "call to the backend failed: check upstream.url and the backend's answer "
+                   "(a body over upstream.max_response_bytes is an error)"
+                 : "call to the backend failed");
+  log_event(operator_problem ? spdlog::level::warn : spdlog::level::debug, "upstream_failed",
+            message,
+            {{"hook", to_string(call.request.hook)},
+             {"delivery", result.delivery},
+             {"outcome", to_string(outcome)},
+             {"status", result.status},
+             {"attempts", call.attempts},
+             {"error", call.last_reply.error}});
+}
+
 // The call's last word: the connection is answered, counted, forgotten.
 void finish(self_ptr self, uint64_t id, upstream_outcome outcome) {
   auto& calls = self->state.calls->by_id;
@@ -47,13 +75,7 @@ void finish(self_ptr self, uint64_t id, upstream_outcome outcome) {
   if (call.attempts > 0)
     stats.upstream_duration_seconds().Observe(
         std::chrono::duration<double>(self->state.context->now() - call.started).count());
-  if (outcome != upstream_outcome::ok && outcome != upstream_outcome::cancelled)
-    log_event(spdlog::level::debug, "upstream_failed", "call to the backend failed",
-              {{"delivery", result.delivery},
-               {"outcome", to_string(outcome)},
-               {"status", result.status},
-               {"attempts", call.attempts},
-               {"error", call.last_reply.error}});
+  log_failure(call, result);
   call.promise.deliver(std::move(result));
   calls.erase(it);
 }
