@@ -6,14 +6,16 @@ lifecycle events that keep the backend's registry exact."""
 import asyncio
 import base64
 import json
+import socket
 import time
 
 import pytest
 import websockets
 
 from admin_helpers import ADMIN_ENV, admin, call, fault
-from admission_helpers import attempt, attempt_async, check_admitted, check_refusal
-from conftest import HOST, RawWs, run_async, scrape, wait_metric, wait_until
+from admission_helpers import (attempt, attempt_async, build_request, check_admitted,
+                               check_refusal)
+from conftest import HOST, RawWs, run_async, scrape, wait_metric
 from gateway_helpers import (API_KEY, GATEWAY_ENV, api, backend, gateway_sets,  # noqa: F401
                              session, wait_registry)
 
@@ -376,10 +378,51 @@ def test_sends_never_reach_another_user(server_factory, backend):
 
 # ------------------------------------------------------------------- lifecycle events
 
+def never_reading(port, user):
+    """An upgraded socket that never reads, with a small receive buffer so that the
+    server's own queue fills soon."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect((HOST, port))
+    request, _ = build_request(port, headers=session(user))
+    sock.sendall(request)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        assert chunk, f"no upgrade answer for {user}"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head[:200]
+    return sock
+
+
+PING_FRAME = b"\x89\x80\x00\x00\x00\x00"  # masked, empty: proof of life without reading
+
+
+def flood_until_closed(port, socks, users, chunk=64 * 1024, max_sends=2000):
+    """/api/send of `chunk` bytes to `users` until none of them has a connection left.
+    The sockets send a ping now and then, so that the heartbeat never takes them for
+    zombies first."""
+    data = "x" * chunk
+    for _ in range(max_sends):
+        if not any(c["user"] in users for c in api(port, "GET", "/api/connections").json()):
+            return
+        for sock in socks:
+            try:
+                sock.send(PING_FRAME)
+            except OSError:
+                pass  # closed by the server already
+        api(port, "POST", "/api/send", {"users": users, "data": data})
+    raise AssertionError(f"{users} were never closed as slow consumers")
+
+
 def end_every_way(srv, port):
-    """Opens connections and ends each group a different v1 way, the last ones by a
-    drain (SIGTERM); returns the expected close_reason counts. One event loop throughout,
-    so that the healthy clients keep answering the server's pings."""
+    """Opens about 1,000 connections (980, plus as many as a shard crash closed) and
+    ends each group a different v1 way (shard crash, client close, RST, vanish, admin
+    close, API disconnect, force sweep, slow consumer, poison past the restart budget,
+    zombie), the last 60 by a drain (SIGTERM); returns the expected close_reason counts.
+    One event loop throughout, so that the healthy clients keep answering the server's
+    pings."""
 
     async def main():
         expected = {}
@@ -399,10 +442,10 @@ def end_every_way(srv, port):
         left = await call(lambda: len(api(port, "GET", "/api/connections").json()))
         expected["shard_down"] = len(shard0) - left
         # A client close.
-        closers = await group("close", 100)
+        closers = await group("close", 290)
         for ws in closers:
             await ws.close()
-        expected["client"] = 100
+        expected["client"] = 290
         # Vanished: RST and plain TCP close without a close frame (client too). Each
         # one vanishes as soon as it is open: a raw socket answers no ping, so one kept
         # past ping_interval + pong_timeout (2 s here) would be a zombie instead.
@@ -410,16 +453,32 @@ def end_every_way(srv, port):
         def vanish(i):
             RawWs(port, extra_headers=session(f"vanish{i % 10}")).abort(rst=i % 2 == 0)
 
-        await call(lambda: [vanish(i) for i in range(100)])
-        expected["client"] += 100
+        await call(lambda: [vanish(i) for i in range(200)])
+        expected["client"] += 200
         # Admin close and API disconnect.
-        admins = await group("admin", 50)
-        apis = await group("apiuser", 50)
+        admins = await group("admin", 100)
+        apis = await group("apiuser", 100)
         for i in range(10):
             await call(admin, port, "POST", f"/admin/close?user=admin{i}")
             await call(api, port, "POST", "/api/disconnect", {"user": f"apiuser{i}"})
-        expected["admin"] = 50
-        expected["api"] = 50
+        expected["admin"] = 100
+        expected["api"] = 100
+        await settle()
+        # Swept: one user at its cap (100); a force sweep of that user evicts its oldest
+        # (healthy) connections down to 70 % of the cap, 1013; the client closes the rest.
+        swept = [await connect(srv, "swept") for _ in range(100)]
+        r = await call(admin, port, "POST", "/admin/sweep?level=force&user=swept")
+        expected["evicted"] = sum(r.json()["evicted"].values())
+        assert expected["evicted"] == 30, r.json()
+        await settle()
+        for ws in swept:
+            await ws.close()
+        expected["client"] += 70
+        # Slow consumers: sockets that never read (a small receive buffer), sent to
+        # through the API until the server's queue passes send_queue_bytes (1008).
+        slow = await call(lambda: [never_reading(port, f"slow{i}") for i in range(10)])
+        await call(flood_until_closed, port, slow, [f"slow{i}" for i in range(10)])
+        expected["slow_consumer"] = 10
         await settle()
         # Poison past the restart budget: 1011 restart_budget.
         poisoned = await group("poison", 20)
@@ -437,11 +496,13 @@ def end_every_way(srv, port):
         expected["restart_budget"] = 20
         # Zombies: raw sockets that never answer a ping (ping_interval 1s, pong 1s).
         zombies = await call(lambda: [RawWs(port, extra_headers=session(f"zombie{i % 10}"))
-                                      for i in range(50)])
-        expected["zombie"] = 50
+                                      for i in range(100)])
+        expected["zombie"] = 100
         await asyncio.sleep(4)  # found and closed by the heartbeat
         for ws in zombies:
             ws.close()
+        for sock in slow:
+            sock.close()
         # The rest: closed by the drain (1001), the crash group's survivors with them.
         survivors = await group("drain", 60 - (40 - expected["shard_down"]))
         expected["drain"] = 60
@@ -471,7 +532,8 @@ def test_every_connect_gets_exactly_one_disconnect(server_factory, backend, even
                          "janitor.sweep_interval=250ms", "limits.max_per_user=100",
                          "events.retries=20", "upstream.backoff_min=10ms",
                          "upstream.backoff_max=50ms", "shutdown.drain_timeout=10s",
-                         "server.io_threads=2", "server.actor_threads=2", env=ENV)
+                         "janitor.close_timeout=1s", "server.io_threads=2",
+                         "server.actor_threads=2", env=ENV)
     backend.configure(events_fail_ratio=events_fail_ratio)
     expected = end_every_way(srv, srv.port)
     assert srv.wait_exit(20) == 0
