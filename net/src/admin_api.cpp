@@ -49,6 +49,8 @@ json::value to_json(const tree_node& node) {
   object["name"] = node.name;
   if (!node.strategy.empty()) object["strategy"] = node.strategy;
   object["restarts"] = node.restarts;
+  if (!node.breaker.empty()) object["breaker"] = node.breaker;  // CONTRACT 11.1
+  if (node.inflight) object["inflight"] = *node.inflight;
   if (node.connections) {
     object["connections"] = *node.connections;
   } else if (!node.strategy.empty()) {
