@@ -14,6 +14,9 @@ namespace {
 
 using self_ptr = caf::stateful_actor<connection_state>*;
 
+// connection -> itself: send this call to the upstream service again (it was down).
+using redispatch_atom = caf::atom_constant<caf::atom("redisp")>;
+
 // The longest one call to the backend can take: every attempt's timeout and the
 // backoffs between them, plus a margin for the messages (the upstream service answers
 // before this; the request's own timeout only covers a service that died meanwhile).
@@ -57,12 +60,24 @@ void call_done(self_ptr self) {
   dispatch(self, std::move(next));
 }
 
-void dispatch(self_ptr self, upstream_request request) {
+// Sends a call (already counted in flight) to the upstream service. While that service
+// is down (a crash, its restart under way: the context has no handle, see
+// upstream_service.cpp) the call waits for the restarted one and goes then with the same
+// delivery id, tried every upstream.backoff_min until its deadline (CONTRACT 11.1:
+// "resent with the same delivery id"); a call out of time fails upstream_unavailable.
+// A call the service held when it died is answered by it (upstream_unavailable).
+void send_to_service(self_ptr self, upstream_request request, steady_time deadline) {
   auto& state = self->state;
-  ++state.upstream->inflight;
+  const auto& config = state.context->config.upstream;
   auto service = state.context->upstream_service();
   if (!service) {
-    // The upstream service is being restarted: this call fails, the next may not.
+    const auto wait = std::max<caf::timespan>(config.backoff_min, std::chrono::milliseconds(1));
+    if (state.context->now() + wait < deadline) {
+      self->delayed_send(self, wait, redispatch_atom::value, std::move(request), deadline);
+      return;
+    }
+    // Out of time: failed as a message, so that the application is never called back
+    // from inside its own call.
     upstream_result result;
     result.outcome = upstream_outcome::error;
     result.delivery = std::move(request.delivery);
@@ -73,8 +88,7 @@ void dispatch(self_ptr self, upstream_request request) {
   }
   const auto delivery = request.delivery;
   const auto tag = request.tag;
-  self->request(service, call_budget(state.context->config.upstream), upstream_atom::value,
-                std::move(request))
+  self->request(service, call_budget(config), upstream_atom::value, std::move(request))
       .then(
           [self](upstream_result& result) {
             call_done(self);
@@ -88,6 +102,13 @@ void dispatch(self_ptr self, upstream_request request) {
             call_done(self);
             deliver(self, std::move(result));
           });
+}
+
+void dispatch(self_ptr self, upstream_request request) {
+  auto& state = self->state;
+  ++state.upstream->inflight;
+  const auto deadline = state.context->now() + call_budget(state.context->config.upstream);
+  send_to_service(self, std::move(request), deadline);
 }
 
 }  // namespace
@@ -180,6 +201,9 @@ caf::behavior connection_actor(self_ptr self, std::shared_ptr<service_context> c
       [self](upstream_atom, upstream_result& result, bool dispatched) {
         if (dispatched) call_done(self);
         deliver(self, std::move(result));
+      },
+      [self](redispatch_atom, upstream_request& request, steady_time deadline) {
+        send_to_service(self, std::move(request), deadline);
       },
       [self](fault_atom, crash_atom) {
         supervised(self, [] { throw std::runtime_error("crash (fault injection)"); });

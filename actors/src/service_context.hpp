@@ -95,6 +95,12 @@ struct service_context {
     std::lock_guard<std::mutex> lock(handles_mutex);
     upstream_handle = std::move(a);
   }
+  // Forgets the upstream service's handle if it is still `dead` (a restart may have set
+  // the next one already).
+  void withdraw_upstream_service(const caf::actor_addr& dead) {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    if (upstream_handle && upstream_handle.address() == dead) upstream_handle = nullptr;
+  }
   void set_events_service(caf::actor a) {
     std::lock_guard<std::mutex> lock(handles_mutex);
     events_handle = std::move(a);

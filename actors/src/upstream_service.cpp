@@ -185,7 +185,12 @@ caf::behavior upstream_service_actor(self_ptr self, std::shared_ptr<service_cont
   const auto& config = context->config.upstream;
   state.breaker.emplace(config.breaker_failures, config.breaker_window, config.breaker_open);
   context->stats.upstream_breaker_open().Set(0);
-  self->attach_functor([port = context->http_client, calls = state.calls](const caf::error&) {
+  // At death: every call is answered, and the context forgets this handle, so that a
+  // connection asking during the restart backoff waits for the next service instead of
+  // sending to a dead one (connection_actor.cpp, send_to_service).
+  self->attach_functor([port = context->http_client, calls = state.calls, context,
+                        me = self->address()](const caf::error&) {
+    context->withdraw_upstream_service(me);
     answer_everyone(port, *calls);
   });
   return {

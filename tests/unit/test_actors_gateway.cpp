@@ -306,6 +306,28 @@ TEST_CASE("a crash of the upstream service answers its calls and it is restarted
   CHECK(a.port->closes.empty());
 }
 
+TEST_CASE("a message during the upstream service's restart backoff waits for the next one") {
+  gateway g;
+  g.start_ready();
+  const auto a = g.open("alice");
+  wsvisor::fault_request fault;
+  fault.on = wsvisor::fault_request::target::upstream;
+  g.svc->inject_fault(fault, [](uint64_t) {});
+  g.run();  // dead; the root restarts it after its backoff (virtual time not yet passed)
+  g.message(a, "during the backoff");
+  CHECK(g.backend->waiting.empty());
+  CHECK(a.port->sends.empty());  // no error frame: the call waits
+  g.pass(2000ms, 100ms);
+  CHECK(g.stats.actor_restarts(wsvisor::actor_kind::upstream).Value() == 1);
+  REQUIRE(g.backend->waiting.size() == 1);
+  const auto delivery = g.backend->waiting.front().header("X-Wsvisor-Delivery");
+  CHECK(delivery.substr(delivery.size() - 4) == ".1:1");  // the first of connection 1
+  g.backend->answer(200, "late but fine");
+  g.run();
+  REQUIRE(a.port->sends.size() == 1);
+  CHECK(a.port->sends[0].payload == "late but fine");
+}
+
 TEST_CASE("a crash of the connection's application keeps its call: the reply still comes") {
   gateway g;
   g.start_ready();
