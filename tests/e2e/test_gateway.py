@@ -12,7 +12,7 @@ import time
 import pytest
 import websockets
 
-from admin_helpers import ADMIN_ENV, admin, call, fault
+from admin_helpers import ADMIN_ENV, admin, call, fault, tree
 from admission_helpers import (attempt, attempt_async, build_request, check_admitted,
                                check_refusal)
 from conftest import HOST, RawWs, run_async, scrape, wait_metric
@@ -211,6 +211,8 @@ def test_the_breaker_opens_fails_fast_half_opens_and_closes(server_factory, back
         assert backend.stats()["message_calls"] == calls_before, "the breaker let one through"
         m = await call(scrape, srv.port)
         assert m.get("wsvisor_upstream_breaker_open") == 1
+        shown = (await call(tree, srv.port))["children"]
+        assert next(c for c in shown if c["name"] == "upstream")["breaker"] == "open", shown
         await asyncio.sleep(1.2)
         await ws.send("probe")
         probe = await asyncio.wait_for(ws.recv(), 10)
