@@ -88,21 +88,6 @@ uint64_t event_queue::pending() const {
 
 namespace {
 
-std::string rfc3339_ms(std::chrono::system_clock::time_point t) {
-  const auto since_epoch = t.time_since_epoch();
-  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
-  const auto millis =
-      std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - seconds).count();
-  const std::time_t tt = seconds.count();
-  std::tm utc{};
-  gmtime_r(&tt, &utc);
-  char text[64];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
-                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                static_cast<int>(millis));
-  return text;
-}
-
 void append_string(std::string& out, const char* key, const std::string& value,
                    bool null_if_empty) {
   out += '"';
@@ -132,7 +117,7 @@ std::string event_head(const std::string& id, const char* type, const std::strin
   append_string(out, "ip", fields.ip, false);
   out += ',';
   append_string(out, "node", node, false);
-  out += ",\"at\":\"" + rfc3339_ms(at) + "\",\"meta\":";
+  out += ",\"at\":\"" + rfc3339(at) + "\",\"meta\":";
   // meta was checked and made compact JSON when the connect hook gave it.
   out += fields.meta.empty() ? "null" : fields.meta;
   return out;

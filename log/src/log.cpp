@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <ctime>
 #include <set>
 
@@ -63,21 +64,33 @@ bool is_plain(char c) {
          c == '[' || c == ']' || c == '#' || c == '*';
 }
 
+}  // namespace
+
+std::string rfc3339(std::chrono::system_clock::time_point t) {
+  const auto since_epoch = t.time_since_epoch();
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
+  const auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - seconds).count();
+  const std::time_t tt = seconds.count();
+  std::tm utc{};
+  gmtime_r(&tt, &utc);
+  char text[64];  // room for any int GCC's format checker can imagine
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                static_cast<int>(millis));
+  return text;
+}
+
+namespace {
+
 // One JSON object per line: {"time":"<RFC 3339 UTC, ms>","level":"info","msg":"...",...}.
 class json_formatter final : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    const auto since_epoch = msg.time.time_since_epoch();
-    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
-    const auto millis =
-        std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - seconds).count();
-    const std::time_t t = seconds.count();
-    std::tm utc{};
-    gmtime_r(&t, &utc);
-    fmt::format_to(std::back_inserter(dest),
-                   R"({{"time":"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z","level":")",
-                   utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
-                   utc.tm_sec, millis);
+    dest.append(std::string_view(R"({"time":")"));
+    const auto time = rfc3339(msg.time);
+    dest.append(time.data(), time.data() + time.size());
+    dest.append(std::string_view(R"(","level":")"));
     const auto level = spdlog::level::to_string_view(msg.level);
     dest.append(level.data(), level.data() + level.size());
     dest.append(std::string_view("\","));

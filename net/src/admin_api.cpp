@@ -4,6 +4,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <wsvisor/log.hpp>  // rfc3339
 
 #include <openssl/crypto.h>
 
@@ -184,21 +185,6 @@ std::optional<std::map<std::string, std::string>> parse_query(std::string_view t
     query.remove_prefix(amp + 1);
   }
   return params;
-}
-
-std::string rfc3339(std::chrono::system_clock::time_point t) {
-  const auto since_epoch = t.time_since_epoch();
-  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
-  const auto millis =
-      std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - seconds).count();
-  const std::time_t tt = seconds.count();
-  std::tm utc{};
-  gmtime_r(&tt, &utc);
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
-                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                static_cast<int>(millis));
-  return buffer;
 }
 
 namespace {

@@ -43,9 +43,6 @@ struct http_exchange {
 // The query parameters of a target, percent-decoded; nullopt when malformed.
 std::optional<std::map<std::string, std::string>> parse_query(std::string_view target);
 
-// RFC 3339 UTC with milliseconds: 2026-11-28T02:49:45.640Z.
-std::string rfc3339(std::chrono::system_clock::time_point t);
-
 // The number n of a connection id "<node_id>.<n>" of this node; nullopt for another
 // node's or a malformed one (section 10).
 std::optional<uint64_t> local_connection_id(std::string_view connection, std::string_view node_id);

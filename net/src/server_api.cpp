@@ -5,6 +5,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <wsvisor/log.hpp>  // rfc3339
 
 #include <optional>
 #include <string>

@@ -25,6 +25,10 @@ namespace wsvisor {
 
 enum class log_format { text, json };
 
+// RFC 3339 UTC with milliseconds, as in JSON log lines: 2026-11-28T02:49:45.640Z. Also
+// the time format of the admin and server APIs and of lifecycle events.
+std::string rfc3339(std::chrono::system_clock::time_point t);
+
 // Configures the default logger on stderr (or on `sink`, for tests). Throws spdlog_ex on
 // an unknown level name (the config loader validates it first).
 void setup_logging(std::string_view level, log_format format, spdlog::sink_ptr sink = nullptr);
