@@ -40,6 +40,24 @@ void ask_shards(caf::event_based_actor* self, const std::vector<caf::actor>& sha
   ask_each<Answer>(self, shards, kAdminTimeout, std::move(done), request...);
 }
 
+// Every shard, the same question answered with a count; `done` gets the sum (the
+// connections an API or admin action reached).
+template <class... Ts>
+void sum_over_shards(const service_context& context, std::function<void(uint64_t)> done,
+                     Ts... request) {
+  auto shards = context.shards();
+  in_helper_actor(context.system, [=](caf::event_based_actor* self) {
+    ask_shards<uint64_t>(
+        self, shards,
+        [done](std::vector<uint64_t>& counts) {
+          uint64_t sum = 0;
+          for (auto n : counts) sum += n;
+          done(sum);
+        },
+        request...);
+  });
+}
+
 std::chrono::system_clock::time_point to_wall(steady_time t, steady_time now) {
   return std::chrono::system_clock::now() -
          std::chrono::duration_cast<std::chrono::system_clock::duration>(now - t);
@@ -361,46 +379,16 @@ bool connection_selector::matches(uint64_t connection_id, const std::string& use
 
 void service::send_to(connection_selector to, std::string payload, bool text,
                       std::function<void(uint64_t)> done) {
-  auto shards = context_->shards();
-  in_helper_actor(context_->system, [=](caf::event_based_actor* self) {
-    ask_shards<uint64_t>(
-        self, shards,
-        [done](std::vector<uint64_t>& counts) {
-          uint64_t delivered = 0;
-          for (auto n : counts) delivered += n;
-          done(delivered);
-        },
-        api_send_atom::value, to, payload, text);
-  });
+  sum_over_shards(*context_, std::move(done), api_send_atom::value, to, payload, text);
 }
 
 void service::disconnect(connection_selector which, uint16_t code, std::string reason,
                          std::function<void(uint64_t)> done) {
-  auto shards = context_->shards();
-  in_helper_actor(context_->system, [=](caf::event_based_actor* self) {
-    ask_shards<uint64_t>(
-        self, shards,
-        [done](std::vector<uint64_t>& counts) {
-          uint64_t closed = 0;
-          for (auto n : counts) closed += n;
-          done(closed);
-        },
-        api_close_atom::value, which, code, reason);
-  });
+  sum_over_shards(*context_, std::move(done), api_close_atom::value, which, code, reason);
 }
 
 void service::close_connections(uint64_t id, std::string user, std::function<void(uint64_t)> done) {
-  auto shards = context_->shards();
-  in_helper_actor(context_->system, [=](caf::event_based_actor* self) {
-    ask_shards<uint64_t>(
-        self, shards,
-        [done](std::vector<uint64_t>& counts) {
-          uint64_t closed = 0;
-          for (auto n : counts) closed += n;
-          done(closed);
-        },
-        admin_close_atom::value, id, user);
-  });
+  sum_over_shards(*context_, std::move(done), admin_close_atom::value, id, user);
 }
 
 void service::inject_fault(fault_request fault, std::function<void(uint64_t)> done) {
