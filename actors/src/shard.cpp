@@ -52,6 +52,7 @@ connection_event_fields event_fields(const service_context& context, const shard
 
 // Counts and logs the end of one slot. The caller tells the limit guard.
 void account_release(service_context& context, const shard_entry& entry, connection_end end) {
+  // The reason is counted before the gauge is lowered (see connections_opened below).
   context.stats.connections_closed(end.why).Increment();
   context.stats.connections().Decrement();
   context.connections.fetch_sub(1, std::memory_order_relaxed);
@@ -208,8 +209,10 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
         entry.admitted_wall = std::chrono::system_clock::now();
         self->state.by_id.emplace(id, connection.address());
         self->state.table->emplace(connection.address(), std::move(entry));
-        context.stats.connections().Increment();
+        // Counted before the gauge rises, as a close counts before it lowers it
+        // (metrics.cpp: the gauge is read first, so it is never ahead of the counters).
         context.stats.connections_opened().Increment();
+        context.stats.connections().Increment();
         context.connections.fetch_add(1, std::memory_order_relaxed);
         log_event(spdlog::level::debug, "connection_admitted", "slot taken, connection actor up",
                   {{"id", id},

@@ -165,6 +165,12 @@ struct metrics::impl {
   impl() { register_build_info(registry); }
 
   prometheus::Registry registry;
+  // Collected before `registry`: prometheus-cpp collects a registry's counters before
+  // its gauges, so a scrape could read the close counters, then a slot gauge that a
+  // close had brought down meanwhile. Every close counts its reason before it lowers the
+  // gauge (and every admission counts itself before it raises it); read first, the gauge
+  // is never ahead of the counters: a scrape that shows 0 slots shows every close.
+  prometheus::Registry read_first;
 
   prometheus::Gauge& ready =
       single_gauge(registry, "wsvisor_ready",
@@ -172,7 +178,7 @@ struct metrics::impl {
   prometheus::Gauge& draining =
       single_gauge(registry, "wsvisor_draining", "1 from the first moment of shutdown");
   prometheus::Gauge& connections = single_gauge(
-      registry, "wsvisor_connections", "Connection slots held, handshakes in flight included");
+      read_first, "wsvisor_connections", "Connection slots held, handshakes in flight included");
   prometheus::Gauge& send_queue_bytes = single_gauge(
       registry, "wsvisor_send_queue_bytes", "Bytes queued for sending, summed over connections");
   prometheus::Counter& connections_opened =
@@ -335,7 +341,8 @@ prometheus::Counter& metrics::events_dropped() {
 }
 
 std::string metrics::render() const {
-  std::vector<prometheus::MetricFamily> families = impl_->registry.Collect();
+  std::vector<prometheus::MetricFamily> families = impl_->read_first.Collect();
+  for (auto& family : impl_->registry.Collect()) families.push_back(std::move(family));
   for (const auto& series : process_series_list) {
     families.push_back(render_process_series(series));
   }

@@ -229,6 +229,20 @@ TEST_CASE("no series beyond the documented ones is exposed") {
   }
 }
 
+TEST_CASE("the slot gauge is read before the counters, so it is never ahead of them") {
+  // A close counts its reason, then lowers the gauge; a scrape that reads the gauge
+  // first and sees it lowered must then see the count (the e2e tests wait for a gauge
+  // of 0 and then check the close counters).
+  wsvisor::metrics metrics;
+  const std::string text = metrics.render();
+  const auto gauge = text.find("\nwsvisor_connections ");
+  const auto closed = text.find("\nwsvisor_connections_closed_total{");
+  const auto opened = text.find("\nwsvisor_connections_opened_total ");
+  REQUIRE(gauge != std::string::npos);
+  CHECK(gauge < closed);
+  CHECK(gauge < opened);
+}
+
 TEST_CASE("updates show up in the exposition") {
   wsvisor::metrics metrics;
   metrics.ready().Set(1);
