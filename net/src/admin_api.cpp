@@ -261,6 +261,9 @@ void close_connections(http_exchange& call) {
     if (!parsed || *parsed == 0) return call.admin_bad_request("id must be a positive integer");
     id = *parsed;
   } else if (connection_param != params.end()) {
+    if (!is_connection_id(connection_param->second))
+      return call.admin_bad_request("connection must be a connection id, \"<node_id>.<n>\" (" +
+                                    call.state->tree.node_id() + ".12 is this node's 12th)");
     const auto parsed = local_connection_id(connection_param->second, call.state->tree.node_id());
     // A connection of another node is not open here: nothing to close.
     if (!parsed) return call.answer(http::status::ok, json::object{{"closed", 0}});

@@ -2,6 +2,7 @@
 
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
+#include <wsvisor/config.hpp>  // is_valid_node_id
 
 namespace wsvisor {
 namespace http = boost::beast::http;
@@ -40,6 +41,12 @@ std::optional<uint64_t> local_connection_id(std::string_view connection, std::st
   }
   if (n == 0) return std::nullopt;
   return n;
+}
+
+bool is_connection_id(std::string_view connection) {
+  const auto dot = connection.rfind('.');
+  if (dot == std::string_view::npos || !is_valid_node_id(connection.substr(0, dot))) return false;
+  return local_connection_id(connection, connection.substr(0, dot)).has_value();
 }
 
 route_table standard_routes() {

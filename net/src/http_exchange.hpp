@@ -47,6 +47,11 @@ std::optional<std::map<std::string, std::string>> parse_query(std::string_view t
 // node's or a malformed one (section 10).
 std::optional<uint64_t> local_connection_id(std::string_view connection, std::string_view node_id);
 
+// Whether `connection` has the shape of any node's connection id: a valid node id
+// (cluster.node_id's rule), ".", and a positive integer. Not that shape: a 400; that
+// shape but not of this node or not open: nothing there (410, or closed 0).
+bool is_connection_id(std::string_view connection);
+
 // Every endpoint wsvisor serves (health, metrics, admin, API), one entry each.
 route_table standard_routes();
 

@@ -50,8 +50,8 @@ std::variant<connection_selector, std::string> selector_of(const json::object& b
                                      : "give exactly one of \"connection\", \"user\"");
   connection_selector selector;
   if (connection) {
-    if (!connection->is_string() || connection->as_string().empty())
-      return std::string("\"connection\" must be a connection id string");
+    if (!connection->is_string() || !is_connection_id(connection->as_string()))
+      return std::string("\"connection\" must be a connection id, \"<node_id>.<n>\"");
     const auto id = local_connection_id(connection->as_string(), node_id);
     gone = !id;
     selector.what = connection_selector::kind::connection;

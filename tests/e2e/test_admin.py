@@ -565,3 +565,32 @@ def test_admin_drain(server_factory):
     run_async(main(), timeout=60)
     code = srv.wait_exit(15)
     assert code == 0, f"exit code {code} after POST /admin/drain\n{srv.log()[-3000:]}"
+
+
+def test_connections_carry_string_ids_and_close_takes_one(server):
+    """CONTRACT 10: every entry has "connection" = "<node_id>.<id>"; /admin/close takes
+    ?connection=; another node's id closes nothing; a malformed one is 400."""
+
+    async def main():
+        a = await ws_connect(server.port, "strid-a")
+        b = await ws_connect(server.port, "strid-b")
+        listed = await call(connections, server.port)
+        mine = {c["user"]: c for c in listed if c["user"].startswith("strid-")}
+        for c in mine.values():
+            node, _, number = c["connection"].rpartition(".")
+            assert node and number == str(c["id"]), c
+        victim = mine["strid-a"]["connection"]
+        node = victim.rpartition(".")[0]
+        other = await call(admin_json, server.port, "POST",
+                           f"/admin/close?connection=other-{node}.{mine['strid-a']['id']}")
+        bad = await call(admin, server.port, "POST", "/admin/close?connection=not-an-id")
+        r = await call(admin_json, server.port, "POST", f"/admin/close?connection={victim}")
+        code = (await wait_close(a))[0]
+        b_open = b.open
+        await b.close()
+        return other, bad, r, code, b_open
+
+    other, bad, r, code, b_open = run_async(main(), timeout=60)
+    assert other == {"closed": 0}, other
+    assert bad.status == 400, bad
+    assert r == {"closed": 1} and code == 4002 and b_open, (r, code)

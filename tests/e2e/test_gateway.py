@@ -254,6 +254,7 @@ def test_api_bad_bodies_are_400_or_413_and_change_nothing(server_factory, backen
                      b'{"user":"alice","data":"x","b64data":"eA=="}',
                      b'{"user":"alice","b64data":"not base64!"}',
                      b'{"connection":"x","user":"alice","data":"x"}',
+                     b'{"connection":"not-an-id","data":"x"}', b'{"connection":7,"data":"x"}',
                      b"[" * 100000 + b"]" * 100000,
                      b'{"users":"alice","data":"x"}'):
             r = api(srv.port, "POST", "/api/send", body=body[:4096])

@@ -237,3 +237,23 @@ TEST_CASE("check_websocket_handshake: RFC 6455 4.2.1 key and version") {
   for (const char* other : {"8", "14", "", "13, 8", "12"})
     CHECK(check_websocket_handshake(other, good_key) == handshake_check::bad_version);
 }
+
+TEST_CASE("connection ids: this node's number, any node's shape") {
+  using wsvisor::is_connection_id;
+  using wsvisor::local_connection_id;
+  CHECK(local_connection_id("ws-eu-1.12", "ws-eu-1") == 12u);
+  CHECK_FALSE(local_connection_id("ws-eu-2.12", "ws-eu-1"));
+  CHECK_FALSE(local_connection_id("ws-eu-1.0", "ws-eu-1"));
+  CHECK_FALSE(local_connection_id("ws-eu-1.1x", "ws-eu-1"));
+  CHECK_FALSE(local_connection_id("ws-eu-1.", "ws-eu-1"));
+  CHECK_FALSE(local_connection_id("ws-eu-1.99999999999999999999", "ws-eu-1"));
+  for (const char* shaped : {"ws-eu-2.12", "a.1", "vm-bb4a52.9999999999999999999"}) {
+    CAPTURE(shaped);
+    CHECK(is_connection_id(shaped));
+  }
+  for (const char* malformed : {"", "12", "not-an-id", ".12", "node.", "node.0", "Node.1",
+                                "-node.1", "node.1.2x", "node..1", "node.-1"}) {
+    CAPTURE(malformed);
+    CHECK_FALSE(is_connection_id(malformed));
+  }
+}
