@@ -2,7 +2,7 @@
 # Gateway mode benchmarks (issue 13): wsvisor with app.mode = gateway against itself in
 # echo mode, in one run, interleaved.
 #
-#   bench/gateway.sh                     full run (~7 min)
+#   bench/gateway.sh                     full run (~5 min, plus ~1 min compiling the peers once)
 #   GW_RUNS=1 GW_DURATION=2 bench/gateway.sh   smoke pass (~2 min)
 #
 # What it measures (loopback only; wsvisor on core 0, everything else on core 1):
