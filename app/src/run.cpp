@@ -167,6 +167,10 @@ int serve(const settings& config, const application_factory& application) {
     if (!config.upstream.url.empty() || !config.events.url.empty()) {
       http_upstream_options options;
       options.max_response_bytes = config.upstream.max_response_bytes;
+      // As many idle connections as there can be requests at once (hooks, plus the
+      // events' 16): a smaller pool closes a connection after each answer under load,
+      // which is no keep-alive at all (TIME-WAIT piles up, every call pays a connect).
+      options.max_idle_per_host = config.upstream.max_inflight + 16;
       tree.use_upstream(make_http_upstream(io, options));
     }
     exit_latch latch;
