@@ -366,24 +366,32 @@ void service::audit_counts(std::function<void(std::optional<count_audit>)> done)
   });
 }
 
+void connection_selector::prepare() {
+  std::sort(users.begin(), users.end());
+  users.erase(std::unique(users.begin(), users.end()), users.end());
+}
+
 bool connection_selector::matches(uint64_t connection_id, const std::string& user) const {
   switch (what) {
     case kind::connection:
       return connection_id == id;
     case kind::user:
     case kind::users:
-      return !user.empty() && std::find(users.begin(), users.end(), user) != users.end();
+      // Sorted by prepare(): a send to 1,000 users walked 1,000 names per connection.
+      return !user.empty() && std::binary_search(users.begin(), users.end(), user);
   }
   return false;
 }
 
 void service::send_to(connection_selector to, std::string payload, bool text,
                       std::function<void(uint64_t)> done) {
+  to.prepare();
   sum_over_shards(*context_, std::move(done), api_send_atom::value, to, payload, text);
 }
 
 void service::disconnect(connection_selector which, uint16_t code, std::string reason,
                          std::function<void(uint64_t)> done) {
+  which.prepare();
   sum_over_shards(*context_, std::move(done), api_close_atom::value, which, code, reason);
 }
 

@@ -120,6 +120,17 @@ std::vector<std::string> texts(const fake_port& port) {
 
 }  // namespace
 
+TEST_CASE("a selector of users, prepared, matches each listed user once") {
+  wsvisor::connection_selector to;
+  to.what = wsvisor::connection_selector::kind::users;
+  to.users = {"carol", "alice", "bob", "alice"};
+  to.prepare();
+  CHECK(to.users == std::vector<std::string>{"alice", "bob", "carol"});
+  for (const char* user : {"alice", "bob", "carol"}) CHECK(to.matches(7, user));
+  CHECK_FALSE(to.matches(7, "dave"));
+  CHECK_FALSE(to.matches(7, ""));
+}
+
 TEST_CASE("message hook: one request in flight per connection, replies in order") {
   gateway g;
   g.start_ready();

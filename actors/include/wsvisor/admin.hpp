@@ -28,6 +28,9 @@ struct connection_selector {
   enum class kind { connection, user, users } what = kind::connection;
   uint64_t id = 0;                 // kind::connection
   std::vector<std::string> users;  // kind::user: one; kind::users: any number
+  // Sorts and de-duplicates `users`, so that matches() is a binary search: every shard
+  // asks it for each connection it holds (service::send_to and disconnect call it).
+  void prepare();
   bool matches(uint64_t connection_id, const std::string& user) const;
 };
 
