@@ -138,8 +138,9 @@ struct fixture {
     sys = std::make_unique<caf::actor_system>(cfg);
     sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
     svc = std::make_unique<wsvisor::service>(*sys, config, stats, 2);
-    if (const auto* app = wsvisor::application_registry::with_builtins().find(config.app.mode))
-      svc->use_application(*app);
+    // Named: find() points into the registry, which must outlive the call.
+    const auto applications = wsvisor::application_registry::with_builtins();
+    if (const auto* app = applications.find(config.app.mode)) svc->use_application(*app);
     if (backend) svc->use_upstream(std::move(backend));
   }
 
