@@ -1141,7 +1141,9 @@ TEST_CASE("cluster.node_id: \"\" or 1 to 64 of [a-z0-9-], no \"-\" at either end
                    "--set cluster.node_id=" + id + ": " + expected));
   }
   // What the server checks a node id of its own making with.
-  for (const std::string id : {"", "ws-", "-ws", "WS", "ws_1", std::string(65, 'a').c_str()}) {
+  // The list holds const char*: the 65 bytes must outlive it (a temporary's c_str() did not).
+  const std::string too_long(65, 'a');
+  for (const std::string id : {"", "ws-", "-ws", "WS", "ws_1", too_long.c_str()}) {
     CAPTURE(id);
     CHECK_FALSE(is_valid_node_id(id));
   }
