@@ -22,6 +22,21 @@ actor_kind kind_of(const std::string& child_id) {
   return actor_kind::shard;
 }
 
+// A root service: `behavior` spawned with the context, its handle published by `publish`
+// after each (re)start, so that everyone asks the context for the current one.
+template <class Behavior>
+child_spec service_child(std::string id, const std::shared_ptr<service_context>& context,
+                         Behavior behavior, void (service_context::*publish)(caf::actor)) {
+  child_spec child;
+  child.id = std::move(id);
+  child.start = [context, behavior, publish](caf::local_actor& root) {
+    auto actor = root.spawn(behavior, context);
+    ((*context).*publish)(actor);
+    return actor;
+  };
+  return child;
+}
+
 }  // namespace
 
 caf::actor spawn_service_tree(std::shared_ptr<service_context> context) {
@@ -36,45 +51,17 @@ caf::actor spawn_service_tree(std::shared_ptr<service_context> context) {
   backoff.max_delay = supervision.backoff_max;
   spec.backoff = backoff;
 
-  child_spec guard;
-  guard.id = "limit_guard";
-  guard.start = [context](caf::local_actor& root) {
-    auto actor = root.spawn(limit_guard_actor, context);
-    context->set_guard(actor);
-    return actor;
-  };
-  spec.children.push_back(guard);
-
-  child_spec janitor;
-  janitor.id = "janitor";
-  janitor.start = [context](caf::local_actor& root) {
-    auto actor = root.spawn(janitor_actor, context);
-    context->set_janitor(actor);
-    return actor;
-  };
-  spec.children.push_back(janitor);
-
+  spec.children.push_back(
+      service_child("limit_guard", context, limit_guard_actor, &service_context::set_guard));
+  spec.children.push_back(
+      service_child("janitor", context, janitor_actor, &service_context::set_janitor));
   // The backend's services (CONTRACT 11), before the shards: their connections use them.
-  if (!context->config.upstream.url.empty()) {
-    child_spec upstream;
-    upstream.id = "upstream";
-    upstream.start = [context](caf::local_actor& root) {
-      auto actor = root.spawn(upstream_service_actor, context);
-      context->set_upstream_service(actor);
-      return actor;
-    };
-    spec.children.push_back(upstream);
-  }
-  if (context->events) {
-    child_spec events;
-    events.id = "events";
-    events.start = [context](caf::local_actor& root) {
-      auto actor = root.spawn(events_service_actor, context);
-      context->set_events_service(actor);
-      return actor;
-    };
-    spec.children.push_back(events);
-  }
+  if (!context->config.upstream.url.empty())
+    spec.children.push_back(service_child("upstream", context, upstream_service_actor,
+                                          &service_context::set_upstream_service));
+  if (context->events)
+    spec.children.push_back(service_child("events", context, events_service_actor,
+                                          &service_context::set_events_service));
 
   for (unsigned i = 0; i < context->shard_count; ++i) {
     child_spec shard;
