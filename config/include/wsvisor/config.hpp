@@ -139,6 +139,45 @@ struct gateway_settings {
   bool error_frames = true;                  // a failed message gets a {"error":...} text frame
 };
 
+// One namespace of hub mode (CONTRACT 13.2), with Centrifugo's option names. The keys
+// directly under [hub] are the default namespace's (name ""); [[hub.namespaces]] adds
+// the others, for channels named "<name>:...".
+struct hub_namespace {
+  std::string name;  // [A-Za-z0-9_-]+, unique; "" = the default namespace
+  bool presence = false;
+  bool join_leave = false;
+  uint64_t history_size = 0;  // publications kept per channel (0 = no history)
+  duration history_ttl = std::chrono::milliseconds(0);  // how long each is kept (0 = none)
+  bool force_recovery = false;  // every subscription is recoverable (needs history)
+  bool allow_subscribe_for_client = false;
+  bool allow_subscribe_for_anonymous = false;
+  bool allow_publish_for_subscriber = false;
+  bool allow_publish_for_client = false;
+  bool allow_presence_for_subscriber = false;
+  bool allow_history_for_subscriber = false;
+  bool subscribe_proxy_enabled = false;  // needs hub.subscribe_proxy_path
+  bool publish_proxy_enabled = false;    // needs hub.publish_proxy_path
+};
+
+// Hub mode: channels in Centrifugo's client protocol (CONTRACT 13).
+struct hub_settings {
+  bool allow_anonymous = false;  // a connect without any identity is let in (user "")
+  duration connect_timeout = std::chrono::seconds(10);  // no connect command by then: 3502
+  uint64_t channel_max_length = 255;                    // bytes
+  bool user_personal_channel = false;  // every connection with a user is in "#<user>"
+  uint64_t max_channels_per_connection = 128;
+  uint64_t recovery_max_publications = 300;
+  // The proxies (CONTRACT 13.4), each appended to upstream.url; "" = off.
+  std::string connect_proxy_path;
+  std::string refresh_proxy_path;
+  std::string rpc_proxy_path;
+  std::string send_proxy_path;
+  std::string publish_proxy_path;
+  std::string subscribe_proxy_path;
+  hub_namespace defaults;                 // the keys directly under [hub]
+  std::vector<hub_namespace> namespaces;  // [[hub.namespaces]]
+};
+
 // Cluster mode (CONTRACT 14); only node_id for now, the other keys come with cluster mode.
 struct cluster_settings {
   // "" = the server chooses one at start: the host name (lower case, [a-z0-9-]) plus "-" and
@@ -161,6 +200,7 @@ struct settings {
   api_settings api;
   events_settings events;
   gateway_settings gateway;
+  hub_settings hub;
   cluster_settings cluster;
 };
 
