@@ -16,6 +16,8 @@ using self_ptr = caf::stateful_actor<limit_guard_state>*;
 // to become free has waited long enough.
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
 using busy_atom = caf::atom_constant<caf::atom("hookbusy")>;
+// limit_guard -> itself: a parked claim's time is up.
+using expire_claim_atom = caf::atom_constant<caf::atom("expclaim")>;
 
 // A parked upgrade is answered at 9/10 of admission_timeout, before the session's own
 // timer gives up on the guard; the sweep it waits for must decide by 3/4 of it, so that
@@ -40,13 +42,16 @@ void retry_parked(self_ptr self);
 // A slot leaves the counts, once: later or repeated news of the same slot changes nothing.
 void release(self_ptr self, const slot_key& slot) {
   auto& state = self->state;
-  if (state.counted.erase(slot.id) == 0) return;
+  auto it = state.counted.find(slot.id);
+  if (it == state.counted.end()) return;
+  const slot_key counted_as = std::move(it->second);
+  state.counted.erase(it);
   state.reservations.erase(slot.id);
-  state.policy->release(slot.shard, slot.user, slot.ip);
+  state.policy->release(counted_as.shard, counted_as.user, counted_as.ip);
 }
 
 void count(self_ptr self, const slot_key& slot) {
-  if (self->state.counted.insert(slot.id).second)
+  if (self->state.counted.emplace(slot.id, slot).second)
     self->state.policy->add(slot.shard, slot.user, slot.ip);
 }
 
@@ -77,7 +82,7 @@ void place(self_ptr self, admission_ticket ticket, unsigned shard_index) {
     shard = shards[*live];
     state.policy->add(slot.shard, slot.user, slot.ip);
   }
-  state.counted.insert(slot.id);
+  state.counted.emplace(slot.id, slot);
   state.reservations.emplace(slot.id, slot);
   // No timeout: a live shard always reads its mailbox (its answer may come late, after
   // the session gave up; the actor then dies at once and is released as usual), and a
@@ -212,6 +217,9 @@ void request_sweep(self_ptr self, const std::string& scope_key, sweep_level leve
             // Nothing freed: whoever waits on this scope is refused now.
             for (auto& [id, wait] : self->state.parked)
               if (wait.scope_key == scope_key) self->send(self, expire_atom::value, id);
+            for (auto& [id, wait] : self->state.parked_claims)
+              if (sweep_scope{sweep_scope::kind::user, wait.user}.describe() == scope_key)
+                self->send(self, expire_claim_atom::value, id);
           },
           [self, scope_key](caf::error&) { self->state.sweeps_in_flight.erase(scope_key); });
 }
@@ -331,6 +339,68 @@ void admit(self_ptr self, admission_ticket ticket) {
   decide(self, ticket, true, false);
 }
 
+// A claim (hub mode: the user came with the connect command) moves the slot from the
+// identity it was admitted with to `user` when that user is below limits.max_per_user.
+// Returns false when the user is at its cap (the slot stays as it was).
+bool try_claim(self_ptr self, uint64_t id, const std::string& user, bool& slot_gone) {
+  auto& state = self->state;
+  auto it = state.counted.find(id);
+  slot_gone = it == state.counted.end();
+  if (slot_gone) return false;
+  auto& slot = it->second;
+  if (slot.user == user) return true;
+  const auto cap = state.context->config.limits.max_per_user;
+  if (!user.empty() && cap != 0 && state.policy->user_count(user) >= cap) return false;
+  state.policy->release(slot.shard, slot.user, slot.ip);
+  slot.user = user;
+  state.policy->add(slot.shard, slot.user, slot.ip);
+  return true;
+}
+
+void retry_claims(self_ptr self) {
+  auto& claims = self->state.parked_claims;
+  for (auto it = claims.begin(); it != claims.end();) {
+    bool gone = false;
+    if (try_claim(self, it->second.id, it->second.user, gone) || gone) {
+      it->second.answer.deliver(!gone);
+      it = claims.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+// At the cap, the user is swept first, as an upgrade of that user would be (CONTRACT
+// 13.1), and the claim waits for the sweep within 9/10 of admission_timeout.
+void claim(self_ptr self, uint64_t id, std::string user) {
+  auto& state = self->state;
+  auto& context = *state.context;
+  auto answer = self->make_response_promise();
+  bool gone = false;
+  if (try_claim(self, id, user, gone) || gone) {
+    answer.deliver(!gone);
+    return;
+  }
+  const auto scope_key = sweep_scope{sweep_scope::kind::user, user}.describe();
+  if (auto fruitless = state.fruitless_sweeps.find(scope_key);
+      (fruitless != state.fruitless_sweeps.end() &&
+       context.now() - fruitless->second < context.config.janitor.probe_timeout) ||
+      !context.janitor()) {
+    answer.deliver(false);
+    return;
+  }
+  const uint64_t wait = state.next_parked++;
+  state.parked_claims.emplace(wait, parked_claim{id, user, answer});
+  self->delayed_send(self, context.config.limits.admission_timeout * kParkedAnswerTenths / 10,
+                     expire_claim_atom::value, wait);
+  if (!state.sweeps_in_flight.count(scope_key)) {
+    const auto level = context.config.limits.user_overflow == "evict_idle"
+                           ? sweep_level::aggressive
+                           : sweep_level::moderate;
+    request_sweep(self, scope_key, level, sweep_scope{sweep_scope::kind::user, user}, 1);
+  }
+}
+
 void table_arrived(self_ptr self, unsigned shard) {
   auto& state = self->state;
   state.awaiting_tables.erase(shard);
@@ -371,11 +441,21 @@ caf::behavior limit_guard_actor(self_ptr self, std::shared_ptr<service_context> 
       [self](admit_atom, admission_ticket& ticket) { admit(self, std::move(ticket)); },
       [self](release_atom, const slot_key& slot) {
         release(self, slot);
+        if (!self->state.parked_claims.empty()) retry_claims(self);
         if (!self->state.parked.empty()) retry_parked(self);
       },
       [self](shard_down_atom, unsigned, const std::vector<slot_key>& slots) {
         for (auto& slot : slots) release(self, slot);
+        if (!self->state.parked_claims.empty()) retry_claims(self);
         if (!self->state.parked.empty()) retry_parked(self);
+      },
+      [self](claim_atom, uint64_t id, std::string& user) { claim(self, id, std::move(user)); },
+      [self](expire_claim_atom, uint64_t wait) {
+        auto& claims = self->state.parked_claims;
+        auto it = claims.find(wait);
+        if (it == claims.end()) return;
+        it->second.answer.deliver(false);
+        claims.erase(it);
       },
       [self](expire_atom, uint64_t id) { refuse_parked(self, id); },
       [self](busy_atom, uint64_t id) {

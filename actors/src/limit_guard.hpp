@@ -5,6 +5,7 @@
 #pragma once
 
 #include <caf/event_based_actor.hpp>
+#include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <deque>
@@ -23,6 +24,14 @@
 
 namespace wsvisor {
 
+// A connection whose user arrived after the upgrade (hub mode), waiting at that user's
+// cap for a sweep of the user to free a slot.
+struct parked_claim {
+  uint64_t id = 0;
+  std::string user;
+  caf::response_promise answer;  // true: counted for `user`; false: refused
+};
+
 // An upgrade at a cap, waiting for a sweep of its scope to free a slot.
 struct parked_upgrade {
   admission_ticket ticket;
@@ -33,10 +42,11 @@ struct parked_upgrade {
 struct limit_guard_state {
   std::shared_ptr<service_context> context;
   std::optional<admission_policy> policy;
-  // Every connection id the counts include, so that each slot is counted once and
-  // released once, whichever message (a release, a shard's death, a bounced spawn)
-  // arrives first or twice.
-  std::unordered_set<uint64_t> counted;
+  // Every connection id the counts include, with what it was counted as, so that each
+  // slot is counted once and released once, whichever message (a release, a shard's
+  // death, a bounced spawn) arrives first or twice, and released as the user it was
+  // counted for (a claim may have changed it since the shard last said).
+  std::unordered_map<uint64_t, slot_key> counted;
   // Slots reserved whose spawn the shard has not confirmed yet, by connection id. A
   // spawn that bounces (its shard is dead, or died before reading it) never became an
   // actor: its slot is released here, since no down message will ever come for it.
@@ -49,6 +59,7 @@ struct limit_guard_state {
   uint64_t next_parked = 1;
   std::unordered_map<uint64_t, parked_upgrade> parked;  // by id, in arrival order below
   std::deque<uint64_t> parked_order;
+  std::map<uint64_t, parked_claim> parked_claims;  // by arrival
   std::unordered_set<std::string> sweeps_in_flight;  // scope keys
   // When a sweep of a scope last freed nothing: for probe_timeout after it, an upgrade
   // at that cap is refused at once instead of waiting for the same answer again (a

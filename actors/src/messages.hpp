@@ -147,6 +147,13 @@ using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 // admin -> upstream service: hold every response M ms (fault injection).
 using delay_atom = caf::atom_constant<caf::atom("delay")>;
+// connection -> limit_guard: (id, user) the connection's identity arrived after the
+// upgrade (hub mode's connect command): count its slot for that user, within
+// limits.max_per_user (a sweep of the user first, as at admission) -> bool.
+using claim_atom = caf::atom_constant<caf::atom("claim")>;
+// connection -> shard: (actor_addr, user) the identity the connection has now, and the
+// connect event is due (hub mode: after the connect command).
+using identified_atom = caf::atom_constant<caf::atom("identified")>;
 // shard -> events service: something was queued (lifecycle_events.hpp).
 using events_atom = caf::atom_constant<caf::atom("events")>;
 

@@ -41,6 +41,9 @@ struct service_context {
   application_factory app_factory;
   std::shared_ptr<upstream_port> http_client;
   std::shared_ptr<event_queue> events;
+  // The application's own heartbeat message (hub mode: Centrifugo's "{}"), sent instead
+  // of WebSocket pings; null: WebSocket pings.
+  shared_payload heartbeat_message;
   std::atomic<uint64_t> next_event_id{1};
 
   // The one clock of every actor of the tree: CAF's, so that test_coordinator drives

@@ -50,6 +50,16 @@ connection_event_fields event_fields(const service_context& context, const shard
   return {connection_id(context, entry.id), entry.user, entry.ip, entry.meta};
 }
 
+// The connect event, once per slot: a disconnect is due from then on.
+void emit_connect(service_context& context, shard_entry& entry) {
+  if (entry.opened) return;
+  entry.opened = true;
+  auto id = next_event_id(context);
+  auto body = connect_event_json(id, context.node_id, event_fields(context, entry),
+                                 std::chrono::system_clock::now());
+  emit_event(context, std::move(id), connection_id(context, entry.id), std::move(body));
+}
+
 // Counts and logs the end of one slot. The caller tells the limit guard.
 void account_release(service_context& context, const shard_entry& entry, connection_end end) {
   // The reason is counted before the gauge is lowered (see connections_opened below).
@@ -85,8 +95,9 @@ void release_slot(self_ptr self, const shard_entry& entry, const caf::error& exi
 
 // Janitor's periodic checks of one connection (CONTRACT section 5): heartbeat and
 // zombies, idle, lifetime. Returns what it closed.
-void check_connection(const settings& config, shard_entry& entry, steady_time now,
+void check_connection(const service_context& context, shard_entry& entry, steady_time now,
                       periodic_counts& counts, metrics& stats) {
+  const auto& config = context.config;
   const liveness_times live = entry.port->liveness();
   if (!live.open) return;  // handshakes have their own deadline; closes their own timer
   const auto& janitor = config.janitor;
@@ -116,7 +127,13 @@ void check_connection(const settings& config, shard_entry& entry, steady_time no
     ++counts.idle;
     return;
   }
-  if (live.ping_sent_at == steady_time{} && now - live.last_frame_in >= janitor.ping_interval) {
+  if (live.ping_sent_at != steady_time{}) return;
+  if (context.heartbeat_message) {
+    // The application's heartbeat (hub mode: Centrifugo's SDKs give up on a server
+    // that sent them nothing for ping + 10 s, whatever they sent themselves).
+    if (now - live.last_frame_out >= janitor.ping_interval)
+      entry.port->ping_message(context.heartbeat_message);
+  } else if (now - live.last_frame_in >= janitor.ping_interval) {
     log_event(spdlog::level::debug, "ping", "heartbeat ping", {{"id", entry.id}});
     entry.port->ping();  // the session sends it on its own executor
   }
@@ -229,14 +246,16 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
       [self](connected_atom, const caf::actor_addr& source) {
         auto& table = *self->state.table;
         auto it = table.find(source);
-        if (it == table.end() || it->second.opened) return;
+        if (it != table.end()) emit_connect(*self->state.context, it->second);
+      },
+      [self](identified_atom, const caf::actor_addr& source, std::string& user) {
+        // Hub mode: the connect command said who it is; the connect event is due now.
+        auto& table = *self->state.table;
+        auto it = table.find(source);
+        if (it == table.end()) return;
         auto& entry = it->second;
-        auto& context = *self->state.context;
-        entry.opened = true;
-        auto id = next_event_id(context);
-        auto body = connect_event_json(id, context.node_id, event_fields(context, entry),
-                                       std::chrono::system_clock::now());
-        emit_event(context, std::move(id), connection_id(context, entry.id), std::move(body));
+        entry.user = std::move(user);
+        emit_connect(*self->state.context, entry);
       },
       [self](crashed_atom, const caf::actor_addr& source) {
         // A connection restarted after a crash: within budget it goes on, past it it
@@ -272,7 +291,7 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
         auto& context = *self->state.context;
         const auto now = context.now();
         for (auto& [addr, entry] : *self->state.table)
-          check_connection(context.config, entry, now, counts, context.stats);
+          check_connection(context, entry, now, counts, context.stats);
         return counts;
       },
       [self](snapshot_atom, const sweep_scope& scope) {

@@ -49,7 +49,8 @@ websocket_session::websocket_session(beast::tcp_stream&& stream, request&& upgra
       opened_at_(std::chrono::steady_clock::now()),
       accepted_at_(accepted_at),
       last_frame_in_ns_(now_ns()),
-      last_message_ns_(now_ns()) {
+      last_message_ns_(now_ns()),
+      last_frame_out_ns_(now_ns()) {
   // The handshake deadline runs from accept (CONTRACT section 3).
   handshake_deadline_ = accepted_at + state_->config.server.handshake_timeout;
   // Frames the client sent with its upgrade request are read first (the HTTP parser
@@ -330,14 +331,24 @@ void websocket_session::on_executor(Work&& work) {
 void websocket_session::send(std::string payload, bool text) {
   // Called for every outbound message: inline, it costs neither a handler nor a copy
   // of this session's shared pointer.
-  if (running_on_executor()) return enqueue(std::move(payload), text);
+  if (running_on_executor()) return enqueue(outbound(std::move(payload), text));
   net::post(ws_.get_executor(), [self = shared_from_this(), payload = std::move(payload),
-                                 text]() mutable { self->enqueue(std::move(payload), text); });
+                                 text]() mutable {
+    self->enqueue(outbound(std::move(payload), text));
+  });
 }
 
-void websocket_session::enqueue(std::string&& payload, bool text) {
+void websocket_session::send_shared(shared_payload payload, bool text) {
+  if (running_on_executor()) return enqueue(outbound(std::move(payload), text));
+  net::post(ws_.get_executor(), [self = shared_from_this(), payload = std::move(payload),
+                                 text]() mutable {
+    self->enqueue(outbound(std::move(payload), text));
+  });
+}
+
+void websocket_session::enqueue(outbound&& message) {
   if (phase_ != phase::open) return;  // closing: nothing more goes out
-  const auto size = payload.size();
+  const auto size = message.payload().size();
   const auto backlog = queued_bytes_.load();
   // The backlog is what counts: one message (up to max_message_bytes, which may be
   // larger than send_queue_bytes) always fits an empty queue, so a large echo is not a
@@ -354,7 +365,8 @@ void websocket_session::enqueue(std::string&& payload, bool text) {
   }
   queued_bytes_.fetch_add(size);
   state_->stats.send_queue_bytes().Increment(static_cast<double>(size));
-  queue_.emplace_back(std::move(payload), text);
+  queue_.push_back(std::move(message));
+  last_frame_out_ns_.store(now_ns(), std::memory_order_relaxed);
   if (!writing_) do_write();
 }
 
@@ -363,7 +375,7 @@ void websocket_session::drop_queue() {
   const std::size_t keep = writing_ ? std::min(batch_size_, queue_.size()) : 0;
   uint64_t dropped = 0;
   while (queue_.size() > keep) {
-    dropped += queue_.back().payload.size();
+    dropped += queue_.back().payload().size();
     queue_.pop_back();
   }
   queued_bytes_.fetch_sub(dropped);
@@ -383,7 +395,8 @@ void websocket_session::do_write() {
   frames.reserve(2 * batch_size_);
   for (const auto& message : queue_) {
     frames.emplace_back(message.header.data(), message.header.size);
-    frames.emplace_back(message.payload.data(), message.payload.size());
+    const auto& payload = message.payload();
+    frames.emplace_back(payload.data(), payload.size());
   }
   ws_.next_layer().async_write_some(
       frames, beast::bind_front_handler(&websocket_session::on_write, shared_from_this()));
@@ -392,7 +405,7 @@ void websocket_session::do_write() {
 void websocket_session::on_write(beast::error_code ec, std::size_t) {
   writing_ = false;
   uint64_t written = 0;
-  for (std::size_t i = 0; i < batch_size_; ++i) written += queue_[i].payload.size();
+  for (std::size_t i = 0; i < batch_size_; ++i) written += queue_[i].payload().size();
   queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(batch_size_));
   // A burst's storage goes back; a steady stream keeps its few slots.
   if (queue_.empty() && queue_.capacity() > kKeptQueueSlots) std::vector<outbound>().swap(queue_);
@@ -513,6 +526,14 @@ void websocket_session::ping() {
   });
 }
 
+void websocket_session::ping_message(shared_payload payload) {
+  on_executor([self = shared_from_this(), payload = std::move(payload)]() mutable {
+    if (self->phase_ != phase::open) return;
+    self->ping_sent_ns_.store(now_ns(), std::memory_order_relaxed);
+    self->enqueue(outbound(std::move(payload), true));
+  });
+}
+
 void websocket_session::actor_gone() {
   on_executor([self = shared_from_this()] {
     self->actor_ = nullptr;
@@ -581,6 +602,7 @@ liveness_times websocket_session::liveness() const {
   times.opened_at = opened_at_;
   times.last_frame_in = from_ns(last_frame_in_ns_.load(std::memory_order_relaxed));
   times.last_message = from_ns(last_message_ns_.load(std::memory_order_relaxed));
+  times.last_frame_out = from_ns(last_frame_out_ns_.load(std::memory_order_relaxed));
   const auto ping_ns = ping_sent_ns_.load(std::memory_order_relaxed);
   times.ping_sent_at = ping_ns ? from_ns(ping_ns) : steady_time{};
   times.queued_bytes = queued_bytes_.load(std::memory_order_relaxed);

@@ -47,9 +47,11 @@ class websocket_session final : public session_port,
 
   // session_port
   void send(std::string payload, bool text) override;
+  void send_shared(shared_payload payload, bool text) override;
   void close(uint16_t code, std::string reason, close_reason why) override;
   void abort(close_reason why) override;
   void ping() override;
+  void ping_message(shared_payload payload) override;
   void input_handled() override;
   void actor_gone() override;
   liveness_times liveness() const override;
@@ -59,10 +61,16 @@ class websocket_session final : public session_port,
   enum class phase : uint8_t { admitting, handshaking, open, closing, closed };
   // A whole data frame: the header is built when the message is queued (a server's
   // frames are not masked).
+  // Its bytes are its own (a reply, an echo) or shared with other recipients (a hub
+  // publication, framed once for all of them).
   struct outbound {
     outbound(std::string&& bytes, bool text)
-        : payload(std::move(bytes)), header(text, payload.size(), /*masked=*/false) {}
-    std::string payload;
+        : owned(std::move(bytes)), header(text, owned.size(), /*masked=*/false) {}
+    outbound(shared_payload bytes, bool text)
+        : shared(std::move(bytes)), header(text, shared->size(), /*masked=*/false) {}
+    const std::string& payload() const { return shared ? *shared : owned; }
+    std::string owned;
+    shared_payload shared;
     frame_header header;
   };
 
@@ -71,7 +79,7 @@ class websocket_session final : public session_port,
   void on_accept(boost::beast::error_code ec);
   void do_read();
   void on_read(boost::beast::error_code ec, std::size_t bytes);
-  void enqueue(std::string&& payload, bool text);  // send(), on the executor
+  void enqueue(outbound&& message);  // send() and send_shared(), on the executor
   void do_write();
   void on_write(boost::beast::error_code ec, std::size_t bytes);
   void begin_close();
@@ -143,6 +151,7 @@ class websocket_session final : public session_port,
   std::atomic<int64_t> last_frame_in_ns_;
   std::atomic<int64_t> last_message_ns_;
   std::atomic<int64_t> ping_sent_ns_{0};
+  std::atomic<int64_t> last_frame_out_ns_;
 };
 
 }  // namespace wsvisor

@@ -58,11 +58,17 @@ class fake_port : public wsvisor::session_port {
     live_.opened_at = now;
     live_.last_frame_in = now;
     live_.last_message = now;
+    live_.last_frame_out = now;
     live_.open = open;
   }
 
   void send(std::string payload, bool text) override {
     sends.push_back({std::move(payload), text});
+    live_.last_frame_out = clock_();
+  }
+  void send_shared(wsvisor::shared_payload payload, bool text) override {
+    ++shared_sends;
+    send(*payload, text);
   }
   void close(uint16_t code, std::string reason, close_reason why) override {
     closes.push_back({code, std::move(reason), why});
@@ -84,6 +90,18 @@ class fake_port : public wsvisor::session_port {
       live_.ping_sent_at = now;
     }
   }
+  // Hub mode's heartbeat: a text message that starts the pong_timeout like a ping.
+  void ping_message(wsvisor::shared_payload payload) override {
+    ++ping_messages;
+    send(*payload, true);
+    const auto now = clock_();
+    if (answers_pings_) {
+      live_.last_frame_in = now;
+      live_.ping_sent_at = {};
+    } else if (live_.ping_sent_at == wsvisor::steady_time{}) {
+      live_.ping_sent_at = now;
+    }
+  }
   void input_handled() override { ++inputs_handled; }
   void actor_gone() override { ++actor_gone_calls; }
   wsvisor::liveness_times liveness() const override { return live_; }
@@ -93,6 +111,8 @@ class fake_port : public wsvisor::session_port {
   std::vector<closed> closes;
   std::vector<close_reason> aborts;
   int pings = 0;
+  int ping_messages = 0;
+  int shared_sends = 0;
   int inputs_handled = 0;
   int actor_gone_calls = 0;
   uint64_t unread = 0;  // bytes waiting on the "socket" (a backlogged server)

@@ -4,6 +4,8 @@
 
 #include <caf/actor_system.hpp>
 
+#include <boost/json/object.hpp>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -24,6 +26,15 @@
 namespace wsvisor {
 
 struct service_context;
+
+// What one method of the hub API answers (CONTRACT 13.6, Centrifugo's server API): a
+// result object, or an error with Centrifugo's code (100 internal, 102 unknown channel,
+// 107 bad request, 108 not available, 112 unrecoverable position, ...).
+struct hub_api_reply {
+  uint32_t error = 0;  // 0: `result` holds the answer
+  std::string message;
+  boost::json::object result;
+};
 
 // The limit guard's counts against the truth (the shards' tables): the invariant is
 // counted == in_tables + reservations whenever no message is in flight between them.
@@ -46,6 +57,10 @@ class service {
   // to the backend (needed when upstream.url or events.url is set).
   void use_application(application_factory factory);
   void use_upstream(std::shared_ptr<upstream_port> port);
+  // The application's own heartbeat message, sent by the janitor instead of WebSocket
+  // pings to a connection the server sent nothing for janitor.ping_interval (hub mode:
+  // Centrifugo's "{}"). "" (the default): WebSocket pings.
+  void use_heartbeat_message(std::string message);
 
   // Spawns the tree. Readiness also needs the listener (see set_listening).
   void start();
@@ -101,6 +116,14 @@ class service {
                std::function<void(uint64_t)> done);
   void disconnect(connection_selector which, uint16_t code, std::string reason,
                   std::function<void(uint64_t)> done);
+
+  // The hub API (app.mode = "hub"): one method of Centrifugo's server API (publish,
+  // broadcast, subscribe, unsubscribe, disconnect, refresh, presence, presence_stats,
+  // history, history_remove, channels, info) with its request object; `done` is called
+  // exactly once, from an actor's thread. An unknown method answers 104 (method not
+  // found); batch is the caller's, one call per command.
+  void hub_call(std::string method, boost::json::object params,
+                std::function<void(hub_api_reply)> done);
 
   // The guard's counts and the shards' tables (tests check the invariant with it).
   void audit_counts(std::function<void(std::optional<count_audit>)> done);

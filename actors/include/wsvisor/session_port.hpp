@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "wsvisor/metrics.hpp"
@@ -21,11 +22,16 @@ struct liveness_times {
   steady_time opened_at;      // when the slot was taken (admission)
   steady_time last_frame_in;  // any frame, data or control (heartbeat)
   steady_time last_message;   // last text/binary message in either direction (idle)
+  steady_time last_frame_out;  // last message queued for the peer (the hub's heartbeat)
   steady_time ping_sent_at;   // last ping the janitor asked for (epoch = none pending)
   uint64_t queued_bytes = 0;  // unsent outbound bytes
   bool open = false;          // the 101 was sent and no close has begun
   bool closing = false;       // a close has begun (ours or the peer's)
 };
+
+// The bytes of one message that many connections receive (a hub publication): framed
+// once, shared by every recipient's queue, freed when the last one has written it.
+using shared_payload = std::shared_ptr<const std::string>;
 
 class session_port {
  public:
@@ -33,6 +39,8 @@ class session_port {
 
   // Queues one message for the client (same opcode as `text` says).
   virtual void send(std::string payload, bool text) = 0;
+  // The same for bytes shared with other recipients: no copy per recipient.
+  virtual void send_shared(shared_payload payload, bool text) = 0;
 
   // Graceful close: the close frame goes after everything queued; TCP is closed once
   // the peer answers or after close_timeout. `why` is recorded for the metrics.
@@ -43,6 +51,10 @@ class session_port {
 
   // Sends a ping (the janitor's heartbeat and probes).
   virtual void ping() = 0;
+  // The application's own heartbeat instead of a WebSocket ping (hub mode: Centrifugo's
+  // "{}"): a text message, which starts the pong_timeout as ping() does; any frame from
+  // the peer ends it.
+  virtual void ping_message(shared_payload payload) = 0;
 
   // Answers input_end_atom: every message received before it has been handled, so
   // whatever the application sent for them is queued and the close may follow.
