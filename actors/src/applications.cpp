@@ -1,10 +1,11 @@
 // The applications wsvisor ships (CONTRACT section 10): echo (section 5) and gateway
-// (section 12.2). The hub is a third (hub/).
+// (section 12.2). The hub is a third (hub_application.cpp).
 #include <algorithm>
 #include <cctype>
 #include <memory>
 #include <string>
 
+#include "hub_application.hpp"
 #include "wsvisor/application.hpp"
 
 namespace wsvisor {
@@ -83,6 +84,7 @@ application_registry application_registry::with_builtins() {
   application_registry registry;
   registry.add("echo", [] { return std::make_unique<echo_application>(); });
   registry.add("gateway", [] { return std::make_unique<gateway_application>(); });
+  registry.add("hub", [] { return make_hub_application(); });
   return registry;
 }
 

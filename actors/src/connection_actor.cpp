@@ -16,6 +16,9 @@ using self_ptr = caf::stateful_actor<connection_state>*;
 
 // connection -> itself: send this call to the upstream service again (it was down).
 using redispatch_atom = caf::atom_constant<caf::atom("redisp")>;
+// connection -> itself: run_later's work is due.
+using later_atom = caf::atom_constant<caf::atom("later")>;
+using later_work = std::function<void(connection_handle&)>;
 
 // The longest one call to the backend can take: every attempt's timeout and the
 // backoffs between them, plus a margin for the messages. A call that finds the upstream
@@ -118,6 +121,18 @@ void dispatch(self_ptr self, upstream_request request) {
 
 }  // namespace
 
+void run_supervised(self_ptr self, const std::function<void()>& work) {
+  supervised(self, work);
+}
+
+void run_in_connection(const caf::actor& connection, later_work work) {
+  caf::anon_send(connection, later_atom::value, std::move(work));
+}
+
+void connection_state::run_later(std::chrono::milliseconds delay, later_work work) {
+  self->delayed_send(self, delay, later_atom::value, std::move(work));
+}
+
 connection_state::~connection_state() {
   // Queued calls die with the connection; the upstream service drops its attempts
   // for this connection (nothing of it reaches the backend after its end).
@@ -198,8 +213,12 @@ caf::behavior connection_actor(self_ptr self, std::shared_ptr<service_context> c
         });
       },
       [self](opened_atom) {
-        self->send(self->state.shard, connected_atom::value, self->address());
+        if (self->state.app->identified_at_open())
+          self->send(self->state.shard, connected_atom::value, self->address());
         supervised(self, [&] { self->state.app->on_open(self->state); });
+      },
+      [self](later_atom, later_work& work) {
+        supervised(self, [&] { work(self->state); });
       },
       // A result this actor made itself (busy, or no upstream service): in order, as a
       // message, so that the application is never called back from inside its call.

@@ -30,6 +30,7 @@ struct connection_identity {
   uint64_t id = 0;
   std::string user;
   std::string meta;  // the connect hook's, compact JSON ("" when none)
+  unsigned shard_index = 0;  // which shard supervises it
 };
 
 // A connection's calls to the backend (CONTRACT 11.1): sequence numbers, the calls in
@@ -51,6 +52,7 @@ struct connection_state : connection_handle {
   standing_fault fault;
   std::unique_ptr<application> app;
   std::unique_ptr<connection_upstream> upstream;
+  std::shared_ptr<void> durable;  // the application's, across its restarts
   static inline const char* name = "connection";
 
   connection_state() = default;
@@ -69,8 +71,20 @@ struct connection_state : connection_handle {
   const std::string& user() const override { return identity.user; }
   const std::string& meta() const override { return identity.meta; }
   const settings& config() const override { return context->config; }
+  std::shared_ptr<void>& durable_state() override { return durable; }
+  void run_later(std::chrono::milliseconds delay,
+                 std::function<void(connection_handle&)> work) override;
   std::string call_upstream(upstream_call call) override;
 };
+
+// Runs `work` as a handler of the connection's application: an exception restarts the
+// application (the socket kept), as for on_message. For continuations of requests an
+// application makes to other actors (the hub's).
+void run_supervised(caf::stateful_actor<connection_state>* self, const std::function<void()>& work);
+
+// Has `work` run inside a connection actor, as a handler of its application (the hub's
+// API reaching one connection: a server-side subscribe, a refresh, an unsubscribe).
+void run_in_connection(const caf::actor& connection, std::function<void(connection_handle&)> work);
 
 caf::behavior connection_actor(caf::stateful_actor<connection_state>* self,
                                std::shared_ptr<service_context> context,

@@ -154,6 +154,10 @@ using claim_atom = caf::atom_constant<caf::atom("claim")>;
 // connection -> shard: (actor_addr, user) the identity the connection has now, and the
 // connect event is due (hub mode: after the connect command).
 using identified_atom = caf::atom_constant<caf::atom("identified")>;
+// -> shard: run this work in every connection a selector addresses (the hub API's
+// subscribe and refresh): how many.
+using api_each_atom = caf::atom_constant<caf::atom("apieach")>;
+using later_work_type = std::function<void(connection_handle&)>;
 // shard -> events service: something was queued (lifecycle_events.hpp).
 using events_atom = caf::atom_constant<caf::atom("events")>;
 
@@ -161,6 +165,7 @@ using events_atom = caf::atom_constant<caf::atom("events")>;
 
 // Local-only message types (wsvisor never sends messages across a network).
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::admission_ticket)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::function<void(wsvisor::connection_handle&)>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::eviction_reason)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_kind)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_scope)

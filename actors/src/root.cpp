@@ -5,6 +5,7 @@
 
 #include <wsvisor/supervisor.hpp>
 
+#include "hub_service.hpp"
 #include "janitor.hpp"
 #include "lifecycle_events.hpp"
 #include "limit_guard.hpp"
@@ -19,6 +20,7 @@ actor_kind kind_of(const std::string& child_id) {
   if (child_id == "janitor") return actor_kind::janitor;
   if (child_id == "upstream") return actor_kind::upstream;
   if (child_id == "events") return actor_kind::events;
+  if (child_id == "hub") return actor_kind::hub;
   return actor_kind::shard;
 }
 
@@ -62,6 +64,10 @@ caf::actor spawn_service_tree(std::shared_ptr<service_context> context) {
   if (context->events)
     spec.children.push_back(service_child("events", context, events_service_actor,
                                           &service_context::set_events_service));
+  // Hub mode's channels (CONTRACT 13), before the shards: their connections subscribe.
+  if (context->config.app.mode == "hub")
+    spec.children.push_back(
+        service_child("hub", context, hub_actor, &service_context::set_hub_service));
 
   for (unsigned i = 0; i < context->shard_count; ++i) {
     child_spec shard;

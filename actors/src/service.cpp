@@ -10,6 +10,7 @@
 #include <cctype>
 #include <cstdio>
 #include <random>
+#include <variant>
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -17,8 +18,12 @@
 
 #include <wsvisor/supervisor.hpp>
 
+#include "connection_actor.hpp"
 #include "fan_in.hpp"
+#include "hub_application.hpp"
+#include "hub_service.hpp"
 #include "messages.hpp"
+#include "wsvisor/hub/channels.hpp"
 #include "root.hpp"
 #include "service_context.hpp"
 
@@ -118,6 +123,11 @@ void service::use_upstream(std::shared_ptr<upstream_port> port) {
   context_->http_client = std::move(port);
 }
 
+void service::use_heartbeat_message(std::string message) {
+  context_->heartbeat_message =
+      message.empty() ? nullptr : std::make_shared<const std::string>(std::move(message));
+}
+
 const std::string& service::node_id() const {
   return context_->node_id;
 }
@@ -133,6 +143,9 @@ void service::on_give_up(std::function<void()> callback) {
 }
 
 void service::start() {
+  // Hub mode's heartbeat is Centrifugo's ping (CONTRACT 13.1).
+  if (context_->config.app.mode == "hub" && !context_->heartbeat_message)
+    use_heartbeat_message(kHubHeartbeat);
   auto root = spawn_service_tree(context_);
   {
     std::lock_guard<std::mutex> lock(context_->handles_mutex);
@@ -393,6 +406,141 @@ void service::disconnect(connection_selector which, uint16_t code, std::string r
                          std::function<void(uint64_t)> done) {
   which.prepare();
   sum_over_shards(*context_, std::move(done), api_close_atom::value, which, code, reason);
+}
+
+namespace {
+
+hub_api_reply hub_error(hub::error_code code, std::string message = {}) {
+  hub_api_reply reply;
+  reply.error = static_cast<uint32_t>(code);
+  reply.message = message.empty() ? std::string(hub::error_message(code)) : std::move(message);
+  return reply;
+}
+
+std::optional<std::string> text_param(const boost::json::object& params, const char* name) {
+  const auto* value = params.if_contains(name);
+  if (!value || !value->is_string()) return std::nullopt;
+  return std::string(value->as_string());
+}
+
+// The connections a hub API call addresses: every one of `user`, or with `client`
+// (a connection id of this node) that one, if it is the user's.
+struct hub_target {
+  connection_selector selector;
+  std::string user;
+  bool elsewhere = false;  // `client` names another node's connection: nobody here
+};
+
+std::variant<hub_target, hub_api_reply> target_of(const boost::json::object& params,
+                                                   const std::string& node_id) {
+  hub_target target;
+  auto user = text_param(params, "user");
+  if (!user || user->empty())
+    return hub_error(hub::error_code::bad_request, "\"user\" is required");
+  target.user = *user;
+  target.selector.what = connection_selector::kind::user;
+  target.selector.users = {*user};
+  if (const auto* client = params.if_contains("client"); client && !client->is_null()) {
+    if (!client->is_string()) return hub_error(hub::error_code::bad_request, "\"client\" must be a string");
+    const std::string id(client->as_string());
+    const std::string prefix = node_id + ".";
+    if (id.rfind(prefix, 0) != 0 || id.size() == prefix.size() ||
+        id.find_first_not_of("0123456789", prefix.size()) != std::string::npos) {
+      target.elsewhere = true;
+    } else {
+      target.selector.what = connection_selector::kind::connection;
+      target.selector.id = std::stoull(id.substr(prefix.size()));
+    }
+  }
+  target.selector.prepare();
+  return target;
+}
+
+// Runs `work` in every connection addressed (the user is checked inside, so that
+// nothing reaches another user's connection), then answers {}.
+void for_hub_target(const service_context& context, const hub_target& target,
+                    std::function<void(connection_handle&)> work,
+                    std::function<void(hub_api_reply)> done) {
+  if (target.elsewhere) return done({});
+  auto guarded = [user = target.user, work = std::move(work)](connection_handle& connection) {
+    if (connection.user() == user) work(connection);
+  };
+  sum_over_shards(context, [done](uint64_t) { done({}); }, api_each_atom::value, target.selector,
+                  later_work_type(std::move(guarded)));
+}
+
+}  // namespace
+
+void service::hub_call(std::string method, boost::json::object params,
+                       std::function<void(hub_api_reply)> done) {
+  auto context = context_;
+  if (method == "subscribe" || method == "disconnect" || method == "refresh") {
+    auto target = target_of(params, context->node_id);
+    if (auto* error = std::get_if<hub_api_reply>(&target)) return done(std::move(*error));
+    auto& to = std::get<hub_target>(target);
+    if (method == "subscribe") {
+      auto channel = text_param(params, "channel");
+      if (!channel || channel->empty())
+        return done(hub_error(hub::error_code::bad_request, "\"channel\" is required"));
+      auto name = hub::parse_channel(*channel, context->config.hub);
+      if (!name) return done(hub_error(hub::error_code::bad_request, "not a channel name"));
+      if (!hub::find_namespace(context->config.hub, name->ns))
+        return done(hub_error(hub::error_code::unknown_channel));
+      return for_hub_target(
+          *context, to,
+          [channel = *channel](connection_handle& connection) {
+            hub_server_subscribe(connection, channel);
+          },
+          std::move(done));
+    }
+    if (method == "refresh") {
+      bool expired = false;
+      std::optional<int64_t> expire_at;
+      if (const auto* value = params.if_contains("expired")) {
+        if (!value->is_bool()) return done(hub_error(hub::error_code::bad_request, "\"expired\" must be a boolean"));
+        expired = value->as_bool();
+      }
+      if (const auto* value = params.if_contains("expire_at")) {
+        if (!value->is_int64() && !value->is_uint64())
+          return done(hub_error(hub::error_code::bad_request, "\"expire_at\" must be unix seconds"));
+        expire_at = value->to_number<int64_t>();
+      }
+      return for_hub_target(
+          *context, to,
+          [expired, expire_at](connection_handle& connection) {
+            hub_refresh(connection, expired, expire_at);
+          },
+          std::move(done));
+    }
+    // disconnect: Centrifugo's default is 3503 force disconnect (no reconnect).
+    uint16_t code = 3503;
+    std::string reason = "force disconnect";
+    if (const auto* value = params.if_contains("disconnect"); value && !value->is_null()) {
+      if (!value->is_object())
+        return done(hub_error(hub::error_code::bad_request, "\"disconnect\" must be {\"code\",\"reason\"}"));
+      const auto& d = value->as_object();
+      if (const auto* c = d.if_contains("code")) {
+        if (!c->is_int64() || c->as_int64() < 3000 || c->as_int64() > 4999)
+          return done(hub_error(hub::error_code::bad_request, "\"disconnect.code\" must be 3000-4999"));
+        code = static_cast<uint16_t>(c->as_int64());
+      }
+      if (const auto* r = d.if_contains("reason")) {
+        if (!r->is_string()) return done(hub_error(hub::error_code::bad_request, "\"disconnect.reason\" must be a string"));
+        reason = std::string(r->as_string());
+      }
+    }
+    if (to.elsewhere) return done({});
+    return disconnect(std::move(to.selector), code, std::move(reason), [done](uint64_t) { done({}); });
+  }
+  auto hub = context->hub_service();
+  if (!hub) return done(hub_error(hub::error_code::internal, "the hub is restarting"));
+  in_helper_actor(context->system, [hub, method = std::move(method), params = std::move(params),
+                                    done](caf::event_based_actor* self) {
+    self->request(hub, std::chrono::seconds(5), hub_api_atom::value,
+                  hub_api_request{method, params})
+        .then([done](hub_api_reply& reply) { done(std::move(reply)); },
+              [done](caf::error&) { done(hub_error(hub::error_code::internal)); });
+  });
 }
 
 void service::close_connections(uint64_t id, std::string user, std::function<void(uint64_t)> done) {

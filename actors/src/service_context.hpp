@@ -35,6 +35,8 @@ struct service_context {
   const unsigned shard_count;
   // cluster.node_id, or the host name plus 6 random hex digits (section 10).
   const std::string node_id;
+  // For the uptime the APIs report.
+  const std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
   // Set before the tree starts (service::start): the application of app.mode, the
   // HTTP client to the backend, and the lifecycle events' queue (it outlives a restart
   // of the events service).
@@ -89,6 +91,14 @@ struct service_context {
   caf::actor upstream_service() const {
     std::lock_guard<std::mutex> lock(handles_mutex);
     return upstream_handle;
+  }
+  caf::actor hub_service() const {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    return hub_handle;
+  }
+  void set_hub_service(caf::actor a) {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    hub_handle = std::move(a);
   }
   caf::actor events_service() const {
     std::lock_guard<std::mutex> lock(handles_mutex);
@@ -157,6 +167,7 @@ struct service_context {
   caf::actor janitor_handle;
   caf::actor upstream_handle;
   caf::actor events_handle;
+  caf::actor hub_handle;
   std::vector<caf::actor> shard_handles;
 
   mutable std::mutex faults_mutex;

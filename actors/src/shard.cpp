@@ -9,6 +9,7 @@
 
 #include "connection_actor.hpp"
 #include "connection_end.hpp"
+#include "hub_service.hpp"
 #include "messages.hpp"
 
 namespace wsvisor {
@@ -213,7 +214,8 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
         auto& context = *self->state.context;
         auto connection = self->spawn<caf::monitored>(
             connection_actor, self->state.context, ticket->port,
-            connection_identity{id, ticket->user, ticket->meta}, caf::actor_cast<caf::actor>(self),
+            connection_identity{id, ticket->user, ticket->meta, self->state.index},
+            caf::actor_cast<caf::actor>(self),
             context.fault_for(ticket->user));
         shard_entry entry;
         entry.actor = connection;
@@ -338,6 +340,15 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
         }
         return delivered;
       },
+      [self](api_each_atom, const connection_selector& which, const later_work_type& work) {
+        uint64_t reached = 0;
+        for (auto& [addr, entry] : *self->state.table) {
+          if (!which.matches(entry.id, entry.user)) continue;
+          run_in_connection(entry.actor, work);
+          ++reached;
+        }
+        return reached;
+      },
       [self](api_close_atom, const connection_selector& which, uint16_t code,
              const std::string& reason) {
         uint64_t closed = 0;
@@ -347,6 +358,11 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
           ++closed;
         }
         return closed;
+      },
+      [](hub_deliver_atom, const shared_payload& frame,
+         const std::shared_ptr<const port_list>& ports) {
+        // One hub publication for this shard's subscribers: the same bytes for each.
+        for (const auto& port : *ports) port->send_shared(frame, true);
       },
       [self](fault_atom, crash_atom) -> caf::result<void> {
         throw std::runtime_error("shard crash (fault injection)");

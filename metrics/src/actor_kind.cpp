@@ -16,6 +16,8 @@ const char* to_string(actor_kind k) {
       return "upstream";
     case actor_kind::events:
       return "events";
+    case actor_kind::hub:
+      return "hub";
     case actor_kind::count_:
       break;
   }

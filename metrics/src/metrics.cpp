@@ -246,6 +246,26 @@ struct metrics::impl {
   prometheus::Counter& events_dropped =
       single_counter(registry, "wsvisor_events_dropped_total",
                      "Lifecycle events dropped, oldest first, from a full queue (events.queue)");
+  prometheus::Gauge& hub_subscriptions = single_gauge(
+      registry, "wsvisor_hub_subscriptions", "Hub mode: subscriptions of connections to channels");
+  prometheus::Gauge& hub_channels =
+      single_gauge(registry, "wsvisor_hub_channels", "Hub mode: channels with subscribers or history");
+  prometheus::Counter& publications =
+      single_counter(registry, "wsvisor_publications_total", "Hub mode: publications accepted");
+  prometheus::Counter& deliveries = single_counter(
+      registry, "wsvisor_deliveries_total", "Hub mode: publications queued to a subscriber");
+  prometheus::Family<prometheus::Counter>& recoveries =
+      prometheus::BuildCounter()
+          .Name("wsvisor_recoveries_total")
+          .Help("Hub mode: subscribes that asked to recover, by result")
+          .Register(registry);
+  prometheus::Counter& recovered = recoveries.Add({{"result", "recovered"}});
+  prometheus::Counter& unrecovered = recoveries.Add({{"result", "unrecovered"}});
+  prometheus::Family<prometheus::Counter>& hub_commands =
+      prometheus::BuildCounter()
+          .Name("wsvisor_hub_commands_total")
+          .Help("Hub mode: client commands, by command and result")
+          .Register(registry);
 };
 
 metrics::metrics() : impl_(std::make_unique<impl>()) {}
@@ -338,6 +358,24 @@ prometheus::Counter& metrics::events_failed() {
 }
 prometheus::Counter& metrics::events_dropped() {
   return impl_->events_dropped;
+}
+prometheus::Gauge& metrics::hub_subscriptions() {
+  return impl_->hub_subscriptions;
+}
+prometheus::Gauge& metrics::hub_channels() {
+  return impl_->hub_channels;
+}
+prometheus::Counter& metrics::publications() {
+  return impl_->publications;
+}
+prometheus::Counter& metrics::deliveries() {
+  return impl_->deliveries;
+}
+prometheus::Counter& metrics::recoveries(bool recovered) {
+  return recovered ? impl_->recovered : impl_->unrecovered;
+}
+prometheus::Counter& metrics::hub_commands(const std::string& command, bool ok) {
+  return impl_->hub_commands.Add({{"command", command}, {"result", ok ? "ok" : "error"}});
 }
 
 std::string metrics::render() const {

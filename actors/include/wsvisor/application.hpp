@@ -66,6 +66,17 @@ class connection_handle {
   // The configuration the server runs with.
   virtual const settings& config() const = 0;
 
+  // State the application keeps with the connection rather than in itself: it survives
+  // a restart of the application (a fresh instance finds it here) and dies with the
+  // connection. The hub keeps its session and subscriptions here.
+  virtual std::shared_ptr<void>& durable_state() = 0;
+
+  // Runs `work` inside the connection actor after `delay` (on the actors' clock), as a
+  // handler of the current application: it throws like one. Not run if the connection
+  // ended first.
+  virtual void run_later(std::chrono::milliseconds delay,
+                         std::function<void(connection_handle&)> work) = 0;
+
   // A request to the backend through the connection's upstream queue; its result comes
   // back as application::on_upstream, inside the connection actor, also after a restart
   // of the application (the queue belongs to the connection). Returns the delivery id.
@@ -84,6 +95,10 @@ class application {
   virtual void on_upstream(connection_handle&, upstream_result&) {}
   // The connection is ending (its actor is about to go).
   virtual void on_close(connection_handle&) {}
+
+  // False when the application learns who the client is only after the 101 (hub mode:
+  // the connect command): the connect event (CONTRACT 11.3) then waits for it.
+  virtual bool identified_at_open() const { return true; }
 };
 
 // Makes the application of one connection (again after each restart).
@@ -92,7 +107,7 @@ using application_factory = std::function<std::unique_ptr<application>()>;
 // The applications a server can run, by app.mode name.
 class application_registry {
  public:
-  // echo and gateway; an embedding program adds its own.
+  // echo, gateway and hub; an embedding program adds its own.
   static application_registry with_builtins();
 
   void add(std::string mode, application_factory factory) {

@@ -11,6 +11,7 @@ enum class actor_kind {
   shard,
   upstream,  // the HTTP client service to the backend (CONTRACT 11.1)
   events,    // the lifecycle event queue (CONTRACT 11.3)
+  hub,       // the channels of hub mode (CONTRACT 13)
   count_     // number of values, not a value
 };
 

@@ -81,6 +81,16 @@ class metrics {
   prometheus::Counter& events_sent();
   prometheus::Counter& events_failed();
   prometheus::Counter& events_dropped();
+  // Hub mode (CONTRACT 13.7): subscriptions and channels now, publications accepted,
+  // deliveries (a publication queued to one subscriber), subscribes that asked to
+  // recover by outcome, and client commands by command and result ("ok" or "error").
+  prometheus::Gauge& hub_subscriptions();
+  prometheus::Gauge& hub_channels();
+  prometheus::Counter& publications();
+  prometheus::Counter& deliveries();
+  prometheus::Counter& recoveries(bool recovered);
+  // Created on first use and cached by the caller: the command names are the hub's.
+  prometheus::Counter& hub_commands(const std::string& command, bool ok);
 
   // Prometheus text exposition format 0.0.4. The process_* series (process_metrics.hpp)
   // are read at the time of the call.
