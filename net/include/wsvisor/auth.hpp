@@ -5,27 +5,17 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
-#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "wsvisor/config.hpp"
+// identity_problem, check_hs256_jwt, base64url_*: the JWT code lives in wsvisor_jwt, shared
+// with hub mode; included here so that users of this header keep seeing it.
+#include "wsvisor/jwt.hpp"
 
 namespace wsvisor {
-
-// Why a request has no identity it may use: what a 401 is logged with.
-enum class identity_problem {
-  none,
-  missing,         // no token / no user header
-  malformed,       // not three base64url parts of JSON, no `sub`, a claim of the wrong type
-  bad_signature,   // not signed with auth.jwt_secret (or not HS256)
-  expired,         // `exp` has passed
-  not_yet_valid,   // `nbf` has not come yet
-  untrusted_peer,  // a user header from a peer that may not assert one (auth.mode = "header")
-};
-const char* to_string(identity_problem problem);
 
 struct identity {
   std::string user;      // "" = anonymous
@@ -50,22 +40,5 @@ std::vector<std::string_view> offered_subprotocols(const upgrade_request& reques
 // "wsvisor.v1" when offered; else the `jwt.<token>` entry that carried the token;
 // else "" (no Sec-WebSocket-Protocol in the 101).
 std::string select_subprotocol(const upgrade_request& request);
-
-// HS256 JWT: signature with `secret`, then `exp` and `nbf` (when present) against
-// `now`. The `sub` claim, or why the token is not one to believe.
-struct jwt_check {
-  std::optional<std::string> subject;
-  identity_problem problem = identity_problem::none;
-};
-jwt_check check_hs256_jwt(std::string_view token, std::string_view secret,
-                          std::chrono::system_clock::time_point now);
-
-// The `sub` claim, or nullopt for anything malformed, forged, expired or not yet valid.
-std::optional<std::string> verify_hs256_jwt(std::string_view token, std::string_view secret,
-                                            std::chrono::system_clock::time_point now);
-
-// Base64url without padding (RFC 7515); nullopt on characters outside the alphabet.
-std::optional<std::string> base64url_decode(std::string_view text);
-std::string base64url_encode(std::string_view bytes);
 
 }  // namespace wsvisor
