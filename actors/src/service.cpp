@@ -576,6 +576,7 @@ void service::inject_fault(fault_request fault, std::function<void(uint64_t)> do
     if (fault.on == target::limit_guard) victim = context->guard();
     if (fault.on == target::janitor) victim = context->janitor();
     if (fault.on == target::events) victim = context->events_service();
+    if (fault.on == target::hub) victim = context->hub_service();
     if (fault.on == target::shard && fault.shard_index < context->shard_count)
       victim = context->shard(static_cast<unsigned>(fault.shard_index));
     if (!victim) return done(0);
@@ -583,6 +584,7 @@ void service::inject_fault(fault_request fault, std::function<void(uint64_t)> do
               {{"target", fault.on == target::shard ? "shard-" + std::to_string(fault.shard_index)
                           : fault.on == target::janitor ? std::string("janitor")
                           : fault.on == target::events  ? std::string("events")
+                          : fault.on == target::hub     ? std::string("hub")
                                                         : std::string("limit_guard")}});
     caf::anon_send(victim, fault_atom::value, crash_atom::value);
     return done(1);

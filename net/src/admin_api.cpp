@@ -109,7 +109,7 @@ std::variant<fault_request, std::string> parse_fault(const std::string& body) {
     return std::string("\"action\" must be one of crash, poison, delay, clear");
 
   constexpr const char* targets =
-      "\"target\" must be one of connection, limit_guard, janitor, shard, upstream, events";
+      "\"target\" must be one of connection, limit_guard, janitor, shard, upstream, events, hub";
   const auto* target = object.if_contains("target");
   if (!target || !target->is_string()) return std::string(targets);
   const std::string on(target->as_string());
@@ -117,6 +117,8 @@ std::variant<fault_request, std::string> parse_fault(const std::string& body) {
     fault.on = fault_request::target::upstream;
   else if (on == "events")
     fault.on = fault_request::target::events;
+  else if (on == "hub")
+    fault.on = fault_request::target::hub;
   else if (on == "connection")
     fault.on = fault_request::target::connection;
   else if (on == "limit_guard")

@@ -252,11 +252,11 @@ struct fixture {
   double rejected(reject_reason r) { return stats.admissions_rejected(r).Value(); }
 };
 
-std::string reason_name(const admission_decision& d) {
+[[maybe_unused]] std::string reason_name(const admission_decision& d) {
   return d.admitted ? "admitted" : wsvisor::to_string(d.reason);
 }
 
-void check_retry_after(const admission_decision& d, const wsvisor::settings& s) {
+[[maybe_unused]] void check_retry_after(const admission_decision& d, const wsvisor::settings& s) {
   const auto base = std::chrono::duration_cast<std::chrono::seconds>(s.limits.retry_after);
   CHECK(d.retry_after >= base);
   CHECK(d.retry_after.count() * 2 <= base.count() * 3);  // at most 1.5 x retry_after

@@ -53,7 +53,8 @@ struct fault_request {
     janitor,
     shard,
     upstream,
-    events
+    events,
+    hub  // hub mode's channels (CONTRACT 13)
   } on = target::connection;
   std::optional<std::string> user;  // target connection: by user
   std::optional<uint64_t> id;       //   or by id
