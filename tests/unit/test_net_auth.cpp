@@ -4,15 +4,12 @@
 // crash.
 #include <doctest/doctest.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
-#include <array>
 #include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "jwt_maker.hpp"
 #include "wsvisor/auth.hpp"
 
 namespace http = boost::beast::http;
@@ -26,24 +23,12 @@ namespace {
 
 constexpr std::string_view kSecret = "s3cret-for-tests";
 
-std::string hmac_sha256(std::string_view data, std::string_view key) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
-  unsigned int length = 0;
-  REQUIRE(HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-               reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac.data(),
-               &length) != nullptr);
-  return std::string(reinterpret_cast<const char*>(mac.data()), length);
-}
-
-// header.payload.signature, each part base64url of the given text, signed with `secret`.
 std::string make_jwt(std::string_view header_json, std::string_view payload_json,
                      std::string_view secret = kSecret) {
-  const std::string signing_input =
-      base64url_encode(header_json) + "." + base64url_encode(payload_json);
-  return signing_input + "." + base64url_encode(hmac_sha256(signing_input, secret));
+  return wsvisor::testing::signed_jwt(header_json, payload_json, secret);
 }
 
-constexpr std::string_view kHs256Header = R"({"alg":"HS256","typ":"JWT"})";
+constexpr std::string_view kHs256Header = wsvisor::testing::hs256_header;
 
 std::string make_token(std::string_view payload_json, std::string_view secret = kSecret) {
   return make_jwt(kHs256Header, payload_json, secret);
