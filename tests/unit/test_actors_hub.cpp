@@ -34,6 +34,8 @@ wsvisor::settings hub_config() {
   chat.history_ttl = std::chrono::minutes(5);
   chat.allow_subscribe_for_client = true;
   chat.allow_subscribe_for_anonymous = true;
+  chat.allow_presence_for_subscriber = true;
+  chat.allow_history_for_subscriber = true;
   s.hub.namespaces.push_back(chat);
   return s;
 }
