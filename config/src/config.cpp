@@ -269,7 +269,7 @@ std::optional<std::string> checked_name(const std::string& text, size_t longest,
   return std::nullopt;
 }
 
-// app.mode: "echo", "gateway", or an application an embedding program registers. The
+// app.mode: "echo", "gateway", "hub", or an application an embedding program registers. The
 // loader cannot know which names a program registers (it does so before it starts the
 // server), so it checks the form and the server refuses a name nobody registered.
 std::optional<std::string> checked_app_mode(const std::string& text, std::string& hint) {
@@ -573,7 +573,9 @@ std::optional<http_url> parse_http_url(const std::string& text, const url_rules&
 // Names where a node came from: "wsvisor.toml:12", "environment variable X", "--set k=v".
 using where_of = std::function<std::string(const toml::node&)>;
 
-enum class value_kind { text, integer, real, duration, boolean, text_list, secret };
+// table_list: hub.namespaces, an array of tables that only a file can hold (the loader
+// reads it itself, see settings_builder::assign_namespaces).
+enum class value_kind { text, integer, real, duration, boolean, text_list, secret, table_list };
 
 // How a refused text is shown in an error (after "got", and in "--set key=value"): as it is, or
 // with a part that must not be printed hidden.
@@ -836,6 +838,86 @@ text_check listen_check(uint16_t example_port) {
   };
 }
 
+// The options of one hub namespace (CONTRACT 13.2, Centrifugo's names) as keys of
+// `section`: "hub" for the default namespace's, which are keys of [hub] like any other,
+// and "hub.namespaces[i]" for the i-th [[hub.namespaces]] table (then `ns` picks that
+// namespace), so that both are checked, and printed, by the same specs.
+template <class Namespace>
+std::vector<key_spec> namespace_option_keys(const std::string& section, Namespace ns) {
+  const auto flag = [&section, ns](const std::string& name, bool hub_namespace::*member) {
+    return flag_key(
+        section, name, [ ns, member ](auto& s) -> auto& { return ns(s).*member; });
+  };
+  // clang-format off
+  return {
+    flag("presence", &hub_namespace::presence),
+    flag("join_leave", &hub_namespace::join_leave),
+    integer_key(section, "history_size",
+                [ns](auto& s) -> auto& { return ns(s).history_size; }, 0, 1000000,
+                "an integer from 0 to 1000000 (0 = no history)"),
+    duration_key(section, "history_ttl",
+                 [ns](auto& s) -> auto& { return ns(s).history_ttl; }, not_negative,
+                 "a duration (\"0s\" = no history)"),
+    flag("force_recovery", &hub_namespace::force_recovery),
+    flag("allow_subscribe_for_client", &hub_namespace::allow_subscribe_for_client),
+    flag("allow_subscribe_for_anonymous", &hub_namespace::allow_subscribe_for_anonymous),
+    flag("allow_publish_for_subscriber", &hub_namespace::allow_publish_for_subscriber),
+    flag("allow_publish_for_client", &hub_namespace::allow_publish_for_client),
+    flag("allow_presence_for_subscriber", &hub_namespace::allow_presence_for_subscriber),
+    flag("allow_history_for_subscriber", &hub_namespace::allow_history_for_subscriber),
+    flag("subscribe_proxy_enabled", &hub_namespace::subscribe_proxy_enabled),
+    flag("publish_proxy_enabled", &hub_namespace::publish_proxy_enabled),
+  };
+  // clang-format on
+}
+
+// The section of the i-th [[hub.namespaces]] table, as messages name its keys.
+std::string namespace_section(size_t i) {
+  return "hub.namespaces[" + std::to_string(i) + "]";
+}
+
+std::vector<key_spec> namespace_option_keys(size_t i) {
+  return namespace_option_keys(
+      namespace_section(i), [i](auto& s) -> auto& { return s.hub.namespaces[i]; });
+}
+
+// A namespace name: what goes before ":" in a channel name.
+bool is_namespace_name(const std::string& text) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return is_alpha(c) || is_digit(c) || c == '_' || c == '-';
+  });
+}
+
+// hub.namespaces: read from [[hub.namespaces]] tables by the file layer only (the
+// environment and --set refuse it), printed as those tables. It must be the last key of
+// [hub] in the table: what render_keys prints after a [[hub.namespaces]] table would be
+// in that table.
+key_spec namespaces_key() {
+  key_spec spec{"hub", "namespaces", value_kind::table_list, {}, {}};
+  spec.assign = [](settings&, const toml::node& node, const where_of& where) {
+    fail(where(node), "hub.namespaces", "is read by the file layer only");  // never reached
+  };
+  spec.render = [](const settings& s) {
+    if (s.hub.namespaces.empty())
+      return std::string("# hub.namespaces: none (each [[hub.namespaces]] table adds one)\n");
+    std::string text;
+    for (size_t i = 0; i < s.hub.namespaces.size(); ++i) {
+      text += "\n[[hub.namespaces]]\nname = " + quote(s.hub.namespaces[i].name) + "\n";
+      for (const auto& option : namespace_option_keys(i))
+        text += option.name + " = " + option.render(s) + "\n";
+    }
+    return text;
+  };
+  return spec;
+}
+
+// The hub's proxy paths (CONTRACT 13.4), appended to upstream.url like the gateway's.
+template <class Field>
+key_spec proxy_path_key(const std::string& name, Field field, const std::string& example) {
+  return checked_text_key("hub", name, field, hook_path_check(true),
+                          "\"\" (off) or a path beginning with \"/\", e.g. " + quote(example));
+}
+
 const std::vector<key_spec>& key_table() {
   static const std::vector<key_spec> keys = [] {
     const std::string listen_expected =
@@ -845,7 +927,7 @@ const std::vector<key_spec>& key_table() {
     const std::string positive_duration = "a duration above zero";
     const std::string threads = "an integer from 0 to 1024 (0 = one per core)";
     // clang-format off
-    return std::vector<key_spec>{
+    std::vector<key_spec> table{
       checked_text_key("server", "host", [](auto& s) -> auto& { return s.server.host; },
                        checked_bind_host, "an IP address (or \"localhost\")"),
       integer_key("server", "port", [](auto& s) -> auto& { return s.server.port; }, 0, 65535,
@@ -979,8 +1061,9 @@ const std::vector<key_spec>& key_table() {
 
       checked_text_key("app", "mode", [](auto& s) -> auto& { return s.app.mode; },
                        checked_app_mode,
-                       "\"echo\", \"gateway\" or the name of an application that an embedding "
-                       "program registers (1 to 32 characters of a-z, 0-9, \"_\" and \"-\")"),
+                       "\"echo\", \"gateway\", \"hub\" or the name of an application that an "
+                       "embedding program registers (1 to 32 characters of a-z, 0-9, \"_\" and "
+                       "\"-\")"),
 
       checked_text_key("upstream", "url", [](auto& s) -> auto& { return s.upstream.url; },
                        url_check({true, "set WSVISOR_UPSTREAM_TOKEN to send a bearer token"}),
@@ -1058,13 +1141,52 @@ const std::vector<key_spec>& key_table() {
                   largest_integer, positive_integer),
       flag_key("gateway", "error_frames", [](auto& s) -> auto& { return s.gateway.error_frames; }),
 
+      flag_key("hub", "allow_anonymous", [](auto& s) -> auto& { return s.hub.allow_anonymous; }),
+      duration_key("hub", "connect_timeout",
+                   [](auto& s) -> auto& { return s.hub.connect_timeout; }, positive,
+                   positive_duration),
+      integer_key("hub", "channel_max_length",
+                  [](auto& s) -> auto& { return s.hub.channel_max_length; }, 1, 65535,
+                  "an integer from 1 to 65535 (bytes)"),
+      flag_key("hub", "user_personal_channel",
+               [](auto& s) -> auto& { return s.hub.user_personal_channel; }),
+      integer_key("hub", "max_channels_per_connection",
+                  [](auto& s) -> auto& { return s.hub.max_channels_per_connection; }, 1, 100000,
+                  "an integer from 1 to 100000"),
+      integer_key("hub", "recovery_max_publications",
+                  [](auto& s) -> auto& { return s.hub.recovery_max_publications; }, 1, 100000,
+                  "an integer from 1 to 100000"),
+      proxy_path_key("connect_proxy_path",
+                     [](auto& s) -> auto& { return s.hub.connect_proxy_path; },
+                     "/centrifugo/connect"),
+      proxy_path_key("refresh_proxy_path",
+                     [](auto& s) -> auto& { return s.hub.refresh_proxy_path; },
+                     "/centrifugo/refresh"),
+      proxy_path_key("rpc_proxy_path", [](auto& s) -> auto& { return s.hub.rpc_proxy_path; },
+                     "/centrifugo/rpc"),
+      proxy_path_key("send_proxy_path", [](auto& s) -> auto& { return s.hub.send_proxy_path; },
+                     "/centrifugo/send"),
+      proxy_path_key("publish_proxy_path",
+                     [](auto& s) -> auto& { return s.hub.publish_proxy_path; },
+                     "/centrifugo/publish"),
+      proxy_path_key("subscribe_proxy_path",
+                     [](auto& s) -> auto& { return s.hub.subscribe_proxy_path; },
+                     "/centrifugo/subscribe"),
+    };
+    // The default namespace's options are keys of [hub]; hub.namespaces comes last of [hub].
+    for (auto& option :
+         namespace_option_keys("hub", [](auto& s) -> auto& { return s.hub.defaults; }))
+      table.push_back(std::move(option));
+    table.push_back(namespaces_key());
+
+    table.push_back(
       checked_text_key("cluster", "node_id", [](auto& s) -> auto& { return s.cluster.node_id; },
                        checked_node_id,
                        "\"\" (the host name and 6 random hex digits, chosen at start) or 1 to 64 "
                        "characters of a-z, 0-9 and \"-\", not starting or ending with \"-\", e.g. "
-                       "\"ws-eu-1\""),
-    };
+                       "\"ws-eu-1\""));
     // clang-format on
+    return table;
   }();
   return keys;
 }
@@ -1113,6 +1235,14 @@ std::string detail::secret_variables() {
 
 namespace {
 
+// Why the environment and --set cannot set hub.namespaces.
+std::string namespaces_only_in_file_problem() {
+  return "namespaces are set only in the configuration file, one [[hub.namespaces]] table "
+         "each (see config/wsvisor.toml); the environment and --set cannot set them. The "
+         "default namespace's options are keys of [hub] and can be: e.g. --set "
+         "hub.presence=true or WSVISOR_HUB_PRESENCE=true";
+}
+
 std::string secret_problem(const key_spec& spec) {
   return "secrets are read only from the environment (never from a file or the command "
          "line): set the environment variable " +
@@ -1141,6 +1271,11 @@ std::string toml_text(const toml::node& node) {
   for (const auto& spec : key_table()) {
     if (spec.name != name) continue;
     if (spec.kind == value_kind::secret) fail(where, spec.full_name(), secret_problem(spec));
+    if (spec.kind == value_kind::table_list)
+      fail(where, "",
+           "`" + name +
+               "` belongs under [hub]: write each namespace as a [[hub.namespaces]] "
+               "table");
     const std::string separator = sections.empty() ? "" : " or ";
     sections += separator + "[" + spec.section + "]";
     rewritten += separator + "[" + spec.section + "] " + name + " = " + toml_text(node);
@@ -1229,12 +1364,29 @@ std::optional<std::pair<std::string, std::string>> bare_entry(std::string_view l
   return std::make_pair(std::string(name), std::string(word));
 }
 
+// `[[name]]` or `[[name.name]]` (blanks and a comment allowed): the array's name.
+std::optional<std::string> array_header(std::string_view line) {
+  line_reader reader(line);
+  if (!reader.take('[') || !reader.take('[')) return std::nullopt;
+  const auto name = reader.take_run([](char c) { return is_name_char(c) || c == '.'; });
+  if (name.empty() || !reader.take(']') || !reader.take(']') || !reader.at_end())
+    return std::nullopt;
+  return std::string(name);
+}
+
 std::optional<quoting_hint> unquoted_value_hint(const std::string& text, size_t line_number) {
   std::istringstream lines(text);
   std::string line, section;
-  for (size_t number = 1; number <= line_number && std::getline(lines, line); ++number)
-    if (number < line_number)
-      if (auto header = section_header(line)) section = *header;
+  std::map<std::string, size_t> tables_of_array;  // [[name]] headers seen so far
+  for (size_t number = 1; number <= line_number && std::getline(lines, line); ++number) {
+    if (number == line_number) break;
+    if (auto header = section_header(line)) {
+      section = *header;
+    } else if (auto array = array_header(line)) {
+      // The keys of the i-th [[hub.namespaces]] are named hub.namespaces[i].key.
+      section = *array + "[" + std::to_string(tables_of_array[*array]++) + "]";
+    }
+  }
   const auto entry = bare_entry(line);
   if (!entry) return std::nullopt;
   const std::string& name = entry->first;
@@ -1384,6 +1536,10 @@ class settings_builder {
       }
       const key_spec* spec = find_key(section, name);
       if (spec == nullptr) fail(where(*node), section + "." + name, unknown_key_problem(section));
+      if (spec->kind == value_kind::table_list) {
+        assign_namespaces(*node, where);
+        continue;
+      }
       if (spec->kind == value_kind::secret) {
         if (is_secret_placeholder(*node)) continue;
         fail(where(*node), spec->full_name(), secret_problem(*spec));
@@ -1406,6 +1562,8 @@ class settings_builder {
       if (variable.rfind("WSVISOR_", 0) != 0 || tooling_variables.count(variable) != 0) continue;
       const auto found = key_of_variable.find(variable);
       const std::string where = "environment variable " + variable;
+      if (variable.rfind("WSVISOR_HUB_NAMESPACES", 0) == 0)
+        fail(where, "hub.namespaces", namespaces_only_in_file_problem());
       if (found == key_of_variable.end())
         fail(where, "",
              "names no configuration key (the form is WSVISOR_<SECTION>_<KEY>, e.g. "
@@ -1431,6 +1589,8 @@ class settings_builder {
         fail("--set " + assignment, "",
              "expected section.key=value, e.g. limits.max_connections=5000");
       const std::string section = key.substr(0, dot);
+      if (section == "hub" && key.compare(dot + 1, 10, "namespaces") == 0)
+        fail("--set " + key, "hub.namespaces", namespaces_only_in_file_problem());
       const key_spec* spec = find_key(section, key.substr(dot + 1));
       // The value is not echoed for unknown keys and secrets: it may be a secret.
       if (spec == nullptr) fail("--set " + key, "", unknown_key_problem(section));
@@ -1503,11 +1663,181 @@ class settings_builder {
                "\"http://127.0.0.1:8000\" under [upstream], or "
                "WSVISOR_UPSTREAM_URL=http://127.0.0.1:8000");
 
+    check_hub();
     check_listeners_are_apart();
     return result_;
   }
 
  private:
+  // [[hub.namespaces]]: an array of tables, each a name and namespace options. Replaces
+  // what an earlier layer set (only the file sets it). Unknown keys are named
+  // hub.namespaces[i].key, with the file and line.
+  void assign_namespaces(const toml::node& node, const where_of& where) {
+    const toml::array* array = node.as_array();
+    if (array == nullptr) {
+      if (node.is_table())
+        fail(where(node), "hub.namespaces",
+             "expected an array of tables: write each namespace as a [[hub.namespaces]] table "
+             "(two brackets)");
+      fail_expected(where, node, "hub.namespaces",
+                    "an array of tables, one [[hub.namespaces]] table per namespace");
+    }
+    auto& namespaces = result_.hub.namespaces;
+    namespaces.assign(array->size(), hub_namespace{});
+    std::map<std::string, size_t> index_of_name;
+    for (size_t i = 0; i < array->size(); ++i) {
+      const toml::node& element = *array->get(i);
+      const std::string section = namespace_section(i);
+      const toml::table* table = element.as_table();
+      if (table == nullptr)
+        fail_expected(where, element, section,
+                      "a table with a name and the namespace's options, e.g. {name = \"chat\", "
+                      "presence = true}");
+      origins_[section] = where(element);
+      const auto options = namespace_option_keys(i);
+      std::string known = "name";
+      for (const auto& option : options) known += ", " + option.name;
+
+      // In the order of the file, so that the first mistake is the one reported.
+      std::vector<std::pair<std::string, const toml::node*>> entries;
+      for (const auto& [name, value] : *table)
+        entries.emplace_back(std::string(name.str()), &value);
+      std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+        return a.second->source().begin.line < b.second->source().begin.line;
+      });
+      bool named = false;
+      for (const auto& [name, value] : entries) {
+        if (name == "name") {
+          const auto text = value->value_exact<std::string>();
+          if (!text || !is_namespace_name(*text))
+            fail_expected(where, *value, section + ".name",
+                          "a namespace name of letters, digits, \"_\" and \"-\", e.g. \"chat\" "
+                          "(for the channels \"chat:...\"; the keys of [hub] itself are the "
+                          "default namespace's)");
+          const auto [earlier, fresh] = index_of_name.emplace(*text, i);
+          if (!fresh)
+            fail(where(*value), section + ".name",
+                 quote(*text) + " is already the name of " + namespace_section(earlier->second) +
+                     " (" + origin_of(namespace_section(earlier->second) + ".name") +
+                     "): give each namespace a name of its own");
+          namespaces[i].name = *text;
+          origins_[section + ".name"] = where(*value);
+          named = true;
+          continue;
+        }
+        const auto option =
+            std::find_if(options.begin(), options.end(),
+                         [&wanted = name](const key_spec& spec) { return spec.name == wanted; });
+        if (option == options.end())
+          fail(where(*value), section + "." + name,
+               "unknown key; a [[hub.namespaces]] table has " + known);
+        assign(*option, *value, where);
+      }
+      if (!named)
+        fail(where(element), section + ".name",
+             "missing: every [[hub.namespaces]] table needs a name, e.g. name = \"chat\" for the "
+             "channels \"chat:...\"");
+    }
+    origins_["hub.namespaces"] = where(node);
+  }
+
+  // The rules across the keys of [hub], [[hub.namespaces]], [upstream] and [auth].
+  void check_hub() const {
+    const auto& hub = result_.hub;
+    check_namespace("hub", "the default namespace", hub.defaults);
+    for (size_t i = 0; i < hub.namespaces.size(); ++i)
+      check_namespace(namespace_section(i), "namespace " + quote(hub.namespaces[i].name),
+                      hub.namespaces[i]);
+
+    // Every proxy posts to upstream.url + its path.
+    for (const auto& [name, path] : std::vector<std::pair<std::string, std::string>>{
+             {"connect_proxy_path", hub.connect_proxy_path},
+             {"refresh_proxy_path", hub.refresh_proxy_path},
+             {"rpc_proxy_path", hub.rpc_proxy_path},
+             {"send_proxy_path", hub.send_proxy_path},
+             {"publish_proxy_path", hub.publish_proxy_path},
+             {"subscribe_proxy_path", hub.subscribe_proxy_path}}) {
+      if (path.empty() || !result_.upstream.url.empty()) continue;
+      const std::string key = "hub." + name;
+      fail(origin_of(key), key,
+           quote(path) +
+               " is a proxy to the backend, posted to upstream.url + this path, and "
+               "upstream.url is \"\"" +
+               note("upstream.url") +
+               ": set upstream.url to the backend's base URL, e.g. url = "
+               "\"http://127.0.0.1:8000\" under [upstream] (or "
+               "WSVISOR_UPSTREAM_URL=http://127.0.0.1:8000), or set " +
+               key + " = \"\" to turn that proxy off");
+    }
+
+    // Hub mode must be able to tell who a client is, or let in anonymous ones.
+    const auto& auth = result_.auth;
+    if (result_.app.mode == "hub" && auth.mode == "none" && auth.jwt_secret.empty() &&
+        hub.connect_proxy_path.empty() && !hub.allow_anonymous)
+      fail(origin_of("app.mode"), "app.mode",
+           "\"hub\" has no way to identify a client: auth.mode is \"none\"" + note("auth.mode") +
+               ", WSVISOR_AUTH_JWT_SECRET is not set, hub.connect_proxy_path is \"\"" +
+               note("hub.connect_proxy_path") + " and hub.allow_anonymous is false" +
+               note("hub.allow_anonymous") +
+               ". Do one of: set auth.mode = \"header\" or \"jwt\" (the user comes with the "
+               "upgrade request); set WSVISOR_AUTH_JWT_SECRET (auth.jwt_secret: the token of "
+               "the connect command is checked with it); set hub.connect_proxy_path (the backend "
+               "at upstream.url decides, e.g. \"/centrifugo/connect\"); or set "
+               "hub.allow_anonymous = true (clients without identity come in as user \"\")");
+  }
+
+  // One namespace's options: `prefix` is how its keys are named ("hub" or
+  // "hub.namespaces[i]"), `who` how the message calls it.
+  void check_namespace(const std::string& prefix, const std::string& who,
+                       const hub_namespace& ns) const {
+    const std::string size_key = prefix + ".history_size";
+    const std::string ttl_key = prefix + ".history_ttl";
+    // Where a namespace key came from; for one a [[hub.namespaces]] table leaves out, the
+    // table.
+    const auto from = [this, &prefix](const std::string& key) {
+      const std::string where = origin_of(key);
+      return where.empty() ? origin_of(prefix) : where;
+    };
+    const std::string both =
+        ": Centrifugo keeps a history only with both, a size and a time to live";
+    if (ns.history_size > 0 && ns.history_ttl == duration::zero())
+      fail(from(size_key), ttl_key,
+           who + " keeps " + std::to_string(ns.history_size) + " publications (" + size_key +
+               note(size_key) + ") for \"0s\" (" + ttl_key + note(ttl_key) + ")" + both +
+               ": set history_ttl too, e.g. history_ttl = \"300s\", or history_size = 0 for no "
+               "history");
+    if (ns.history_size == 0 && ns.history_ttl > duration::zero())
+      fail(from(ttl_key), size_key,
+           who + " keeps publications for " + quote(format_duration(ns.history_ttl)) + " (" +
+               ttl_key + note(ttl_key) + ") but none of them (" + size_key + " = 0" +
+               note(size_key) + ")" + both +
+               ": set history_size too, e.g. history_size = 100, or history_ttl = \"0s\" for "
+               "no history");
+    const std::string recovery_key = prefix + ".force_recovery";
+    if (ns.force_recovery && ns.history_size == 0)
+      fail(from(recovery_key), recovery_key,
+           who + " recovers every subscription, from a history it does not keep (" + size_key +
+               " = 0" + note(size_key) +
+               "): set history_size and history_ttl, e.g. history_size = 100 and history_ttl = "
+               "\"300s\", or force_recovery = false");
+    const auto require_proxy = [&](const std::string& option, bool enabled,
+                                   const std::string& path_name, const std::string& path,
+                                   const std::string& what, const std::string& example) {
+      if (!enabled || !path.empty()) return;
+      const std::string key = prefix + "." + option;
+      const std::string path_key = "hub." + path_name;
+      fail(from(key), key,
+           who + " sends its " + what + " to the backend at upstream.url + " + path_key +
+               ", which is \"\"" + note(path_key) + ": set " + path_key + ", e.g. " + path_name +
+               " = " + quote(example) + " under [hub] (with upstream.url), or " + option +
+               " = false");
+    };
+    require_proxy("subscribe_proxy_enabled", ns.subscribe_proxy_enabled, "subscribe_proxy_path",
+                  result_.hub.subscribe_proxy_path, "subscribe requests", "/centrifugo/subscribe");
+    require_proxy("publish_proxy_enabled", ns.publish_proxy_enabled, "publish_proxy_path",
+                  result_.hub.publish_proxy_path, "client publications", "/centrifugo/publish");
+  }
+
   static bool is_section(const std::string& section) {
     const auto sections = section_names();
     return std::find(sections.begin(), sections.end(), section) != sections.end();
@@ -1644,7 +1974,11 @@ std::string render_keys(const settings& s) {
       section = spec.section;
       text += "\n[" + section + "]\n";
     }
-    text += spec.name + " = " + spec.render(s) + "\n";
+    // hub.namespaces prints [[hub.namespaces]] tables of its own (the last key of [hub]).
+    if (spec.kind == value_kind::table_list)
+      text += spec.render(s);
+    else
+      text += spec.name + " = " + spec.render(s) + "\n";
   }
   return text;
 }

@@ -155,6 +155,33 @@ TEST_CASE("without a file every key has its built-in default") {
   CHECK(s.gateway.message_path == "/ws/message");
   CHECK(s.gateway.connect_concurrency == 64);
   CHECK(s.gateway.error_frames);
+  CHECK_FALSE(s.hub.allow_anonymous);
+  CHECK(s.hub.connect_timeout == 10s);
+  CHECK(s.hub.channel_max_length == 255);
+  CHECK_FALSE(s.hub.user_personal_channel);
+  CHECK(s.hub.max_channels_per_connection == 128);
+  CHECK(s.hub.recovery_max_publications == 300);
+  CHECK(s.hub.connect_proxy_path.empty());
+  CHECK(s.hub.refresh_proxy_path.empty());
+  CHECK(s.hub.rpc_proxy_path.empty());
+  CHECK(s.hub.send_proxy_path.empty());
+  CHECK(s.hub.publish_proxy_path.empty());
+  CHECK(s.hub.subscribe_proxy_path.empty());
+  CHECK(s.hub.defaults.name.empty());
+  CHECK_FALSE(s.hub.defaults.presence);
+  CHECK_FALSE(s.hub.defaults.join_leave);
+  CHECK(s.hub.defaults.history_size == 0);
+  CHECK(s.hub.defaults.history_ttl == 0s);
+  CHECK_FALSE(s.hub.defaults.force_recovery);
+  CHECK_FALSE(s.hub.defaults.allow_subscribe_for_client);
+  CHECK_FALSE(s.hub.defaults.allow_subscribe_for_anonymous);
+  CHECK_FALSE(s.hub.defaults.allow_publish_for_subscriber);
+  CHECK_FALSE(s.hub.defaults.allow_publish_for_client);
+  CHECK_FALSE(s.hub.defaults.allow_presence_for_subscriber);
+  CHECK_FALSE(s.hub.defaults.allow_history_for_subscriber);
+  CHECK_FALSE(s.hub.defaults.subscribe_proxy_enabled);
+  CHECK_FALSE(s.hub.defaults.publish_proxy_enabled);
+  CHECK(s.hub.namespaces.empty());
   CHECK(s.cluster.node_id.empty());  // the server chooses one at start
 }
 
@@ -257,6 +284,39 @@ message_path = "/"
 connect_concurrency = 1
 error_frames = false
 
+[hub]
+allow_anonymous = true
+connect_timeout = "1500ms"
+channel_max_length = 65535
+user_personal_channel = true
+max_channels_per_connection = 100000
+recovery_max_publications = 1
+connect_proxy_path = "/centrifugo/connect"
+refresh_proxy_path = "/centrifugo/refresh"
+rpc_proxy_path = "/centrifugo/rpc"
+send_proxy_path = "/centrifugo/send"
+publish_proxy_path = "/centrifugo/publish"
+subscribe_proxy_path = "/centrifugo/subscribe"
+presence = true
+join_leave = true
+history_size = 1000000
+history_ttl = "5m"
+force_recovery = true
+allow_subscribe_for_client = true
+allow_subscribe_for_anonymous = true
+allow_publish_for_subscriber = true
+allow_publish_for_client = true
+allow_presence_for_subscriber = true
+allow_history_for_subscriber = true
+subscribe_proxy_enabled = true
+publish_proxy_enabled = true
+
+[[hub.namespaces]]
+name = "chat"
+presence = true
+history_size = 10
+history_ttl = "30s"
+
 [cluster]
 node_id = "ws-eu-1"
 )");
@@ -333,6 +393,37 @@ node_id = "ws-eu-1"
   CHECK(s.gateway.message_path == "/");
   CHECK(s.gateway.connect_concurrency == 1);
   CHECK_FALSE(s.gateway.error_frames);
+  CHECK(s.hub.allow_anonymous);
+  CHECK(s.hub.connect_timeout == 1500ms);
+  CHECK(s.hub.channel_max_length == 65535);
+  CHECK(s.hub.user_personal_channel);
+  CHECK(s.hub.max_channels_per_connection == 100000);
+  CHECK(s.hub.recovery_max_publications == 1);
+  CHECK(s.hub.connect_proxy_path == "/centrifugo/connect");
+  CHECK(s.hub.refresh_proxy_path == "/centrifugo/refresh");
+  CHECK(s.hub.rpc_proxy_path == "/centrifugo/rpc");
+  CHECK(s.hub.send_proxy_path == "/centrifugo/send");
+  CHECK(s.hub.publish_proxy_path == "/centrifugo/publish");
+  CHECK(s.hub.subscribe_proxy_path == "/centrifugo/subscribe");
+  CHECK(s.hub.defaults.presence);
+  CHECK(s.hub.defaults.join_leave);
+  CHECK(s.hub.defaults.history_size == 1000000);
+  CHECK(s.hub.defaults.history_ttl == 5min);
+  CHECK(s.hub.defaults.force_recovery);
+  CHECK(s.hub.defaults.allow_subscribe_for_client);
+  CHECK(s.hub.defaults.allow_subscribe_for_anonymous);
+  CHECK(s.hub.defaults.allow_publish_for_subscriber);
+  CHECK(s.hub.defaults.allow_publish_for_client);
+  CHECK(s.hub.defaults.allow_presence_for_subscriber);
+  CHECK(s.hub.defaults.allow_history_for_subscriber);
+  CHECK(s.hub.defaults.subscribe_proxy_enabled);
+  CHECK(s.hub.defaults.publish_proxy_enabled);
+  REQUIRE(s.hub.namespaces.size() == 1);
+  CHECK(s.hub.namespaces[0].name == "chat");
+  CHECK(s.hub.namespaces[0].presence);
+  CHECK(s.hub.namespaces[0].history_size == 10);
+  CHECK(s.hub.namespaces[0].history_ttl == 30s);
+  CHECK_FALSE(s.hub.namespaces[0].join_leave);  // not the default namespace's: its own default
   CHECK(s.cluster.node_id == "ws-eu-1");
 }
 
@@ -392,6 +483,11 @@ TEST_CASE("WSVISOR_<SECTION>_<KEY> variables map to keys and are read like --set
                                          {"WSVISOR_GATEWAY_CONNECT_PATH", "/c"},
                                          {"WSVISOR_GATEWAY_ERROR_FRAMES", "false"},
                                          {"WSVISOR_CLUSTER_NODE_ID", "1234"},
+                                         {"WSVISOR_HUB_ALLOW_ANONYMOUS", "true"},
+                                         {"WSVISOR_HUB_CONNECT_TIMEOUT", "1s"},
+                                         {"WSVISOR_HUB_HISTORY_SIZE", "50"},
+                                         {"WSVISOR_HUB_HISTORY_TTL", "1m"},
+                                         {"WSVISOR_HUB_RPC_PROXY_PATH", "/rpc"},
                                          {"HOME", "/root"},
                                          {"WSVISOR_BIN", "/build/wsvisor"},
                                          {"WSVISOR_SOURCE_DIR", "/src"}});
@@ -413,6 +509,11 @@ TEST_CASE("WSVISOR_<SECTION>_<KEY> variables map to keys and are read like --set
   CHECK(s.gateway.connect_path == "/c");
   CHECK_FALSE(s.gateway.error_frames);
   CHECK(s.cluster.node_id == "1234");  // a text key keeps digits as text
+  CHECK(s.hub.allow_anonymous);
+  CHECK(s.hub.connect_timeout == 1s);
+  CHECK(s.hub.defaults.history_size == 50);
+  CHECK(s.hub.defaults.history_ttl == 1min);
+  CHECK(s.hub.rpc_proxy_path == "/rpc");
   // An empty value for a list key is the empty list.
   CHECK(load("server.allowed_origins = [\"https://x.y\"]", {{"WSVISOR_SERVER_ALLOWED_ORIGINS", ""}})
             .server.allowed_origins.empty());
@@ -729,7 +830,8 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
       {"auth", "allow_weak_secret = 1", "auth.allow_weak_secret", "true or false"},
       {"faults", "enabled = \"yes\"", "faults.enabled", "true or false"},
       {"app", "mode = \"Chat\"", "app.mode", "names are lower case: write \"chat\""},
-      {"app", "mode = \"\"", "app.mode", "\"echo\", \"gateway\" or the name of an application"},
+      {"app", "mode = \"\"", "app.mode",
+       "\"echo\", \"gateway\", \"hub\" or the name of an application"},
       {"upstream", "url = \"backend:8000\"", "upstream.url", "it has no scheme"},
       {"upstream", "url = 8000", "upstream.url", "base URL"},
       {"upstream", "timeout = \"0s\"", "upstream.timeout", "above zero"},
@@ -769,6 +871,46 @@ TEST_CASE("every per-key rule is enforced with the key and file:line in the mess
       {"gateway", "message_path = \"/m#x\"", "gateway.message_path", "\"#\" (write \"%23\")"},
       {"gateway", "connect_concurrency = 0", "gateway.connect_concurrency", "positive integer"},
       {"gateway", "error_frames = \"yes\"", "gateway.error_frames", "true or false"},
+      {"hub", "allow_anonymous = 1", "hub.allow_anonymous", "true or false"},
+      {"hub", "connect_timeout = \"0s\"", "hub.connect_timeout", "above zero"},
+      {"hub", "connect_timeout = 10", "hub.connect_timeout", "write \"10s\""},
+      {"hub", "channel_max_length = 0", "hub.channel_max_length", "1 to 65535"},
+      {"hub", "channel_max_length = 65536", "hub.channel_max_length", "1 to 65535"},
+      {"hub", "user_personal_channel = \"yes\"", "hub.user_personal_channel", "true or false"},
+      {"hub", "max_channels_per_connection = 0", "hub.max_channels_per_connection", "1 to 100000"},
+      {"hub", "max_channels_per_connection = 100001", "hub.max_channels_per_connection",
+       "1 to 100000"},
+      {"hub", "recovery_max_publications = 0", "hub.recovery_max_publications", "1 to 100000"},
+      {"hub", "recovery_max_publications = 100001", "hub.recovery_max_publications", "1 to 100000"},
+      {"hub", "connect_proxy_path = \"connect\"", "hub.connect_proxy_path",
+       "expected \"\" (off) or a path beginning with \"/\", e.g. \"/centrifugo/connect\", got "
+       "\"connect\": it is appended to upstream.url: write \"/connect\""},
+      {"hub", "refresh_proxy_path = \"refresh\"", "hub.refresh_proxy_path", "write \"/refresh\""},
+      {"hub", "rpc_proxy_path = \"/a b\"", "hub.rpc_proxy_path", "a space (write \"%20\")"},
+      {"hub", "send_proxy_path = 1", "hub.send_proxy_path", "e.g. \"/centrifugo/send\""},
+      {"hub", "publish_proxy_path = \"/p?x\"", "hub.publish_proxy_path", "(write \"%3F\")"},
+      {"hub", "subscribe_proxy_path = \"s\"", "hub.subscribe_proxy_path", "write \"/s\""},
+      {"hub", "presence = \"on\"", "hub.presence", "true or false"},
+      {"hub", "join_leave = 0", "hub.join_leave", "true or false"},
+      {"hub", "history_size = -1", "hub.history_size", "0 to 1000000 (0 = no history)"},
+      {"hub", "history_size = 1000001", "hub.history_size", "0 to 1000000"},
+      {"hub", "history_size = \"10\"", "hub.history_size", "0 to 1000000"},
+      {"hub", "history_ttl = \"-1s\"", "hub.history_ttl", "must not be negative"},
+      {"hub", "history_ttl = 300", "hub.history_ttl", "write \"300s\""},
+      {"hub", "force_recovery = 1", "hub.force_recovery", "true or false"},
+      {"hub", "allow_subscribe_for_client = 1", "hub.allow_subscribe_for_client", "true or false"},
+      {"hub", "allow_subscribe_for_anonymous = 1", "hub.allow_subscribe_for_anonymous",
+       "true or false"},
+      {"hub", "allow_publish_for_subscriber = 1", "hub.allow_publish_for_subscriber",
+       "true or false"},
+      {"hub", "allow_publish_for_client = 1", "hub.allow_publish_for_client", "true or false"},
+      {"hub", "allow_presence_for_subscriber = 1", "hub.allow_presence_for_subscriber",
+       "true or false"},
+      {"hub", "allow_history_for_subscriber = 1", "hub.allow_history_for_subscriber",
+       "true or false"},
+      {"hub", "subscribe_proxy_enabled = 1", "hub.subscribe_proxy_enabled", "true or false"},
+      {"hub", "publish_proxy_enabled = 1", "hub.publish_proxy_enabled", "true or false"},
+      {"hub", "name = \"chat\"", "hub.name", "unknown key; [hub] has allow_anonymous"},
   };
   for (const auto& bad : cases) {
     CAPTURE(bad.line);
@@ -1091,18 +1233,19 @@ TEST_CASE("api.listen may not take the main listener's address nor admin.listen'
   }
 }
 
-TEST_CASE("app.mode: echo, gateway, or a name an embedding program registers") {
+TEST_CASE("app.mode: echo, gateway, hub, or a name an embedding program registers") {
   const std::string longest(32, 'z');
-  for (const std::string mode :
-       {"echo", "hub", "chat_v2", "a", "0", "-", "my-app", longest.c_str()}) {
+  for (const std::string mode : {"echo", "chat_v2", "a", "0", "-", "my-app", longest.c_str()}) {
     CAPTURE(mode);
     CHECK(load("app.mode = \"" + mode + "\"").app.mode == mode);
   }
+  // "hub" needs a way to identify clients (see the hub test cases).
+  CHECK(load("app.mode = \"hub\"\nhub.allow_anonymous = true").app.mode == "hub");
   CHECK(load(std::nullopt, {{"WSVISOR_APP_MODE", "gateway"}, {"WSVISOR_UPSTREAM_URL", "http://b"}})
             .app.mode == "gateway");
   const std::string expected =
-      "expected \"echo\", \"gateway\" or the name of an application that an embedding program "
-      "registers (1 to 32 characters of a-z, 0-9, \"_\" and \"-\"), got ";
+      "expected \"echo\", \"gateway\", \"hub\" or the name of an application that an embedding "
+      "program registers (1 to 32 characters of a-z, 0-9, \"_\" and \"-\"), got ";
   CHECK(load_error("[app]\nmode = \"" + longest + "z\"\n") ==
         "config error: test.toml:2: app.mode: " + expected + "\"" + longest +
             "z\": it has 33 characters");
@@ -1147,6 +1290,342 @@ TEST_CASE("cluster.node_id: \"\" or 1 to 64 of [a-z0-9-], no \"-\" at either end
     CAPTURE(id);
     CHECK_FALSE(is_valid_node_id(id));
   }
+}
+
+// ------------------------------------------------------------------ hub mode (CONTRACT 13)
+
+TEST_CASE("[[hub.namespaces]]: a name each and the namespace options, in the file's order") {
+  const settings s = load(R"(# line 1
+[hub]
+presence = true
+
+[[hub.namespaces]]
+name = "chat"
+presence = true
+join_leave = true
+history_size = 100
+history_ttl = "300s"
+force_recovery = true
+allow_subscribe_for_client = true
+allow_subscribe_for_anonymous = true
+allow_publish_for_subscriber = true
+allow_publish_for_client = true
+allow_presence_for_subscriber = true
+allow_history_for_subscriber = true
+
+[[hub.namespaces]]
+name = "Feed_2-b"
+
+[[hub.namespaces]]
+name = "dialog"
+allow_subscribe_for_client = true
+)");
+  CHECK(s.hub.defaults.presence);
+  REQUIRE(s.hub.namespaces.size() == 3);
+  const hub_namespace& chat = s.hub.namespaces[0];
+  CHECK(chat.name == "chat");
+  CHECK(chat.presence);
+  CHECK(chat.join_leave);
+  CHECK(chat.history_size == 100);
+  CHECK(chat.history_ttl == 300s);
+  CHECK(chat.force_recovery);
+  CHECK(chat.allow_subscribe_for_client);
+  CHECK(chat.allow_subscribe_for_anonymous);
+  CHECK(chat.allow_publish_for_subscriber);
+  CHECK(chat.allow_publish_for_client);
+  CHECK(chat.allow_presence_for_subscriber);
+  CHECK(chat.allow_history_for_subscriber);
+  CHECK_FALSE(chat.subscribe_proxy_enabled);
+  CHECK_FALSE(chat.publish_proxy_enabled);
+  // A namespace does not inherit the [hub] keys: those are the default namespace's.
+  const hub_namespace& feed = s.hub.namespaces[1];
+  CHECK(feed.name == "Feed_2-b");
+  CHECK_FALSE(feed.presence);
+  CHECK(feed.history_size == 0);
+  CHECK(feed.history_ttl == 0s);
+  CHECK(s.hub.namespaces[2].name == "dialog");
+  CHECK(s.hub.namespaces[2].allow_subscribe_for_client);
+
+  // TOML's other spellings of an array of tables are the same thing.
+  const settings inline_form =
+      load("[hub]\nnamespaces = [{name = \"a\", presence = true}, {name = \"b\"}]\n");
+  REQUIRE(inline_form.hub.namespaces.size() == 2);
+  CHECK(inline_form.hub.namespaces[0].presence);
+  CHECK(inline_form.hub.namespaces[1].name == "b");
+  CHECK(load("hub.namespaces = []").hub.namespaces.empty());
+  // Without [hub] of its own.
+  CHECK(load("[[hub.namespaces]]\nname = \"x\"\n").hub.namespaces.size() == 1);
+}
+
+TEST_CASE("[[hub.namespaces]] errors name hub.namespaces[i].key with file:line") {
+  SUBCASE("an unknown key") {
+    CHECK(load_error("[[hub.namespaces]]\nname = \"a\"\n\n[[hub.namespaces]]\nname = \"b\"\n"
+                     "colour = \"red\"\n") ==
+          "config error: test.toml:6: hub.namespaces[1].colour: unknown key; a "
+          "[[hub.namespaces]] table has name, presence, join_leave, history_size, history_ttl, "
+          "force_recovery, allow_subscribe_for_client, allow_subscribe_for_anonymous, "
+          "allow_publish_for_subscriber, allow_publish_for_client, "
+          "allow_presence_for_subscriber, allow_history_for_subscriber, "
+          "subscribe_proxy_enabled, publish_proxy_enabled");
+    // [hub] keys that are not namespace options are not namespace keys either.
+    CHECK(contains(load_error("[[hub.namespaces]]\nname = \"a\"\nconnect_timeout = \"1s\"\n"),
+                   "test.toml:3: hub.namespaces[0].connect_timeout: unknown key"));
+    // A sub-table is a key of the table above it.
+    CHECK(contains(load_error("[[hub.namespaces]]\nname = \"a\"\n[hub.namespaces.x]\ny = 1\n"),
+                   "hub.namespaces[0].x: unknown key"));
+  }
+  SUBCASE("an option of the wrong type or out of range") {
+    CHECK(load_error("[[hub.namespaces]]\nname = \"a\"\nhistory_size = -5\n") ==
+          "config error: test.toml:3: hub.namespaces[0].history_size: expected an integer from "
+          "0 to 1000000 (0 = no history), got -5");
+    CHECK(contains(load_error("[[hub.namespaces]]\nname = \"a\"\npresence = \"yes\"\n"),
+                   "test.toml:3: hub.namespaces[0].presence: expected true or false"));
+    CHECK(contains(load_error("[[hub.namespaces]]\nname = \"a\"\nhistory_ttl = 30\n"),
+                   "test.toml:3: hub.namespaces[0].history_ttl: expected a duration (\"0s\" = no "
+                   "history) as a string with a unit, got 30: write \"30s\""));
+    // An unquoted duration: the TOML error names the namespace's key.
+    const std::string unquoted = load_error(
+        "[hub]\n[[hub.namespaces]]\nname = \"a\"\n[[hub.namespaces]]\nname = \"b\"\n"
+        "history_ttl = 10s\n");
+    CHECK(contains(unquoted, "test.toml:6: hub.namespaces[1].history_ttl: invalid TOML"));
+    CHECK(contains(unquoted, "text needs quotes: history_ttl = \"10s\""));
+  }
+  SUBCASE("the name: required, letters, digits, _ and -, unique") {
+    CHECK(load_error("[hub]\n[[hub.namespaces]]\npresence = true\n") ==
+          "config error: test.toml:2: hub.namespaces[0].name: missing: every [[hub.namespaces]] "
+          "table needs a name, e.g. name = \"chat\" for the channels \"chat:...\"");
+    for (const std::string name : {"", "chat room", "a:b", "a#b", "caf\xc3\xa9", "a.b"}) {
+      CAPTURE(name);
+      CHECK(contains(load_error("[[hub.namespaces]]\nname = \"" + name + "\"\n"),
+                     "config error: test.toml:2: hub.namespaces[0].name: expected a namespace "
+                     "name of letters, digits, \"_\" and \"-\", e.g. \"chat\""));
+    }
+    CHECK(contains(load_error("[[hub.namespaces]]\nname = 7\n"),
+                   "hub.namespaces[0].name: expected a namespace name"));
+    CHECK(load_error("[[hub.namespaces]]\nname = \"chat\"\n[[hub.namespaces]]\nname = \"x\"\n"
+                     "[[hub.namespaces]]\nname = \"chat\"\n") ==
+          "config error: test.toml:6: hub.namespaces[2].name: \"chat\" is already the name of "
+          "hub.namespaces[0] (test.toml:2): give each namespace a name of its own");
+    // Names are case-sensitive, as channel names are.
+    CHECK(load("[[hub.namespaces]]\nname = \"chat\"\n[[hub.namespaces]]\nname = \"Chat\"\n")
+              .hub.namespaces.size() == 2);
+  }
+  SUBCASE("not an array of tables") {
+    CHECK(load_error("[hub.namespaces]\nname = \"chat\"\n") ==
+          "config error: test.toml:1: hub.namespaces: expected an array of tables: write each "
+          "namespace as a [[hub.namespaces]] table (two brackets)");
+    CHECK(contains(load_error("[hub]\nnamespaces = 5\n"),
+                   "test.toml:2: hub.namespaces: expected an array of tables, one "
+                   "[[hub.namespaces]] table per namespace, got 5"));
+    CHECK(contains(load_error("[hub]\nnamespaces = [\"chat\"]\n"),
+                   "test.toml:2: hub.namespaces[0]: expected a table with a name"));
+    CHECK(contains(load_error("namespaces = [{name = \"a\"}]\n"),
+                   "test.toml:1: `namespaces` belongs under [hub]: write each namespace as a "
+                   "[[hub.namespaces]] table"));
+  }
+}
+
+TEST_CASE("hub keys come from the environment and --set; namespaces only from the file") {
+  CHECK(load(std::nullopt, {{"WSVISOR_HUB_ALLOW_ANONYMOUS", "true"}}).hub.allow_anonymous);
+  CHECK_FALSE(load("hub.allow_anonymous = true", {{"WSVISOR_HUB_ALLOW_ANONYMOUS", "false"}})
+                  .hub.allow_anonymous);
+  // The default namespace's options too, and --set wins.
+  const settings s = load(std::nullopt, {{"WSVISOR_HUB_PRESENCE", "true"}},
+                          {"hub.presence=false", "hub.join_leave=true", "hub.history_size=5",
+                           "hub.history_ttl=10s", "hub.channel_max_length=64"});
+  CHECK_FALSE(s.hub.defaults.presence);
+  CHECK(s.hub.defaults.join_leave);
+  CHECK(s.hub.defaults.history_size == 5);
+  CHECK(s.hub.defaults.history_ttl == 10s);
+  CHECK(s.hub.channel_max_length == 64);
+  CHECK(contains(load_error(std::nullopt, {{"WSVISOR_HUB_ALLOW_ANONYMOUS", "maybe"}}),
+                 "environment variable WSVISOR_HUB_ALLOW_ANONYMOUS: hub.allow_anonymous: "
+                 "expected true or false, got \"maybe\""));
+
+  // Namespaces are tables: neither layer can write one, and says so.
+  const std::string problem =
+      "namespaces are set only in the configuration file, one [[hub.namespaces]] table each (see "
+      "config/wsvisor.toml); the environment and --set cannot set them. The default namespace's "
+      "options are keys of [hub] and can be: e.g. --set hub.presence=true or "
+      "WSVISOR_HUB_PRESENCE=true";
+  CHECK(load_error(std::nullopt, {}, {"hub.namespaces=[{name = \"chat\"}]"}) ==
+        "config error: --set hub.namespaces: hub.namespaces: " + problem);
+  CHECK(load_error(std::nullopt, {}, {"hub.namespaces[0].presence=true"}) ==
+        "config error: --set hub.namespaces[0].presence: hub.namespaces: " + problem);
+  CHECK(load_error(std::nullopt, {{"WSVISOR_HUB_NAMESPACES", "[]"}}) ==
+        "config error: environment variable WSVISOR_HUB_NAMESPACES: hub.namespaces: " + problem);
+  CHECK(contains(load_error(std::nullopt, {{"WSVISOR_HUB_NAMESPACES_CHAT_PRESENCE", "true"}}),
+                 "WSVISOR_HUB_NAMESPACES_CHAT_PRESENCE: hub.namespaces: namespaces are set only "
+                 "in the configuration file"));
+  // The file's namespaces stay when other layers set [hub] keys.
+  const settings layered = load("[[hub.namespaces]]\nname = \"chat\"\n", {}, {"hub.presence=true"});
+  REQUIRE(layered.hub.namespaces.size() == 1);
+  CHECK(layered.hub.namespaces[0].name == "chat");
+}
+
+TEST_CASE("hub: a history needs both history_size and history_ttl (Centrifugo's rule)") {
+  CHECK(load_error("[hub]\nhistory_size = 10\n") ==
+        "config error: test.toml:2: hub.history_ttl: the default namespace keeps 10 publications "
+        "(hub.history_size from test.toml:2) for \"0s\" (hub.history_ttl, the default): "
+        "Centrifugo keeps a history only with both, a size and a time to live: set history_ttl "
+        "too, e.g. history_ttl = \"300s\", or history_size = 0 for no history");
+  CHECK(load_error("[hub]\nhistory_ttl = \"1m\"\n") ==
+        "config error: test.toml:2: hub.history_size: the default namespace keeps publications "
+        "for \"1m\" (hub.history_ttl from test.toml:2) but none of them (hub.history_size = 0, "
+        "the default): Centrifugo keeps a history only with both, a size and a time to live: set "
+        "history_size too, e.g. history_size = 100, or history_ttl = \"0s\" for no history");
+  // In a namespace: its keys, and the namespace's name.
+  const std::string in_namespace = load_error(
+      "[[hub.namespaces]]\nname = \"a\"\n[[hub.namespaces]]\nname = \"chat\"\n"
+      "history_size = 10\n");
+  CHECK(contains(in_namespace,
+                 "config error: test.toml:5: hub.namespaces[1].history_ttl: "
+                 "namespace \"chat\" keeps 10 publications"));
+  CHECK(contains(in_namespace, "set history_ttl too"));
+  // A namespace that leaves both out is located at its table.
+  CHECK(contains(load_error("[[hub.namespaces]]\nname = \"a\"\nhistory_ttl = \"5s\"\n"),
+                 "test.toml:3: hub.namespaces[0].history_size: namespace \"a\" keeps "
+                 "publications for \"5s\""));
+  // From other layers: the message says where each came from.
+  CHECK(contains(load_error(std::nullopt, {{"WSVISOR_HUB_HISTORY_SIZE", "3"}}),
+                 "environment variable WSVISOR_HUB_HISTORY_SIZE: hub.history_ttl: "));
+  CHECK(load(std::nullopt, {}, {"hub.history_size=3", "hub.history_ttl=1s"})
+            .hub.defaults.history_size == 3);
+}
+
+TEST_CASE("hub: force_recovery needs a history") {
+  CHECK(load_error("[hub]\nforce_recovery = true\n") ==
+        "config error: test.toml:2: hub.force_recovery: the default namespace recovers every "
+        "subscription, from a history it does not keep (hub.history_size = 0, the default): set "
+        "history_size and history_ttl, e.g. history_size = 100 and history_ttl = \"300s\", or "
+        "force_recovery = false");
+  CHECK(contains(load_error("[[hub.namespaces]]\nname = \"n\"\nforce_recovery = true\n"),
+                 "test.toml:3: hub.namespaces[0].force_recovery: namespace \"n\" recovers every "
+                 "subscription"));
+  CHECK(load("[hub]\nforce_recovery = true\nhistory_size = 1\nhistory_ttl = \"1s\"\n")
+            .hub.defaults.force_recovery);
+}
+
+TEST_CASE("hub: a namespace's proxy needs hub.<proxy>_proxy_path, and every path upstream.url") {
+  const std::string url = "upstream.url = \"http://127.0.0.1:8000\"\n";
+  CHECK(load_error(url + "[hub]\nsubscribe_proxy_enabled = true\n") ==
+        "config error: test.toml:3: hub.subscribe_proxy_enabled: the default namespace sends its "
+        "subscribe requests to the backend at upstream.url + hub.subscribe_proxy_path, which is "
+        "\"\", the default: set hub.subscribe_proxy_path, e.g. subscribe_proxy_path = "
+        "\"/centrifugo/subscribe\" under [hub] (with upstream.url), or subscribe_proxy_enabled = "
+        "false");
+  CHECK(load_error(url + "[hub]\npublish_proxy_enabled = true\n") ==
+        "config error: test.toml:3: hub.publish_proxy_enabled: the default namespace sends its "
+        "client publications to the backend at upstream.url + hub.publish_proxy_path, which is "
+        "\"\", the default: set hub.publish_proxy_path, e.g. publish_proxy_path = "
+        "\"/centrifugo/publish\" under [hub] (with upstream.url), or publish_proxy_enabled = "
+        "false");
+  CHECK(
+      contains(load_error(url + "[[hub.namespaces]]\nname = \"p\"\npublish_proxy_enabled = true\n"),
+               "test.toml:4: hub.namespaces[0].publish_proxy_enabled: namespace \"p\" sends its "
+               "client publications"));
+  const settings ok = load(url +
+                           "[hub]\nsubscribe_proxy_path = \"/s\"\npublish_proxy_path = \"/p\"\n"
+                           "subscribe_proxy_enabled = true\n[[hub.namespaces]]\nname = \"p\"\n"
+                           "publish_proxy_enabled = true\n");
+  CHECK(ok.hub.defaults.subscribe_proxy_enabled);
+  CHECK(ok.hub.namespaces.at(0).publish_proxy_enabled);
+
+  for (const std::string key : {"connect_proxy_path", "refresh_proxy_path", "rpc_proxy_path",
+                                "send_proxy_path", "publish_proxy_path", "subscribe_proxy_path"}) {
+    CAPTURE(key);
+    CHECK(load_error("[hub]\n" + key + " = \"/hook\"\n") ==
+          "config error: test.toml:2: hub." + key +
+              ": \"/hook\" is a proxy to the backend, posted to upstream.url + this path, and "
+              "upstream.url is \"\", the default: set upstream.url to the backend's base URL, "
+              "e.g. url = \"http://127.0.0.1:8000\" under [upstream] (or "
+              "WSVISOR_UPSTREAM_URL=http://127.0.0.1:8000), or set hub." +
+              key + " = \"\" to turn that proxy off");
+    CHECK(contains(load_error(std::nullopt, {}, {"hub." + key + "=/x"}),
+                   "--set hub." + key + "=/x: hub." + key + ": \"/x\" is a proxy"));
+    CHECK(load(url + "hub." + key + " = \"/hook\"").upstream.url == "http://127.0.0.1:8000");
+  }
+}
+
+TEST_CASE("hub mode needs a way to identify a client, or allow_anonymous") {
+  const std::string message = load_error("[app]\nmode = \"hub\"\n");
+  CHECK(message ==
+        "config error: test.toml:2: app.mode: \"hub\" has no way to identify a client: auth.mode "
+        "is \"none\", the default, WSVISOR_AUTH_JWT_SECRET is not set, hub.connect_proxy_path is "
+        "\"\", the default and hub.allow_anonymous is false, the default. Do one of: set "
+        "auth.mode = \"header\" or \"jwt\" (the user comes with the upgrade request); set "
+        "WSVISOR_AUTH_JWT_SECRET (auth.jwt_secret: the token of the connect command is checked "
+        "with it); set hub.connect_proxy_path (the backend at upstream.url decides, e.g. "
+        "\"/centrifugo/connect\"); or set hub.allow_anonymous = true (clients without identity "
+        "come in as user \"\")");
+  CHECK(contains(load_error(std::nullopt, {}, {"app.mode=hub"}), "--set app.mode=hub: app.mode: "));
+  CHECK(contains(load_error(std::nullopt, {{"WSVISOR_APP_MODE", "hub"}}),
+                 "environment variable WSVISOR_APP_MODE: app.mode: \"hub\" has no way"));
+
+  // Each of the four fixes is enough on its own.
+  const std::string secret(shortest_jwt_secret, 's');
+  const std::string hub = "app.mode = \"hub\"\n";
+  CHECK(load(hub + "auth.mode = \"header\"").app.mode == "hub");
+  CHECK(load(hub + "auth.mode = \"jwt\"", {{"WSVISOR_AUTH_JWT_SECRET", secret}}).app.mode == "hub");
+  // A secret alone (auth.mode "none"): tokens come in the connect command.
+  const settings by_token = load(hub, {{"WSVISOR_AUTH_JWT_SECRET", secret}});
+  CHECK(by_token.auth.mode == "none");
+  CHECK(by_token.auth.jwt_secret == secret);
+  CHECK(load(hub + "upstream.url = \"http://127.0.0.1:8000\"\n"
+                   "hub.connect_proxy_path = \"/centrifugo/connect\"")
+            .hub.connect_proxy_path == "/centrifugo/connect");
+  CHECK(load(hub, {{"WSVISOR_HUB_ALLOW_ANONYMOUS", "true"}}).hub.allow_anonymous);
+  // A connect proxy still needs its upstream.url.
+  CHECK(contains(load_error(hub + "hub.connect_proxy_path = \"/c\""),
+                 "hub.connect_proxy_path: \"/c\" is a proxy to the backend"));
+  // auth.mode = "jwt" still needs its secret, in hub mode too.
+  CHECK(contains(load_error(hub + "auth.mode = \"jwt\""),
+                 "auth.jwt_secret: auth.mode = \"jwt\" needs the HS256 signing secret"));
+  // Other modes need none of these.
+  CHECK(load(std::nullopt).app.mode == "echo");
+}
+
+TEST_CASE("--check-config prints [hub] and every namespace") {
+  const std::string url = "upstream.url = \"http://127.0.0.1:8000\"\n";
+  const settings s = load(url + R"(
+app.mode = "hub"
+[hub]
+allow_anonymous = true
+rpc_proxy_path = "/rpc"
+[[hub.namespaces]]
+name = "chat"
+history_size = 10
+history_ttl = "2m"
+)");
+  const std::string rendered = render_effective(s, "test.toml");
+  CHECK(contains(rendered, "\n[hub]\nallow_anonymous = true\n"));
+  CHECK(contains(rendered, "\nrpc_proxy_path = \"/rpc\"\n"));
+  CHECK(contains(rendered,
+                 "\n[[hub.namespaces]]\nname = \"chat\"\npresence = false\njoin_leave = false\n"
+                 "history_size = 10\nhistory_ttl = \"2m\"\nforce_recovery = false\n"));
+  CHECK_FALSE(contains(rendered, "# hub.namespaces: none"));
+  // The namespace tables end [hub]; [cluster] follows, and it all reads back.
+  CHECK(rendered.find("[[hub.namespaces]]") < rendered.find("\n[cluster]\n"));
+  CHECK(render_effective(load_settings(rendered, "effective.toml", {}, {})) == render_effective(s));
+}
+
+TEST_CASE("config/wsvisor.toml's example [[hub.namespaces]] is valid once uncommented") {
+  const std::string path = repository_root() + "/config/wsvisor.toml";
+  std::ifstream file(path);
+  REQUIRE_MESSAGE(file, "cannot open " << path);
+  std::string line, example;
+  bool in_example = false;
+  while (std::getline(file, line)) {
+    if (line == "# [[hub.namespaces]]") in_example = true;
+    if (!in_example) continue;
+    if (line.rfind("# ", 0) != 0) break;
+    example += line.substr(2) + "\n";
+  }
+  REQUIRE_FALSE(example.empty());
+  const settings s = load(example);
+  REQUIRE(s.hub.namespaces.size() == 1);
+  CHECK(s.hub.namespaces[0].name == "chat");
+  CHECK(s.hub.namespaces[0].history_size > 0);
 }
 
 TEST_CASE("valid values at the edges of each range are accepted") {
@@ -1213,8 +1692,8 @@ TEST_CASE("rules across keys name the key, and where both values came from") {
                    "messages to the backend at upstream.url, which is \"\" from test.toml:2"));
     CHECK(load("app.mode = \"gateway\"\nupstream.url = \"http://127.0.0.1:8000\"").app.mode ==
           "gateway");
-    // Other modes do not need one (the hub's hooks are optional).
-    CHECK(load("app.mode = \"hub\"").upstream.url.empty());
+    // Other modes do not need one (the hub's proxies are optional).
+    CHECK(load("app.mode = \"hub\"\nhub.allow_anonymous = true").upstream.url.empty());
   }
   SUBCASE("jwt mode without a secret") {
     const std::string message = load_error("[auth]\nmode = \"jwt\"\n");
@@ -1257,7 +1736,7 @@ TEST_CASE("a key above every [section] says which section it belongs under") {
   CHECK(load_error("verbose = true\n") ==
         "config error: test.toml:1: verbose: unknown top-level key; every key belongs under one "
         "of the sections server, auth, limits, janitor, supervision, shutdown, log, admin, "
-        "faults, app, upstream, api, events, gateway, cluster");
+        "faults, app, upstream, api, events, gateway, hub, cluster");
   // A table that is no section stays an unknown section.
   CHECK(contains(load_error("[port]\nx = 1\n"), "unknown section \"port\""));
 }
@@ -1349,7 +1828,7 @@ TEST_CASE("a negative duration is refused as negative, for every duration key") 
       CHECK_FALSE(contains(message, "with a unit"));
     }
   }
-  CHECK(duration_keys == 22);
+  CHECK(duration_keys == 24);
 }
 
 TEST_CASE("render_effective prints every key as TOML that reads back to the same settings") {
@@ -1393,6 +1872,21 @@ url = "http://e/x?q=1&r=%22"
 [gateway]
 connect_path = "/c%20d"
 error_frames = false
+[hub]
+allow_anonymous = true
+connect_timeout = "250ms"
+subscribe_proxy_path = "/sub"
+history_size = 3
+history_ttl = "90s"
+[[hub.namespaces]]
+name = "chat"
+presence = true
+subscribe_proxy_enabled = true
+[[hub.namespaces]]
+name = "Feed_2-b"
+history_size = 1
+history_ttl = "1h"
+force_recovery = true
 [cluster]
 node_id = "n-1"
 )",
@@ -1405,6 +1899,17 @@ node_id = "n-1"
   CHECK(fed_back.limits.accept_rate == 0.1);
   CHECK(fed_back.limits.messages_per_second == 1e20);
   CHECK(fed_back.server.handshake_timeout == 1500ms);
+  REQUIRE(fed_back.hub.namespaces.size() == 2);
+  CHECK(fed_back.hub.namespaces[0].name == "chat");
+  CHECK(fed_back.hub.namespaces[0].subscribe_proxy_enabled);
+  CHECK(fed_back.hub.namespaces[1].name == "Feed_2-b");
+  CHECK(fed_back.hub.namespaces[1].history_ttl == 1h);
+  CHECK(fed_back.hub.defaults.history_size == 3);
+  CHECK(contains(rendered, "\n[hub]\nallow_anonymous = true\nconnect_timeout = \"250ms\"\n"));
+  CHECK(contains(rendered,
+                 "\npublish_proxy_enabled = false\n\n[[hub.namespaces]]\nname = \"chat\"\n"
+                 "presence = true\njoin_leave = false\nhistory_size = 0\n"));
+  CHECK(contains(rendered, "\n[[hub.namespaces]]\nname = \"Feed_2-b\"\n"));
 
   // Every key appears, under its section.
   const std::string defaults = render_effective(load(std::nullopt));
@@ -1496,6 +2001,33 @@ node_id = "n-1"
                                  "message_path = \"/ws/message\"",
                                  "connect_concurrency = 64",
                                  "error_frames = true",
+                                 "[hub]",
+                                 "allow_anonymous = false",
+                                 "connect_timeout = \"10s\"",
+                                 "channel_max_length = 255",
+                                 "user_personal_channel = false",
+                                 "max_channels_per_connection = 128",
+                                 "recovery_max_publications = 300",
+                                 "connect_proxy_path = \"\"",
+                                 "refresh_proxy_path = \"\"",
+                                 "rpc_proxy_path = \"\"",
+                                 "send_proxy_path = \"\"",
+                                 "publish_proxy_path = \"\"",
+                                 "subscribe_proxy_path = \"\"",
+                                 "presence = false",
+                                 "join_leave = false",
+                                 "history_size = 0",
+                                 "history_ttl = \"0s\"",
+                                 "force_recovery = false",
+                                 "allow_subscribe_for_client = false",
+                                 "allow_subscribe_for_anonymous = false",
+                                 "allow_publish_for_subscriber = false",
+                                 "allow_publish_for_client = false",
+                                 "allow_presence_for_subscriber = false",
+                                 "allow_history_for_subscriber = false",
+                                 "subscribe_proxy_enabled = false",
+                                 "publish_proxy_enabled = false",
+                                 "# hub.namespaces: none (each [[hub.namespaces]] table adds one)",
                                  "[cluster]",
                                  "node_id = \"\""}) {
     CAPTURE(line);
@@ -1554,8 +2086,9 @@ TEST_CASE("config/wsvisor.toml documents exactly the built-in defaults") {
     CAPTURE(key);
     CHECK(documented.count(key) == 1);
   }
-  // The keys of CONTRACT sections 2, 11 and 12, cluster.node_id and auth.allow_weak_secret.
-  CHECK(rendered.size() == 74);
+  // The keys of CONTRACT sections 2, 11, 12 and 13 (hub.namespaces, printed as tables of
+  // its own, is none of these lines), cluster.node_id and auth.allow_weak_secret.
+  CHECK(rendered.size() == 99);
 }
 
 TEST_CASE("command line: --help, --version, --check-config and running") {

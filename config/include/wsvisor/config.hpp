@@ -159,7 +159,11 @@ struct hub_namespace {
   bool publish_proxy_enabled = false;    // needs hub.publish_proxy_path
 };
 
-// Hub mode: channels in Centrifugo's client protocol (CONTRACT 13).
+// Hub mode: channels in Centrifugo's client protocol (CONTRACT 13). The loader checks the
+// rules across keys: a history needs both history_size and history_ttl, force_recovery a
+// history, a *_proxy_enabled namespace its hub.*_proxy_path, every proxy path upstream.url,
+// and app.mode = "hub" some identity (auth.mode header/jwt, auth.jwt_secret,
+// connect_proxy_path or allow_anonymous). `namespaces` comes from the file only.
 struct hub_settings {
   bool allow_anonymous = false;  // a connect without any identity is let in (user "")
   duration connect_timeout = std::chrono::seconds(10);  // no connect command by then: 3502
