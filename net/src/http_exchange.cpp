@@ -49,11 +49,13 @@ bool is_connection_id(std::string_view connection) {
   return local_connection_id(connection, connection.substr(0, dot)).has_value();
 }
 
-route_table standard_routes() {
+route_table routes_for_mode(std::string_view mode) {
   route_table routes;
   add_health_endpoints(routes);
   add_admin_endpoints(routes);
-  add_api_endpoints(routes);
+  const bool hub = mode == "hub";
+  add_api_endpoints(routes, hub ? gateway_api::send_and_connections : gateway_api::all);
+  if (hub) add_hub_api_endpoints(routes);
   return routes;
 }
 

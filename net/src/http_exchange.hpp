@@ -52,12 +52,17 @@ std::optional<uint64_t> local_connection_id(std::string_view connection, std::st
 // shape but not of this node or not open: nothing there (410, or closed 0).
 bool is_connection_id(std::string_view connection);
 
-// Every endpoint wsvisor serves (health, metrics, admin, API), one entry each.
-route_table standard_routes();
-
-// The handlers, by family (net/src/health_endpoints.cpp, admin_api.cpp, server_api.cpp).
+// The handlers, by family (net/src/health_endpoints.cpp, admin_api.cpp, server_api.cpp,
+// hub_api.cpp); routes_for_mode (server_state.hpp) puts them together.
 void add_health_endpoints(route_table& routes);
 void add_admin_endpoints(route_table& routes);
-void add_api_endpoints(route_table& routes);
+// The gateway's server API (12.3), with the catch-all "/api/*" (404 after the key
+// check). In hub mode its /api/disconnect and /api/info would take the paths of
+// Centrifugo's methods, which Centrifugo's API clients call: only /api/send and
+// /api/connections, which no Centrifugo method has.
+enum class gateway_api { all, send_and_connections };
+void add_api_endpoints(route_table& routes, gateway_api which);
+// Centrifugo's server API (13.6): /api/<method> for every method of hub_call, /api/batch.
+void add_hub_api_endpoints(route_table& routes);
 
 }  // namespace wsvisor

@@ -41,13 +41,6 @@ bool is_health(const route_match& match) {
          match.found->family == endpoint_family::health;
 }
 
-// The routing table, built once: endpoints hold no state (their handlers get the
-// exchange).
-const route_table& routes() {
-  static const route_table table = standard_routes();
-  return table;
-}
-
 bool secret_matches(std::string_view presented, const std::string& secret) {
   // Constant time, so that a secret cannot be guessed byte by byte from timings.
   return presented.size() == secret.size() &&
@@ -181,7 +174,8 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
   const std::string_view method(request.method_string().data(), request.method_string().size());
   const std::string_view target(request.target().data(), request.target().size());
 
-  const auto found = routes().match(method, target, beast::websocket::is_upgrade(request), options);
+  const auto found =
+      state_->routes.match(method, target, beast::websocket::is_upgrade(request), options);
   if (health_lane && !is_health(found)) {
     // Past max_pending_handshakes only health probes get an answer.
     refuse_handshake_limit(*state_, config.limits.max_pending_handshakes);

@@ -1,6 +1,7 @@
 // The server API for the backend (CONTRACT 11.2 and 12.3): POST /api/send,
-// POST /api/disconnect, GET /api/connections, GET /api/info. The key and the body limit
-// are checked before a handler runs (http_session.cpp).
+// POST /api/disconnect, GET /api/connections, GET /api/info (in hub mode only the first
+// and the third: hub_api.cpp serves Centrifugo's disconnect and info). The key and the
+// body limit are checked before a handler runs (http_session.cpp).
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
@@ -190,7 +191,7 @@ void api_info(http_exchange& call) {
 
 }  // namespace
 
-void add_api_endpoints(route_table& routes) {
+void add_api_endpoints(route_table& routes, gateway_api which) {
   const auto api = [&routes](std::string path, const char* method, endpoint_handler handler) {
     routes.add({std::move(path),
                 {method},
@@ -199,9 +200,11 @@ void add_api_endpoints(route_table& routes) {
                 std::move(handler)});
   };
   api("/api/send", "POST", api_send);
-  api("/api/disconnect", "POST", api_disconnect);
   api("/api/connections", "GET", api_connections);
-  api("/api/info", "GET", api_info);
+  if (which == gateway_api::all) {
+    api("/api/disconnect", "POST", api_disconnect);
+    api("/api/info", "GET", api_info);
+  }
   routes.add({"/api/*", {}, endpoint_family::api, endpoint_auth::api_key, [](http_exchange& call) {
                 call.error(http::status::not_found, "not_found");
               }});

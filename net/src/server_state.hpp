@@ -12,11 +12,17 @@
 
 #include "wsvisor/client_address.hpp"
 #include "wsvisor/config.hpp"
+#include "wsvisor/http_router.hpp"
 #include "wsvisor/log.hpp"
 #include "wsvisor/metrics.hpp"
 #include "wsvisor/service.hpp"
 
 namespace wsvisor {
+
+// Every endpoint a server in app.mode `mode` serves (health, metrics, admin, API), one
+// entry each: the API's differ by mode (hub mode serves Centrifugo's, CONTRACT 13.6).
+// Defined in http_exchange.cpp, with the handlers' declarations.
+route_table routes_for_mode(std::string_view mode);
 
 struct server_state {
   server_state(boost::asio::io_context& io_context, const settings& cfg, service& svc, metrics& m)
@@ -27,6 +33,9 @@ struct server_state {
   service& tree;
   metrics& stats;
   const trusted_proxies proxies;
+  // Built once, from the configuration: endpoints hold no state (their handlers get
+  // the exchange).
+  const route_table routes = routes_for_mode(config.app.mode);
   const std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
   // POST /admin/drain: begins the same drain as SIGTERM (set by main).
   std::function<void()> request_drain;

@@ -1,10 +1,13 @@
 // The HTTP routing table of CONTRACT section 3 (route_request, target_path): every
 // endpoint, the WebSocket path with and without an upgrade, methods, query strings and
-// the split between the main and the admin listener (admin.listen).
+// the split between the main and the admin listener (admin.listen); the API's endpoints
+// of each app.mode (the gateway's in echo and gateway mode, Centrifugo's in hub mode).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "../../net/src/http_exchange.hpp"
 #include "wsvisor/http_router.hpp"
@@ -34,13 +37,31 @@ std::string name(const route_match& match) {
 }
 
 const wsvisor::route_table& table() {
-  static const auto routes = wsvisor::standard_routes();
+  static const auto routes = wsvisor::routes_for_mode("echo");
+  return routes;
+}
+
+const wsvisor::route_table& hub_table() {
+  static const auto routes = wsvisor::routes_for_mode("hub");
   return routes;
 }
 
 std::string with(std::string_view method, std::string_view target,
                  const routing_options& options = {}) {
   return name(table().match(method, target, false, options));
+}
+
+std::string in_hub(std::string_view method, std::string_view target,
+                   const routing_options& options = {}) {
+  return name(hub_table().match(method, target, false, options));
+}
+
+// The paths of a table's API endpoints, in the table's order.
+std::vector<std::string> api_paths(const wsvisor::route_table& routes) {
+  std::vector<std::string> paths;
+  for (const auto& e : routes.endpoints())
+    if (e.family == wsvisor::endpoint_family::api) paths.push_back(e.path);
+  return paths;
 }
 
 std::string get(std::string_view target, const routing_options& options = {}) {
@@ -184,6 +205,69 @@ TEST_CASE("the server API: its endpoints, and api.listen moves them off the main
   CHECK(get("/health/live", elsewhere) == "/health/live");
   CHECK(get("/metrics", elsewhere) == "not_found");
   CHECK(upgrade("/ws", elsewhere) == "not_found");
+}
+
+TEST_CASE("echo and gateway mode serve the same endpoints, the gateway's API") {
+  const auto gateway = wsvisor::routes_for_mode("gateway");
+  CHECK(api_paths(gateway) == api_paths(table()));
+  CHECK(api_paths(table()) == std::vector<std::string>{"/api/send", "/api/connections",
+                                                       "/api/disconnect", "/api/info", "/api/*"});
+  CHECK(gateway.endpoints().size() == table().endpoints().size());
+  // An application of its own (embedding) gets them too: only "hub" differs.
+  CHECK(api_paths(wsvisor::routes_for_mode("my-app")) == api_paths(table()));
+  CHECK(with("POST", "/api/publish") == "/api/*");
+  CHECK(with("POST", "/api/batch") == "/api/*");
+}
+
+TEST_CASE("hub mode: Centrifugo's API, each method one POST endpoint") {
+  for (const char* method :
+       {"publish", "broadcast", "subscribe", "unsubscribe", "disconnect", "refresh", "presence",
+        "presence_stats", "history", "history_remove", "channels", "info", "batch"}) {
+    const std::string path = std::string("/api/") + method;
+    CAPTURE(path);
+    CHECK(in_hub("POST", path) == path);
+    CHECK(in_hub("GET", path) == "method_not_allowed");
+    CHECK(hub_table().match("GET", path, false, {}).allow == "POST");
+    CHECK(in_hub("POST", path + "/") == "/api/*");
+  }
+  // The gateway's /api/send and /api/connections stay (no Centrifugo method has their
+  // paths); its /api/disconnect and GET /api/info give way to Centrifugo's.
+  CHECK(in_hub("POST", "/api/send") == "/api/send");
+  CHECK(in_hub("GET", "/api/connections?user=u") == "/api/connections");
+  CHECK(in_hub("GET", "/api/info") == "method_not_allowed");
+  // One entry per path: no endpoint hides another.
+  auto paths = api_paths(hub_table());
+  CHECK(paths.size() == 16);  // 12 methods, batch, send, connections, the catch-all
+  std::sort(paths.begin(), paths.end());
+  CHECK(std::adjacent_find(paths.begin(), paths.end()) == paths.end());
+  for (const auto& e : hub_table().endpoints())
+    if (e.family == wsvisor::endpoint_family::api) {
+      CAPTURE(e.path);
+      CHECK(e.auth == wsvisor::endpoint_auth::api_key);
+    }
+  // A method Centrifugo does not have: the catch-all (404 after the key check).
+  CHECK(in_hub("POST", "/api/nope") == "/api/*");
+  CHECK(in_hub("POST", "/api/rpc") == "/api/*");
+  CHECK(in_hub("POST", "/api") == "/api/*");
+  // The other families are the same as in every mode.
+  CHECK(in_hub("GET", "/health/ready") == "/health/ready");
+  CHECK(in_hub("GET", "/metrics") == "/metrics");
+  CHECK(in_hub("POST", "/admin/drain") == "/admin/drain");
+  routing_options centrifugo_path;
+  centrifugo_path.ws_path = "/connection/websocket";
+  CHECK(name(hub_table().match("GET", "/connection/websocket", true, centrifugo_path)) ==
+        "websocket");
+}
+
+TEST_CASE("hub mode: api.listen moves Centrifugo's API off the main port") {
+  routing_options elsewhere;
+  elsewhere.api_elsewhere = true;
+  CHECK(in_hub("POST", "/api/publish", elsewhere) == "not_found");
+  CHECK(in_hub("POST", "/api/batch", elsewhere) == "not_found");
+  elsewhere.listener = wsvisor::listener_role::api;
+  CHECK(in_hub("POST", "/api/publish", elsewhere) == "/api/publish");
+  CHECK(in_hub("POST", "/api/batch", elsewhere) == "/api/batch");
+  CHECK(in_hub("POST", "/api/disconnect", elsewhere) == "/api/disconnect");
 }
 
 TEST_CASE("admin_elsewhere: the main listener answers 404 for /metrics and /admin/*") {
