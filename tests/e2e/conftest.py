@@ -351,11 +351,12 @@ def run_cli(*args, env=None, timeout=15.0, config=True):
 class Server:
     """A wsvisor process on 127.0.0.1 with its output in a log file."""
 
-    def __init__(self, log_path, port=None, sets=(), env=None, set_port=True, args=()):
+    def __init__(self, log_path, port=None, sets=(), env=None, set_port=True, args=(),
+                 config=None):
         self.port = port if port is not None else free_port()
         self.log_path = Path(log_path)
         self.expected_exit = 0
-        cmd = [str(BIN), "--config", str(CONFIG), "--set", f"server.host={HOST}"]
+        cmd = [str(BIN), "--config", str(config or CONFIG), "--set", f"server.host={HOST}"]
         if set_port:
             cmd += ["--set", f"server.port={self.port}"]
         for s in EXTRA_SETS + tuple(sets):
@@ -443,10 +444,13 @@ class ServerFactory:
         self.servers = []
 
     def __call__(self, *sets, env=None, port=None, set_port=True, args=(), ready=True,
-                 expected_exit=0):
-        """Starts a server with extra `--set` assignments; waits for readiness."""
+                 expected_exit=0, config=None):
+        """Starts a server with extra `--set` assignments; waits for readiness. `config`:
+        a TOML file instead of config/wsvisor.toml (for what --set cannot say, such as
+        [[hub.namespaces]])."""
         log_path = self.tmp_dir / f"wsvisor-{len(self.servers)}.log"
-        srv = Server(log_path, port=port, sets=sets, env=env, set_port=set_port, args=args)
+        srv = Server(log_path, port=port, sets=sets, env=env, set_port=set_port, args=args,
+                     config=config)
         srv.expected_exit = expected_exit
         self.servers.append(srv)
         if ready:
