@@ -18,6 +18,17 @@ for p in "${packages[@]}"; do
   fi
 done
 
+# node and npm run the Centrifugo SDK of the hub e2e tests (tests/node; the build installs
+# its packages into the build directory). Checked as commands, not packages: a node from
+# elsewhere (NodeSource's nodejs, which bundles npm and conflicts with Debian's npm) is fine.
+# Debian bookworm has nodejs 18 and npm 9.
+if ! command -v node >/dev/null 2>&1 && ! command -v nodejs >/dev/null 2>&1; then
+  missing+=(nodejs)
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(npm)
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

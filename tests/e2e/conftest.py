@@ -447,7 +447,9 @@ class ServerFactory:
 
     def __call__(self, *sets, env=None, port=None, set_port=True, args=(), ready=True,
                  expected_exit=0, config=None):
-        """Starts a server with extra `--set` assignments; waits for readiness."""
+        """Starts a server with extra `--set` assignments; waits for readiness. `config`:
+        a TOML file instead of config/wsvisor.toml (for what --set cannot say, such as
+        [[hub.namespaces]])."""
         log_path = self.tmp_dir / f"wsvisor-{len(self.servers)}.log"
         srv = Server(log_path, port=port, sets=sets, env=env, set_port=set_port, args=args,
                      config=config)
