@@ -13,8 +13,8 @@
 namespace wsload {
 namespace {
 
-const std::vector<std::string> kModes = {"echo",   "connect", "hold",     "storm",
-                                         "zombie", "slow",    "slowloris"};
+const std::vector<std::string> kModes = {"echo",   "connect", "hold",      "storm",
+                                         "zombie", "slow",    "slowloris", "subscribe"};
 
 // Thrown by the value readers; turned into a usage error naming the flag.
 struct BadValue : std::runtime_error {
@@ -86,7 +86,7 @@ const std::vector<Flag>& flags() {
        "--warmup; its hard deadline adds the ramp bound and the warm-up)",
        [](Options& o, const std::string& v) { o.duration_s = to_double(v, 0.01, 86400); }},
       {"--warmup", "SECONDS",
-       "echo: once every connection is up (or has failed), wait this long before the "
+       "echo, subscribe: once every connection is up (or has failed), wait this long before the "
        "measuring window opens; --duration then counts from the window's opening, so the run "
        "lasts ramp + warm-up + duration (0)",
        [](Options& o, const std::string& v) { o.warmup_s = to_double(v, 0, 86400); }},
@@ -118,7 +118,8 @@ const std::vector<Flag>& flags() {
          if (o.source_addrs.empty()) throw BadValue("no address given");
        }},
       {"--connections", "N",
-       "connections (echo, hold, zombie, slow, slowloris) or concurrent workers (connect) (10)",
+       "connections (echo, hold, zombie, slow, slowloris, subscribe) or concurrent workers "
+       "(connect) (10)",
        [](Options& o, const std::string& v) {
          o.connections = static_cast<int>(to_uint(v, 1, 1000000));
        }},
@@ -156,6 +157,28 @@ const std::vector<Flag>& flags() {
       {"--probe-interval", "MS",
        "zombie, slow: how often each socket's TCP state is checked for a server close (250)",
        [](Options& o, const std::string& v) { o.probe_interval_ms = to_double(v, 1, 60000); }},
+      {"--protocol", "centrifugo|uws",
+       "subscribe, publish: Centrifugo's client protocol and /api/publish (wsvisor's hub "
+       "mode), or uws: the uWebSockets peer of bench/servers/uws_pubsub.js, where a "
+       "subscriber only counts text messages and a publisher sends each publication as a "
+       "message and waits for the peer's acknowledgement (centrifugo)",
+       [](Options& o, const std::string& v) {
+         if (v != "centrifugo" && v != "uws") throw BadValue("expected centrifugo or uws");
+         o.protocol = v;
+       }},
+      {"--channel", "NAME", "subscribe, publish: the channel (bench)",
+       [](Options& o, const std::string& v) {
+         if (v.empty()) throw BadValue("the channel name is empty");
+         o.channel = v;
+       }},
+      {"--channels", "K",
+       "subscribe (centrifugo): channels per connection: 1 = --channel, K > 1 = --channel "
+       "with 0..K-1 appended, 0 = connect without subscribing (1)",
+       [](Options& o, const std::string& v) {
+         o.channels = static_cast<int>(to_uint(v, 0, 100000));
+       }},
+      {"--token", "JWT", "subscribe (centrifugo): the connect command's token (none)",
+       [](Options& o, const std::string& v) { o.token = v; }},
       {"--quiet", "", "no progress lines on stderr",
        [](Options& o, const std::string&) { o.quiet = true; }},
   };
@@ -220,6 +243,23 @@ modes:
              ms. JSON: request_bytes, closed_before_upgrade, time_to_close_s,
              answered_before_upgrade {"408":n,...}, upgraded, refusals,
              still_dribbling_at_end, errors.
+  subscribe  --connections subscribers (paced by --rate). centrifugo: each sends the
+             connect command (--token), then one frame of --channels subscribe
+             commands, answers the server's pings ({} -> {}, when the connect reply
+             asked for pongs) and counts publication pushes; uws: each counts every
+             text message. A delivery's latency is now - its data's "ts"
+             (CLOCK_MONOTONIC ns, written by `wsload publish` on this machine).
+             Like echo: a ramp until every connection is subscribed or has failed,
+             --warmup, then the measuring window of --duration.
+             JSON, window only: deliveries_per_second, latency_us, window {ramp_s,
+             ramp_bound_hit, all_subscribed, warmup_s, start_s, seconds,
+             deliveries, cpu_s (wsload's own CPU time: near seconds, the client
+             is the limit)}.
+             JSON, whole run: established, failed, connect_ok, connect_errors
+             {"code":n}, subscribed, subscribe_errors, deliveries,
+             deliveries_without_ts, pings, pongs_sent, disconnect_pushes {"code":n},
+             other_pushes, unexpected_replies, malformed, closed_by_server,
+             close_codes, open_at_end, refusals, errors.
 
 options:
 )";
@@ -307,6 +347,12 @@ ParseResult parse_options(int argc, char** argv) {
       result.error = name + ": " + bad.what();
       return result;
     }
+  }
+  if (options.protocol == "uws" && options.channels != 1) {
+    result.error =
+        "--channels is for --protocol centrifugo (the uWS peer subscribes by "
+        "the path: --path '/?channels=K')";
+    return result;
   }
   if (options.abort_fraction + options.reset_fraction > 1.0 + 1e-9) {
     result.error = "--abort-fraction + --reset-fraction must not exceed 1";
