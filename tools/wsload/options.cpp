@@ -13,8 +13,8 @@
 namespace wsload {
 namespace {
 
-const std::vector<std::string> kModes = {"echo",   "connect", "hold",      "storm",
-                                         "zombie", "slow",    "slowloris", "subscribe"};
+const std::vector<std::string> kModes = {"echo", "connect",   "hold",      "storm",  "zombie",
+                                         "slow", "slowloris", "subscribe", "publish"};
 
 // Thrown by the value readers; turned into a usage error naming the flag.
 struct BadValue : std::runtime_error {
@@ -123,15 +123,21 @@ const std::vector<Flag>& flags() {
        [](Options& o, const std::string& v) {
          o.connections = static_cast<int>(to_uint(v, 1, 1000000));
        }},
-      {"--in-flight", "K", "echo: messages outstanding per connection, 1 = request/response (1)",
+      {"--in-flight", "K",
+       "echo: messages outstanding per connection, 1 = request/response; publish: "
+       "publications outstanding, each on a keep-alive connection of its own (1)",
        [](Options& o, const std::string& v) {
          o.in_flight = static_cast<int>(to_uint(v, 1, 100000));
        }},
-      {"--size", "BYTES", "echo, slow: message size (64)",
+      {"--size", "BYTES",
+       "echo, slow: message size; publish: size of the publication's data, "
+       "{\"ts\":...,\"pad\":\"x..\"} (64)",
        [](Options& o, const std::string& v) { o.size = to_uint(v, 1, 64u << 20); }},
       {"--binary", "", "echo, slow: send binary messages instead of text",
        [](Options& o, const std::string&) { o.binary = true; }},
-      {"--count", "N", "connect: stop after N attempts (0 = only the duration bounds it)",
+      {"--count", "N",
+       "connect: stop after N attempts; publish: after N publications (0 = only the duration "
+       "bounds it)",
        [](Options& o, const std::string& v) { o.count = to_uint(v, 0, UINT64_MAX); }},
       {"--cycles", "N", "storm: connect/disconnect cycles (1000)",
        [](Options& o, const std::string& v) { o.cycles = to_uint(v, 1, 10000000); }},
@@ -147,7 +153,9 @@ const std::vector<Flag>& flags() {
        "cap on new connection attempts per second over all workers, 0 = unpaced (0)",
        [](Options& o, const std::string& v) { o.rate = to_double(v, 0, 1e9); }},
       {"--message-rate", "PER_SECOND",
-       "slow: messages per second per connection, 0 = as fast as the socket takes them (0)",
+       "slow: messages per second per connection, 0 = as fast as the socket takes them; "
+       "publish: publications per second in all, evenly spaced (no catch-up burst after "
+       "falling behind), 0 = as fast as --in-flight allows (0)",
        [](Options& o, const std::string& v) { o.message_rate = to_double(v, 0, 1e9); }},
       {"--byte-interval", "MS", "slowloris: delay between request bytes (100)",
        [](Options& o, const std::string& v) { o.byte_interval_ms = to_double(v, 0, 3600000); }},
@@ -179,6 +187,14 @@ const std::vector<Flag>& flags() {
        }},
       {"--token", "JWT", "subscribe (centrifugo): the connect command's token (none)",
        [](Options& o, const std::string& v) { o.token = v; }},
+      {"--api-key", "KEY",
+       "publish (centrifugo): X-API-Key of /api/publish (default: $WSVISOR_API_KEY)",
+       [](Options& o, const std::string& v) { o.api_key = v; }},
+      {"--api-path", "PATH", "publish (centrifugo): the publish endpoint (/api/publish)",
+       [](Options& o, const std::string& v) {
+         if (v.empty() || v[0] != '/') throw BadValue("the path must start with '/'");
+         o.api_path = v;
+       }},
       {"--quiet", "", "no progress lines on stderr",
        [](Options& o, const std::string&) { o.quiet = true; }},
   };
@@ -260,6 +276,17 @@ modes:
              deliveries_without_ts, pings, pongs_sent, disconnect_pushes {"code":n},
              other_pushes, unexpected_replies, malformed, closed_by_server,
              close_codes, open_at_end, refusals, errors.
+  publish    --in-flight K publishers, one publication outstanding each, at
+             --message-rate in all (evenly spaced) or as fast as the answers
+             come, until --duration or --count. centrifugo: POST --api-path with
+             X-API-Key over keep-alive HTTP/1.1, body {"channel":C,"data":D};
+             uws: a WebSocket to --path (the peer's publisher path, /pub), D as a
+             text message, acknowledged by the peer. D is {"ts":<CLOCK_MONOTONIC
+             ns>,"pad":"x.."} of --size bytes, stamped just before it is sent.
+             JSON: publications_sent, publications_ok, publications_failed,
+             publications_per_second (ok, over the run), response_latency_us,
+             late (sent over 1 ms after their slot), max_lag_ms, http_statuses,
+             api_errors {"code":n}, connections_opened, errors.
 
 options:
 )";

@@ -52,6 +52,8 @@ struct Options {
   std::string channel = "bench";
   int channels = 1;  // subscribe: 1 = the channel itself, K > 1 = channel0..channel<K-1>
   std::string token;
+  std::string api_key;  // publish: X-API-Key, else $WSVISOR_API_KEY
+  std::string api_path = "/api/publish";
 
   std::string host_header() const { return host + ":" + std::to_string(port); }
 };
