@@ -15,5 +15,7 @@ boost::json::object run_storm(Runner& runner);
 boost::json::object run_zombie(Runner& runner);
 boost::json::object run_slow(Runner& runner);
 boost::json::object run_slowloris(Runner& runner);
+boost::json::object run_subscribe(Runner& runner);
+boost::json::object run_publish(Runner& runner);
 
 }  // namespace wsload

@@ -13,8 +13,8 @@
 namespace wsload {
 namespace {
 
-const std::vector<std::string> kModes = {"echo",   "connect", "hold",     "storm",
-                                         "zombie", "slow",    "slowloris"};
+const std::vector<std::string> kModes = {"echo", "connect",   "hold",      "storm",  "zombie",
+                                         "slow", "slowloris", "subscribe", "publish"};
 
 // Thrown by the value readers; turned into a usage error naming the flag.
 struct BadValue : std::runtime_error {
@@ -86,7 +86,7 @@ const std::vector<Flag>& flags() {
        "--warmup; its hard deadline adds the ramp bound and the warm-up)",
        [](Options& o, const std::string& v) { o.duration_s = to_double(v, 0.01, 86400); }},
       {"--warmup", "SECONDS",
-       "echo: once every connection is up (or has failed), wait this long before the "
+       "echo, subscribe: once every connection is up (or has failed), wait this long before the "
        "measuring window opens; --duration then counts from the window's opening, so the run "
        "lasts ramp + warm-up + duration (0)",
        [](Options& o, const std::string& v) { o.warmup_s = to_double(v, 0, 86400); }},
@@ -118,19 +118,26 @@ const std::vector<Flag>& flags() {
          if (o.source_addrs.empty()) throw BadValue("no address given");
        }},
       {"--connections", "N",
-       "connections (echo, hold, zombie, slow, slowloris) or concurrent workers (connect) (10)",
+       "connections (echo, hold, zombie, slow, slowloris, subscribe) or concurrent workers "
+       "(connect) (10)",
        [](Options& o, const std::string& v) {
          o.connections = static_cast<int>(to_uint(v, 1, 1000000));
        }},
-      {"--in-flight", "K", "echo: messages outstanding per connection, 1 = request/response (1)",
+      {"--in-flight", "K",
+       "echo: messages outstanding per connection, 1 = request/response; publish: "
+       "publications outstanding, each on a keep-alive connection of its own (1)",
        [](Options& o, const std::string& v) {
          o.in_flight = static_cast<int>(to_uint(v, 1, 100000));
        }},
-      {"--size", "BYTES", "echo, slow: message size (64)",
+      {"--size", "BYTES",
+       "echo, slow: message size; publish: size of the publication's data, "
+       "{\"ts\":...,\"pad\":\"x..\"} (64)",
        [](Options& o, const std::string& v) { o.size = to_uint(v, 1, 64u << 20); }},
       {"--binary", "", "echo, slow: send binary messages instead of text",
        [](Options& o, const std::string&) { o.binary = true; }},
-      {"--count", "N", "connect: stop after N attempts (0 = only the duration bounds it)",
+      {"--count", "N",
+       "connect: stop after N attempts; publish: after N publications (0 = only the duration "
+       "bounds it)",
        [](Options& o, const std::string& v) { o.count = to_uint(v, 0, UINT64_MAX); }},
       {"--cycles", "N", "storm: connect/disconnect cycles (1000)",
        [](Options& o, const std::string& v) { o.cycles = to_uint(v, 1, 10000000); }},
@@ -146,7 +153,9 @@ const std::vector<Flag>& flags() {
        "cap on new connection attempts per second over all workers, 0 = unpaced (0)",
        [](Options& o, const std::string& v) { o.rate = to_double(v, 0, 1e9); }},
       {"--message-rate", "PER_SECOND",
-       "slow: messages per second per connection, 0 = as fast as the socket takes them (0)",
+       "slow: messages per second per connection, 0 = as fast as the socket takes them; "
+       "publish: publications per second in all, evenly spaced (no catch-up burst after "
+       "falling behind), 0 = as fast as --in-flight allows (0)",
        [](Options& o, const std::string& v) { o.message_rate = to_double(v, 0, 1e9); }},
       {"--byte-interval", "MS", "slowloris: delay between request bytes (100)",
        [](Options& o, const std::string& v) { o.byte_interval_ms = to_double(v, 0, 3600000); }},
@@ -156,6 +165,36 @@ const std::vector<Flag>& flags() {
       {"--probe-interval", "MS",
        "zombie, slow: how often each socket's TCP state is checked for a server close (250)",
        [](Options& o, const std::string& v) { o.probe_interval_ms = to_double(v, 1, 60000); }},
+      {"--protocol", "centrifugo|uws",
+       "subscribe, publish: Centrifugo's client protocol and /api/publish (wsvisor's hub "
+       "mode), or uws: the uWebSockets peer of bench/servers/uws_pubsub.js, where a "
+       "subscriber only counts text messages and a publisher sends each publication as a "
+       "message and waits for the peer's acknowledgement (centrifugo)",
+       [](Options& o, const std::string& v) {
+         if (v != "centrifugo" && v != "uws") throw BadValue("expected centrifugo or uws");
+         o.protocol = v;
+       }},
+      {"--channel", "NAME", "subscribe, publish: the channel (bench)",
+       [](Options& o, const std::string& v) {
+         if (v.empty()) throw BadValue("the channel name is empty");
+         o.channel = v;
+       }},
+      {"--channels", "K",
+       "subscribe (centrifugo): channels per connection: 1 = --channel, K > 1 = --channel "
+       "with 0..K-1 appended, 0 = connect without subscribing (1)",
+       [](Options& o, const std::string& v) {
+         o.channels = static_cast<int>(to_uint(v, 0, 100000));
+       }},
+      {"--token", "JWT", "subscribe (centrifugo): the connect command's token (none)",
+       [](Options& o, const std::string& v) { o.token = v; }},
+      {"--api-key", "KEY",
+       "publish (centrifugo): X-API-Key of /api/publish (default: $WSVISOR_API_KEY)",
+       [](Options& o, const std::string& v) { o.api_key = v; }},
+      {"--api-path", "PATH", "publish (centrifugo): the publish endpoint (/api/publish)",
+       [](Options& o, const std::string& v) {
+         if (v.empty() || v[0] != '/') throw BadValue("the path must start with '/'");
+         o.api_path = v;
+       }},
       {"--quiet", "", "no progress lines on stderr",
        [](Options& o, const std::string&) { o.quiet = true; }},
   };
@@ -220,6 +259,34 @@ modes:
              ms. JSON: request_bytes, closed_before_upgrade, time_to_close_s,
              answered_before_upgrade {"408":n,...}, upgraded, refusals,
              still_dribbling_at_end, errors.
+  subscribe  --connections subscribers (paced by --rate). centrifugo: each sends the
+             connect command (--token), then one frame of --channels subscribe
+             commands, answers the server's pings ({} -> {}, when the connect reply
+             asked for pongs) and counts publication pushes; uws: each counts every
+             text message. A delivery's latency is now - its data's "ts"
+             (CLOCK_MONOTONIC ns, written by `wsload publish` on this machine).
+             Like echo: a ramp until every connection is subscribed or has failed,
+             --warmup, then the measuring window of --duration.
+             JSON, window only: deliveries_per_second, latency_us, window {ramp_s,
+             ramp_bound_hit, all_subscribed, warmup_s, start_s, seconds,
+             deliveries, cpu_s (wsload's own CPU time: near seconds, the client
+             is the limit)}.
+             JSON, whole run: established, failed, connect_ok, connect_errors
+             {"code":n}, subscribed, subscribe_errors, deliveries,
+             deliveries_without_ts, pings, pongs_sent, disconnect_pushes {"code":n},
+             other_pushes, unexpected_replies, malformed, closed_by_server,
+             close_codes, open_at_end, refusals, errors.
+  publish    --in-flight K publishers, one publication outstanding each, at
+             --message-rate in all (evenly spaced) or as fast as the answers
+             come, until --duration or --count. centrifugo: POST --api-path with
+             X-API-Key over keep-alive HTTP/1.1, body {"channel":C,"data":D};
+             uws: a WebSocket to --path (the peer's publisher path, /pub), D as a
+             text message, acknowledged by the peer. D is {"ts":<CLOCK_MONOTONIC
+             ns>,"pad":"x.."} of --size bytes, stamped just before it is sent.
+             JSON: publications_sent, publications_ok, publications_failed,
+             publications_per_second (ok, over the run), response_latency_us,
+             late (sent over 1 ms after their slot), max_lag_ms, http_statuses,
+             api_errors {"code":n}, connections_opened, errors.
 
 options:
 )";
@@ -307,6 +374,12 @@ ParseResult parse_options(int argc, char** argv) {
       result.error = name + ": " + bad.what();
       return result;
     }
+  }
+  if (options.protocol == "uws" && options.channels != 1) {
+    result.error =
+        "--channels is for --protocol centrifugo (the uWS peer subscribes by "
+        "the path: --path '/?channels=K')";
+    return result;
   }
   if (options.abort_fraction + options.reset_fraction > 1.0 + 1e-9) {
     result.error = "--abort-fraction + --reset-fraction must not exceed 1";

@@ -46,6 +46,15 @@ struct Options {
   double probe_interval_ms = 250.0;
   bool quiet = false;
 
+  // subscribe, publish: Centrifugo's client protocol and server API (wsvisor's hub mode),
+  // or "uws": the uWebSockets pub/sub peer of bench/servers/uws_pubsub.js.
+  std::string protocol = "centrifugo";
+  std::string channel = "bench";
+  int channels = 1;  // subscribe: 1 = the channel itself, K > 1 = channel0..channel<K-1>
+  std::string token;
+  std::string api_key;  // publish: X-API-Key, else $WSVISOR_API_KEY
+  std::string api_path = "/api/publish";
+
   std::string host_header() const { return host + ":" + std::to_string(port); }
 };
 

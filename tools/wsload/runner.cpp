@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <ctime>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -16,6 +17,17 @@ namespace asio = boost::asio;
 double seconds_between(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration<double>(to - from).count();
 }
+
+namespace {
+
+// CPU time of the whole process, every thread.
+double process_cpu_s() {
+  timespec now{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
+}
+
+}  // namespace
 
 Runner::Runner(const Options& options)
     : options_(options),
@@ -46,6 +58,8 @@ Runner::Window Runner::window() const {
   if (window_start_) {
     window.start_s = seconds_between(start_, *window_start_);
     window.seconds = seconds_between(*window_start_, end);
+    auto end_cpu = window_end_cpu_s_.load(std::memory_order_acquire);
+    window.cpu_s = (end_cpu < 0 ? process_cpu_s() : end_cpu) - window_start_cpu_s_;
   }
   return window;
 }
@@ -83,6 +97,7 @@ void Runner::end_ramp(bool bound_hit) {
 void Runner::open_window() {
   if (stopping() || phase_ != Phase::warmup) return;
   window_start_ = Clock::now();
+  window_start_cpu_s_ = process_cpu_s();
   phase_ = Phase::window;
   measuring_.store(true, std::memory_order_release);
   std::ostringstream line;
@@ -105,6 +120,7 @@ void Runner::run(std::function<void()> on_soft_stop) {
     // The window is the whole run.
     ramp_end_ = start_;
     window_start_ = start_;
+    window_start_cpu_s_ = process_cpu_s();
     measuring_.store(true, std::memory_order_release);
     after(options_.duration_s, [this] { soft_stop(); });
   }
@@ -180,6 +196,7 @@ void Runner::request_stop() {
 void Runner::soft_stop() {
   if (stopping_.exchange(true, std::memory_order_acq_rel)) return;
   soft_stop_at_.store(Clock::now().time_since_epoch().count(), std::memory_order_release);
+  window_end_cpu_s_.store(process_cpu_s(), std::memory_order_release);
   measuring_.store(false, std::memory_order_release);
   duration_timer_.cancel();
   report_timer_.cancel();

@@ -63,6 +63,7 @@ class Runner {
     double ramp_s = 0;              // start to the end of the ramp (or to the soft stop)
     std::optional<double> start_s;  // start to the window's opening; none if it never did
     double seconds = 0;             // the window's opening to the soft stop
+    double cpu_s = 0;               // wsload's own CPU time (all threads) in the window
   };
   // After run().
   Window window() const;
@@ -115,6 +116,8 @@ class Runner {
   std::optional<Clock::time_point> ramp_end_;
   bool ramp_bound_hit_ = false;
   std::optional<Clock::time_point> window_start_;
+  double window_start_cpu_s_ = 0;
+  std::atomic<double> window_end_cpu_s_{-1};  // set at the soft stop
   std::atomic<bool> measuring_{false};
 
   std::mutex watchdog_mutex_;
