@@ -74,7 +74,11 @@ void forget_if_unused(self_ptr self, const std::string& name) {
   auto& state = self->state;
   auto it = state.channels.find(name);
   if (it == state.channels.end() || !it->second.subscribers.empty()) return;
-  if (it->second.history && !it->second.history->expired(state.context->now())) return;
+  if (const auto& channel = it->second; channel.history) {
+    const auto now = state.context->now();
+    if (!channel.history->expired(now) || now - channel.last_publication < channel.ns->history_ttl)
+      return;
+  }
   state.channels.erase(it);
   state.context->stats.hub_channels().Set(static_cast<double>(state.channels.size()));
 }
@@ -273,6 +277,7 @@ hub_published publish(self_ptr self, hub_publish& request) {
   publication.tags = std::move(request.tags);
   std::string frame;
   if (channel.history && !request.skip_history) {
+    channel.last_publication = now;
     const auto& stored = channel.history->append(std::move(publication), now);
     outcome.offset = stored.offset;
     outcome.epoch = channel.history->epoch();

@@ -150,6 +150,10 @@ struct hub_channel {
   std::unordered_map<caf::actor_addr, hub_subscriber> subscribers;
   std::unordered_map<std::string, uint64_t> users;  // presence: subscribers per user
   std::vector<hub_shard_group> groups;              // by shard index
+  // The stream's position outlives its publications (history_remove, their ttl) until
+  // history_ttl after the last publication, so that an offset is never handed out twice
+  // within it; then a channel nobody subscribes to is forgotten, which bounds memory.
+  steady_time last_publication{};
 };
 
 // What the hub knows of a connection that subscribed: enough to undo it at its death.

@@ -97,10 +97,16 @@ def publications(run, name, channel, since=0):
     return [e for e in run.find("sub_publication", name, start=since) if e["channel"] == channel]
 
 
+def is_leave(event):
+    """A connecting or disconnected event that is not the SDK's first connecting (code 0,
+    "connect called": the connect() call itself)."""
+    return event["event"] == "disconnected" or (event["event"] == "connecting"
+                                                and event["code"] != 0)
+
+
 def leaves_connected(run, name, since):
-    """The client's connecting/disconnected events after index `since`."""
-    return [e for e in run.find(client=name, start=since)
-            if e["event"] in ("connecting", "disconnected")]
+    """The client's leaves (is_leave) after index `since`."""
+    return [e for e in run.find(client=name, start=since) if is_leave(e)]
 
 
 # --------------------------------------------------------------------------- connect
@@ -352,8 +358,7 @@ def test_an_expired_token_without_a_refresh_is_disconnected_by_the_server(hub, n
     run = node(srv, [{"name": "alice", "token": connection_token("alice", ttl=2),
                       "get_token": "hang"}])
     run.wait_event("connected", "alice")
-    gone = run.wait(lambda e: e.get("client") == "alice"
-                    and e["event"] in ("connecting", "disconnected"), timeout=10.0,
+    gone = run.wait(lambda e: e.get("client") == "alice" and is_leave(e), timeout=10.0,
                     what="alice's expiry")
     print(f"the SDK reported {gone}")
     assert gone["code"] == DISCONNECT_TOKEN_EXPIRED, gone
@@ -365,8 +370,7 @@ def test_an_expired_token_without_get_token_ends_the_connection(hub, node):
     # either way the connection ends. What the SDK reports is printed.
     run = node(srv, [{"name": "alice", "token": connection_token("alice", ttl=2)}])
     run.wait_event("connected", "alice")
-    gone = run.wait(lambda e: e.get("client") == "alice"
-                    and e["event"] in ("connecting", "disconnected"), timeout=10.0,
+    gone = run.wait(lambda e: e.get("client") == "alice" and is_leave(e), timeout=10.0,
                     what="alice's expiry")
     print(f"the SDK reported {gone['event']} with code {gone['code']} ({gone['reason']!r})")
     assert gone["code"] in (DISCONNECT_TOKEN_EXPIRED, 1), gone  # 1: the SDK's unauthorized
