@@ -217,9 +217,7 @@ caf::behavior connection_actor(self_ptr self, std::shared_ptr<service_context> c
           self->send(self->state.shard, connected_atom::value, self->address());
         supervised(self, [&] { self->state.app->on_open(self->state); });
       },
-      [self](later_atom, later_work& work) {
-        supervised(self, [&] { work(self->state); });
-      },
+      [self](later_atom, later_work& work) { supervised(self, [&] { work(self->state); }); },
       // A result this actor made itself (busy, or no upstream service): in order, as a
       // message, so that the application is never called back from inside its call.
       [self](upstream_atom, upstream_result& result, bool dispatched) {

@@ -29,7 +29,7 @@ namespace wsvisor {
 struct connection_identity {
   uint64_t id = 0;
   std::string user;
-  std::string meta;  // the connect hook's, compact JSON ("" when none)
+  std::string meta;          // the connect hook's, compact JSON ("" when none)
   unsigned shard_index = 0;  // which shard supervises it
 };
 

@@ -56,7 +56,7 @@ struct hub_session {
   std::optional<int64_t> expires_at;
   uint64_t expiry_generation = 0;
   std::unordered_map<std::string, subscription> channels;
-  std::deque<command> held;  // arrived while connecting
+  std::deque<command> held;                             // arrived while connecting
   std::unordered_map<std::string, pending_call> calls;  // by upstream tag
   uint64_t next_tag = 1;
 };
@@ -125,7 +125,8 @@ class hub_application final : public application {
     session(state_of(handle)).channels.erase(channel);
   }
 
-  static void api_refresh(connection_handle& handle, bool expired, std::optional<int64_t> expire_at) {
+  static void api_refresh(connection_handle& handle, bool expired,
+                          std::optional<int64_t> expire_at) {
     auto& c = state_of(handle);
     auto& s = session(c);
     if (expired) return close_with(c, hub::disconnect_expired, close_reason::api);
@@ -171,7 +172,9 @@ class hub_application final : public application {
     close_with(c, hub::disconnect_bad_request, close_reason::protocol_error);
   }
 
-  static void reply(connection_state& c, std::string frame) { c.port->send(std::move(frame), true); }
+  static void reply(connection_state& c, std::string frame) {
+    c.port->send(std::move(frame), true);
+  }
 
   static void reply_error(connection_state& c, const command& cmd, error_code code) {
     count(c, cmd.kind, false);
@@ -213,7 +216,8 @@ class hub_application final : public application {
       return connect(c, cmd);
     }
     if (s.stage != hub_session::phase::connected)
-      return bad_request(c, std::string("a ") + hub::to_string(cmd.kind) + " command before connect");
+      return bad_request(c,
+                         std::string("a ") + hub::to_string(cmd.kind) + " command before connect");
     switch (cmd.kind) {
       case command_kind::subscribe:
         return subscribe(c, cmd);
@@ -268,9 +272,11 @@ class hub_application final : public application {
       }
       auto token = hub::verify_connection_token(cmd.token, config.auth.jwt_secret,
                                                 std::chrono::system_clock::now());
-      if (token.problem == hub::token_problem::expired) return reply_error(c, cmd, error_code::token_expired);
+      if (token.problem == hub::token_problem::expired)
+        return reply_error(c, cmd, error_code::token_expired);
       if (token.problem == hub::token_problem::invalid) {
-        log_event(spdlog::level::info, "hub_connect_refused", "invalid connection token: closed 3500",
+        log_event(spdlog::level::info, "hub_connect_refused",
+                  "invalid connection token: closed 3500",
                   {{"id", c.identity.id}, {"problem", token.why}});
         return close_with(c, hub::disconnect_invalid_token, close_reason::application);
       }
@@ -301,7 +307,8 @@ class hub_application final : public application {
   static void identified(connection_state& c, command& cmd, identity_found found) {
     auto& s = session(c);
     s.stage = hub_session::phase::connecting;
-    if (found.user.empty() || found.user == c.identity.user) return connected(c, cmd, std::move(found));
+    if (found.user.empty() || found.user == c.identity.user)
+      return connected(c, cmd, std::move(found));
     auto guard = c.context->guard();
     if (!guard) {
       s.stage = hub_session::phase::awaiting_connect;
@@ -394,7 +401,8 @@ class hub_application final : public application {
                     drop_pending(session(c));
                     reply(c, hub::reply_connect(cmd.id, result));
                   }
-                  for (const auto& channel : joined.channels) session(c).channels[channel].pending = false;
+                  for (const auto& channel : joined.channels)
+                    session(c).channels[channel].pending = false;
                 });
               },
               [self, cmd, result](caf::error&) {
@@ -438,8 +446,8 @@ class hub_application final : public application {
   static void schedule_expiry(connection_state& c) {
     auto& s = session(c);
     const auto generation = ++s.expiry_generation;
-    const auto wait = std::chrono::seconds(std::max<int64_t>(0, *s.expires_at - unix_now())) +
-                      kExpiryGrace;
+    const auto wait =
+        std::chrono::seconds(std::max<int64_t>(0, *s.expires_at - unix_now())) + kExpiryGrace;
     c.run_later(wait, [generation](connection_handle& later) {
       auto& c = state_of(later);
       auto& s = session(c);
@@ -513,7 +521,8 @@ class hub_application final : public application {
       s.channels[cmd.channel] = subscription{};
       return call_proxy(c, cmd, upstream_hook::subscribe, config.hub.subscribe_proxy_path, body);
     }
-    if (auto denied = hub::subscribe_permission(*checked.ns, *checked.name, c.identity.user, token_grants))
+    if (auto denied =
+            hub::subscribe_permission(*checked.ns, *checked.name, c.identity.user, token_grants))
       return reply_error(c, cmd, *denied);
     if (expires_at) {
       request.expires = true;
@@ -650,7 +659,8 @@ class hub_application final : public application {
                 if (cmd.kind == command_kind::presence)
                   reply(c, hub::reply_presence(cmd.id, answer.clients));
                 else
-                  reply(c, hub::reply_presence_stats(cmd.id, answer.clients.size(), answer.num_users));
+                  reply(c,
+                        hub::reply_presence_stats(cmd.id, answer.clients.size(), answer.num_users));
               });
             },
             [self, cmd](caf::error&) {
@@ -679,7 +689,8 @@ class hub_application final : public application {
                 if (answer.error != 0)
                   return reply_error(c, cmd, static_cast<error_code>(answer.error));
                 std::vector<const hub::publication*> publications;
-                for (const auto& publication : answer.publications) publications.push_back(&publication);
+                for (const auto& publication : answer.publications)
+                  publications.push_back(&publication);
                 count(c, cmd.kind, true);
                 reply(c, hub::reply_history(cmd.id, publications, answer.top));
               });
@@ -714,7 +725,8 @@ class hub_application final : public application {
       return reply_error(c, cmd, error_code::bad_request);
     auto token = hub::verify_connection_token(cmd.token, config.auth.jwt_secret,
                                               std::chrono::system_clock::now());
-    if (token.problem == hub::token_problem::expired) return reply_error(c, cmd, error_code::token_expired);
+    if (token.problem == hub::token_problem::expired)
+      return reply_error(c, cmd, error_code::token_expired);
     if (token.problem != hub::token_problem::none || token.claims.user != c.identity.user) {
       log_event(spdlog::level::info, "hub_refresh_refused",
                 "refresh with an invalid token or another user's: closed 3500",
@@ -726,7 +738,8 @@ class hub_application final : public application {
     count(c, cmd.kind, true);
     if (s.expires_at) {
       schedule_expiry(c);
-      reply(c, hub::reply_refresh(cmd.id, c.connection_id, build_version(), true, ttl_until(*s.expires_at)));
+      reply(c, hub::reply_refresh(cmd.id, c.connection_id, build_version(), true,
+                                  ttl_until(*s.expires_at)));
     } else {
       ++s.expiry_generation;  // no expiry any more
       reply(c, hub::reply_refresh(cmd.id, c.connection_id, build_version(), false, 0));
@@ -737,10 +750,12 @@ class hub_application final : public application {
     const auto& config = c.context->config;
     auto& channels = session(c).channels;
     auto it = channels.find(cmd.channel);
-    if (it == channels.end() || it->second.pending) return reply_error(c, cmd, error_code::bad_request);
+    if (it == channels.end() || it->second.pending)
+      return reply_error(c, cmd, error_code::bad_request);
     auto token = hub::verify_subscription_token(cmd.token, config.auth.jwt_secret,
                                                 std::chrono::system_clock::now());
-    if (token.problem == hub::token_problem::expired) return reply_error(c, cmd, error_code::token_expired);
+    if (token.problem == hub::token_problem::expired)
+      return reply_error(c, cmd, error_code::token_expired);
     if (token.problem != hub::token_problem::none || token.claims.channel != cmd.channel ||
         token.claims.user != c.identity.user)
       return reply_error(c, cmd, error_code::permission_denied);
@@ -782,9 +797,11 @@ class hub_application final : public application {
 
   // A backend failure fails that one command (error 100, temporary: the SDK retries),
   // never the connection; the backend may answer an error or a disconnect of its own.
-  static void proxy_answered(connection_state& c, const command& cmd, const upstream_result& result) {
+  static void proxy_answered(connection_state& c, const command& cmd,
+                             const upstream_result& result) {
     auto fail = [&] {
-      if (cmd.kind == command_kind::connect) session(c).stage = hub_session::phase::awaiting_connect;
+      if (cmd.kind == command_kind::connect)
+        session(c).stage = hub_session::phase::awaiting_connect;
       if (cmd.kind == command_kind::subscribe) session(c).channels.erase(cmd.channel);
       if (cmd.kind != command_kind::send) reply_error(c, cmd, error_code::internal);
     };
@@ -803,12 +820,15 @@ class hub_application final : public application {
       return fail();
     }
     const auto& object = answer.as_object();
-    if (const auto* disconnect = object.if_contains("disconnect"); disconnect && disconnect->is_object()) {
+    if (const auto* disconnect = object.if_contains("disconnect");
+        disconnect && disconnect->is_object()) {
       const auto& d = disconnect->as_object();
       const auto* code = d.if_contains("code");
       const auto* reason = d.if_contains("reason");
-      const uint16_t close_code = code && code->is_int64() ? static_cast<uint16_t>(code->as_int64()) : 3503;
-      c.port->close(close_code, reason && reason->is_string() ? std::string(reason->as_string()) : "",
+      const uint16_t close_code =
+          code && code->is_int64() ? static_cast<uint16_t>(code->as_int64()) : 3503;
+      c.port->close(close_code,
+                    reason && reason->is_string() ? std::string(reason->as_string()) : "",
                     close_reason::application);
       return;
     }
@@ -817,17 +837,20 @@ class hub_application final : public application {
       const auto* code = e.if_contains("code");
       const auto* message = e.if_contains("message");
       const auto* temporary = e.if_contains("temporary");
-      if (cmd.kind == command_kind::connect) session(c).stage = hub_session::phase::awaiting_connect;
+      if (cmd.kind == command_kind::connect)
+        session(c).stage = hub_session::phase::awaiting_connect;
       if (cmd.kind == command_kind::subscribe) session(c).channels.erase(cmd.channel);
       count(c, cmd.kind, false);
-      reply(c, hub::reply_error(cmd.id, code && code->is_int64() ? static_cast<uint32_t>(code->as_int64()) : 100,
-                                message && message->is_string() ? std::string_view(message->as_string()) : "",
-                                temporary && temporary->is_bool() && temporary->as_bool()));
+      reply(c, hub::reply_error(
+                   cmd.id, code && code->is_int64() ? static_cast<uint32_t>(code->as_int64()) : 100,
+                   message && message->is_string() ? std::string_view(message->as_string()) : "",
+                   temporary && temporary->is_bool() && temporary->as_bool()));
       return;
     }
     const auto* result_value = object.if_contains("result");
     const json::object empty;
-    const json::object& r = result_value && result_value->is_object() ? result_value->as_object() : empty;
+    const json::object& r =
+        result_value && result_value->is_object() ? result_value->as_object() : empty;
     const auto raw = [&](const char* key) -> std::string {
       const auto* value = r.if_contains(key);
       return value ? json::serialize(*value) : std::string();
@@ -837,8 +860,8 @@ class hub_application final : public application {
         identity_found found;
         if (const auto* user = r.if_contains("user"); user && user->is_string())
           found.user = std::string(user->as_string());
-        if (const auto* expire_at = r.if_contains("expire_at"); expire_at && expire_at->is_int64() &&
-                                                                 expire_at->as_int64() > 0)
+        if (const auto* expire_at = r.if_contains("expire_at");
+            expire_at && expire_at->is_int64() && expire_at->as_int64() > 0)
           found.expires_at = expire_at->as_int64();
         found.info = raw("info");
         found.data = raw("data");
@@ -867,7 +890,8 @@ class hub_application final : public application {
       case command_kind::rpc: {
         count(c, cmd.kind, true);
         const auto data = raw("data");
-        reply(c, hub::reply_rpc(cmd.id, data.empty() ? std::string_view() : std::string_view(data)));
+        reply(c,
+              hub::reply_rpc(cmd.id, data.empty() ? std::string_view() : std::string_view(data)));
         return;
       }
       default:

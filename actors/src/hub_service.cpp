@@ -61,8 +61,8 @@ hub_channel& channel_for(self_ptr self, const std::string& name, const hub_names
   channel.groups.resize(state.context->shard_count);
   if (hub::keeps_history(ns))
     channel.history = std::make_unique<hub::channel_history>(
-        ns.history_size, std::chrono::duration_cast<hub::channel_history::clock::duration>(
-                             ns.history_ttl),
+        ns.history_size,
+        std::chrono::duration_cast<hub::channel_history::clock::duration>(ns.history_ttl),
         hub::new_epoch());
   state.context->stats.hub_channels().Set(static_cast<double>(state.channels.size()));
   return channel;
@@ -115,7 +115,8 @@ void add_subscriber(self_ptr self, const std::string& name, hub_channel& channel
   auto& state = self->state;
   hub_subscriber subscriber;
   subscriber.connection = join.connection;
-  subscriber.shard = std::min<unsigned>(join.shard, static_cast<unsigned>(channel.groups.size()) - 1);
+  subscriber.shard =
+      std::min<unsigned>(join.shard, static_cast<unsigned>(channel.groups.size()) - 1);
   subscriber.port = join.port;
   subscriber.info = join.info;
   subscriber.info.chan_info = request.chan_info;
@@ -553,8 +554,7 @@ hub_api_reply api_history_remove(self_ptr self, const json::object& params) {
     return api_error(code_of(hub::error_code::bad_request), "\"channel\" is required");
   auto resolved = resolve(*self->state.context, *channel);
   if (resolved.error != kOk) return api_error(resolved.error);
-  if (!hub::keeps_history(*resolved.ns))
-    return api_error(code_of(hub::error_code::not_available));
+  if (!hub::keeps_history(*resolved.ns)) return api_error(code_of(hub::error_code::not_available));
   if (auto it = self->state.channels.find(*channel);
       it != self->state.channels.end() && it->second.history)
     it->second.history->clear();
@@ -638,10 +638,10 @@ hub_api_reply api_info(self_ptr self) {
   node["num_users"] = users.size();
   node["num_channels"] = state.channels.size();
   node["num_subs"] = state.subscriptions;
-  node["uptime"] = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
-                                                        state.context->started_at)
-          .count());
+  node["uptime"] =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                std::chrono::steady_clock::now() - state.context->started_at)
+                                .count());
   hub_api_reply reply;
   reply.result["nodes"] = json::array{std::move(node)};
   return reply;
@@ -677,8 +677,8 @@ caf::behavior hub_actor(self_ptr self, std::shared_ptr<service_context> context)
   self->state.context = std::move(context);
   // If the hub dies, the streams die with it: every connection that had a subscription
   // is told to reconnect (3004), and finds a new epoch when it recovers.
-  self->attach_functor([members = self->state.members, context = self->state.context](
-                           const caf::error&) {
+  self->attach_functor([members = self->state.members,
+                        context = self->state.context](const caf::error&) {
     for (auto& [addr, member] : *members)
       caf::anon_send(member.connection, close_atom::value, hub::disconnect_server_error.code,
                      std::string(hub::disconnect_server_error.reason), close_reason::application);

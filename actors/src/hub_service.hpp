@@ -139,7 +139,7 @@ struct hub_subscriber {
 // A channel's subscribers on one shard, as that shard receives them.
 struct hub_shard_group {
   port_list ports;
-  std::vector<caf::actor_addr> owners;  // parallel to ports
+  std::vector<caf::actor_addr> owners;        // parallel to ports
   std::shared_ptr<const port_list> snapshot;  // what the last publication carried
   bool dirty = true;
 };

@@ -394,9 +394,8 @@ void claim(self_ptr self, uint64_t id, std::string user) {
   self->delayed_send(self, context.config.limits.admission_timeout * kParkedAnswerTenths / 10,
                      expire_claim_atom::value, wait);
   if (!state.sweeps_in_flight.count(scope_key)) {
-    const auto level = context.config.limits.user_overflow == "evict_idle"
-                           ? sweep_level::aggressive
-                           : sweep_level::moderate;
+    const auto level = context.config.limits.user_overflow == "evict_idle" ? sweep_level::aggressive
+                                                                           : sweep_level::moderate;
     request_sweep(self, scope_key, level, sweep_scope{sweep_scope::kind::user, user}, 1);
   }
 }

@@ -59,7 +59,7 @@ struct limit_guard_state {
   uint64_t next_parked = 1;
   std::unordered_map<uint64_t, parked_upgrade> parked;  // by id, in arrival order below
   std::deque<uint64_t> parked_order;
-  std::map<uint64_t, parked_claim> parked_claims;  // by arrival
+  std::map<uint64_t, parked_claim> parked_claims;    // by arrival
   std::unordered_set<std::string> sweeps_in_flight;  // scope keys
   // When a sweep of a scope last freed nothing: for probe_timeout after it, an upgrade
   // at that cap is refused at once instead of waiting for the same answer again (a

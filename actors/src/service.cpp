@@ -23,9 +23,9 @@
 #include "hub_application.hpp"
 #include "hub_service.hpp"
 #include "messages.hpp"
-#include "wsvisor/hub/channels.hpp"
 #include "root.hpp"
 #include "service_context.hpp"
+#include "wsvisor/hub/channels.hpp"
 
 namespace wsvisor {
 namespace {
@@ -432,7 +432,7 @@ struct hub_target {
 };
 
 std::variant<hub_target, hub_api_reply> target_of(const boost::json::object& params,
-                                                   const std::string& node_id) {
+                                                  const std::string& node_id) {
   hub_target target;
   auto user = text_param(params, "user");
   if (!user || user->empty())
@@ -441,7 +441,8 @@ std::variant<hub_target, hub_api_reply> target_of(const boost::json::object& par
   target.selector.what = connection_selector::kind::user;
   target.selector.users = {*user};
   if (const auto* client = params.if_contains("client"); client && !client->is_null()) {
-    if (!client->is_string()) return hub_error(hub::error_code::bad_request, "\"client\" must be a string");
+    if (!client->is_string())
+      return hub_error(hub::error_code::bad_request, "\"client\" must be a string");
     const std::string id(client->as_string());
     const std::string prefix = node_id + ".";
     if (id.rfind(prefix, 0) != 0 || id.size() == prefix.size() ||
@@ -465,8 +466,9 @@ void for_hub_target(const service_context& context, const hub_target& target,
   auto guarded = [user = target.user, work = std::move(work)](connection_handle& connection) {
     if (connection.user() == user) work(connection);
   };
-  sum_over_shards(context, [done](uint64_t) { done({}); }, api_each_atom::value, target.selector,
-                  later_work_type(std::move(guarded)));
+  sum_over_shards(
+      context, [done](uint64_t) { done({}); }, api_each_atom::value, target.selector,
+      later_work_type(std::move(guarded)));
 }
 
 }  // namespace
@@ -497,12 +499,14 @@ void service::hub_call(std::string method, boost::json::object params,
       bool expired = false;
       std::optional<int64_t> expire_at;
       if (const auto* value = params.if_contains("expired")) {
-        if (!value->is_bool()) return done(hub_error(hub::error_code::bad_request, "\"expired\" must be a boolean"));
+        if (!value->is_bool())
+          return done(hub_error(hub::error_code::bad_request, "\"expired\" must be a boolean"));
         expired = value->as_bool();
       }
       if (const auto* value = params.if_contains("expire_at")) {
         if (!value->is_int64() && !value->is_uint64())
-          return done(hub_error(hub::error_code::bad_request, "\"expire_at\" must be unix seconds"));
+          return done(
+              hub_error(hub::error_code::bad_request, "\"expire_at\" must be unix seconds"));
         expire_at = value->to_number<int64_t>();
       }
       return for_hub_target(
@@ -517,20 +521,25 @@ void service::hub_call(std::string method, boost::json::object params,
     std::string reason = "force disconnect";
     if (const auto* value = params.if_contains("disconnect"); value && !value->is_null()) {
       if (!value->is_object())
-        return done(hub_error(hub::error_code::bad_request, "\"disconnect\" must be {\"code\",\"reason\"}"));
+        return done(hub_error(hub::error_code::bad_request,
+                              "\"disconnect\" must be {\"code\",\"reason\"}"));
       const auto& d = value->as_object();
       if (const auto* c = d.if_contains("code")) {
         if (!c->is_int64() || c->as_int64() < 3000 || c->as_int64() > 4999)
-          return done(hub_error(hub::error_code::bad_request, "\"disconnect.code\" must be 3000-4999"));
+          return done(
+              hub_error(hub::error_code::bad_request, "\"disconnect.code\" must be 3000-4999"));
         code = static_cast<uint16_t>(c->as_int64());
       }
       if (const auto* r = d.if_contains("reason")) {
-        if (!r->is_string()) return done(hub_error(hub::error_code::bad_request, "\"disconnect.reason\" must be a string"));
+        if (!r->is_string())
+          return done(
+              hub_error(hub::error_code::bad_request, "\"disconnect.reason\" must be a string"));
         reason = std::string(r->as_string());
       }
     }
     if (to.elsewhere) return done({});
-    return disconnect(std::move(to.selector), code, std::move(reason), [done](uint64_t) { done({}); });
+    return disconnect(std::move(to.selector), code, std::move(reason),
+                      [done](uint64_t) { done({}); });
   }
   auto hub = context->hub_service();
   if (!hub) return done(hub_error(hub::error_code::internal, "the hub is restarting"));

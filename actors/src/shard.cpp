@@ -215,8 +215,7 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
         auto connection = self->spawn<caf::monitored>(
             connection_actor, self->state.context, ticket->port,
             connection_identity{id, ticket->user, ticket->meta, self->state.index},
-            caf::actor_cast<caf::actor>(self),
-            context.fault_for(ticket->user));
+            caf::actor_cast<caf::actor>(self), context.fault_for(ticket->user));
         shard_entry entry;
         entry.actor = connection;
         entry.port = ticket->port;

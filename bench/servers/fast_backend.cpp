@@ -37,7 +37,9 @@
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
+void on_signal(int) {
+  g_stop = 1;
+}
 
 struct Conn {
   int fd = -1;
@@ -67,8 +69,8 @@ void respond(Conn& c, int status, std::string_view reason, std::string_view type
   char head[256];
   int n;
   if (type.empty()) {
-    n = std::snprintf(head, sizeof head, "HTTP/1.1 %d %.*s\r\nContent-Length: %zu\r\n\r\n",
-                      status, static_cast<int>(reason.size()), reason.data(), body.size());
+    n = std::snprintf(head, sizeof head, "HTTP/1.1 %d %.*s\r\nContent-Length: %zu\r\n\r\n", status,
+                      static_cast<int>(reason.size()), reason.data(), body.size());
   } else {
     n = std::snprintf(head, sizeof head,
                       "HTTP/1.1 %d %.*s\r\nContent-Type: %.*s\r\nContent-Length: %zu\r\n\r\n",
@@ -128,7 +130,8 @@ bool handle_requests(Conn& c) {
     } else if (path == "/connect") {
       char user[64];
       int n = std::snprintf(user, sizeof user, "{\"user\":\"u%llu\"}", g_connect_calls++ % g_users);
-      respond(c, 200, "OK", "application/json", std::string_view(user, static_cast<std::size_t>(n)));
+      respond(c, 200, "OK", "application/json",
+              std::string_view(user, static_cast<std::size_t>(n)));
     } else if (path == "/events") {
       respond(c, 204, "No Content", "", "");
     } else {
@@ -167,7 +170,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: fast_backend PORT\n");
     return 2;
   }
-  if (const char* u = std::getenv("FAST_BACKEND_USERS")) g_users = std::max(1ULL, std::strtoull(u, nullptr, 10));
+  if (const char* u = std::getenv("FAST_BACKEND_USERS"))
+    g_users = std::max(1ULL, std::strtoull(u, nullptr, 10));
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGPIPE, SIG_IGN);
@@ -179,7 +183,8 @@ int main(int argc, char** argv) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(std::atoi(argv[1])));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(lfd, 1024) != 0) {
+  if (::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(lfd, 1024) != 0) {
     std::perror("bind/listen");
     return 1;
   }
@@ -231,8 +236,10 @@ int main(int argc, char** argv) {
             if (static_cast<std::size_t>(r) < sizeof buf) break;
             continue;
           }
-          if (r == 0) ok = false;
-          else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ok = false;
+          if (r == 0)
+            ok = false;
+          else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            ok = false;
           break;
         }
         if (ok) ok = handle_requests(c);

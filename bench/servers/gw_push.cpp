@@ -75,29 +75,32 @@ tcp::endpoint g_ep;
 double cpu_seconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+         ru.ru_stime.tv_usec / 1e6;
 }
 
 class Receiver : public std::enable_shared_from_this<Receiver> {
  public:
   Receiver(net::io_context& ioc, std::string user) : ws_(ioc), user_(std::move(user)) {}
   void start() {
-    beast::get_lowest_layer(ws_).async_connect(g_ep, [self = shared_from_this()](beast::error_code ec) {
-      if (ec) return self->fail();
-      beast::get_lowest_layer(self->ws_).socket().set_option(tcp::no_delay(true));
-      self->ws_.set_option(websocket::stream_base::decorator([u = self->user_](websocket::request_type& r) {
-        r.set("X-User-Id", u);
-      }));
-      self->ws_.async_handshake("127.0.0.1", "/ws", [self](beast::error_code ec2) {
-        if (ec2) return self->fail();
-        ++g.ws_open;
-        self->read();
-      });
-    });
+    beast::get_lowest_layer(ws_).async_connect(
+        g_ep, [self = shared_from_this()](beast::error_code ec) {
+          if (ec) return self->fail();
+          beast::get_lowest_layer(self->ws_).socket().set_option(tcp::no_delay(true));
+          self->ws_.set_option(websocket::stream_base::decorator(
+              [u = self->user_](websocket::request_type& r) { r.set("X-User-Id", u); }));
+          self->ws_.async_handshake("127.0.0.1", "/ws", [self](beast::error_code ec2) {
+            if (ec2) return self->fail();
+            ++g.ws_open;
+            self->read();
+          });
+        });
   }
   void close() {
     closing_ = true;
-    if (open_) ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) {});
+    if (open_)
+      ws_.async_close(websocket::close_code::normal,
+                      [self = shared_from_this()](beast::error_code) {});
   }
 
  private:
@@ -148,7 +151,8 @@ class Sender : public std::enable_shared_from_this<Sender> {
       }
       body = "{\"users\":[" + list + "],\"data\":\"" + data + "\"}";
     } else {
-      body = "{\"user\":\"u" + std::to_string(next_user_ % o.users) + "\",\"data\":\"" + data + "\"}";
+      body =
+          "{\"user\":\"u" + std::to_string(next_user_ % o.users) + "\",\"data\":\"" + data + "\"}";
       next_user_ += o.senders;
     }
     req_ = {};
@@ -160,29 +164,34 @@ class Sender : public std::enable_shared_from_this<Sender> {
     req_.set(http::field::content_type, "application/json");
     req_.body() = std::move(body);
     req_.prepare_payload();
-    http::async_write(stream_, req_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      if (ec) {
-        ++g.sends_failed;
-        return;
-      }
-      self->res_ = {};
-      http::async_read(self->stream_, self->buf_, self->res_, [self](beast::error_code ec2, std::size_t) {
-        if (ec2) {
-          ++g.sends_failed;
-          return;
-        }
-        if (self->res_.result_int() == 200) {
-          ++g.sends_ok;
-          const std::string& b = self->res_.body();
-          auto p = b.find("\"delivered\":");
-          if (p != std::string::npos) g.delivered_sum += std::atoll(b.c_str() + p + 12);
-        } else {
-          ++g.sends_failed;
-          if (g.sends_failed < 5) std::fprintf(stderr, "gw_push: /api/send answered %d %s\n", self->res_.result_int(), self->res_.body().c_str());
-        }
-        self->send();
-      });
-    });
+    http::async_write(
+        stream_, req_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+          if (ec) {
+            ++g.sends_failed;
+            return;
+          }
+          self->res_ = {};
+          http::async_read(self->stream_, self->buf_, self->res_,
+                           [self](beast::error_code ec2, std::size_t) {
+                             if (ec2) {
+                               ++g.sends_failed;
+                               return;
+                             }
+                             if (self->res_.result_int() == 200) {
+                               ++g.sends_ok;
+                               const std::string& b = self->res_.body();
+                               auto p = b.find("\"delivered\":");
+                               if (p != std::string::npos)
+                                 g.delivered_sum += std::atoll(b.c_str() + p + 12);
+                             } else {
+                               ++g.sends_failed;
+                               if (g.sends_failed < 5)
+                                 std::fprintf(stderr, "gw_push: /api/send answered %d %s\n",
+                                              self->res_.result_int(), self->res_.body().c_str());
+                             }
+                             self->send();
+                           });
+        });
   }
   beast::tcp_stream stream_;
   beast::flat_buffer buf_;
@@ -205,16 +214,26 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (i + 1 >= argc) usage();
     std::string v = argv[++i];
-    if (a == "--port") o.port = std::atoi(v.c_str());
-    else if (a == "--api-key") o.key = v;
-    else if (a == "--connections") o.connections = std::atoi(v.c_str());
-    else if (a == "--users") o.users = std::max(1, std::atoi(v.c_str()));
-    else if (a == "--senders") o.senders = std::max(1, std::atoi(v.c_str()));
-    else if (a == "--target") o.target = v;
-    else if (a == "--size") o.size = std::atoi(v.c_str());
-    else if (a == "--warmup") o.warmup = std::atof(v.c_str());
-    else if (a == "--duration") o.duration = std::atof(v.c_str());
-    else usage();
+    if (a == "--port")
+      o.port = std::atoi(v.c_str());
+    else if (a == "--api-key")
+      o.key = v;
+    else if (a == "--connections")
+      o.connections = std::atoi(v.c_str());
+    else if (a == "--users")
+      o.users = std::max(1, std::atoi(v.c_str()));
+    else if (a == "--senders")
+      o.senders = std::max(1, std::atoi(v.c_str()));
+    else if (a == "--target")
+      o.target = v;
+    else if (a == "--size")
+      o.size = std::atoi(v.c_str());
+    else if (a == "--warmup")
+      o.warmup = std::atof(v.c_str());
+    else if (a == "--duration")
+      o.duration = std::atof(v.c_str());
+    else
+      usage();
   }
   if (o.port <= 0 || o.key.empty() || (o.target != "user" && o.target != "users")) usage();
   rlimit rl{};
@@ -250,7 +269,8 @@ int main(int argc, char** argv) {
           senders.push_back(std::make_shared<Sender>(ioc, i));
           senders.back()->start();
         }
-        timer.expires_after(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.warmup)));
+        timer.expires_after(
+            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.warmup)));
       } else {
         timer.expires_after(std::chrono::milliseconds(20));
       }
@@ -259,7 +279,8 @@ int main(int argc, char** argv) {
       window_start = now;
       f0 = g.frames, s0 = g.sends_ok, c0 = cpu_seconds();
       std::fprintf(stderr, "gw_push: window open\n");
-      timer.expires_after(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration)));
+      timer.expires_after(
+          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration)));
     } else if (phase == 2) {  // window closes; stop sending
       phase = 3;
       window_end = now;
@@ -288,8 +309,8 @@ int main(int argc, char** argv) {
       "\"ws_open\":%lld,\"ws_failed\":%lld,\"ws_closed_by_server\":%lld,\"window_s\":%.3f,"
       "\"sends_per_second\":%.1f,\"deliveries_per_second\":%.1f,\"client_cpu_share\":%.3f,"
       "\"sends_ok\":%lld,\"sends_failed\":%lld,\"delivered_sum\":%lld,\"frames_received\":%lld}\n",
-      o.connections, o.users, o.senders, o.target.c_str(), o.size, g.ws_open, g.ws_failed, g.ws_closed,
-      secs, secs > 0 ? (s1 - s0) / secs : 0.0, secs > 0 ? (f1 - f0) / secs : 0.0,
+      o.connections, o.users, o.senders, o.target.c_str(), o.size, g.ws_open, g.ws_failed,
+      g.ws_closed, secs, secs > 0 ? (s1 - s0) / secs : 0.0, secs > 0 ? (f1 - f0) / secs : 0.0,
       secs > 0 ? (c1 - c0) / secs : 0.0, g.sends_ok, g.sends_failed, g.delivered_sum, g.frames);
   return g.ws_open == o.connections ? 0 : 1;
 }

@@ -248,12 +248,12 @@ struct metrics::impl {
                      "Lifecycle events dropped, oldest first, from a full queue (events.queue)");
   prometheus::Gauge& hub_subscriptions = single_gauge(
       registry, "wsvisor_hub_subscriptions", "Hub mode: subscriptions of connections to channels");
-  prometheus::Gauge& hub_channels =
-      single_gauge(registry, "wsvisor_hub_channels", "Hub mode: channels with subscribers or history");
+  prometheus::Gauge& hub_channels = single_gauge(registry, "wsvisor_hub_channels",
+                                                 "Hub mode: channels with subscribers or history");
   prometheus::Counter& publications =
       single_counter(registry, "wsvisor_publications_total", "Hub mode: publications accepted");
-  prometheus::Counter& deliveries = single_counter(
-      registry, "wsvisor_deliveries_total", "Hub mode: publications queued to a subscriber");
+  prometheus::Counter& deliveries = single_counter(registry, "wsvisor_deliveries_total",
+                                                   "Hub mode: publications queued to a subscriber");
   prometheus::Family<prometheus::Counter>& recoveries =
       prometheus::BuildCounter()
           .Name("wsvisor_recoveries_total")

@@ -332,18 +332,18 @@ void websocket_session::send(std::string payload, bool text) {
   // Called for every outbound message: inline, it costs neither a handler nor a copy
   // of this session's shared pointer.
   if (running_on_executor()) return enqueue(outbound(std::move(payload), text));
-  net::post(ws_.get_executor(), [self = shared_from_this(), payload = std::move(payload),
-                                 text]() mutable {
-    self->enqueue(outbound(std::move(payload), text));
-  });
+  net::post(ws_.get_executor(),
+            [self = shared_from_this(), payload = std::move(payload), text]() mutable {
+              self->enqueue(outbound(std::move(payload), text));
+            });
 }
 
 void websocket_session::send_shared(shared_payload payload, bool text) {
   if (running_on_executor()) return enqueue(outbound(std::move(payload), text));
-  net::post(ws_.get_executor(), [self = shared_from_this(), payload = std::move(payload),
-                                 text]() mutable {
-    self->enqueue(outbound(std::move(payload), text));
-  });
+  net::post(ws_.get_executor(),
+            [self = shared_from_this(), payload = std::move(payload), text]() mutable {
+              self->enqueue(outbound(std::move(payload), text));
+            });
 }
 
 void websocket_session::enqueue(outbound&& message) {

@@ -82,25 +82,13 @@ class fake_port : public wsvisor::session_port {
   // Like a session: the ping goes out now; an answer clears it and counts as a frame.
   void ping() override {
     ++pings;
-    const auto now = clock_();
-    if (answers_pings_) {
-      live_.last_frame_in = now;
-      live_.ping_sent_at = {};
-    } else if (live_.ping_sent_at == wsvisor::steady_time{}) {
-      live_.ping_sent_at = now;
-    }
+    pinged();
   }
   // Hub mode's heartbeat: a text message that starts the pong_timeout like a ping.
   void ping_message(wsvisor::shared_payload payload) override {
     ++ping_messages;
     send(*payload, true);
-    const auto now = clock_();
-    if (answers_pings_) {
-      live_.last_frame_in = now;
-      live_.ping_sent_at = {};
-    } else if (live_.ping_sent_at == wsvisor::steady_time{}) {
-      live_.ping_sent_at = now;
-    }
+    pinged();
   }
   void input_handled() override { ++inputs_handled; }
   void actor_gone() override { ++actor_gone_calls; }
@@ -118,6 +106,18 @@ class fake_port : public wsvisor::session_port {
   uint64_t unread = 0;  // bytes waiting on the "socket" (a backlogged server)
 
  private:
+  // A healthy client answers at once (a frame in, the ping cleared); a silent one leaves
+  // the ping pending from its first sending.
+  void pinged() {
+    const auto now = clock_();
+    if (answers_pings_) {
+      live_.last_frame_in = now;
+      live_.ping_sent_at = {};
+    } else if (live_.ping_sent_at == wsvisor::steady_time{}) {
+      live_.ping_sent_at = now;
+    }
+  }
+
   clock_function clock_;
   bool answers_pings_;
   wsvisor::liveness_times live_;

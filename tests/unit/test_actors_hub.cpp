@@ -83,12 +83,14 @@ struct hub_fixture : fixture {
     return a;
   }
   void subscribe(const attempt& a, const std::string& channel, uint32_t id) {
-    frame(a, R"({"id":)" + std::to_string(id) + R"(,"subscribe":{"channel":")" + channel + R"("}})");
+    frame(a,
+          R"({"id":)" + std::to_string(id) + R"(,"subscribe":{"channel":")" + channel + R"("}})");
     REQUIRE(reply_of(a, id).as_object().contains("subscribe"));
   }
   wsvisor::hub_api_reply api(const std::string& method, json::object params) {
     std::optional<wsvisor::hub_api_reply> reply;
-    svc->hub_call(method, std::move(params), [&](wsvisor::hub_api_reply r) { reply = std::move(r); });
+    svc->hub_call(method, std::move(params),
+                  [&](wsvisor::hub_api_reply r) { reply = std::move(r); });
     run();
     REQUIRE(reply);
     return *reply;
@@ -200,8 +202,8 @@ TEST_CASE("hub: the per-user cap is decided at connect when the token names the 
   CHECK(third.port->closes[0].code == 3504);
   CHECK(first.port->closes.empty());
   // One of alice's connections goes: a new one gets in.
-  caf::anon_send(first.decision().connection, wsvisor::peer_gone_atom::value,
-                 close_reason::client, uint16_t{1000}, std::string());
+  caf::anon_send(first.decision().connection, wsvisor::peer_gone_atom::value, close_reason::client,
+                 uint16_t{1000}, std::string());
   h.run();
   auto fourth = h.connected("alice");
   CHECK(fourth.port->closes.empty());
@@ -212,7 +214,8 @@ TEST_CASE("hub: recovery is all or nothing") {
   hub_fixture h;
   h.start_ready();
   for (int i = 1; i <= 5; ++i) h.api("publish", {{"channel", "chat:r"}, {"data", i}});
-  auto epoch = std::string(h.api("history", {{"channel", "chat:r"}}).result.at("epoch").as_string());
+  auto epoch =
+      std::string(h.api("history", {{"channel", "chat:r"}}).result.at("epoch").as_string());
   auto a = h.connected();
   h.frame(a, R"({"id":2,"subscribe":{"channel":"chat:r","recover":true,"offset":2,"epoch":")" +
                  epoch + R"("}})");
@@ -230,7 +233,8 @@ TEST_CASE("hub: recovery is all or nothing") {
   CHECK(h.stats.recoveries(false).Value() == 1);
 }
 
-TEST_CASE("hub: a connection crashed within budget keeps its 100 subscriptions, past it loses all") {
+TEST_CASE(
+    "hub: a connection crashed within budget keeps its 100 subscriptions, past it loses all") {
   auto config = hub_config();
   config.supervision.connection_restarts = 2;
   hub_fixture h(config);
@@ -279,7 +283,8 @@ TEST_CASE("hub: a shard that dies takes its subscribers out of presence at once,
   CHECK(h.stats.hub_subscriptions().Value() == static_cast<double>(on_shard_one));
 }
 
-TEST_CASE("hub: the janitor's heartbeat is Centrifugo's {} ping, and silence after it is a zombie") {
+TEST_CASE(
+    "hub: the janitor's heartbeat is Centrifugo's {} ping, and silence after it is a zombie") {
   auto config = hub_config();
   config.janitor.ping_interval = 2s;
   config.janitor.pong_timeout = 1s;

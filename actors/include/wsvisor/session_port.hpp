@@ -19,14 +19,14 @@ using steady_time = std::chrono::steady_clock::time_point;
 
 // Timestamps the session keeps in atomics, read by sweeps without asking the session.
 struct liveness_times {
-  steady_time opened_at;      // when the slot was taken (admission)
-  steady_time last_frame_in;  // any frame, data or control (heartbeat)
-  steady_time last_message;   // last text/binary message in either direction (idle)
+  steady_time opened_at;       // when the slot was taken (admission)
+  steady_time last_frame_in;   // any frame, data or control (heartbeat)
+  steady_time last_message;    // last text/binary message in either direction (idle)
   steady_time last_frame_out;  // last message queued for the peer (the hub's heartbeat)
-  steady_time ping_sent_at;   // last ping the janitor asked for (epoch = none pending)
-  uint64_t queued_bytes = 0;  // unsent outbound bytes
-  bool open = false;          // the 101 was sent and no close has begun
-  bool closing = false;       // a close has begun (ours or the peer's)
+  steady_time ping_sent_at;    // last ping the janitor asked for (epoch = none pending)
+  uint64_t queued_bytes = 0;   // unsent outbound bytes
+  bool open = false;           // the 101 was sent and no close has begun
+  bool closing = false;        // a close has begun (ours or the peer's)
 };
 
 // The bytes of one message that many connections receive (a hub publication): framed

@@ -18,7 +18,7 @@ using http_headers = std::vector<std::pair<std::string, std::string>>;
 
 struct upstream_attempt {
   std::string method = "POST";
-  std::string url;  // absolute: http://host[:port]/path?query (https:// when TLS is built)
+  std::string url;       // absolute: http://host[:port]/path?query (https:// when TLS is built)
   http_headers headers;  // sent as given (Host, Content-Length, Connection are the port's)
   std::string body;
   std::chrono::milliseconds timeout{5000};  // connect + write + whole response
