@@ -88,7 +88,7 @@ std::set<std::string> contract_series() {
     expected.insert(series("wsvisor_sweeps_total", "kind", kind));
   }
   for (const char* actor :
-       {"connection", "limit_guard", "janitor", "shard", "upstream", "events"}) {
+       {"connection", "limit_guard", "janitor", "shard", "upstream", "events", "hub"}) {
     expected.insert(series("wsvisor_actor_restarts_total", "actor", actor));
   }
   // CONTRACT 11.1 and 11.3.
@@ -103,6 +103,12 @@ std::set<std::string> contract_series() {
         "wsvisor_upstream_breaker_open", "wsvisor_events_sent_total", "wsvisor_events_failed_total",
         "wsvisor_events_dropped_total"})
     expected.insert(name);
+  // CONTRACT 13.7 (wsvisor_hub_commands_total's series appear with their first command).
+  for (const char* name : {"wsvisor_hub_subscriptions", "wsvisor_hub_channels",
+                           "wsvisor_publications_total", "wsvisor_deliveries_total"})
+    expected.insert(name);
+  for (const char* result : {"recovered", "unrecovered"})
+    expected.insert(series("wsvisor_recoveries_total", "result", result));
   return expected;
 }
 
