@@ -8,7 +8,8 @@
 #
 # Peers (each on core 0; every wsload on core 1; loopback only):
 #   wsvisor  build/wsvisor --set app.mode=hub --set server.ws_path=/connection/websocket
-#            --set hub.allow_anonymous=true --set hub.allow_subscribe_for_client=true (and
+#            --set hub.allow_anonymous=true --set hub.allow_subscribe_for_client=true
+#            --set hub.allow_subscribe_for_anonymous=true (and
 #            bench/common.sh's one I/O thread and limits), WSVISOR_API_KEY set. Subscribers
 #            send Centrifugo's connect and subscribe commands; publications are POSTed to
 #            /api/publish with X-API-Key over keep-alive HTTP/1.1.
@@ -170,7 +171,8 @@ start_server() {  # peer name port-index [extra --set for wsvisor...]
     WSVISOR_API_KEY=$API_KEY taskset -c $SERVER_CORE "$WSVISOR" --set "server.port=$port" \
       "${WSVISOR_COMMON[@]}" --set limits.soft_connections=20000 --set app.mode=hub \
       --set server.ws_path=/connection/websocket --set hub.allow_anonymous=true \
-      --set hub.allow_subscribe_for_client=true "$@" >>"$OUT/server-$name.log" 2>&1 &
+      --set hub.allow_subscribe_for_client=true --set hub.allow_subscribe_for_anonymous=true \
+      "$@" >>"$OUT/server-$name.log" 2>&1 &
   else
     UWS_MODULE=$UWS_MODULE NODE_PATH=$NODE_DIR/node_modules taskset -c $SERVER_CORE \
       node "$BENCH_DIR/servers/uws_pubsub.js" "$port" >>"$OUT/server-$name.log" 2>&1 &

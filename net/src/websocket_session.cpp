@@ -338,15 +338,19 @@ void websocket_session::send(std::string payload, bool text) {
             });
 }
 
+// A shared frame is a publication, and publications come in bursts (a shard handles
+// several in one go): corked, the write waits for the end of the current handler, so
+// that a burst leaves in one system call per subscriber, not one per publication, as
+// uWebSockets' topic tree drains its publications once per loop iteration.
 void websocket_session::send_shared(shared_payload payload, bool text) {
-  if (running_on_executor()) return enqueue(outbound(std::move(payload), text));
+  if (running_on_executor()) return enqueue(outbound(std::move(payload), text), true);
   net::post(ws_.get_executor(),
             [self = shared_from_this(), payload = std::move(payload), text]() mutable {
-              self->enqueue(outbound(std::move(payload), text));
+              self->enqueue(outbound(std::move(payload), text), true);
             });
 }
 
-void websocket_session::enqueue(outbound&& message) {
+void websocket_session::enqueue(outbound&& message, bool corked) {
   if (phase_ != phase::open) return;  // closing: nothing more goes out
   const auto size = message.payload().size();
   const auto backlog = queued_bytes_.load();
@@ -367,7 +371,15 @@ void websocket_session::enqueue(outbound&& message) {
   state_->stats.send_queue_bytes().Increment(static_cast<double>(size));
   queue_.push_back(std::move(message));
   last_frame_out_ns_.store(now_ns(), std::memory_order_relaxed);
-  if (!writing_) do_write();
+  if (writing_) return;  // on_write takes what is queued
+  if (!corked) return do_write();
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  net::post(ws_.get_executor(), [self = shared_from_this()] {
+    self->flush_posted_ = false;
+    if (!self->writing_ && !self->queue_.empty() && self->phase_ != phase::closed)
+      self->do_write();
+  });
 }
 
 void websocket_session::drop_queue() {
@@ -454,6 +466,7 @@ void websocket_session::begin_close() {
     });
   }
   if (writing_ || close_sent_) return;  // on_write comes back here when the queue is empty
+  if (!queue_.empty()) return do_write();  // corked frames first, then the close
   close_sent_ = true;
   ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(pending_close_code_),
                                           pending_close_reason_),

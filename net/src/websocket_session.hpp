@@ -79,7 +79,9 @@ class websocket_session final : public session_port,
   void on_accept(boost::beast::error_code ec);
   void do_read();
   void on_read(boost::beast::error_code ec, std::size_t bytes);
-  void enqueue(outbound&& message);  // send() and send_shared(), on the executor
+  // send() and send_shared(), on the executor. `corked`: the write waits for the end of
+  // the current handler (see send_shared).
+  void enqueue(outbound&& message, bool corked = false);
   void do_write();
   void on_write(boost::beast::error_code ec, std::size_t bytes);
   void begin_close();
@@ -127,6 +129,7 @@ class websocket_session final : public session_port,
   std::string pending_close_reason_;
   phase phase_ = phase::admitting;
   bool writing_ = false;
+  bool flush_posted_ = false;  // a corked write is due at the end of the current handler
   std::size_t batch_size_ = 0;  // messages at the queue's front being written
   bool close_sent_ = false;
   bool ping_in_flight_ = false;
