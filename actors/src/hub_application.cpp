@@ -251,6 +251,7 @@ class hub_application final : public application {
     std::optional<int64_t> expires_at;
     std::vector<std::string> channels;  // server-side subscriptions
     std::string data;                   // for the connect reply
+    std::string meta;  // raw JSON: kept in the server, sent with events and proxy calls
   };
 
   static void connect(connection_state& c, command& cmd) {
@@ -284,6 +285,7 @@ class hub_application final : public application {
       found.user = std::move(token.claims.user);
       found.info = std::move(token.claims.info);
       found.expires_at = token.claims.expires_at;
+      found.meta = std::move(token.claims.meta);
       found.channels = std::move(token.claims.channels);
       for (auto& sub : token.claims.subs) found.channels.push_back(std::move(sub.channel));
       return identified(c, cmd, std::move(found));
@@ -343,9 +345,11 @@ class hub_application final : public application {
     auto& s = session(c);
     const auto& config = c.context->config;
     c.identity.user = found.user;
+    if (!found.meta.empty()) c.identity.meta = std::move(found.meta);
     s.conn_info = std::move(found.info);
     s.expires_at = found.expires_at;
-    c.self->send(c.shard, identified_atom::value, c.self->address(), c.identity.user);
+    c.self->send(c.shard, identified_atom::value, c.self->address(), c.identity.user,
+                 c.identity.meta);
 
     hub::connect_result result;
     result.client = c.connection_id;
@@ -779,6 +783,7 @@ class hub_application final : public application {
     body["protocol"] = "json";
     body["encoding"] = "json";
     if (!c.identity.user.empty()) body["user"] = c.identity.user;
+    if (!c.identity.meta.empty()) body["meta"] = json::parse(c.identity.meta);
     return body;
   }
 
@@ -865,6 +870,7 @@ class hub_application final : public application {
           found.expires_at = expire_at->as_int64();
         found.info = raw("info");
         found.data = raw("data");
+        found.meta = raw("meta");
         if (const auto* channels = r.if_contains("channels"); channels && channels->is_array())
           for (const auto& channel : channels->as_array())
             if (channel.is_string()) found.channels.emplace_back(channel.as_string());

@@ -151,8 +151,8 @@ using delay_atom = caf::atom_constant<caf::atom("delay")>;
 // upgrade (hub mode's connect command): count its slot for that user, within
 // limits.max_per_user (a sweep of the user first, as at admission) -> bool.
 using claim_atom = caf::atom_constant<caf::atom("claim")>;
-// connection -> shard: (actor_addr, user) the identity the connection has now, and the
-// connect event is due (hub mode: after the connect command).
+// connection -> shard: (actor_addr, user, meta) the identity the connection has now,
+// and the connect event is due (hub mode: after the connect command).
 using identified_atom = caf::atom_constant<caf::atom("identified")>;
 // -> shard: run this work in every connection a selector addresses (the hub API's
 // subscribe and refresh): how many.

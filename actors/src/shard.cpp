@@ -249,13 +249,15 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
         auto it = table.find(source);
         if (it != table.end()) emit_connect(*self->state.context, it->second);
       },
-      [self](identified_atom, const caf::actor_addr& source, std::string& user) {
+      [self](identified_atom, const caf::actor_addr& source, std::string& user,
+             std::string& meta) {
         // Hub mode: the connect command said who it is; the connect event is due now.
         auto& table = *self->state.table;
         auto it = table.find(source);
         if (it == table.end()) return;
         auto& entry = it->second;
         entry.user = std::move(user);
+        entry.meta = std::move(meta);
         emit_connect(*self->state.context, entry);
       },
       [self](crashed_atom, const caf::actor_addr& source) {
