@@ -39,7 +39,10 @@ PUBLICATIONS = 10_000
 MAX_PER_USER = 5  # limits.max_per_user: the slots filled again at the end
 SEED = 20261202
 
-ISOLATION_SETS = ("hub.user_personal_channel=true", "faults.enabled=true",
+# Clients may subscribe themselves (the default namespace's allow_subscribe_for_client):
+# another user's personal channel must still be refused, it is user-limited ("#").
+ISOLATION_SETS = ("hub.user_personal_channel=true", "hub.allow_subscribe_for_client=true",
+                  "faults.enabled=true",
                   f"limits.max_per_user={MAX_PER_USER}",
                   "supervision.connection_restarts=3",
                   "supervision.connection_restart_period=60s")
@@ -148,6 +151,20 @@ def check_own_publications_only(clients, expected):
     assert not problems, f"{len(problems)} connections wrong:\n" + "\n".join(problems[:20])
 
 
+async def try_other_users_channels(clients):
+    """Every connection asks for the next user's personal channel itself: 103 permission
+    denied for each, and its own is 105 already subscribed (the server did it)."""
+    async def one(c):
+        other = USERS[(USERS.index(c.user) + 1) % len(USERS)]
+        denied = await c.command("subscribe", {"channel": personal(other)})
+        own = await c.command("subscribe", {"channel": personal(c.user)})
+        return c.name, denied.get("error", {}).get("code"), own.get("error", {}).get("code")
+
+    answers = await asyncio.gather(*(one(c) for c in clients))
+    wrong = [a for a in answers if a[1:] != (103, 105)]
+    assert not wrong, f"{len(wrong)} wrong answers (name, other's, own), e.g. {wrong[:5]}"
+
+
 async def fill_the_slots_again(port, user):
     """Every slot is free again: max_per_user connections of `user` connect, each with
     its personal channel, and one more is refused with 3504 (the cap is really that)."""
@@ -193,6 +210,7 @@ def scenario(srv, crash_users=(), crash_rounds=0, batch=1000):
                             and m["wsvisor_hub_subscriptions"] == len(clients)
                             and m["wsvisor_hub_channels"] == len(USERS),
                             15.0, what="every connection subscribed to its personal channel")
+            await try_other_users_channels(clients)
             crashes = 0
             for index, items in enumerate(batches):
                 await call(publish_batch, port, items, index * batch)
