@@ -130,6 +130,25 @@ async def wait_events(receiver, kind, count, timeout=15.0):
     return receiver.of_type(kind)
 
 
+async def settled(receiver, port, timeout=15.0):
+    """Waits until the events queue is drained: the receiver holds every event the
+    server counts as sent, as many disconnects as connects, and that for 0.5 s. (A
+    connection's slot is released before its events are all delivered.)"""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        m = await call(scrape, port)
+        now = (int(m["wsvisor_events_sent_total"]), len(receiver.of_type("connect")),
+               len(receiver.of_type("disconnect")))
+        if now == last and now[0] == now[1] + now[2] and now[1] == now[2]:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"events not settled within {timeout}s: (sent, connects, "
+                                 f"disconnects) = {now}")
+        last = now
+        await asyncio.sleep(0.5)
+
+
 def test_one_connect_and_one_disconnect_per_hub_connection(server_factory, tmp_path, receiver):
     srv = start_hub(server_factory, tmp_path, f"events.url={receiver.url}",
                     "faults.enabled=true", f"limits.max_per_user={PER_USER}",
@@ -338,3 +357,55 @@ def test_a_disconnect_never_overtakes_its_connect_even_when_events_are_retried(
     refused = [e["id"] for _, e, status in attempts if status != 200]
     assert sorted(refused) == sorted(e["id"] for _, e in accepted), (refused, accepted)
     assert not problems, "\n".join(problems)
+
+
+def test_clients_that_leave_while_their_connect_is_decided(server_factory, tmp_path, receiver):
+    """Clients that send connect and go at once, before, during or after its reply (the
+    per-user claim at the limit guard is under way): for each, either no event at all or
+    exactly one connect then one disconnect; and no slot of their user is left behind."""
+    cap = 5
+    srv = start_hub(server_factory, tmp_path, f"events.url={receiver.url}",
+                    "hub.user_personal_channel=true", f"limits.max_per_user={cap}")
+    port = srv.port
+    users = ["r0", "r1", "r2"]
+
+    async def main():
+        async def one(n):
+            user = users[n % len(users)]
+            c = await ProtocolClient.open(port, name=f"race-{n}", connect=False)
+            await c.ws.send(json.dumps({"id": 1, "connect": {"token": connection_token(user)}}))
+            if n % 4:
+                await asyncio.sleep((n % 4) * 0.002)
+            await c.abort()
+            return c
+
+        for round_ in range(4):
+            await asyncio.gather(*(one(round_ * 30 + n) for n in range(30)))
+        await call(wait_metric, port, lambda m: m["wsvisor_connections"] == 0
+                   and m["wsvisor_hub_subscriptions"] == 0, 15.0,
+                   what="every racing client's slot and subscription released")
+        await settled(receiver, port)
+        # Every slot of every user can be filled again, to the cap.
+        clients = []
+        try:
+            for user in users:
+                for k in range(cap):
+                    c = await ProtocolClient.open(port, connection_token(user),
+                                                  name=f"{user}/{k}")
+                    assert set(c.connect_reply.get("subs", {})) == {f"#{user}"}, c.connect_reply
+                    clients.append(c)
+        finally:
+            await close_clients(clients)
+        await call(wait_metric, port, lambda m: m["wsvisor_connections"] == 0, 15.0,
+                   what="the slots released again")
+        await settled(receiver, port)
+
+    run_async(main(), timeout=60.0)
+    by_connection = {}
+    for index, e in receiver.events():
+        by_connection.setdefault(e["connection"], []).append(e)
+    wrong = {c: [e["type"] for e in es] for c, es in by_connection.items()
+             if [e["type"] for e in es] != ["connect", "disconnect"]
+             or len({e["user"] for e in es}) != 1}
+    assert not wrong, f"{len(wrong)} connections with wrong events: {sorted(wrong.items())}"
+    print(f"{len(by_connection) - len(users) * cap} of 120 racing clients got a connect event")

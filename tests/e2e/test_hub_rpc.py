@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from admin_helpers import ADMIN_ENV, fault
 from conftest import scrape, wait_metric
 from gateway_helpers import TOKEN, Backend
 from hub_helpers import connection_token, sdk_clients, start_hub
@@ -47,13 +48,13 @@ def node(tmp_path):
         print(f"--- node {run.script.name} ---\n{run.transcript()}")
 
 
-def hub_with_rpc(server_factory, tmp_path, backend, *sets):
+def hub_with_rpc(server_factory, tmp_path, backend, *sets, env_extra=None):
     """wsvisor in hub mode in front of `backend`, the RPC proxy on. The backend wants
     the upstream token (gateway_helpers.TOKEN) on every hook call, and wsvisor sends it
     (WSVISOR_UPSTREAM_TOKEN)."""
     return start_hub(server_factory, tmp_path, f"upstream.url={backend.url}",
                      f"hub.rpc_proxy_path={RPC_PATH}", *sets,
-                     env={"WSVISOR_UPSTREAM_TOKEN": TOKEN})
+                     env={"WSVISOR_UPSTREAM_TOKEN": TOKEN, **(env_extra or {})})
 
 
 def client(name, user=None, **options):
@@ -165,3 +166,39 @@ def test_rpc_without_a_proxy_path_is_method_not_found(server_factory, tmp_path, 
     error = run.call("rpc", "alice", method="echo", data={}, expect_error=True)
     assert error["code"] == ERROR_METHOD_NOT_FOUND, error
     assert not leaves(run, "alice"), run.transcript()
+
+
+@pytest.mark.parametrize("target", ["connection", "upstream"])
+def test_an_rpc_in_flight_is_answered_across_a_connection_crash(
+        server_factory, tmp_path, backend, node, target):
+    """A crash of the connection (its application, or its upstream work: CONTRACT 8,
+    11.1) while its rpc waits for the backend: a restart within the budget, the socket
+    kept, and the call still answered: the backend's result, or error 100 (never the
+    SDK's own timeout); the next call works."""
+    srv = hub_with_rpc(server_factory, tmp_path, backend, "faults.enabled=true",
+                       env_extra=ADMIN_ENV)
+    run = node(srv, [client("alice", timeout_ms=10000)])
+    run.wait_event("connected", "alice")
+    assert run.call("rpc", "alice", method="echo", data={"n": 0}) == {"data": {"n": 0}}
+    m0 = scrape(srv.port)
+
+    assert fault(srv.port, {"action": "delay", "target": "upstream", "ms": 1500}) == {
+        "applied": 1}
+    since = run.mark()
+    command_id = run.command("rpc", "alice", method="echo", data={"n": 1})
+    time.sleep(0.4)  # the call is at the backend, held
+    assert fault(srv.port, {"action": "crash", "target": target, "user": "alice"}) == {
+        "applied": 1}
+    outcome = run.wait(lambda e: e.get("event") == "result" and e.get("id") == command_id,
+                       15.0, what="the answer to the rpc in flight")
+    print(f"the rpc in flight across the crash: {outcome}")
+    if outcome["ok"]:
+        assert outcome["result"] == {"data": {"n": 1}}, outcome
+    else:
+        assert outcome["error"]["code"] == ERROR_INTERNAL, outcome
+    wait_metric(srv.port, lambda m: m.get("wsvisor_actor_restarts_total", 0, actor="connection")
+                - m0.get("wsvisor_actor_restarts_total", 0, actor="connection") == 1, 5.0,
+                what="one connection restart")
+    assert fault(srv.port, {"action": "clear"})["applied"] >= 0
+    assert run.call("rpc", "alice", method="whoami", data={})["data"]["user"] == "alice"
+    assert not leaves(run, "alice", since), run.transcript()
