@@ -583,9 +583,14 @@ def rpc_answer(body):
         # The client's data back unchanged; no data, an empty result.
         return {"result": {"data": body["data"]}} if "data" in body else {"result": {}}
     if method == "whoami":
+        # Who the proxy request says is calling: the connection's user ("" when
+        # anonymous), its client id, and its meta when it has one (Centrifugo passes
+        # the connection token's `meta` claim on to every proxy request).
         user = body.get("user")
-        return {"result": {"data": {"user": user if isinstance(user, str) else "",
-                                    "client": body.get("client")}}}
+        data = {"user": user if isinstance(user, str) else "", "client": body.get("client")}
+        if "meta" in body:
+            data["meta"] = body["meta"]
+        return {"result": {"data": data}}
     return {"error": dict(RPC_UNKNOWN_METHOD)}
 
 

@@ -624,6 +624,11 @@ def test_rpc_whoami_answers_the_connections_user(backend):
     # Anonymous: Centrifugo sends no user (or an empty one).
     assert rpc(backend, "whoami", {}, user=None).json()["result"]["data"]["user"] == ""
     assert rpc(backend, "whoami", {}, user="").json()["result"]["data"]["user"] == ""
+    # The connection's meta (the token's `meta` claim), when the request carries one.
+    answer = call(backend, "POST", "/centrifugo/rpc", {
+        "client": "n1.2", "user": "carol", "method": "whoami", "meta": {"plan": "pro"}})
+    assert answer.json() == {"result": {"data": {"user": "carol", "client": "n1.2",
+                                                 "meta": {"plan": "pro"}}}}
 
 
 def test_rpc_unknown_method_is_error_404_with_http_200(backend):

@@ -409,3 +409,27 @@ def test_clients_that_leave_while_their_connect_is_decided(server_factory, tmp_p
              or len({e["user"] for e in es}) != 1}
     assert not wrong, f"{len(wrong)} connections with wrong events: {sorted(wrong.items())}"
     print(f"{len(by_connection) - len(users) * cap} of 120 racing clients got a connect event")
+
+
+def test_the_events_carry_the_connection_tokens_meta(server_factory, tmp_path, receiver):
+    """The event's `meta` (CONTRACT 11.3) in hub mode is the connection's meta, the
+    connect token's `meta` claim (13.1), in the connect and the disconnect alike."""
+    srv = start_hub(server_factory, tmp_path, f"events.url={receiver.url}")
+    port = srv.port
+    meta = {"plan": "pro", "tenant": 7}
+
+    async def main():
+        with_meta = await ProtocolClient.open(port, connection_token("alice", meta=meta))
+        without = await ProtocolClient.open(port, connection_token("bob"))
+        await close_clients([with_meta, without])
+        await settled(receiver, port)
+        return with_meta.client, without.client
+
+    alice, bob = run_async(main(), timeout=30.0)
+    events = [e for _, e in receiver.events()]
+    assert len(events) == 4, events
+    for e in events:
+        if e["connection"] == alice:
+            assert e["meta"] == meta, e
+        else:
+            assert e["connection"] == bob and e["meta"] in (None, {}), e

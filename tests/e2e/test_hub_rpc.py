@@ -202,3 +202,23 @@ def test_an_rpc_in_flight_is_answered_across_a_connection_crash(
     assert fault(srv.port, {"action": "clear"})["applied"] >= 0
     assert run.call("rpc", "alice", method="whoami", data={})["data"]["user"] == "alice"
     assert not leaves(run, "alice", since), run.transcript()
+
+
+def test_the_proxy_request_carries_the_connection_tokens_meta(
+        server_factory, tmp_path, backend, node):
+    """Centrifugo passes the connection token's `meta` claim (private to the server, never
+    shown to the client) on to every proxy request as `meta`: CONTRACT 13.1 lists the
+    claim, 13.4 wants Centrifugo's request shapes. The example backend's whoami answers
+    what it received."""
+    srv = hub_with_rpc(server_factory, tmp_path, backend)
+    meta = {"plan": "pro", "tenant": 7}
+    run = node(srv, [{"name": "alice", "token": connection_token("alice", meta=meta)},
+                     client("bob")])
+    alice = run.wait_event("connected", "alice")
+    run.wait_event("connected", "bob")
+    assert "meta" not in (alice.get("data") or {}), alice  # private: not in the reply
+    assert run.call("rpc", "alice", method="whoami", data={}) == {
+        "data": {"user": "alice", "client": alice["client_id"], "meta": meta}}
+    # No meta claim: no meta (or an empty one).
+    bob = run.call("rpc", "bob", method="whoami", data={})["data"]
+    assert bob.get("meta") in (None, {}), bob
