@@ -433,3 +433,61 @@ def test_the_events_carry_the_connection_tokens_meta(server_factory, tmp_path, r
             assert e["meta"] == meta, e
         else:
             assert e["connection"] == bob and e["meta"] in (None, {}), e
+
+
+def test_a_shard_crash_gives_its_connections_their_disconnect(server_factory, tmp_path,
+                                                              receiver):
+    """A crashed shard's connections close 1011 together (CONTRACT 8) and each gets its
+    one disconnect (close_reason shard_down, 11.3); the other shard's stay, and their
+    subscriptions with them; the crashed ones' subscriptions go at once."""
+    srv = start_hub(server_factory, tmp_path, f"events.url={receiver.url}",
+                    "hub.user_personal_channel=true", "faults.enabled=true",
+                    "server.io_threads=2", "server.actor_threads=2", env=ADMIN_ENV)
+    port = srv.port
+
+    async def main():
+        clients = []
+        try:
+            for n in range(10):
+                c = await ProtocolClient.open(port, connection_token(f"s{n}"), name=f"s{n}")
+                c.user = f"s{n}"
+                clients.append(c)
+            await wait_events(receiver, "connect", 10)
+            assert await call(fault, port, {"action": "crash", "target": "shard",
+                                            "index": 0}) == {"applied": 1}
+            await wait_events(receiver, "disconnect", 1)
+            await asyncio.sleep(1.0)  # the whole shard's, and nobody else's
+            gone = [c for c in clients if c.closed.is_set()]
+            assert gone and len(gone) < len(clients), [c.close_code for c in clients]
+            assert {c.close_code for c in gone} == {1011}, [(c.name, c.close_code) for c in gone]
+            m = await call(wait_metric, port,
+                           lambda m: m["wsvisor_connections"] == len(clients) - len(gone)
+                           and m["wsvisor_hub_subscriptions"] == len(clients) - len(gone),
+                           10.0, what="the crashed shard's slots and subscriptions released")
+            assert m["wsvisor_hub_channels"] == len(clients) - len(gone), m.text
+            # The others still get their publications.
+            for c in clients:
+                if c not in gone:
+                    await call(api_result, port, "publish",
+                               {"channel": f"#{c.user}", "data": {"to": c.user}})
+            deadline = time.monotonic() + 10
+            while any(not c.publications for c in clients if c not in gone):
+                assert time.monotonic() < deadline, "a survivor lost its subscription"
+                await asyncio.sleep(0.05)
+        finally:
+            await close_clients(clients)
+        await call(wait_metric, port, lambda m: m["wsvisor_connections"] == 0, 10.0,
+                   what="every slot released")
+        await settled(receiver, port)
+        return {c.client: c for c in clients}, {c.client for c in gone}
+
+    clients, gone = run_async(main(), timeout=40.0)
+    by_connection = {}
+    for _, e in receiver.events():
+        by_connection.setdefault(e["connection"], []).append(e)
+    assert set(by_connection) == set(clients), by_connection.keys()
+    for connection, events in by_connection.items():
+        assert [e["type"] for e in events] == ["connect", "disconnect"], events
+        assert {e["user"] for e in events} == {clients[connection].user}, events
+        want = "shard_down" if connection in gone else "client"
+        assert events[1]["close_reason"] == want, events
