@@ -84,6 +84,10 @@ def test_rpc_echo_whoami_and_an_unknown_method(server_factory, tmp_path, backend
 
     data = {"text": "héllo", "list": [1, 2.5, None, True, "x"], "nested": {"deep": {"n": 7}}}
     assert run.call("rpc", "alice", method="echo", data=data) == {"data": data}
+    # Any JSON value comes back as it went; no data, an empty result.
+    for value in ("text", 5, [], {}, {"a": None}):
+        assert run.call("rpc", "alice", method="echo", data=value) == {"data": value}
+    assert run.call("rpc", "alice", method="echo") == {}
     # Several in a row, in order, on one connection (upstream.per_connection_inflight 1).
     for n in range(5):
         assert run.call("rpc", "bob-1", method="echo", data={"n": n}) == {"data": {"n": n}}
@@ -103,9 +107,9 @@ def test_rpc_echo_whoami_and_an_unknown_method(server_factory, tmp_path, backend
     assert run.call("rpc", "alice", method="echo", data=[1, 2]) == {"data": [1, 2]}
     assert not leaves(run, "alice") and not leaves(run, "bob-1"), run.transcript()
 
-    m1 = wait_metric(srv.port, lambda m: rpc_ok(m) - rpc_ok(m0) == 10, 5.0,
-                     what="10 rpc proxy calls answered")
-    assert commands(m1, "ok") - commands(m0, "ok") == 9, m1.text
+    m1 = wait_metric(srv.port, lambda m: rpc_ok(m) - rpc_ok(m0) == 16, 5.0,
+                     what="16 rpc proxy calls answered")
+    assert commands(m1, "ok") - commands(m0, "ok") == 15, m1.text
     assert commands(m1, "error") - commands(m0, "error") == 1, m1.text
 
 
