@@ -10,6 +10,7 @@ Endpoints (README.md has the table):
   POST /connect      wsvisor's connect hook: who is this, may they connect?
   POST /ws/message   wsvisor's message hook: one client message, the reply goes back
   POST /events       wsvisor's lifecycle events: the registry's only input
+  POST /centrifugo/rpc  Centrifugo's RPC proxy, for wsvisor in hub mode: echo, whoami
   GET  /registry     the registry as JSON
   GET  /             a browser page (index.html): log in, connect, start a task
 
@@ -564,6 +565,47 @@ def registry(backend, request):
     return json_reply(200, backend.registry.snapshot())
 
 
+# --------------------------------------------------------------------------- /centrifugo/rpc
+
+
+RPC_UNKNOWN_METHOD = {"code": 404, "message": "unknown method"}
+RPC_BAD_REQUEST = {"code": 107, "message": "bad request"}
+
+
+def rpc_answer(body):
+    """Centrifugo's RPC proxy answer to one request: {"result":{"data":...}} or
+    {"error":{"code","message"}} (always with HTTP 200: a non-200 answer is a proxy
+    failure, which Centrifugo and wsvisor turn into error 100 for the client)."""
+    method = body.get("method")
+    if not isinstance(method, str) or not method:
+        return {"error": RPC_BAD_REQUEST}
+    if method == "echo":
+        # The client's data back unchanged; no data, an empty result.
+        return {"result": {"data": body["data"]}} if "data" in body else {"result": {}}
+    if method == "whoami":
+        # Who the proxy request says is calling: the connection's user ("" when
+        # anonymous), its client id, and its meta when it has one (Centrifugo passes
+        # the connection token's `meta` claim on to every proxy request).
+        user = body.get("user")
+        data = {"user": user if isinstance(user, str) else "", "client": body.get("client")}
+        if "meta" in body:
+            data["meta"] = body["meta"]
+        return {"result": {"data": data}}
+    return {"error": dict(RPC_UNKNOWN_METHOD)}
+
+
+def rpc_proxy(backend, request):
+    """POST /centrifugo/rpc: Centrifugo's RPC proxy (CONTRACT 13.4; wsvisor in hub mode
+    with hub.rpc_proxy_path=/centrifugo/rpc). The request is Centrifugo's:
+    {"client","transport","protocol","encoding","user","method","data"}."""
+    if not backend.token_ok(request, required=True):
+        return error_reply(401, "bad token")
+    body = request.json()
+    if body is None:
+        return error_reply(400, "body must be a JSON object")
+    return json_reply(200, rpc_answer(body))
+
+
 # --------------------------------------------------------------------------- the page
 
 
@@ -605,6 +647,7 @@ ROUTES = {
     "/connect": {"POST": connect_hook},
     "/ws/message": {"POST": message_hook},
     "/events": {"POST": lifecycle_event},
+    "/centrifugo/rpc": {"POST": rpc_proxy},
     "/registry": {"GET": registry},
 }
 

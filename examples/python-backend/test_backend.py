@@ -590,6 +590,98 @@ def test_registry_under_20_concurrent_event_posts(backend):
     assert state["anomalies"] == []
 
 
+# --------------------------------------------------------------------------- /centrifugo/rpc
+
+
+def rpc(backend, method=None, data=None, user="alice", client="n1.7", raw=None, **kw):
+    """One Centrifugo RPC proxy request, shaped as Centrifugo (and wsvisor's hub mode)
+    send it; `raw` replaces the whole body."""
+    body = {"client": client, "transport": "websocket", "protocol": "json",
+            "encoding": "json"}
+    if user is not None:
+        body["user"] = user
+    if method is not None:
+        body["method"] = method
+    if data is not None:
+        body["data"] = data
+    return call(backend, "POST", "/centrifugo/rpc", body if raw is None else raw, **kw)
+
+
+def test_rpc_echo_returns_the_data_unchanged(backend):
+    data = {"text": "héllo", "list": [1, 2.5, None, True], "nested": {"n": 2 ** 53 + 1}}
+    answer = rpc(backend, "echo", data)
+    assert answer.status == 200
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.json() == {"result": {"data": data}}
+    for scalar in ("text", 0, [], {}):
+        assert rpc(backend, "echo", scalar).json() == {"result": {"data": scalar}}
+    assert rpc(backend, "echo").json() == {"result": {}}  # no data: an empty result
+
+
+def test_rpc_whoami_answers_the_connections_user(backend):
+    assert rpc(backend, "whoami", {}, user="bob", client="n1.9").json() == {
+        "result": {"data": {"user": "bob", "client": "n1.9"}}}
+    # Anonymous: Centrifugo sends no user (or an empty one).
+    assert rpc(backend, "whoami", {}, user=None).json()["result"]["data"]["user"] == ""
+    assert rpc(backend, "whoami", {}, user="").json()["result"]["data"]["user"] == ""
+    # The connection's meta (the token's `meta` claim), when the request carries one.
+    answer = call(backend, "POST", "/centrifugo/rpc", {
+        "client": "n1.2", "user": "carol", "method": "whoami", "meta": {"plan": "pro"}})
+    assert answer.json() == {"result": {"data": {"user": "carol", "client": "n1.2",
+                                                 "meta": {"plan": "pro"}}}}
+
+
+def test_rpc_unknown_method_is_error_404_with_http_200(backend):
+    answer = rpc(backend, "nope", {"x": 1})
+    assert answer.status == 200
+    assert answer.json() == {"error": {"code": 404, "message": "unknown method"}}
+    for method in ("ECHO", "echo ", "who"):
+        assert rpc(backend, method, {}).json()["error"]["code"] == 404
+
+
+def test_rpc_without_a_method_is_error_107(backend):
+    for body in ({"client": "n1.1"}, {"method": ""}, {"method": 5}, {"method": None}):
+        answer = rpc(backend, raw=body)
+        assert answer.status == 200
+        assert answer.json() == {"error": {"code": 107, "message": "bad request"}}, body
+
+
+def test_rpc_body_that_is_not_a_json_object_is_400(backend):
+    for raw in ("[]", "not json", '"echo"', ""):
+        assert rpc(backend, raw=raw, headers={"Content-Type": "application/json"}).status == 400
+
+
+def test_rpc_checks_the_upstream_token(backend):
+    assert rpc(backend, "echo", {}, token=False).status == 401
+    assert rpc(backend, "echo", {}, headers={"Authorization": "Bearer wrong"}).status == 401
+    assert rpc(backend, "echo", {"n": 1}).json() == {"result": {"data": {"n": 1}}}
+
+
+def test_rpc_on_a_kept_alive_connection(backend):
+    """wsvisor's upstream client reuses its connections for the proxy calls too."""
+    connection = http.client.HTTPConnection(HOST, backend.port, timeout=HTTP_TIMEOUT)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    try:
+        connection.connect()
+        sock = connection.sock
+        for n, method in enumerate(["echo", "nope", "whoami", "echo"]):
+            connection.request("POST", "/centrifugo/rpc",
+                               json.dumps({"method": method, "data": {"n": n},
+                                           "user": "carol", "client": "n1.3"}), headers)
+            response = connection.getresponse()
+            assert response.status == 200
+            answer = json.loads(response.read())
+            assert ("result" in answer) == (method != "nope"), answer
+            assert connection.sock is sock  # not reconnected
+    finally:
+        connection.close()
+
+
+def test_rpc_is_post_only(backend):
+    wrong = call(backend, "GET", "/centrifugo/rpc")
+    assert wrong.status == 405 and wrong.headers["Allow"] == "POST"
+
+
 # --------------------------------------------------------------------------- test controls
 
 

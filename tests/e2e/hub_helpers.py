@@ -9,6 +9,7 @@ tests/node/package-lock.json; else <repo>/build/node/node_modules). Loopback onl
 wait is bounded, and every node process is stopped (killed past its bound) at the end.
 """
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+import websockets
 
 from conftest import HOST, REPO, clean_env, http_request
 
@@ -333,3 +335,137 @@ def raw_ws(tmp_path, server, send=(), send_delay=0.0, timeout=10.0):
     return NodeScenario("raw_ws.mjs", {"url": ws_url(server), "send": list(send),
                                        "send_delay_ms": int(send_delay * 1000),
                                        "timeout_ms": int(timeout * 1000)}, tmp_path)
+
+
+# ------------------------------------------------------------ protocol clients (python)
+
+class ProtocolClient:
+    """One connection speaking Centrifugo's JSON protocol directly with python3-websockets
+    (CONTRACT 13.1): much lighter than an SDK client in node, for tests that need many
+    connections. A reader task takes every frame (several replies or pushes may share
+    one, a line each), answers the server's `{}` pings with `{}` (unless
+    `answer_pings` is off: a zombie), keeps replies by id and pushes in order, and
+    notes the close code and reason."""
+
+    def __init__(self, ws, name=""):
+        self.ws = ws
+        self.name = name
+        self.next_id = 1
+        self.answer_pings = True
+        self.pings = 0
+        self.pushes = []  # every push, in arrival order
+        self.publications = []  # (channel, data) of each pub push, in arrival order
+        self.unexpected = []  # replies nobody waited for, lines that are not JSON
+        self.connect_reply = None
+        self.client = None  # the connect reply's client id (wsvisor's connection id)
+        self._waiting = {}  # id -> future
+        self.closed = asyncio.Event()
+        self.close_code = None
+        self.close_reason = None
+        self._reader = asyncio.ensure_future(self._read())
+
+    @classmethod
+    async def open(cls, port, token=None, name="", connect=True, timeout=10.0):
+        """Opens the WebSocket on Centrifugo's endpoint and, with `connect`, sends the
+        connect command (with `token` when given) and waits for its reply, which must
+        be a success."""
+        ws = await websockets.connect(f"ws://{HOST}:{port}{WS_PATH}", ping_interval=None,
+                                      open_timeout=timeout, close_timeout=2, max_queue=None,
+                                      max_size=1 << 22)
+        client = cls(ws, name)
+        if connect:
+            try:
+                await client.connect(token, timeout=timeout)
+            except BaseException:
+                await client.abort()
+                raise
+        return client
+
+    async def connect(self, token=None, timeout=10.0):
+        reply = await self.command("connect", {"token": token} if token else {}, timeout)
+        assert "connect" in reply, f"{self.name}: connect failed: {reply}"
+        self.connect_reply = reply["connect"]
+        self.client = self.connect_reply["client"]
+        return self.connect_reply
+
+    async def _read(self):
+        try:
+            async for frame in self.ws:
+                if isinstance(frame, bytes):
+                    self.unexpected.append(frame)
+                    continue
+                for line in frame.split("\n"):
+                    if line.strip():
+                        await self._take(line)
+        except websockets.ConnectionClosed:
+            pass
+        except Exception as e:  # noqa: BLE001 - recorded, the test looks at it
+            self.unexpected.append(f"reader failed: {e!r}")
+        finally:
+            self.close_code = self.ws.close_code
+            self.close_reason = self.ws.close_reason
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(websockets.ConnectionClosed(None, None))
+            self.closed.set()
+
+    async def _take(self, line):
+        try:
+            message = json.loads(line)
+        except ValueError:
+            self.unexpected.append(line)
+            return
+        if message == {}:  # Centrifugo's ping
+            self.pings += 1
+            if self.answer_pings:
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await self.ws.send("{}")
+            return
+        if message.get("id"):
+            future = self._waiting.pop(message["id"], None)
+            if future is not None and not future.done():
+                future.set_result(message)
+            else:
+                self.unexpected.append(message)
+            return
+        push = message.get("push", {})
+        self.pushes.append(push)
+        if "pub" in push:
+            self.publications.append((push.get("channel", ""), push["pub"].get("data")))
+
+    async def command(self, name, body, timeout=10.0):
+        """Sends one command and returns its reply (the whole message)."""
+        command_id = self.next_id
+        self.next_id += 1
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[command_id] = future
+        await self.ws.send(json.dumps({"id": command_id, name: body}))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._waiting.pop(command_id, None)
+
+    async def wait_closed(self, timeout=10.0):
+        """Waits for the connection to end; returns (code, reason)."""
+        await asyncio.wait_for(self.closed.wait(), timeout)
+        return self.close_code, self.close_reason
+
+    async def close(self):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(), 5)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.closed.wait(), 5)
+
+    async def abort(self):
+        """Drops the TCP connection without a close frame."""
+        self.ws.transport.abort()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.closed.wait(), 5)
+
+
+async def close_clients(clients, timeout=20.0):
+    """Closes every client (a close frame each), all at once, within `timeout`."""
+    if clients:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(c.close() for c in clients),
+                                                  return_exceptions=True), timeout)
