@@ -57,63 +57,19 @@ MEM_RUNS=${GW_MEM_RUNS:-2}
 MEM_HOLD=${GW_MEM_HOLD:-12}
 PORT_BASE=${GW_PORT_BASE:-23300}
 API_KEY=bench-gateway-api-key-0123456789
-SERVER_CORE=0
-CLIENT_CORE=1
-HZ=$(getconf CLK_TCK)
 STARTED=$(date +%s)
 
 # shellcheck source=bench/common.sh
-source "$BENCH_DIR/common.sh"  # WSVISOR_COMMON, wait_listening
+source "$BENCH_DIR/common.sh"  # WSVISOR_COMMON, *_CORE, HZ, PIDS, stop_pid, free_port, ...
 
 log() { printf '[gateway %s] %s\n' "$(date +%T)" "$*" >&2; }
 has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
 
-# --- processes we start; only these are ever signalled --------------------------------
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null; done
-  sleep 0.3
-  for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-  return 0
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
-
-stop_pid() {  # pid: TERM, at most 10 s, then KILL
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null
-  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid" 2>/dev/null; log "NOTE: pid $pid did not exit within 10 s of SIGTERM (killed)"; }
-  wait "$pid" 2>/dev/null
-  return 0
-}
-
-free_port() {  # index -> a free port
-  local p=$((PORT_BASE + $1))
-  while ss -Hltn "sport = :$p" | grep -q .; do p=$((p + 50)); done
-  echo "$p"
-}
+stop_pids_on_exit  # only what goes into PIDS is ever signalled
 
 # Nanoseconds the process's threads waited on a run queue (runnable, not running): how
 # much another process on the server's core took from it during a window.
 run_wait_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%d", s}'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-show() {  # jsonl-file python-%-format: the last line formatted
-  tail -1 "$1" | "$PY" -c 'import json, sys; print(sys.argv[1] % json.loads(sys.stdin.read()))' "$2"
-}
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-
-wait_line() {  # file pattern pid [tries of 20 ms, 1500 = 30 s]: 0 once the pattern is in file
-  local i
-  for ((i = 0; i < ${4:-1500}; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    kill -0 "$3" 2>/dev/null || return 1
-    sleep 0.02
-  done
-  return 1
-}
 
 # --- builds ---------------------------------------------------------------------------
 build_peer() {  # name source
@@ -125,8 +81,7 @@ build_peer() {  # name source
 }
 
 mkdir -p "$OUT" "$BIN"
-ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-log "open files limit: $(ulimit -n) (hard $(ulimit -Hn))"
+raise_open_files
 [[ -x $WSVISOR && -x $WSLOAD ]] || { log "no $WSVISOR or $WSLOAD (make build first)"; exit 2; }
 command -v taskset >/dev/null || { log "taskset is missing (util-linux)"; exit 2; }
 build_peer fast_backend "$BENCH_DIR/servers/fast_backend.cpp" & b1=$!
@@ -160,13 +115,6 @@ start_wsvisor() {  # name port-index extra --set...
 stop_wsvisor() { [[ -n ${SRV_PID[$1]:-} ]] && stop_pid "${SRV_PID[$1]}"; SRV_PID[$1]=""; }
 
 gateway_sets() { echo "--set app.mode=gateway --set upstream.url=http://127.0.0.1:$BACKEND_PORT"; }
-
-rotate() {  # "list" offset
-  local -a a=($1)
-  local n=${#a[@]} i out=()
-  for ((i = 0; i < n; i++)); do out+=("${a[$(((i + $2) % n))]}"); done
-  echo "${out[@]}"
-}
 
 # --- phase echo -----------------------------------------------------------------------
 phase_echo() {
@@ -319,12 +267,7 @@ phase_memory() {
 
 # --- summary --------------------------------------------------------------------------
 summarize() {
-  "$PY" - "$OUT" <<'EOF' | tee "$OUT/summary.md"
-import json, os, statistics, sys
-out = sys.argv[1]
-def load(n):
-    p = os.path.join(out, n)
-    return [json.loads(l) for l in open(p) if l.strip()] if os.path.exists(p) else []
+  summarize_jsonl "$OUT" <<'EOF'
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 echo = load("echo.jsonl")
 if echo:

@@ -90,60 +90,15 @@ CONNECT_RATE=5000
 # 10,000 connections a run, several runs a minute: more source addresses than one so
 # that TIME_WAIT never exhausts the ephemeral ports towards one server port.
 SOURCE_ADDRS=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8
-SERVER_CORE=0
-CLIENT_CORE=1
-HZ=$(getconf CLK_TCK)
 STARTED=$(date +%s)
 
 # shellcheck source=bench/common.sh
-source "$BENCH_DIR/common.sh"  # WSVISOR_COMMON, wait_listening
+source "$BENCH_DIR/common.sh"  # WSVISOR_COMMON, *_CORE, HZ, PIDS, stop_pid, free_port, ...
 
 log() { printf '[hub %s] %s\n' "$(date +%T)" "$*" >&2; }
 has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
 
-# --- processes we start; only these are ever signalled --------------------------------
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null; done
-  sleep 0.3
-  for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-  return 0
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
-
-stop_pid() {  # pid: TERM, at most 10 s, then KILL
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null
-  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid" 2>/dev/null; log "NOTE: pid $pid did not exit within 10 s of SIGTERM (killed)"; }
-  wait "$pid" 2>/dev/null
-  return 0
-}
-
-free_port() {  # index -> a free port
-  local p=$((PORT_BASE + $1))
-  while ss -Hltn "sport = :$p" | grep -q .; do p=$((p + 50)); done
-  echo "$p"
-}
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-show() {  # jsonl-file python-%-format: the last line formatted
-  tail -1 "$1" | "$PY" -c 'import json, sys; print(sys.argv[1] % json.loads(sys.stdin.read()))' "$2"
-}
-
-wait_line() {  # file pattern pid [tries of 20 ms, 1500 = 30 s]: 0 once the pattern is in file
-  local i
-  for ((i = 0; i < ${4:-1500}; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    kill -0 "$3" 2>/dev/null || return 1
-    sleep 0.02
-  done
-  return 1
-}
+stop_pids_on_exit  # only what goes into PIDS is ever signalled
 
 # --- the uWS peer's package, outside the repository ----------------------------------
 install_uws() {
@@ -225,14 +180,6 @@ pub_args() {  # peer port
   else
     echo "--protocol uws --port $2 --path /pub"
   fi
-}
-
-rotate() {  # "list" offset
-  local -a a
-  read -ra a <<<"$1"
-  local n=${#a[@]} i out=()
-  for ((i = 0; i < n; i++)); do out+=("${a[$(((i + $2) % n))]}"); done
-  echo "${out[@]}"
 }
 
 # --- phase fanout ---------------------------------------------------------------------
@@ -381,12 +328,7 @@ phase_memory() {
 
 # --- summary --------------------------------------------------------------------------
 summarize() {
-  "$PY" - "$OUT" <<'EOF' | tee "$OUT/summary.md"
-import json, os, statistics, sys
-out = sys.argv[1]
-def load(n):
-    p = os.path.join(out, n)
-    return [json.loads(l) for l in open(p) if l.strip()] if os.path.exists(p) else []
+  summarize_jsonl "$OUT" <<'EOF'
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -434,8 +376,7 @@ EOF
 }
 
 mkdir -p "$OUT"
-ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-log "open files limit: $(ulimit -n) (hard $(ulimit -Hn))"
+raise_open_files
 [[ -x $WSLOAD ]] || { log "no $WSLOAD (cmake --build build --target wsload)"; exit 2; }
 command -v taskset >/dev/null || { log "taskset is missing (util-linux)"; exit 2; }
 command -v curl >/dev/null || { log "curl is missing"; exit 2; }

@@ -189,7 +189,6 @@ stop_server() {  # name [signal]
 }
 
 alive() { [[ -n ${SERVER_PID[$1]:-} ]] && kill -0 "${SERVER_PID[$1]}" 2>/dev/null; }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 established() { ss -Htn state established "( sport = :$1 )" 2>/dev/null | wc -l; }
 note() { log "NOTE: $*"; printf '%s\n' "$*" >>"$RAW/notes.txt"; }
@@ -328,13 +327,6 @@ ensure_alive() {  # name: restart a server that died, noting it
   alive "$1" && return 0
   note "$1 was not running before a measurement: restarted"
   start_server "$1" "${SERVER_PORT[$1]}" --set janitor.ping_interval=1h
-}
-
-rotate() {  # list offset -> list rotated (spreads each server's runs over the phase)
-  local -a a=($1)
-  local n=${#a[@]} i out=()
-  for ((i = 0; i < n; i++)); do out+=("${a[$(((i + $2) % n))]}"); done
-  echo "${out[@]}"
 }
 
 phase_echo() {

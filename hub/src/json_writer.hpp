@@ -7,12 +7,16 @@
 #include <string>
 #include <string_view>
 
+#include "wsvisor/json_text.hpp"
+
 namespace wsvisor::hub::detail {
 
 // Appends `text` as a JSON string, quotes included: '"', '\\' and control characters
 // escaped, and every byte sequence that is not UTF-8 replaced with U+FFFD, so that what
 // comes from outside (user ids, channel names, reasons) always yields valid JSON.
-void append_json_string(std::string& out, std::string_view text);
+inline void append_json_string(std::string& out, std::string_view text) {
+  json_text::append_quoted(out, text, json_text::escapes::shortest);
+}
 
 class json_writer {
  public:

@@ -11,6 +11,8 @@
 #include <ctime>
 #include <set>
 
+#include "wsvisor/json_text.hpp"
+
 namespace wsvisor {
 namespace {
 
@@ -20,38 +22,10 @@ constexpr char kMembersMarker = '\x1e';
 
 std::atomic<log_format> current_format{log_format::text};
 
-// The number of bytes of the well-formed UTF-8 sequence at `text[i]`, or 0.
-std::size_t utf8_sequence(std::string_view text, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
-  const unsigned char lead = byte(i);
-  std::size_t length = 0;
-  uint32_t min = 0;
-  if (lead >= 0xc2 && lead <= 0xdf) {
-    length = 2;
-    min = 0x80;
-  } else if (lead >= 0xe0 && lead <= 0xef) {
-    length = 3;
-    min = 0x800;
-  } else if (lead >= 0xf0 && lead <= 0xf4) {
-    length = 4;
-    min = 0x10000;
-  } else {
-    return 0;
-  }
-  if (i + length > text.size()) return 0;
-  uint32_t code = lead & (0xff >> (length + 1));
-  for (std::size_t k = 1; k < length; ++k) {
-    if ((byte(i + k) & 0xc0) != 0x80) return 0;
-    code = (code << 6) | (byte(i + k) & 0x3f);
-  }
-  if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return 0;
-  return length;
-}
-
-void append_hex_escape(std::string& out, unsigned char c, const char* prefix, int digits) {
+// A text value's escape of a control character: \xHH.
+void append_hex_escape(std::string& out, unsigned char c) {
   static constexpr char hex[] = "0123456789abcdef";
-  out += prefix;
-  if (digits == 4) out += "00";
+  out += "\\x";
   out += hex[c >> 4];
   out += hex[c & 0xf];
 }
@@ -119,39 +93,7 @@ std::set<log_throttle*>& throttles() {
 }  // namespace
 
 void append_json_escaped(std::string& out, std::string_view text) {
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        continue;
-      case '\\':
-        out += "\\\\";
-        continue;
-      case '\n':
-        out += "\\n";
-        continue;
-      case '\r':
-        out += "\\r";
-        continue;
-      case '\t':
-        out += "\\t";
-        continue;
-      default:
-        break;
-    }
-    if (u < 0x20 || u == 0x7f) {
-      append_hex_escape(out, u, "\\u", 4);
-    } else if (u < 0x80) {
-      out += c;
-    } else if (const auto n = utf8_sequence(text, i); n > 0) {
-      out.append(text.substr(i, n));
-      i += n - 1;
-    } else {
-      out += "\\ufffd";  // not UTF-8: JSON text must be
-    }
-  }
+  json_text::append_escaped(out, text, json_text::escapes::controls_as_unicode);
 }
 
 void append_text_value(std::string& out, std::string_view text) {
@@ -180,7 +122,7 @@ void append_text_value(std::string& out, std::string_view text) {
         break;
       default:
         if (u < 0x20 || u == 0x7f)
-          append_hex_escape(out, u, "\\x", 2);
+          append_hex_escape(out, u);
         else
           out += c;  // UTF-8 (or not) bytes from 0x80 up cannot end a line
     }

@@ -71,6 +71,22 @@ std::string cli_error(const std::vector<std::string>& arguments, const environme
   return error_of([&] { run_cli(arguments, env); });
 }
 
+// The switches of a namespace (or of [hub]'s default namespace): presence, join_leave,
+// force_recovery and the six allow_* are `on`, the two *_proxy_enabled `proxies`.
+void check_namespace_switches(const hub_namespace& n, bool on, bool proxies) {
+  CHECK(n.presence == on);
+  CHECK(n.join_leave == on);
+  CHECK(n.force_recovery == on);
+  CHECK(n.allow_subscribe_for_client == on);
+  CHECK(n.allow_subscribe_for_anonymous == on);
+  CHECK(n.allow_publish_for_subscriber == on);
+  CHECK(n.allow_publish_for_client == on);
+  CHECK(n.allow_presence_for_subscriber == on);
+  CHECK(n.allow_history_for_subscriber == on);
+  CHECK(n.subscribe_proxy_enabled == proxies);
+  CHECK(n.publish_proxy_enabled == proxies);
+}
+
 std::string repository_root() {
   if (const char* root = std::getenv("WSVISOR_SOURCE_DIR")) return root;
   const std::string this_file = __FILE__;
@@ -168,19 +184,9 @@ TEST_CASE("without a file every key has its built-in default") {
   CHECK(s.hub.publish_proxy_path.empty());
   CHECK(s.hub.subscribe_proxy_path.empty());
   CHECK(s.hub.defaults.name.empty());
-  CHECK_FALSE(s.hub.defaults.presence);
-  CHECK_FALSE(s.hub.defaults.join_leave);
   CHECK(s.hub.defaults.history_size == 0);
   CHECK(s.hub.defaults.history_ttl == 0s);
-  CHECK_FALSE(s.hub.defaults.force_recovery);
-  CHECK_FALSE(s.hub.defaults.allow_subscribe_for_client);
-  CHECK_FALSE(s.hub.defaults.allow_subscribe_for_anonymous);
-  CHECK_FALSE(s.hub.defaults.allow_publish_for_subscriber);
-  CHECK_FALSE(s.hub.defaults.allow_publish_for_client);
-  CHECK_FALSE(s.hub.defaults.allow_presence_for_subscriber);
-  CHECK_FALSE(s.hub.defaults.allow_history_for_subscriber);
-  CHECK_FALSE(s.hub.defaults.subscribe_proxy_enabled);
-  CHECK_FALSE(s.hub.defaults.publish_proxy_enabled);
+  check_namespace_switches(s.hub.defaults, false, false);
   CHECK(s.hub.namespaces.empty());
   CHECK(s.cluster.node_id.empty());  // the server chooses one at start
 }
@@ -405,19 +411,9 @@ node_id = "ws-eu-1"
   CHECK(s.hub.send_proxy_path == "/centrifugo/send");
   CHECK(s.hub.publish_proxy_path == "/centrifugo/publish");
   CHECK(s.hub.subscribe_proxy_path == "/centrifugo/subscribe");
-  CHECK(s.hub.defaults.presence);
-  CHECK(s.hub.defaults.join_leave);
   CHECK(s.hub.defaults.history_size == 1000000);
   CHECK(s.hub.defaults.history_ttl == 5min);
-  CHECK(s.hub.defaults.force_recovery);
-  CHECK(s.hub.defaults.allow_subscribe_for_client);
-  CHECK(s.hub.defaults.allow_subscribe_for_anonymous);
-  CHECK(s.hub.defaults.allow_publish_for_subscriber);
-  CHECK(s.hub.defaults.allow_publish_for_client);
-  CHECK(s.hub.defaults.allow_presence_for_subscriber);
-  CHECK(s.hub.defaults.allow_history_for_subscriber);
-  CHECK(s.hub.defaults.subscribe_proxy_enabled);
-  CHECK(s.hub.defaults.publish_proxy_enabled);
+  check_namespace_switches(s.hub.defaults, true, true);
   REQUIRE(s.hub.namespaces.size() == 1);
   CHECK(s.hub.namespaces[0].name == "chat");
   CHECK(s.hub.namespaces[0].presence);
@@ -1324,19 +1320,9 @@ allow_subscribe_for_client = true
   REQUIRE(s.hub.namespaces.size() == 3);
   const hub_namespace& chat = s.hub.namespaces[0];
   CHECK(chat.name == "chat");
-  CHECK(chat.presence);
-  CHECK(chat.join_leave);
   CHECK(chat.history_size == 100);
   CHECK(chat.history_ttl == 300s);
-  CHECK(chat.force_recovery);
-  CHECK(chat.allow_subscribe_for_client);
-  CHECK(chat.allow_subscribe_for_anonymous);
-  CHECK(chat.allow_publish_for_subscriber);
-  CHECK(chat.allow_publish_for_client);
-  CHECK(chat.allow_presence_for_subscriber);
-  CHECK(chat.allow_history_for_subscriber);
-  CHECK_FALSE(chat.subscribe_proxy_enabled);
-  CHECK_FALSE(chat.publish_proxy_enabled);
+  check_namespace_switches(chat, true, false);
   // A namespace does not inherit the [hub] keys: those are the default namespace's.
   const hub_namespace& feed = s.hub.namespaces[1];
   CHECK(feed.name == "Feed_2-b");

@@ -2,6 +2,7 @@
 
 #include "wsvisor/frame_header.hpp"
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/websocket/error.hpp>
@@ -83,6 +84,24 @@ void async_open_websocket(WsStream& ws, Runner& runner, websocket::response_type
                          }
                          done(result);
                        });
+  });
+}
+
+void count_open_failure(const OpenResult& result, CounterMap& refusals, CounterMap& errors) {
+  if (result.refused()) {
+    refusals.add(std::to_string(result.status));
+  } else {
+    errors.add(describe(result.phase, result.ec));
+  }
+}
+
+void after_attempt_slot(const Strand& strand, asio::steady_timer& timer, Runner& runner,
+                        std::function<void()> then) {
+  asio::post(strand, [&timer, &runner, then = std::move(then)]() mutable {
+    timer.expires_at(runner.next_attempt_slot());
+    timer.async_wait([then = std::move(then)](boost::system::error_code ec) {
+      if (!ec) then();
+    });
   });
 }
 

@@ -5,7 +5,9 @@
 
 #include "options.hpp"
 #include "runner.hpp"
+#include "stats.hpp"
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/websocket/stream.hpp>
 
@@ -48,6 +50,16 @@ struct OpenResult {
 // response must outlive the operation (the caller's session owns them).
 void async_open_websocket(WsStream& ws, Runner& runner, websocket::response_type& response,
                           std::function<void(OpenResult)> done);
+
+// Counts an open that failed: a refused upgrade under its HTTP status in `refusals`,
+// anything else as "phase: message" in `errors`.
+void count_open_failure(const OpenResult& result, CounterMap& refusals, CounterMap& errors);
+
+// On `strand` (the session's, which `timer` is on): waits for the runner's next attempt
+// slot (--rate), then calls `then` unless the wait was cancelled. `then` holds the
+// session.
+void after_attempt_slot(const Strand& strand, boost::asio::steady_timer& timer, Runner& runner,
+                        std::function<void()> then);
 
 // TCP connect only (bounded by --handshake-timeout), for modes that speak raw bytes.
 void async_open_tcp(beast::tcp_stream& stream, Runner& runner,

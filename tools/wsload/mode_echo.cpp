@@ -68,11 +68,7 @@ class EchoSession : public std::enable_shared_from_this<EchoSession> {
     if (result.ec && stopping_ && result.ec == asio::error::operation_aborted) return;
     if (result.ec) {
       ++stats_.connections_failed;
-      if (result.refused()) {
-        stats_.refusals.add(std::to_string(result.status));
-      } else {
-        stats_.errors.add(describe(result.phase, result.ec));
-      }
+      count_open_failure(result, stats_.refusals, stats_.errors);
       return settled();
     }
     ++stats_.connections_ok;
@@ -224,11 +220,8 @@ class EchoSession : public std::enable_shared_from_this<EchoSession> {
 boost::json::object run_echo(Runner& runner) {
   const Options& options = runner.options();
   EchoStats stats;
-  std::vector<std::shared_ptr<EchoSession>> sessions;
-  sessions.reserve(options.connections);
-  for (int i = 0; i < options.connections; ++i) {
-    sessions.push_back(std::make_shared<EchoSession>(runner, stats, i));
-  }
+  auto sessions = make_sessions(
+      options.connections, [&](int i) { return std::make_shared<EchoSession>(runner, stats, i); });
   // Each connection is bounded by --handshake-timeout twice (TCP connect, then upgrade),
   // so by then every one is up or has failed.
   runner.use_window(2 * options.handshake_timeout_s, options.warmup_s);
@@ -237,24 +230,11 @@ boost::json::object run_echo(Runner& runner) {
            std::to_string(stats.received.load()) + " echoes, " +
            std::to_string(stats.mismatches.load()) + " mismatches";
   });
-  for (auto& session : sessions) session->start();
-  runner.run([&] {
-    for (auto& session : sessions) session->stop();
-  });
+  run_sessions(runner, sessions);
 
   auto window = runner.window();
-  boost::json::object window_json;
-  window_json["ramp_s"] = window.ramp_s;
-  window_json["ramp_bound_hit"] = window.ramp_bound_hit;
-  window_json["all_connected"] =
-      window.ramp_ended && !window.ramp_bound_hit && stats.connections_failed.load() == 0;
-  window_json["warmup_s"] = options.warmup_s;
-  if (window.start_s) {
-    window_json["start_s"] = *window.start_s;
-  } else {
-    window_json["start_s"] = nullptr;
-  }
-  window_json["seconds"] = window.seconds;
+  auto window_json =
+      window.to_json("all_connected", stats.connections_failed.load() == 0, options.warmup_s);
   window_json["messages_received"] = stats.received_in_window.load();
 
   boost::json::object out;
@@ -266,8 +246,7 @@ boost::json::object run_echo(Runner& runner) {
   out["connections_failed"] = stats.connections_failed.load();
   out["messages_sent"] = stats.sent.load();
   out["messages_received"] = stats.received.load();
-  out["messages_per_second"] =
-      window.seconds > 0 ? double(stats.received_in_window.load()) / window.seconds : 0.0;
+  out["messages_per_second"] = window.per_second(stats.received_in_window.load());
   out["latency_us"] = stats.latency_us.to_json();
   out["window"] = window_json;
   out["mismatches"] = stats.mismatches.load();

@@ -369,10 +369,7 @@ boost::json::object run_publish(Runner& runner) {
     return std::to_string(stats.ok.load()) + " published, " + std::to_string(stats.failed.load()) +
            " failed, " + std::to_string(stats.late.load()) + " late";
   });
-  for (auto& publisher : publishers) publisher->start();
-  runner.run([&] {
-    for (auto& publisher : publishers) publisher->stop();
-  });
+  run_sessions(runner, publishers);
 
   auto window = runner.window();
   boost::json::object out;
@@ -384,8 +381,7 @@ boost::json::object run_publish(Runner& runner) {
   out["publications_sent"] = stats.sent.load();
   out["publications_ok"] = stats.ok.load();
   out["publications_failed"] = stats.failed.load();
-  out["publications_per_second"] =
-      window.seconds > 0 ? double(stats.ok_in_window.load()) / window.seconds : 0.0;
+  out["publications_per_second"] = window.per_second(stats.ok_in_window.load());
   out["publish_seconds"] = window.seconds;
   out["response_latency_us"] = stats.response_us.to_json();
   out["late"] = stats.late.load();

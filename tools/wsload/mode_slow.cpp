@@ -113,18 +113,14 @@ boost::json::object run_slow(Runner& runner) {
   const Options& options = runner.options();
   RawStats stats;
   SlowStats slow_stats;
-  std::vector<std::shared_ptr<SlowSession>> sessions;
-  for (int i = 0; i < options.connections; ++i) {
-    sessions.push_back(std::make_shared<SlowSession>(runner, stats, slow_stats, i));
-  }
+  auto sessions = make_sessions(options.connections, [&](int i) {
+    return std::make_shared<SlowSession>(runner, stats, slow_stats, i);
+  });
   runner.set_progress_report([&] {
     return std::to_string(slow_stats.bytes_sent.load()) + " bytes sent, " +
            std::to_string(stats.closed_by_server.total()) + " closed by the server";
   });
-  for (auto& session : sessions) session->start();
-  runner.run([&] {
-    for (auto& session : sessions) session->stop();
-  });
+  run_sessions(runner, sessions);
 
   boost::json::object out;
   out["connections"] = options.connections;

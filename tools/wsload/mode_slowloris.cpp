@@ -44,13 +44,10 @@ class SlowlorisSession : public std::enable_shared_from_this<SlowlorisSession> {
         request_(upgrade_request(options_)) {}
 
   void start() {
-    asio::post(strand_, [self = shared_from_this()] {
-      self->timer_.expires_at(self->runner_.next_attempt_slot());
-      self->timer_.async_wait([self](boost::system::error_code ec) {
-        if (ec || self->done_) return;
-        async_open_tcp(self->stream_, self->runner_,
-                       [self](boost::system::error_code ec) { self->on_connect(ec); });
-      });
+    after_attempt_slot(strand_, timer_, runner_, [self = shared_from_this()] {
+      if (self->done_) return;
+      async_open_tcp(self->stream_, self->runner_,
+                     [self](boost::system::error_code ec) { self->on_connect(ec); });
     });
   }
 
@@ -170,19 +167,14 @@ class SlowlorisSession : public std::enable_shared_from_this<SlowlorisSession> {
 boost::json::object run_slowloris(Runner& runner) {
   const Options& options = runner.options();
   SlowlorisStats stats;
-  std::vector<std::shared_ptr<SlowlorisSession>> sessions;
-  for (int i = 0; i < options.connections; ++i) {
-    sessions.push_back(std::make_shared<SlowlorisSession>(runner, stats));
-  }
+  auto sessions = make_sessions(
+      options.connections, [&](int) { return std::make_shared<SlowlorisSession>(runner, stats); });
   runner.set_progress_report([&] {
     return std::to_string(stats.connected.load()) + " dribbling, " +
            std::to_string(stats.closed_before_upgrade.total()) + " closed before the upgrade";
   });
   stats.unfinished = options.connections;
-  for (auto& session : sessions) session->start();
-  runner.run([&] {
-    for (auto& session : sessions) session->stop();
-  });
+  run_sessions(runner, sessions);
 
   boost::json::object out;
   out["connections"] = options.connections;

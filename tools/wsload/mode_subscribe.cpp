@@ -3,15 +3,12 @@
 // they receive, each timed by the "ts" in its data. As in echo, the rate and latencies
 // count only in the measuring window, after every connection is subscribed (or has
 // failed) and --warmup.
-#include "connection.hpp"
 #include "modes.hpp"
 #include "pubsub.hpp"
 #include "stats.hpp"
+#include "ws_session.hpp"
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 
 #include <deque>
 #include <memory>
@@ -22,9 +19,7 @@ namespace {
 
 namespace asio = boost::asio;
 
-struct SubscribeStats {
-  Counter established{0};
-  Counter failed{0};
+struct SubscribeStats : WsSessionStats {
   Counter connect_ok{0};
   Counter subscribed{0};  // every channel of the connection acknowledged
   Counter settled{0};     // subscribed or failed: the ramp ends when all are
@@ -36,70 +31,28 @@ struct SubscribeStats {
   Counter other_pushes{0};
   Counter unexpected_replies{0};
   Counter malformed{0};
-  Counter closed_by_server{0};
-  Gauge open;
   LatencyHistogram latency_us;  // window only
-  CounterMap refusals;
-  CounterMap errors;
   CounterMap connect_errors;
   CounterMap subscribe_errors;
   CounterMap disconnect_pushes;
-  CounterMap close_codes;
 };
 
 constexpr std::uint32_t kConnectId = 1;
 constexpr std::uint32_t kFirstSubscribeId = 2;
 
-class SubscribeSession : public std::enable_shared_from_this<SubscribeSession> {
+class SubscribeSession : public WsSession {
  public:
   SubscribeSession(Runner& runner, SubscribeStats& stats, const std::vector<std::string>& channels)
-      : runner_(runner),
-        options_(runner.options()),
+      : WsSession(runner, stats),
         stats_(stats),
         channels_(channels),
-        centrifugo_(options_.protocol == "centrifugo"),
-        strand_(asio::make_strand(runner.io())),
-        ws_(strand_),
-        pacing_timer_(strand_) {}
-
-  void start() {
-    asio::post(strand_, [self = shared_from_this()] {
-      self->pacing_timer_.expires_at(self->runner_.next_attempt_slot());
-      self->pacing_timer_.async_wait([self](boost::system::error_code ec) {
-        if (ec || self->stopping_) return;
-        self->open();
-      });
-    });
-  }
-
-  void stop() {
-    asio::post(strand_, [self = shared_from_this()] { self->on_stop(); });
-  }
+        centrifugo_(options_.protocol == "centrifugo") {}
 
  private:
-  void open() {
-    configure_websocket(ws_, options_);
-    async_open_websocket(ws_, runner_, response_,
-                         [self = shared_from_this()](OpenResult result) { self->on_open(result); });
-  }
+  void on_open_failed() override { settle(); }
 
-  void on_open(const OpenResult& result) {
-    if (result.ec) {
-      if (stopping_ && result.ec == asio::error::operation_aborted) return;
-      ++stats_.failed;
-      if (result.refused()) {
-        stats_.refusals.add(std::to_string(result.status));
-      } else {
-        stats_.errors.add(describe(result.phase, result.ec));
-      }
-      return settle();
-    }
-    ++stats_.established;
-    stats_.open.increment();
-    open_ = true;
+  void on_established() override {
     ws_.text(true);
-    if (stopping_) return begin_close();
-    read_next();
     if (centrifugo_) {
       send(connect_command(kConnectId, options_.token));
     } else {
@@ -115,14 +68,7 @@ class SubscribeSession : public std::enable_shared_from_this<SubscribeSession> {
     if (++stats_.settled == std::uint64_t(options_.connections)) runner_.ramp_done();
   }
 
-  void read_next() {
-    ws_.async_read(buffer_, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-      self->on_read(ec);
-    });
-  }
-
-  void on_read(boost::system::error_code ec) {
-    if (ec) return on_closed(ec);
+  void on_message() override {
     auto data = buffer_.cdata();
     std::string_view frame(static_cast<const char*>(data.data()), data.size());
     if (centrifugo_) {
@@ -213,9 +159,8 @@ class SubscribeSession : public std::enable_shared_from_this<SubscribeSession> {
   void write_next() {
     writing_ = true;
     ws_.async_write(asio::buffer(outgoing_.front()),
-                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                      self->on_write(ec);
-                    });
+                    [self = std::static_pointer_cast<SubscribeSession>(shared_from_this())](
+                        boost::system::error_code ec, std::size_t) { self->on_write(ec); });
   }
 
   void on_write(boost::system::error_code ec) {
@@ -233,66 +178,29 @@ class SubscribeSession : public std::enable_shared_from_this<SubscribeSession> {
     if (!outgoing_.empty()) write_next();
   }
 
-  void on_closed(boost::system::error_code ec) {
-    if (!open_) return;
-    open_ = false;
-    stats_.open.decrement();
-    settle();
-    if (closing_) return;
-    ++stats_.closed_by_server;
-    if (ec == websocket::error::closed) {
-      stats_.close_codes.add(std::to_string(ws_.reason().code));
-    } else {
-      stats_.close_codes.add("1006");  // no close frame
-      stats_.errors.add(describe("read", ec));
-    }
-  }
+  void on_ended(bool) override { settle(); }
 
-  void on_stop() {
-    stopping_ = true;
-    pacing_timer_.cancel();
-    if (open_) return begin_close();
-    if (!closing_) beast::get_lowest_layer(ws_).close();  // still connecting
-  }
-
-  void begin_close() {
-    if (closing_) return;
-    if (writing_) {
+  void begin_close() override {
+    if (writing_ && !closing_) {
       // Beast takes one write at a time; the close goes after the one in flight.
       outgoing_.resize(1);
       close_after_write_ = true;
       return;
     }
-    closing_ = true;
-    ws_.async_close(websocket::close_code::normal,
-                    [self = shared_from_this()](boost::system::error_code ec) {
-                      if (ec && ec != asio::error::operation_aborted) {
-                        self->stats_.errors.add(describe("close", ec));
-                      }
-                    });
+    WsSession::begin_close();
   }
 
-  Runner& runner_;
-  const Options& options_;
   SubscribeStats& stats_;
   const std::vector<std::string>& channels_;
   const bool centrifugo_;
-  Strand strand_;
-  WsStream ws_;
-  asio::steady_timer pacing_timer_;
-  websocket::response_type response_;
-  beast::flat_buffer buffer_;
   std::deque<std::string> outgoing_;
   std::size_t subscribe_replies_left_ = 0;
-  bool open_ = false;
   bool connected_ = false;
   bool pong_wanted_ = false;
   bool subscribe_failed_ = false;
   bool settled_ = false;
   bool writing_ = false;
   bool close_after_write_ = false;
-  bool stopping_ = false;
-  bool closing_ = false;
 };
 
 }  // namespace
@@ -303,11 +211,9 @@ boost::json::object run_subscribe(Runner& runner) {
                             ? channel_names(options.channel, options.channels)
                             : std::vector<std::string>{};
   SubscribeStats stats;
-  std::vector<std::shared_ptr<SubscribeSession>> sessions;
-  sessions.reserve(options.connections);
-  for (int i = 0; i < options.connections; ++i) {
-    sessions.push_back(std::make_shared<SubscribeSession>(runner, stats, channels));
-  }
+  auto sessions = make_sessions(options.connections, [&](int) {
+    return std::make_shared<SubscribeSession>(runner, stats, channels);
+  });
   // Paced connections start over connections / --rate seconds; each is then bounded by
   // --handshake-timeout twice (TCP connect, upgrade), and once more for the replies.
   double pacing_s = options.rate > 0 ? options.connections / options.rate : 0.0;
@@ -318,26 +224,13 @@ boost::json::object run_subscribe(Runner& runner) {
            std::to_string(stats.deliveries.load()) + " deliveries, " +
            std::to_string(stats.closed_by_server.load()) + " closed by the server";
   });
-  for (auto& session : sessions) session->start();
   std::int64_t open_at_end = 0;
-  runner.run([&] {
-    open_at_end = stats.open.value();
-    for (auto& session : sessions) session->stop();
-  });
+  run_sessions(runner, sessions, [&] { open_at_end = stats.open.value(); });
 
   auto window = runner.window();
-  boost::json::object window_json;
-  window_json["ramp_s"] = window.ramp_s;
-  window_json["ramp_bound_hit"] = window.ramp_bound_hit;
-  window_json["all_subscribed"] = window.ramp_ended && !window.ramp_bound_hit &&
-                                  stats.subscribed.load() == std::uint64_t(options.connections);
-  window_json["warmup_s"] = options.warmup_s;
-  if (window.start_s) {
-    window_json["start_s"] = *window.start_s;
-  } else {
-    window_json["start_s"] = nullptr;
-  }
-  window_json["seconds"] = window.seconds;
+  auto window_json = window.to_json("all_subscribed",
+                                    stats.subscribed.load() == std::uint64_t(options.connections),
+                                    options.warmup_s);
   window_json["deliveries"] = stats.deliveries_in_window.load();
   window_json["cpu_s"] = window.cpu_s;  // wsload's own: near seconds, the client is the limit
 
@@ -354,8 +247,7 @@ boost::json::object run_subscribe(Runner& runner) {
   }
   out["subscribed"] = stats.subscribed.load();
   out["deliveries"] = stats.deliveries.load();
-  out["deliveries_per_second"] =
-      window.seconds > 0 ? double(stats.deliveries_in_window.load()) / window.seconds : 0.0;
+  out["deliveries_per_second"] = window.per_second(stats.deliveries_in_window.load());
   out["latency_us"] = stats.latency_us.to_json();
   out["window"] = window_json;
   out["deliveries_without_ts"] = stats.without_ts.load();

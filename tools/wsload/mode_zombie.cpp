@@ -11,20 +11,15 @@ namespace wsload {
 boost::json::object run_zombie(Runner& runner) {
   const Options& options = runner.options();
   RawStats stats;
-  std::vector<std::shared_ptr<RawSession>> sessions;
-  sessions.reserve(options.connections);
-  for (int i = 0; i < options.connections; ++i) {
+  auto sessions = make_sessions(options.connections, [&](int i) {
     // A zombie's drain at the end does not wait: its stream was never flowing.
-    sessions.push_back(std::make_shared<RawSession>(runner, stats, i, 0));
-  }
+    return std::make_shared<RawSession>(runner, stats, i, 0);
+  });
   runner.set_progress_report([&] {
     return std::to_string(stats.open.value()) + " silent, " +
            std::to_string(stats.closed_by_server.total()) + " closed by the server";
   });
-  for (auto& session : sessions) session->start();
-  runner.run([&] {
-    for (auto& session : sessions) session->stop();
-  });
+  run_sessions(runner, sessions);
 
   boost::json::object out;
   out["connections"] = options.connections;

@@ -36,12 +36,8 @@ RawSession::RawSession(Runner& runner, RawStats& stats, std::uint64_t id, int dr
       drain_wait_ms_(drain_wait_ms) {}
 
 void RawSession::start() {
-  asio::post(strand_, [self = shared_from_this()] {
-    self->pacing_timer_.expires_at(self->runner_.next_attempt_slot());
-    self->pacing_timer_.async_wait([self](boost::system::error_code ec) {
-      if (ec || self->stopping_) return;
-      self->open();
-    });
+  after_attempt_slot(strand_, pacing_timer_, runner_, [self = shared_from_this()] {
+    if (!self->stopping_) self->open();
   });
 }
 

@@ -48,6 +48,22 @@ void Runner::ramp_done() {
   asio::post(control_, [this] { end_ramp(false); });
 }
 
+boost::json::object Runner::Window::to_json(const char* all_up_key, bool all_up,
+                                            double warmup_s) const {
+  boost::json::object json;
+  json["ramp_s"] = ramp_s;
+  json["ramp_bound_hit"] = ramp_bound_hit;
+  json[all_up_key] = ramp_ended && !ramp_bound_hit && all_up;
+  json["warmup_s"] = warmup_s;
+  if (start_s) {
+    json["start_s"] = *start_s;
+  } else {
+    json["start_s"] = nullptr;
+  }
+  json["seconds"] = seconds;
+  return json;
+}
+
 Runner::Window Runner::window() const {
   Window window;
   auto stopped = soft_stop_at_.load(std::memory_order_acquire);

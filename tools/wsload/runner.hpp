@@ -12,14 +12,18 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/json/object.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace wsload {
 
@@ -64,6 +68,15 @@ class Runner {
     std::optional<double> start_s;  // start to the window's opening; none if it never did
     double seconds = 0;             // the window's opening to the soft stop
     double cpu_s = 0;               // wsload's own CPU time (all threads) in the window
+    // count per second of the window, 0 when it never opened.
+    double per_second(std::uint64_t count) const {
+      return seconds > 0 ? double(count) / seconds : 0.0;
+    }
+    // As JSON, in this order: ramp_s, ramp_bound_hit, `all_up_key` (the ramp ended by
+    // itself, not by its bound, and `all_up`: every connection connected, or subscribed),
+    // warmup_s, start_s (null when the window never opened) and seconds. The mode adds
+    // what it counted in the window.
+    boost::json::object to_json(const char* all_up_key, bool all_up, double warmup_s) const;
   };
   // After run().
   Window window() const;
@@ -128,5 +141,26 @@ class Runner {
   Clock::time_point next_slot_ = Clock::now();
   std::atomic<std::uint64_t> next_source_index_{0};
 };
+
+// The sessions of a mode, one per connection: make(i) is the i-th of `count`.
+template <class Make>
+auto make_sessions(int count, Make make) {
+  std::vector<decltype(make(0))> sessions;
+  sessions.reserve(count);
+  for (int i = 0; i < count; ++i) sessions.push_back(make(i));
+  return sessions;
+}
+
+// Starts every session, runs the runner, and at the soft stop calls at_stop (if set, e.g.
+// to read a gauge before the sessions wind down) and then stop() on every session.
+template <class Session>
+void run_sessions(Runner& runner, const std::vector<std::shared_ptr<Session>>& sessions,
+                  const std::function<void()>& at_stop = {}) {
+  for (auto& session : sessions) session->start();
+  runner.run([&] {
+    if (at_stop) at_stop();
+    for (auto& session : sessions) session->stop();
+  });
+}
 
 }  // namespace wsload

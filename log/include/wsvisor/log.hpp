@@ -94,8 +94,9 @@ class log_field {
 void log_event(spdlog::level::level_enum level, std::string_view event, std::string_view message,
                std::initializer_list<log_field> fields = {});
 
-// Escapes for the two formats (exposed for tests): a JSON string's content, and a text
-// value (bare when it is plain, else quoted).
+// Escapes for the two formats (exposed for tests): a JSON string's content
+// (wsvisor/json_text.hpp's, with \b, \f and DEL as \u00XX), and a text value (bare when
+// it is plain, else quoted).
 void append_json_escaped(std::string& out, std::string_view text);
 void append_text_value(std::string& out, std::string_view text);
 
