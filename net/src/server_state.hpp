@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "wsvisor/client_address.hpp"
 #include "wsvisor/config.hpp"
@@ -18,6 +19,8 @@
 #include "wsvisor/service.hpp"
 
 namespace wsvisor {
+
+class websocket_session;
 
 // Every endpoint a server in app.mode `mode` serves (health, metrics, admin, API), one
 // entry each: the API's differ by mode (hub mode serves Centrifugo's, CONTRACT 13.6).
@@ -55,6 +58,11 @@ struct server_state {
     return boost::asio::make_strand(io);
   }
   const bool single_io_thread = io_thread_count(config) == 1;
+
+  // With one io thread: the sessions whose corked publications wait to be written
+  // (websocket_session::send_shared), drained by one handler for all of them, so that
+  // a publication to N subscribers costs one post, not N. Touched on the io thread only.
+  std::vector<std::shared_ptr<websocket_session>> corked_sessions;
 };
 
 // Connections accepted and not yet upgraded or closed, against a limit

@@ -373,13 +373,31 @@ void websocket_session::enqueue(outbound&& message, bool corked) {
   last_frame_out_ns_.store(now_ns(), std::memory_order_relaxed);
   if (writing_) return;  // on_write takes what is queued
   if (!corked) return do_write();
+  cork();
+}
+
+void websocket_session::cork() {
   if (flush_posted_) return;
   flush_posted_ = true;
-  net::post(ws_.get_executor(), [self = shared_from_this()] {
-    self->flush_posted_ = false;
-    if (!self->writing_ && !self->queue_.empty() && self->phase_ != phase::closed)
-      self->do_write();
-  });
+  if (!state_->single_io_thread) {
+    net::post(ws_.get_executor(), [self = shared_from_this()] { self->write_corked(); });
+    return;
+  }
+  auto& corked = state_->corked_sessions;
+  if (corked.empty())
+    net::post(state_->io, [state = state_] { write_all_corked(*state); });
+  corked.push_back(shared_from_this());
+}
+
+void websocket_session::write_all_corked(server_state& state) {
+  auto corked = std::move(state.corked_sessions);
+  state.corked_sessions.clear();
+  for (auto& session : corked) session->write_corked();
+}
+
+void websocket_session::write_corked() {
+  flush_posted_ = false;
+  if (!writing_ && !queue_.empty() && phase_ != phase::closed) do_write();
 }
 
 void websocket_session::drop_queue() {

@@ -83,6 +83,12 @@ class websocket_session final : public session_port,
   // the current handler (see send_shared).
   void enqueue(outbound&& message, bool corked = false);
   void do_write();
+  // Corked frames (send_shared) are written at the end of the current handler: with one
+  // io thread, by one handler for every corked session (server_state::corked_sessions);
+  // with strands, by one post to this session's strand.
+  void cork();
+  void write_corked();
+  static void write_all_corked(server_state& state);
   void on_write(boost::beast::error_code ec, std::size_t bytes);
   void begin_close();
   void on_close_held();  // Beast wrote a close of its own (see write_coalescing_stream)
