@@ -450,16 +450,38 @@ class hub_application final : public application {
   static void schedule_expiry(connection_state& c) {
     auto& s = session(c);
     const auto generation = ++s.expiry_generation;
-    const auto wait =
-        std::chrono::seconds(std::max<int64_t>(0, *s.expires_at - unix_now())) + kExpiryGrace;
+    // With the refresh proxy the server asks the backend at `exp` (Centrifugo's
+    // proxy-based refresh); without it the client has until the grace is over.
+    const bool proxied = !c.context->config.hub.refresh_proxy_path.empty();
+    const auto wait = std::chrono::seconds(std::max<int64_t>(0, *s.expires_at - unix_now())) +
+                      (proxied ? std::chrono::seconds(0) : kExpiryGrace);
     c.run_later(wait, [generation](connection_handle& later) {
       auto& c = state_of(later);
       auto& s = session(c);
       if (s.expiry_generation != generation || !s.expires_at || *s.expires_at > unix_now()) return;
+      if (!c.context->config.hub.refresh_proxy_path.empty()) return refresh_through_proxy(c);
       log_event(spdlog::level::info, "hub_connection_expired",
                 "the connection's token expired and was not refreshed: closed 3005",
                 {{"id", c.identity.id}, log_field::optional("user", c.identity.user)});
       close_with(c, hub::disconnect_expired, close_reason::application);
+    });
+  }
+
+  static void refresh_through_proxy(connection_state& c) {
+    command cmd;
+    cmd.kind = command_kind::refresh;  // id 0: the server's own, no reply to anyone
+    call_proxy(c, cmd, upstream_hook::refresh, c.context->config.hub.refresh_proxy_path,
+               proxy_base(c));
+  }
+
+  // The refresh proxy did not answer usably: the connection stays (a backend failure
+  // never fails it), and the backend is asked again after the grace.
+  static void retry_refresh(connection_state& c) {
+    auto& s = session(c);
+    const auto generation = ++s.expiry_generation;
+    c.run_later(kExpiryGrace, [generation](connection_handle& later) {
+      auto& c = state_of(later);
+      if (session(c).expiry_generation == generation) refresh_through_proxy(c);
     });
   }
 
@@ -805,6 +827,7 @@ class hub_application final : public application {
   static void proxy_answered(connection_state& c, const command& cmd,
                              const upstream_result& result) {
     auto fail = [&] {
+      if (cmd.kind == command_kind::refresh && cmd.id == 0) return retry_refresh(c);
       if (cmd.kind == command_kind::connect)
         session(c).stage = hub_session::phase::awaiting_connect;
       if (cmd.kind == command_kind::subscribe) session(c).channels.erase(cmd.channel);
@@ -837,6 +860,7 @@ class hub_application final : public application {
                     close_reason::application);
       return;
     }
+    if (cmd.kind == command_kind::refresh && cmd.id == 0 && object.contains("error")) return fail();
     if (const auto* error = object.if_contains("error"); error && error->is_object()) {
       const auto& e = error->as_object();
       const auto* code = e.if_contains("code");
@@ -892,6 +916,25 @@ class hub_application final : public application {
         if (const auto* replaced = r.if_contains("data")) data = json::serialize(*replaced);
         const auto* skip = r.if_contains("skip_history");
         return publish_to_hub(c, cmd, std::move(data), skip && skip->is_bool() && skip->as_bool());
+      }
+      case command_kind::refresh: {
+        // Centrifugo's refresh proxy result: {"expired":true}, or a new expire_at (and info).
+        auto& s = session(c);
+        const auto* expired = r.if_contains("expired");
+        const auto* expire_at = r.if_contains("expire_at");
+        if (expired && expired->is_bool() && expired->as_bool()) {
+          log_event(spdlog::level::info, "hub_connection_expired",
+                    "the refresh proxy says the connection expired: closed 3005",
+                    {{"id", c.identity.id}, log_field::optional("user", c.identity.user)});
+          return close_with(c, hub::disconnect_expired, close_reason::application);
+        }
+        if (!expire_at || !expire_at->is_int64() || expire_at->as_int64() <= unix_now())
+          return fail();
+        s.expires_at = expire_at->as_int64();
+        if (const auto info = raw("info"); !info.empty()) s.conn_info = info;
+        count(c, cmd.kind, true);
+        schedule_expiry(c);
+        return;
       }
       case command_kind::rpc: {
         count(c, cmd.kind, true);
