@@ -487,22 +487,8 @@ class hub_application final : public application {
 
   // ---- channels (13.2, 13.3) ----
 
-  struct checked_channel {
-    std::optional<hub::channel_name> name;
-    const hub_namespace* ns = nullptr;
-    std::optional<error_code> error;
-  };
-
-  static checked_channel check_channel(connection_state& c, const std::string& channel) {
-    checked_channel checked;
-    checked.name = hub::parse_channel(channel, c.context->config.hub);
-    if (!checked.name) {
-      checked.error = error_code::bad_request;
-      return checked;
-    }
-    checked.ns = hub::find_namespace(c.context->config.hub, checked.name->ns);
-    if (!checked.ns) checked.error = error_code::unknown_channel;
-    return checked;
+  static hub::resolved_channel check_channel(connection_state& c, const std::string& channel) {
+    return hub::resolve_channel(channel, c.context->config.hub);
   }
 
   static bool subscribed(connection_state& c, const std::string& channel) {

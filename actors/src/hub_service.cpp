@@ -32,24 +32,8 @@ uint32_t code_of(hub::error_code code) {
   return static_cast<uint32_t>(code);
 }
 
-// The namespace of a channel, or why it has none: 107 for a name that is not one (empty,
-// too long), 102 for a namespace the configuration does not define.
-struct resolved_channel {
-  uint32_t error = kOk;
-  std::optional<hub::channel_name> name;
-  const hub_namespace* ns = nullptr;
-};
-
-resolved_channel resolve(const service_context& context, const std::string& channel) {
-  resolved_channel resolved;
-  resolved.name = hub::parse_channel(channel, context.config.hub);
-  if (!resolved.name) {
-    resolved.error = code_of(hub::error_code::bad_request);
-    return resolved;
-  }
-  resolved.ns = hub::find_namespace(context.config.hub, resolved.name->ns);
-  if (!resolved.ns) resolved.error = code_of(hub::error_code::unknown_channel);
-  return resolved;
+hub::resolved_channel resolve(const service_context& context, const std::string& channel) {
+  return hub::resolve_channel(channel, context.config.hub);
 }
 
 hub_channel& channel_for(self_ptr self, const std::string& name, const hub_namespace& ns) {
@@ -199,12 +183,14 @@ hub_joined join(self_ptr self, hub_join& request) {
   auto& context = *state.context;
   hub_joined outcome;
   // Everything is checked before anything changes: a join is all or nothing.
+  std::vector<const hub_namespace*> namespaces;  // of each channel, in order
   for (const auto& wanted : request.channels) {
     auto resolved = resolve(context, wanted.channel);
-    if (resolved.error != kOk) {
-      outcome.error = resolved.error;
+    if (resolved.error) {
+      outcome.error = code_of(*resolved.error);
       return outcome;
     }
+    namespaces.push_back(resolved.ns);
     auto existing = state.channels.find(wanted.channel);
     if (existing != state.channels.end() &&
         existing->second.subscribers.count(request.connection.address())) {
@@ -214,9 +200,9 @@ hub_joined join(self_ptr self, hub_join& request) {
   }
   std::vector<std::string> frames;
   std::vector<std::pair<std::string, hub::subscribe_result>> results;
-  for (const auto& wanted : request.channels) {
-    auto resolved = resolve(context, wanted.channel);
-    auto& channel = channel_for(self, wanted.channel, *resolved.ns);
+  for (std::size_t i = 0; i < request.channels.size(); ++i) {
+    const auto& wanted = request.channels[i];
+    auto& channel = channel_for(self, wanted.channel, *namespaces[i]);
     add_subscriber(self, wanted.channel, channel, request, wanted);
     auto result = subscribe_result_of(self, channel, wanted);
     switch (request.how) {
@@ -259,8 +245,8 @@ hub_published publish(self_ptr self, hub_publish& request) {
   auto& context = *state.context;
   hub_published outcome;
   auto resolved = resolve(context, request.channel);
-  if (resolved.error != kOk) {
-    outcome.error = resolved.error;
+  if (resolved.error) {
+    outcome.error = code_of(*resolved.error);
     return outcome;
   }
   const auto now = context.now();
@@ -302,8 +288,8 @@ hub_history_answer history(self_ptr self, const hub_history_query& query) {
   auto& context = *state.context;
   hub_history_answer answer;
   auto resolved = resolve(context, query.channel);
-  if (resolved.error != kOk) {
-    answer.error = resolved.error;
+  if (resolved.error) {
+    answer.error = code_of(*resolved.error);
     return answer;
   }
   if (!hub::keeps_history(*resolved.ns)) {
@@ -327,8 +313,8 @@ hub_presence_answer presence(self_ptr self, const std::string& name) {
   auto& state = self->state;
   hub_presence_answer answer;
   auto resolved = resolve(*state.context, name);
-  if (resolved.error != kOk) {
-    answer.error = resolved.error;
+  if (resolved.error) {
+    answer.error = code_of(*resolved.error);
     return answer;
   }
   if (!resolved.ns->presence) {
@@ -553,7 +539,7 @@ hub_api_reply api_history_remove(self_ptr self, const json::object& params) {
   if (!channel || channel->empty())
     return api_error(code_of(hub::error_code::bad_request), "\"channel\" is required");
   auto resolved = resolve(*self->state.context, *channel);
-  if (resolved.error != kOk) return api_error(resolved.error);
+  if (resolved.error) return api_error(code_of(*resolved.error));
   if (!hub::keeps_history(*resolved.ns)) return api_error(code_of(hub::error_code::not_available));
   if (auto it = self->state.channels.find(*channel);
       it != self->state.channels.end() && it->second.history)

@@ -484,10 +484,10 @@ void service::hub_call(std::string method, boost::json::object params,
       auto channel = text_param(params, "channel");
       if (!channel || channel->empty())
         return done(hub_error(hub::error_code::bad_request, "\"channel\" is required"));
-      auto name = hub::parse_channel(*channel, context->config.hub);
-      if (!name) return done(hub_error(hub::error_code::bad_request, "not a channel name"));
-      if (!hub::find_namespace(context->config.hub, name->ns))
-        return done(hub_error(hub::error_code::unknown_channel));
+      const auto resolved = hub::resolve_channel(*channel, context->config.hub);
+      if (resolved.error == hub::error_code::bad_request)
+        return done(hub_error(*resolved.error, "not a channel name"));
+      if (resolved.error) return done(hub_error(*resolved.error));
       return for_hub_target(
           *context, to,
           [channel = *channel](connection_handle& connection) {

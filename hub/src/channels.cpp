@@ -35,6 +35,18 @@ const hub_namespace* find_namespace(const hub_settings& hub, std::string_view ns
   return nullptr;
 }
 
+resolved_channel resolve_channel(std::string_view channel, const hub_settings& hub) {
+  resolved_channel resolved;
+  resolved.name = parse_channel(channel, hub);
+  if (!resolved.name) {
+    resolved.error = error_code::bad_request;
+    return resolved;
+  }
+  resolved.ns = find_namespace(hub, resolved.name->ns);
+  if (!resolved.ns) resolved.error = error_code::unknown_channel;
+  return resolved;
+}
+
 bool user_may_access(const channel_name& channel, std::string_view user) {
   if (!channel.user_limited) return true;
   if (user.empty()) return false;

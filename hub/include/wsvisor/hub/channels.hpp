@@ -30,6 +30,16 @@ std::optional<channel_name> parse_channel(std::string_view channel, const hub_se
 // (error_code::unknown_channel).
 const hub_namespace* find_namespace(const hub_settings& hub, std::string_view ns);
 
+// A channel name with its namespace, or why it has none: bad_request for a name that is
+// not one (parse_channel's nullopt), unknown_channel for a namespace `hub` does not
+// define. What every command and API method that names a channel checks first.
+struct resolved_channel {
+  std::optional<channel_name> name;
+  const hub_namespace* ns = nullptr;  // set when error is nullopt
+  std::optional<error_code> error;
+};
+resolved_channel resolve_channel(std::string_view channel, const hub_settings& hub);
+
 // Whether `user` may be in a user-limited channel: always when the channel is not user
 // limited; else only a user listed (an anonymous user, "", never).
 bool user_may_access(const channel_name& channel, std::string_view user);
