@@ -443,6 +443,74 @@ std::string without_credentials(const std::string& url) {
   return url.substr(0, start) + redacted + url.substr(at);
 }
 
+// cluster.redis_url: redis://host[:port][/db], host a name, an IPv4 address or a bracketed
+// IPv6 one. No credentials in the URL (the file is not the place for a password) and no
+// rediss:// (TLS to Redis is not built).
+struct redis_address {
+  std::string host;
+  uint16_t port = 6379;
+  unsigned database = 0;
+};
+
+std::optional<redis_address> parse_redis_url(const std::string& text, std::string& hint) {
+  const std::string scheme = "redis://";
+  if (lower_case(text.substr(0, scheme.size())) != scheme) {
+    hint = lower_case(text.substr(0, 9)) == "rediss://"
+               ? "TLS to Redis (rediss://) is not supported: reach Redis over a private network"
+               : "the scheme must be redis://, e.g. \"redis://127.0.0.1:6379/0\"";
+    return std::nullopt;
+  }
+  const std::string rest = text.substr(scheme.size());
+  const size_t authority_end = std::min(rest.find('/'), rest.size());
+  const std::string authority = rest.substr(0, authority_end);
+  if (authority.find('@') != std::string::npos) {
+    hint = "no user:password@ in the URL: set WSVISOR_CLUSTER_REDIS_PASSWORD";
+    return std::nullopt;
+  }
+  redis_address address;
+  std::string port;
+  if (!authority.empty() && authority.front() == '[') {
+    const size_t close = authority.find(']');
+    if (close == std::string::npos || !is_ipv6(authority.substr(1, close - 1))) {
+      hint = "brackets hold an IPv6 address, e.g. \"redis://[::1]:6379\"";
+      return std::nullopt;
+    }
+    address.host = authority.substr(1, close - 1);
+    const std::string after = authority.substr(close + 1);
+    if (!after.empty() && after.front() != ':') {
+      hint = "after \"]\" comes \":port\" or \"/db\"";
+      return std::nullopt;
+    }
+    if (!after.empty()) port = after.substr(1);
+  } else {
+    const size_t colon = authority.find(':');
+    address.host = authority.substr(0, colon);
+    if (colon != std::string::npos) port = authority.substr(colon + 1);
+  }
+  if (address.host.empty() || !(is_ipv6(address.host) || is_host_name(address.host))) {
+    hint = "the host is missing or not a host name (write redis://host[:port][/db])";
+    return std::nullopt;
+  }
+  const bool has_port = authority.find(':') != std::string::npos && authority.front() != '[';
+  if (has_port || !port.empty()) {
+    if (!is_port_text(port, 1)) {
+      hint = "the port is 1 to 65535";
+      return std::nullopt;
+    }
+    address.port = static_cast<uint16_t>(std::stoul(port));
+  }
+  std::string database = authority_end < rest.size() ? rest.substr(authority_end + 1) : "";
+  if (!database.empty()) {
+    if (database.size() > 5 || !std::all_of(database.begin(), database.end(), is_digit) ||
+        std::stoul(database) > 15) {
+      hint = "the database after \"/\" is a number from 0 to 15 (Redis's default count)";
+      return std::nullopt;
+    }
+    address.database = static_cast<unsigned>(std::stoul(database));
+  }
+  return address;
+}
+
 // What kind of URL a key takes: a base (upstream.url: the hook paths are appended, so no
 // query) or a full one (events.url: the request goes to it as it is).
 struct url_rules {
@@ -1179,12 +1247,43 @@ const std::vector<key_spec>& key_table() {
       table.push_back(std::move(option));
     table.push_back(namespaces_key());
 
-    table.push_back(
+    const std::vector<key_spec> cluster_keys = {
+      choice_key("cluster", "mode", [](auto& s) -> auto& { return s.cluster.mode; },
+                 {"off", "redis"}),
+      checked_text_key("cluster", "redis_url", [](auto& s) -> auto& { return s.cluster.redis_url; },
+                       [](const std::string& text, std::string& hint) -> std::optional<std::string> {
+                         if (!parse_redis_url(text, hint)) return std::nullopt;
+                         return text;
+                       },
+                       "a URL redis://host[:port][/db], e.g. \"redis://127.0.0.1:6379/0\"",
+                       without_credentials),
+      secret_key("cluster", "redis_password",
+                 [](auto& s) -> auto& { return s.cluster.redis_password; }),
+      checked_text_key("cluster", "prefix", [](auto& s) -> auto& { return s.cluster.prefix; },
+                       [](const std::string& text, std::string& hint) {
+                         return checked_name(text, 64, "_-:.", hint);
+                       },
+                       "1 to 64 characters of a-z, A-Z, 0-9 and \"_-:.\", e.g. \"wsvisor\""),
       checked_text_key("cluster", "node_id", [](auto& s) -> auto& { return s.cluster.node_id; },
                        checked_node_id,
                        "\"\" (the host name and 6 random hex digits, chosen at start) or 1 to 64 "
                        "characters of a-z, 0-9 and \"-\", not starting or ending with \"-\", e.g. "
-                       "\"ws-eu-1\""));
+                       "\"ws-eu-1\""),
+      duration_key("cluster", "lease_ttl", [](auto& s) -> auto& { return s.cluster.lease_ttl; },
+                   positive, positive_duration),
+      duration_key("cluster", "lease_refresh",
+                   [](auto& s) -> auto& { return s.cluster.lease_refresh; }, positive,
+                   positive_duration),
+      duration_key("cluster", "probe_interval",
+                   [](auto& s) -> auto& { return s.cluster.probe_interval; }, positive,
+                   positive_duration),
+      choice_key("cluster", "on_redis_down",
+                 [](auto& s) -> auto& { return s.cluster.on_redis_down; }, {"local", "reject"}),
+      duration_key("cluster", "api_timeout",
+                   [](auto& s) -> auto& { return s.cluster.api_timeout; }, positive,
+                   positive_duration),
+    };
+    for (const auto& key : cluster_keys) table.push_back(key);
     // clang-format on
     return table;
   }();
@@ -1633,6 +1732,7 @@ class settings_builder {
     require_no_longer("upstream.backoff_min", result_.upstream.backoff_min, "upstream.backoff_max",
                       result_.upstream.backoff_max);
     check_forward_headers_are_distinct();
+    finish_cluster();
 
     if (result_.auth.mode == "jwt" && result_.auth.jwt_secret.empty())
       fail(origin_of("auth.mode"), "auth.jwt_secret",
@@ -1861,6 +1961,24 @@ class settings_builder {
     fail(origin_of(key), key,
          "expected a duration no longer than " + limit_key + " (" + format_duration(limit) +
              note(limit_key) + "), got \"" + format_duration(value) + "\"");
+  }
+
+  // cluster.redis_url split for the client (the key's check accepted it), and a lease
+  // that is refreshed before it can expire.
+  void finish_cluster() {
+    auto& cluster = result_.cluster;
+    std::string hint;
+    const auto address = parse_redis_url(cluster.redis_url, hint);
+    if (!address) fail(origin_of("cluster.redis_url"), "cluster.redis_url", hint);
+    cluster.redis_host = address->host;
+    cluster.redis_port = address->port;
+    cluster.redis_database = address->database;
+    if (cluster.lease_refresh >= cluster.lease_ttl)
+      fail(origin_of("cluster.lease_refresh"), "cluster.lease_refresh",
+           "expected a duration below cluster.lease_ttl (" + format_duration(cluster.lease_ttl) +
+               note("cluster.lease_ttl") +
+               ") so that a live node refreshes its lease before it expires, got \"" +
+               format_duration(cluster.lease_refresh) + "\"");
   }
 
   // Header names are case-insensitive, and the connect hook sends the forwarded ones as

@@ -1256,6 +1256,62 @@ TEST_CASE("app.mode: echo, gateway, hub, or a name an embedding program register
   CHECK(contains(load_error("app.mode = 1"), expected + "1"));
 }
 
+TEST_CASE("cluster: defaults, the Redis URL split, and the password from the environment only") {
+  const settings defaults = load(std::nullopt);
+  CHECK(defaults.cluster.mode == "off");
+  CHECK_FALSE(defaults.cluster.enabled());
+  CHECK(defaults.cluster.redis_host == "127.0.0.1");
+  CHECK(defaults.cluster.redis_port == 6379);
+  CHECK(defaults.cluster.redis_database == 0);
+  CHECK(defaults.cluster.prefix == "wsvisor");
+  CHECK(defaults.cluster.lease_ttl == std::chrono::seconds(10));
+  CHECK(defaults.cluster.lease_refresh == std::chrono::seconds(3));
+  CHECK(defaults.cluster.probe_interval == std::chrono::seconds(5));
+  CHECK(defaults.cluster.on_redis_down == "local");
+  CHECK(defaults.cluster.api_timeout == std::chrono::seconds(1));
+
+  const settings s = load("[cluster]\nmode = \"redis\"\nredis_url = \"redis://cache.internal:6390/3\"\n",
+                          {{"WSVISOR_CLUSTER_REDIS_PASSWORD", "s3cret"}});
+  CHECK(s.cluster.enabled());
+  CHECK(s.cluster.redis_host == "cache.internal");
+  CHECK(s.cluster.redis_port == 6390);
+  CHECK(s.cluster.redis_database == 3);
+  CHECK(s.cluster.redis_password == "s3cret");
+  const settings v6 = load(std::nullopt, {}, {"cluster.redis_url=redis://[::1]"});
+  CHECK(v6.cluster.redis_host == "::1");
+  CHECK(v6.cluster.redis_port == 6379);
+
+  const std::string expected =
+      "cluster.redis_url: expected a URL redis://host[:port][/db], e.g. "
+      "\"redis://127.0.0.1:6379/0\", got ";
+  CHECK(load_error("[cluster]\nredis_url = \"http://h:6379\"\n") ==
+        "config error: test.toml:2: " + expected +
+            "\"http://h:6379\": the scheme must be redis://, e.g. \"redis://127.0.0.1:6379/0\"");
+  // The password never shows, and the fix is named.
+  const std::string with_password =
+      load_error("[cluster]\nredis_url = \"redis://:hunter2@h:6379\"\n");
+  CHECK_FALSE(contains(with_password, "hunter2"));
+  CHECK(contains(with_password, "set WSVISOR_CLUSTER_REDIS_PASSWORD"));
+  CHECK(contains(load_error(std::nullopt, {}, {"cluster.redis_url=redis://h:0"}),
+                 "the port is 1 to 65535"));
+  CHECK(contains(load_error(std::nullopt, {}, {"cluster.redis_url=redis://h:6379/16"}),
+                 "a number from 0 to 15"));
+  CHECK(contains(load_error(std::nullopt, {}, {"cluster.redis_url=rediss://h"}),
+                 "TLS to Redis (rediss://) is not supported"));
+  CHECK(contains(load_error(std::nullopt, {}, {"cluster.redis_url=redis://"}),
+                 "the host is missing"));
+  CHECK(contains(load_error(std::nullopt, {}, {"cluster.mode=sentinel"}),
+                 "cluster.mode: expected one of \"off\", \"redis\""));
+  CHECK(contains(load_error(std::nullopt, {}, {"cluster.on_redis_down=drop"}),
+                 "expected one of \"local\", \"reject\""));
+  CHECK(contains(load_error("[cluster]\nredis_password = \"x\"\n"),
+                 "WSVISOR_CLUSTER_REDIS_PASSWORD"));
+  CHECK(load_error(std::nullopt, {}, {"cluster.lease_refresh=10s"}) ==
+        "config error: --set cluster.lease_refresh=10s: cluster.lease_refresh: expected a "
+        "duration below cluster.lease_ttl (10s, the default) so that a live node refreshes its lease before it expires, got "
+        "\"10s\"");
+}
+
 TEST_CASE("cluster.node_id: \"\" or 1 to 64 of [a-z0-9-], no \"-\" at either end") {
   const std::string longest(64, 'n');
   for (const std::string id : {"", "a", "0", "ws-1", "a-b-c", "web-7f3a9c", longest.c_str()}) {
@@ -1712,8 +1768,8 @@ TEST_CASE("a key above every [section] says which section it belongs under") {
         "[server] allowed_origins = [\"https://a.b\"]");
   // A name two sections share: both are offered.
   CHECK(contains(load_error("mode = \"echo\"\n"),
-                 "`mode` belongs under [auth] or [app]: write it as [auth] mode = \"echo\" or "
-                 "[app] mode = \"echo\""));
+                 "`mode` belongs under [auth] or [app] or [cluster]: write it as [auth] mode = "
+                 "\"echo\" or [app] mode = \"echo\" or [cluster] mode = \"echo\""));
   // A secret is not echoed: it belongs in the environment.
   const std::string secret = load_error("token = \"hunter2-hunter2\"\n");
   CHECK(contains(secret, "test.toml:1: admin.token: "));
@@ -1814,7 +1870,7 @@ TEST_CASE("a negative duration is refused as negative, for every duration key") 
       CHECK_FALSE(contains(message, "with a unit"));
     }
   }
-  CHECK(duration_keys == 24);
+  CHECK(duration_keys == 28);
 }
 
 TEST_CASE("render_effective prints every key as TOML that reads back to the same settings") {
@@ -2073,8 +2129,8 @@ TEST_CASE("config/wsvisor.toml documents exactly the built-in defaults") {
     CHECK(documented.count(key) == 1);
   }
   // The keys of CONTRACT sections 2, 11, 12 and 13 (hub.namespaces, printed as tables of
-  // its own, is none of these lines), cluster.node_id and auth.allow_weak_secret.
-  CHECK(rendered.size() == 99);
+  // its own, is none of these lines), section 14's cluster keys and auth.allow_weak_secret.
+  CHECK(rendered.size() == 108);
 }
 
 TEST_CASE("command line: --help, --version, --check-config and running") {
@@ -2086,7 +2142,8 @@ TEST_CASE("command line: --help, --version, --check-config and running") {
   CHECK(contains(help.help_text,
                  "Secrets come only from the environment: WSVISOR_AUTH_JWT_SECRET "
                  "(auth.jwt_secret), WSVISOR_ADMIN_TOKEN (admin.token), WSVISOR_UPSTREAM_TOKEN "
-                 "(upstream.token) and WSVISOR_API_KEY (api.key)."));
+                 "(upstream.token), WSVISOR_API_KEY (api.key) and WSVISOR_CLUSTER_REDIS_PASSWORD "
+                 "(cluster.redis_password)."));
   CHECK(run_cli({"-h"}).action == cli_action::help);
   // Asking for help works even when the rest would fail.
   CHECK(run_cli({"--help", "--config", "/nonexistent.toml"}).action == cli_action::help);

@@ -182,11 +182,27 @@ struct hub_settings {
   std::vector<hub_namespace> namespaces;  // [[hub.namespaces]]
 };
 
-// Cluster mode (CONTRACT 14); only node_id for now, the other keys come with cluster mode.
+// Cluster mode (CONTRACT 14): several nodes over one Redis.
 struct cluster_settings {
+  std::string mode = "off";  // "off" | "redis"
+  // cluster.redis_url, parsed: redis://host[:port][/db]. The password is a secret of its
+  // own (WSVISOR_CLUSTER_REDIS_PASSWORD), never part of the URL.
+  std::string redis_url = "redis://127.0.0.1:6379/0";
+  std::string redis_host = "127.0.0.1";
+  uint16_t redis_port = 6379;
+  unsigned redis_database = 0;
+  std::string redis_password;
+  std::string prefix = "wsvisor";  // every Redis key and channel starts with "<prefix>:"
   // "" = the server chooses one at start: the host name (lower case, [a-z0-9-]) plus "-" and
   // 6 random hex digits, checked with is_valid_node_id. The loader does no I/O.
   std::string node_id;
+  std::chrono::milliseconds lease_ttl{10000};
+  std::chrono::milliseconds lease_refresh{3000};
+  std::chrono::milliseconds probe_interval{5000};
+  std::string on_redis_down = "local";  // "local" | "reject"
+  std::chrono::milliseconds api_timeout{1000};
+
+  bool enabled() const { return mode == "redis"; }
 };
 
 struct settings {
