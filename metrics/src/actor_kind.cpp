@@ -18,6 +18,8 @@ const char* to_string(actor_kind k) {
       return "events";
     case actor_kind::hub:
       return "hub";
+    case actor_kind::cluster:
+      return "cluster";
     case actor_kind::count_:
       break;
   }

@@ -34,6 +34,8 @@ const char* to_string(close_reason r) {
       return "api";
     case close_reason::application:
       return "application";
+    case close_reason::node_lost:
+      return "node_lost";
     case close_reason::count_:
       break;
   }

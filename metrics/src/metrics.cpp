@@ -266,6 +266,24 @@ struct metrics::impl {
           .Name("wsvisor_hub_commands_total")
           .Help("Hub mode: client commands, by command and result")
           .Register(registry);
+  prometheus::Gauge& cluster_degraded =
+      single_gauge(registry, "wsvisor_cluster_degraded",
+                   "Cluster mode: 1 while Redis is unreachable (cluster.on_redis_down applies)");
+  prometheus::Gauge& cluster_nodes = single_gauge(registry, "wsvisor_cluster_nodes",
+                                                  "Cluster mode: nodes with a live lease");
+  prometheus::Family<prometheus::Counter>& cluster_messages =
+      prometheus::BuildCounter()
+          .Name("wsvisor_cluster_messages_total")
+          .Help("Cluster mode: messages over Redis Pub/Sub, by direction")
+          .Register(registry);
+  prometheus::Counter& cluster_messages_in = cluster_messages.Add({{"direction", "in"}});
+  prometheus::Counter& cluster_messages_out = cluster_messages.Add({{"direction", "out"}});
+  prometheus::Counter& cluster_reaped =
+      single_counter(registry, "wsvisor_cluster_reaped_total",
+                     "Cluster mode: connections of dead nodes this node reaped (node_lost)");
+  prometheus::Counter& cluster_pubsub_restarts =
+      single_counter(registry, "wsvisor_cluster_pubsub_restarts_total",
+                     "Cluster mode: Pub/Sub subscriptions restarted after a failed probe");
 };
 
 metrics::metrics() : impl_(std::make_unique<impl>()) {}
@@ -364,6 +382,21 @@ prometheus::Gauge& metrics::hub_subscriptions() {
 }
 prometheus::Gauge& metrics::hub_channels() {
   return impl_->hub_channels;
+}
+prometheus::Gauge& metrics::cluster_degraded() {
+  return impl_->cluster_degraded;
+}
+prometheus::Gauge& metrics::cluster_nodes() {
+  return impl_->cluster_nodes;
+}
+prometheus::Counter& metrics::cluster_messages(bool inbound) {
+  return inbound ? impl_->cluster_messages_in : impl_->cluster_messages_out;
+}
+prometheus::Counter& metrics::cluster_reaped() {
+  return impl_->cluster_reaped;
+}
+prometheus::Counter& metrics::cluster_pubsub_restarts() {
+  return impl_->cluster_pubsub_restarts;
 }
 prometheus::Counter& metrics::publications() {
   return impl_->publications;

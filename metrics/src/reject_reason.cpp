@@ -30,6 +30,8 @@ const char* to_string(reject_reason r) {
       return "upstream_unavailable";
     case reject_reason::upstream_busy:
       return "upstream_busy";
+    case reject_reason::cluster_unavailable:
+      return "cluster_unavailable";
     case reject_reason::count_:
       break;
   }

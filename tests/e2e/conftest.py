@@ -45,16 +45,17 @@ STOP_TIMEOUT = 15.0  # seconds for a SIGTERM'd idle server to exit (drain_timeou
 CLOSE_REASONS = [
     "client", "zombie", "idle", "lifetime", "slow_consumer", "rate_limit", "evicted",
     "drain", "admin", "protocol_error", "restart_budget", "shard_down", "handshake_failed",
-    "api", "application",
+    "api", "application", "node_lost",
 ]
 REJECT_REASONS = [
     "starting", "draining", "rate_limited", "forbidden_origin", "unauthorized", "ip_limit",
     "user_limit", "server_full", "guard_unavailable", "handshake_limit",
-    "rejected", "upstream_unavailable", "upstream_busy",
+    "rejected", "upstream_unavailable", "upstream_busy", "cluster_unavailable",
 ]
 EVICTION_REASONS = ["zombie", "idle", "lifetime", "slow_consumer", "emergency", "drain", "admin"]
 SWEEP_KINDS = ["periodic", "emergency", "admin"]
-RESTART_ACTORS = ["connection", "limit_guard", "janitor", "shard", "upstream", "events"]
+RESTART_ACTORS = ["connection", "limit_guard", "janitor", "shard", "upstream", "events", "hub",
+                  "cluster"]
 CONTRACT_HISTOGRAMS = ["wsvisor_sweep_duration_seconds"]
 
 # Series beyond the contract's list (README, Metrics), also present from start-up.

@@ -71,13 +71,13 @@ std::set<std::string> contract_series() {
   };
   for (const char* reason : {"client", "zombie", "idle", "lifetime", "slow_consumer", "rate_limit",
                              "evicted", "drain", "admin", "protocol_error", "restart_budget",
-                             "shard_down", "handshake_failed", "api", "application"}) {
+                             "shard_down", "handshake_failed", "api", "application", "node_lost"}) {
     expected.insert(series("wsvisor_connections_closed_total", "reason", reason));
   }
   for (const char* reason :
        {"starting", "draining", "rate_limited", "forbidden_origin", "unauthorized", "ip_limit",
         "user_limit", "server_full", "guard_unavailable", "handshake_limit", "rejected",
-        "upstream_unavailable", "upstream_busy"}) {
+        "upstream_unavailable", "upstream_busy", "cluster_unavailable"}) {
     expected.insert(series("wsvisor_admissions_rejected_total", "reason", reason));
   }
   for (const char* reason :
@@ -88,7 +88,7 @@ std::set<std::string> contract_series() {
     expected.insert(series("wsvisor_sweeps_total", "kind", kind));
   }
   for (const char* actor :
-       {"connection", "limit_guard", "janitor", "shard", "upstream", "events", "hub"}) {
+       {"connection", "limit_guard", "janitor", "shard", "upstream", "events", "hub", "cluster"}) {
     expected.insert(series("wsvisor_actor_restarts_total", "actor", actor));
   }
   // CONTRACT 11.1 and 11.3.
@@ -109,6 +109,12 @@ std::set<std::string> contract_series() {
     expected.insert(name);
   for (const char* result : {"recovered", "unrecovered"})
     expected.insert(series("wsvisor_recoveries_total", "result", result));
+  // CONTRACT 14.
+  for (const char* name :
+       {"wsvisor_cluster_degraded", "wsvisor_cluster_nodes", "wsvisor_cluster_reaped_total"})
+    expected.insert(name);
+  for (const char* direction : {"in", "out"})
+    expected.insert(series("wsvisor_cluster_messages_total", "direction", direction));
   return expected;
 }
 
@@ -124,6 +130,7 @@ std::set<std::string> additional_series() {
       build_info_series(),
       "wsvisor_bytes_received_total",
       "wsvisor_bytes_sent_total",
+      "wsvisor_cluster_pubsub_restarts_total",
       "wsvisor_handshake_duration_seconds_count",
       "wsvisor_handshake_duration_seconds_sum",
       "wsvisor_connection_duration_seconds_count",

@@ -12,6 +12,7 @@ enum class actor_kind {
   upstream,  // the HTTP client service to the backend (CONTRACT 11.1)
   events,    // the lifecycle event queue (CONTRACT 11.3)
   hub,       // the channels of hub mode (CONTRACT 13)
+  cluster,   // the Redis client of cluster mode (CONTRACT 14)
   count_     // number of values, not a value
 };
 

@@ -20,6 +20,7 @@ enum class close_reason {
   handshake_failed,
   api,          // POST /api/disconnect (gateway)
   application,  // the connection's application closed it
+  node_lost,    // cluster mode: its node died and another reaped it (events only, never here)
   count_        // number of values, not a value
 };
 

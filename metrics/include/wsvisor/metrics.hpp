@@ -92,6 +92,15 @@ class metrics {
   // Created on first use and cached by the caller: the command names are the hub's.
   prometheus::Counter& hub_commands(const std::string& command, bool ok);
 
+  // Cluster mode (CONTRACT 14): 1 while Redis is unreachable (local or reject), the
+  // nodes with a live lease, messages over Redis Pub/Sub by direction, connections of
+  // dead nodes this node reaped, and subscriptions restarted after a failed probe.
+  prometheus::Gauge& cluster_degraded();
+  prometheus::Gauge& cluster_nodes();
+  prometheus::Counter& cluster_messages(bool inbound);
+  prometheus::Counter& cluster_reaped();
+  prometheus::Counter& cluster_pubsub_restarts();
+
   // Prometheus text exposition format 0.0.4. The process_* series (process_metrics.hpp)
   // are read at the time of the call.
   std::string render() const;

@@ -18,6 +18,7 @@ enum class reject_reason {
   rejected,              // the gateway's connect hook said 401, 403 or 429 (CONTRACT 12.1)
   upstream_unavailable,  // the connect hook failed (error, timeout, bad answer, breaker)
   upstream_busy,         // connect hooks at gateway.connect_concurrency until the deadline
+  cluster_unavailable,   // cluster mode, Redis unreachable, on_redis_down = "reject" (14)
   count_                 // number of values, not a value
 };
 
