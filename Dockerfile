@@ -37,6 +37,7 @@ RUN apt-get update \
       libcaf-core0.17 \
       libcaf-io0.17 \
       libfmt9 \
+      libhiredis0.14 \
       libprometheus-cpp-core1.0 \
       libspdlog1.10 \
       libssl3 \

@@ -7,8 +7,10 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libcaf-dev libboost1.81-dev libboost-json1.81-dev
   libspdlog-dev libfmt-dev doctest-dev libtomlplusplus-dev libcli11-dev
-  prometheus-cpp-dev libssl-dev
+  prometheus-cpp-dev libssl-dev libhiredis-dev
   python3 python3-websockets python3-pytest python3-prometheus-client
+  # The Redis client's tests start real redis-servers; haproxy is for the cluster tests.
+  redis-server haproxy
 )
 
 missing=()

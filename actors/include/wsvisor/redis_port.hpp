@@ -19,19 +19,20 @@ struct redis_value {
   enum class type { nil, integer, string, status, error, array };
   type kind = type::nil;
   int64_t integer = 0;
-  std::string text;                 // string, status, error
+  std::string text;                   // string, status, error
   std::vector<redis_value> elements;  // array
 
   bool is_error() const { return kind == type::error; }
 };
 
-// Where and how to connect: host, port, database and password, as parsed from
+// Where and how to connect: host, port, database, user and password, as parsed from
 // cluster.redis_url and cluster.redis_password.
 struct redis_endpoint {
   std::string host = "127.0.0.1";
   uint16_t port = 6379;
   unsigned database = 0;
   std::string password;  // "" = no AUTH
+  std::string user;      // with a password: "" = AUTH password, else AUTH user password (ACL)
   std::chrono::milliseconds connect_timeout{2000};
 };
 
