@@ -238,4 +238,19 @@ caf::behavior events_service_actor(self_ptr self, std::shared_ptr<service_contex
   };
 }
 
+void queue_lifecycle_event(service_context& context, std::string id, std::string connection,
+                           std::string body) {
+  if (!context.events) return;  // events.url is "": off
+  lifecycle_event event;
+  event.id = std::move(id);
+  event.connection = std::move(connection);
+  event.body = std::move(body);
+  if (context.events->push(std::move(event))) context.stats.events_dropped().Increment();
+  if (auto service = context.events_service()) caf::anon_send(service, events_atom::value);
+}
+
+std::string next_lifecycle_event_id(service_context& context) {
+  return context.node_id + ".e" + std::to_string(context.next_event_id.fetch_add(1));
+}
+
 }  // namespace wsvisor

@@ -65,6 +65,14 @@ struct events_service_state {
 caf::behavior events_service_actor(caf::stateful_actor<events_service_state>* self,
                                    std::shared_ptr<service_context> context);
 
+// Queues one event (nothing when events.url is "": off) and wakes the events service. The
+// shard that owns a slot emits its connect and its disconnect, in that order; in cluster
+// mode the node that reaps a dead node emits its connections' disconnects.
+void queue_lifecycle_event(service_context& context, std::string id, std::string connection,
+                           std::string body);
+// "<node_id>.e<n>": unique for the process's life.
+std::string next_lifecycle_event_id(service_context& context);
+
 // The JSON of a lifecycle event (CONTRACT 11.3).
 struct connection_event_fields {
   std::string connection;

@@ -106,6 +106,55 @@ void place(self_ptr self, admission_ticket ticket, unsigned shard_index) {
 void request_sweep(self_ptr self, const std::string& scope_key, sweep_level level,
                    sweep_scope scope, uint64_t needed);
 
+// Cluster mode (CONTRACT 14), after this node's own checks admitted the upgrade (its slot
+// reserved in the counts): with on_redis_down = "reject" every upgrade is refused while
+// Redis is unreachable; an upgrade with a user claims its slot cluster-wide before it is
+// placed, the nodes holding that user sweeping it at the cap. Returns false when the
+// upgrade goes on as on one node (no user, or Redis down with "local").
+bool through_cluster(self_ptr self, const admission_ticket& ticket, unsigned shard) {
+  auto& state = self->state;
+  auto& context = *state.context;
+  if (!context.redis) return false;
+  const bool reject_when_down = context.config.cluster.on_redis_down == "reject";
+  const auto give_back_and_refuse = [self, ticket, shard](reject_reason reason) {
+    self->state.policy->release(shard, ticket->user, ticket->ip);
+    refuse(self->state, ticket, reason, true);
+    if (!self->state.parked.empty()) retry_parked(self);
+  };
+  auto cluster = context.cluster_service();
+  if (context.cluster_state.load() != 1 || !cluster) {
+    if (!reject_when_down) return false;
+    give_back_and_refuse(reject_reason::cluster_unavailable);
+    return true;
+  }
+  if (ticket->user.empty()) return false;
+  if (ticket->id == 0) ticket->id = context.next_connection_id.fetch_add(1);
+  const auto id = ticket->id;
+  self->request(cluster, context.config.limits.admission_timeout * kParkedAnswerTenths / 10,
+                cl_claim_atom::value, id, ticket->user, ticket->ip, ticket->meta)
+      .then(
+          [self, ticket, shard, reject_when_down, give_back_and_refuse](claim_outcome outcome) {
+            switch (outcome) {
+              case claim_outcome::claimed:
+                return place(self, ticket, shard);
+              case claim_outcome::at_cap:
+                return give_back_and_refuse(reject_reason::user_limit);
+              case claim_outcome::unavailable:
+                if (reject_when_down) return give_back_and_refuse(reject_reason::cluster_unavailable);
+                return place(self, ticket, shard);
+            }
+          },
+          [self, ticket, shard, id, cluster, reject_when_down,
+           give_back_and_refuse](caf::error&) {
+            // No answer in time (or the service died): a claim it may still make is
+            // withdrawn, and the upgrade is decided as with Redis down.
+            self->send(cluster, cl_unclaim_atom::value, id);
+            if (reject_when_down) return give_back_and_refuse(reject_reason::cluster_unavailable);
+            place(self, ticket, shard);
+          });
+  return true;
+}
+
 void background_sweep_if_above_soft(self_ptr self) {
   auto& state = self->state;
   const auto total = state.policy->total();
@@ -124,7 +173,7 @@ bool decide(self_ptr self, const admission_ticket& ticket, bool charge_token, bo
                                             context.draining.load(), charge_token);
   const bool first_time = !parked;
   if (verdict.admitted) {
-    place(self, ticket, verdict.shard);
+    if (!through_cluster(self, ticket, verdict.shard)) place(self, ticket, verdict.shard);
     if (verdict.above_soft) background_sweep_if_above_soft(self);
     return true;
   }

@@ -78,6 +78,37 @@ struct guard_audit {
   uint64_t reservations = 0;  // of those, spawns not yet confirmed by their shard
 };
 
+// Cluster mode: one connection of this node as Redis holds it (P:conns:<node>).
+struct cluster_entry {
+  uint64_t id = 0;
+  std::string user;  // "" = none (no per-user claim)
+  std::string ip;
+  std::string meta;         // compact JSON, "" = none
+  int64_t opened_at_ms = 0;  // wall clock, ms since the epoch
+  bool opened = false;       // the connect event went out: a node_lost disconnect is due
+  bool claimed = false;      // holds a per-user claim (made at admission)
+  steady_time claimed_at;    // when the claim was made (an unopened one expires)
+};
+
+// The server API's send or disconnect, across the cluster (CONTRACT 14): `selector` as
+// on one node, `connection` the full id when it addresses one connection of any node.
+struct cluster_fanout {
+  bool close = false;
+  connection_selector selector;
+  std::string connection;
+  std::string payload;  // send
+  bool text = true;     // send
+  uint16_t code = 0;    // close
+  std::string reason;   // close
+};
+
+// What a claim at admission came to (cluster mode).
+enum class claim_outcome : uint8_t {
+  claimed,      // counted cluster-wide
+  at_cap,       // the user is at max_per_user on the cluster, and sweeps freed nothing
+  unavailable,  // Redis is not reachable (cluster.on_redis_down decides)
+};
+
 // What one shard's periodic checks closed.
 struct periodic_counts {
   uint64_t zombie = 0;
@@ -160,6 +191,22 @@ using api_each_atom = caf::atom_constant<caf::atom("apieach")>;
 using later_work_type = std::function<void(connection_handle&)>;
 // shard -> events service: something was queued (lifecycle_events.hpp).
 using events_atom = caf::atom_constant<caf::atom("events")>;
+// limit_guard -> cluster: (id, user, ip, meta) claim the user's slot cluster-wide ->
+// claim_outcome; (id) a claim the guard gave up on (its answer came too late).
+using cl_claim_atom = caf::atom_constant<caf::atom("clclaim")>;
+using cl_unclaim_atom = caf::atom_constant<caf::atom("clunclaim")>;
+// shard -> cluster: (cluster_entry) the connect event went out; (id) the slot is free.
+using cl_open_atom = caf::atom_constant<caf::atom("clopen")>;
+using cl_release_atom = caf::atom_constant<caf::atom("clrelease")>;
+// cluster -> shard: every connection you hold, as cluster entries (after a restart).
+using cl_table_atom = caf::atom_constant<caf::atom("cltable")>;
+// -> cluster: leave the cluster (end of a drain) -> bool; the nodes for /admin/cluster.
+using cl_leave_atom = caf::atom_constant<caf::atom("clleave")>;
+using cl_nodes_atom = caf::atom_constant<caf::atom("clnodes")>;
+// -> cluster: (cluster_fanout) -> cluster_delivery; (user, "" = all) -> the open
+// connections of every node (std::vector<cluster_connection>).
+using cl_fanout_atom = caf::atom_constant<caf::atom("clfanout")>;
+using cl_list_atom = caf::atom_constant<caf::atom("cllist")>;
 
 }  // namespace wsvisor
 
@@ -183,3 +230,10 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::standing_fault)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::periodic_counts)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<wsvisor::connection_snapshot>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<wsvisor::slot_key>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::cluster_entry)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<wsvisor::cluster_entry>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::claim_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<wsvisor::cluster_node_info>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::cluster_fanout)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::cluster_delivery)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<wsvisor::cluster_connection>)

@@ -5,6 +5,7 @@
 
 #include <wsvisor/supervisor.hpp>
 
+#include "cluster_service.hpp"
 #include "hub_service.hpp"
 #include "janitor.hpp"
 #include "lifecycle_events.hpp"
@@ -21,6 +22,7 @@ actor_kind kind_of(const std::string& child_id) {
   if (child_id == "upstream") return actor_kind::upstream;
   if (child_id == "events") return actor_kind::events;
   if (child_id == "hub") return actor_kind::hub;
+  if (child_id == "cluster") return actor_kind::cluster;
   return actor_kind::shard;
 }
 
@@ -68,6 +70,10 @@ caf::actor spawn_service_tree(std::shared_ptr<service_context> context) {
   if (context->config.app.mode == "hub")
     spec.children.push_back(
         service_child("hub", context, hub_actor, &service_context::set_hub_service));
+  // Cluster mode's Redis client (CONTRACT 14), before the shards: admission claims through it.
+  if (context->redis)
+    spec.children.push_back(service_child("cluster", context, cluster_actor,
+                                          &service_context::set_cluster_service));
 
   for (unsigned i = 0; i < context->shard_count; ++i) {
     child_spec shard;

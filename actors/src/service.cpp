@@ -2,6 +2,7 @@
 
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include <unistd.h>
@@ -123,6 +124,10 @@ void service::use_upstream(std::shared_ptr<upstream_port> port) {
   context_->http_client = std::move(port);
 }
 
+void service::use_redis(std::shared_ptr<redis_port> port) {
+  context_->redis = std::move(port);
+}
+
 void service::use_heartbeat_message(std::string message) {
   context_->heartbeat_message =
       message.empty() ? nullptr : std::make_shared<const std::string>(std::move(message));
@@ -217,6 +222,41 @@ void service::close_all_now() {
               {{"connections", connections()}});
   for (auto& shard : context_->shards())
     if (shard) caf::anon_send(shard, abort_all_atom::value);
+}
+
+void service::leave_cluster() {
+  auto cluster = context_->cluster_service();
+  if (!cluster) return;
+  caf::scoped_actor self{context_->system};
+  self->request(cluster, std::chrono::seconds(1), cl_leave_atom::value)
+      .receive([](bool) {}, [](caf::error&) {});
+}
+
+cluster_status service::cluster() const {
+  cluster_status status;
+  status.node_id = context_->node_id;
+  status.nodes = context_->cluster_nodes.load();
+  switch (context_->cluster_state.load()) {
+    case 1:
+      status.state = "ok";
+      break;
+    case 2:
+      status.state = "degraded";
+      break;
+    default:
+      status.state = "off";
+  }
+  return status;
+}
+
+void service::cluster_nodes(std::function<void(std::optional<std::vector<cluster_node_info>>)> done) {
+  auto cluster = context_->cluster_service();
+  if (!cluster) return done(std::nullopt);
+  in_helper_actor(context_->system, [cluster, done](caf::event_based_actor* self) {
+    self->request(cluster, kAdminTimeout, cl_nodes_atom::value)
+        .then([done](std::vector<cluster_node_info>& nodes) { done(std::move(nodes)); },
+              [done](caf::error&) { done(std::nullopt); });
+  });
 }
 
 void service::stop() {
@@ -400,6 +440,68 @@ void service::send_to(connection_selector to, std::string payload, bool text,
                       std::function<void(uint64_t)> done) {
   to.prepare();
   sum_over_shards(*context_, std::move(done), api_send_atom::value, to, payload, text);
+}
+
+namespace {
+
+// Asks the cluster service for a send or disconnect on every node; waits a little longer
+// than cluster.api_timeout, the longest it waits for the other nodes.
+void fan_out_through_cluster(const service_context& context, cluster_fanout op,
+                             std::function<void(cluster_delivery)> done) {
+  auto cluster = context.cluster_service();
+  if (!cluster) {
+    cluster_delivery nobody;
+    nobody.unconfirmed_nodes = 1;
+    return done(nobody);
+  }
+  op.selector.prepare();
+  const auto timeout = context.config.cluster.api_timeout + kAdminTimeout;
+  in_helper_actor(context.system, [cluster, op = std::move(op), done, timeout](
+                                      caf::event_based_actor* self) {
+    self->request(cluster, timeout, cl_fanout_atom::value, op)
+        .then([done](const cluster_delivery& result) { done(result); },
+              [done](caf::error&) {
+                cluster_delivery unknown;
+                unknown.unconfirmed_nodes = 1;
+                done(unknown);
+              });
+  });
+}
+
+}  // namespace
+
+void service::send_across(connection_selector to, std::string connection, std::string payload,
+                          bool text, std::function<void(cluster_delivery)> done) {
+  cluster_fanout op;
+  op.selector = std::move(to);
+  op.connection = std::move(connection);
+  op.payload = std::move(payload);
+  op.text = text;
+  fan_out_through_cluster(*context_, std::move(op), std::move(done));
+}
+
+void service::disconnect_across(connection_selector which, std::string connection, uint16_t code,
+                                std::string reason, std::function<void(cluster_delivery)> done) {
+  cluster_fanout op;
+  op.close = true;
+  op.selector = std::move(which);
+  op.connection = std::move(connection);
+  op.code = code;
+  op.reason = std::move(reason);
+  fan_out_through_cluster(*context_, std::move(op), std::move(done));
+}
+
+void service::list_across(
+    std::optional<std::string> user,
+    std::function<void(std::optional<std::vector<cluster_connection>>)> done) {
+  auto cluster = context_->cluster_service();
+  if (!cluster) return done(std::nullopt);
+  in_helper_actor(context_->system, [cluster, user = user.value_or(""),
+                                     done](caf::event_based_actor* self) {
+    self->request(cluster, kAdminTimeout, cl_list_atom::value, user)
+        .then([done](std::vector<cluster_connection>& list) { done(std::move(list)); },
+              [done](caf::error&) { done(std::nullopt); });
+  });
 }
 
 void service::disconnect(connection_selector which, uint16_t code, std::string reason,
@@ -586,6 +688,7 @@ void service::inject_fault(fault_request fault, std::function<void(uint64_t)> do
     if (fault.on == target::janitor) victim = context->janitor();
     if (fault.on == target::events) victim = context->events_service();
     if (fault.on == target::hub) victim = context->hub_service();
+    if (fault.on == target::cluster) victim = context->cluster_service();
     if (fault.on == target::shard && fault.shard_index < context->shard_count)
       victim = context->shard(static_cast<unsigned>(fault.shard_index));
     if (!victim) return done(0);
@@ -594,6 +697,7 @@ void service::inject_fault(fault_request fault, std::function<void(uint64_t)> do
                           : fault.on == target::janitor ? std::string("janitor")
                           : fault.on == target::events  ? std::string("events")
                           : fault.on == target::hub     ? std::string("hub")
+                          : fault.on == target::cluster ? std::string("cluster")
                                                         : std::string("limit_guard")}});
     caf::anon_send(victim, fault_atom::value, crash_atom::value);
     return done(1);

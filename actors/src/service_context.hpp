@@ -18,6 +18,7 @@
 #include "wsvisor/config.hpp"
 #include "wsvisor/metrics.hpp"
 #include "wsvisor/session_port.hpp"
+#include "wsvisor/redis_port.hpp"
 #include "wsvisor/upstream_port.hpp"
 
 #include <prometheus/gauge.h>
@@ -43,6 +44,16 @@ struct service_context {
   application_factory app_factory;
   std::shared_ptr<upstream_port> http_client;
   std::shared_ptr<event_queue> events;
+  // Cluster mode's way to Redis (CONTRACT 14); null when cluster.mode is "off".
+  std::shared_ptr<redis_port> redis;
+  // What /health says of the cluster: 0 off, 1 ok, 2 degraded (Redis unreachable); the
+  // nodes with a live lease at the last refresh. Written by the cluster service.
+  std::atomic<int> cluster_state{0};
+  std::atomic<uint64_t> cluster_nodes{0};
+  // The first sync of this process with Redis is still to come: what Redis holds of this
+  // node id then was left by an earlier process with the same id (its connections get
+  // their node_lost disconnects). Later syncs find only what this process removed itself.
+  std::atomic<bool> cluster_first_sync{true};
   // The application's own heartbeat message (hub mode: Centrifugo's "{}"), sent instead
   // of WebSocket pings; null: WebSocket pings.
   shared_payload heartbeat_message;
@@ -99,6 +110,14 @@ struct service_context {
   void set_hub_service(caf::actor a) {
     std::lock_guard<std::mutex> lock(handles_mutex);
     hub_handle = std::move(a);
+  }
+  caf::actor cluster_service() const {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    return cluster_handle;
+  }
+  void set_cluster_service(caf::actor a) {
+    std::lock_guard<std::mutex> lock(handles_mutex);
+    cluster_handle = std::move(a);
   }
   caf::actor events_service() const {
     std::lock_guard<std::mutex> lock(handles_mutex);
@@ -168,6 +187,7 @@ struct service_context {
   caf::actor upstream_handle;
   caf::actor events_handle;
   caf::actor hub_handle;
+  caf::actor cluster_handle;
   std::vector<caf::actor> shard_handles;
 
   mutable std::mutex faults_mutex;

@@ -29,36 +29,34 @@ std::string connection_id(const service_context& context, uint64_t id) {
   return context.node_id + "." + std::to_string(id);
 }
 
-// Lifecycle events (CONTRACT 11.3) leave from the shard that owns the slot: the connect
-// when the 101 has gone out, the disconnect when the slot is released, so that they
-// are queued in that order, once each.
-void emit_event(service_context& context, std::string id, std::string connection,
-                std::string body) {
-  if (!context.events) return;  // events.url is "": off
-  lifecycle_event event;
-  event.id = std::move(id);
-  event.connection = std::move(connection);
-  event.body = std::move(body);
-  if (context.events->push(std::move(event))) context.stats.events_dropped().Increment();
-  if (auto service = context.events_service()) caf::anon_send(service, events_atom::value);
-}
-
-std::string next_event_id(service_context& context) {
-  return context.node_id + ".e" + std::to_string(context.next_event_id.fetch_add(1));
-}
-
 connection_event_fields event_fields(const service_context& context, const shard_entry& entry) {
   return {connection_id(context, entry.id), entry.user, entry.ip, entry.meta};
+}
+
+// Cluster mode: the entry Redis keeps of this connection (CONTRACT 14).
+cluster_entry cluster_entry_of(const shard_entry& entry) {
+  cluster_entry c;
+  c.id = entry.id;
+  c.user = entry.user;
+  c.ip = entry.ip;
+  c.meta = entry.meta;
+  c.opened_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       entry.admitted_wall.time_since_epoch())
+                       .count();
+  c.opened = entry.opened;
+  return c;
 }
 
 // The connect event, once per slot: a disconnect is due from then on.
 void emit_connect(service_context& context, shard_entry& entry) {
   if (entry.opened) return;
   entry.opened = true;
-  auto id = next_event_id(context);
+  if (auto cluster = context.cluster_service())
+    caf::anon_send(cluster, cl_open_atom::value, cluster_entry_of(entry));
+  auto id = next_lifecycle_event_id(context);
   auto body = connect_event_json(id, context.node_id, event_fields(context, entry),
                                  std::chrono::system_clock::now());
-  emit_event(context, std::move(id), connection_id(context, entry.id), std::move(body));
+  queue_lifecycle_event(context, std::move(id), connection_id(context, entry.id), std::move(body));
 }
 
 // Counts and logs the end of one slot. The caller tells the limit guard.
@@ -77,11 +75,11 @@ void account_release(service_context& context, const shard_entry& entry, connect
              {"reason", to_string(end.why)},
              {"duration_s", duration_s}});
   if (entry.opened) {
-    auto id = next_event_id(context);
+    auto id = next_lifecycle_event_id(context);
     auto body = disconnect_event_json(id, context.node_id, event_fields(context, entry),
                                       std::chrono::system_clock::now(), end.code, end.text,
                                       to_string(end.why), static_cast<int64_t>(duration_s * 1000));
-    emit_event(context, std::move(id), connection_id(context, entry.id), std::move(body));
+    queue_lifecycle_event(context, std::move(id), connection_id(context, entry.id), std::move(body));
   }
 }
 
@@ -92,6 +90,7 @@ void release_slot(self_ptr self, const shard_entry& entry, const caf::error& exi
   account_release(context, entry, from_exit_reason(exit_reason, close_reason::client));
   if (auto guard = context.guard())
     self->send(guard, release_atom::value, key_of(self->state.index, entry));
+  if (auto cluster = context.cluster_service()) self->send(cluster, cl_release_atom::value, entry.id);
 }
 
 // Janitor's periodic checks of one connection (CONTRACT section 5): heartbeat and
@@ -172,6 +171,8 @@ void take_children_down(const std::shared_ptr<service_context>& context, unsigne
   log_event(spdlog::level::warn, "shard_down", "shard died: its connections closed with 1011",
             {{"shard", index}, {"connections", static_cast<uint64_t>(table.size())}});
   table.clear();
+  if (auto cluster = context->cluster_service())
+    for (const auto& slot : released) caf::anon_send(cluster, cl_release_atom::value, slot.id);
   if (auto guard = context->guard())
     caf::anon_send(guard, shard_down_atom::value, index, std::move(released));
 }
@@ -309,6 +310,13 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
         for (auto& [addr, entry] : *self->state.table)
           slots.push_back(key_of(self->state.index, entry));
         return slots;
+      },
+      [self](cl_table_atom) {
+        std::vector<cluster_entry> entries;
+        entries.reserve(self->state.table->size());
+        for (auto& [addr, entry] : *self->state.table)
+          if (entry.opened || !entry.user.empty()) entries.push_back(cluster_entry_of(entry));
+        return entries;
       },
       [self](count_atom) { return static_cast<uint64_t>(self->state.table->size()); },
       [self](admin_close_atom, uint64_t id, const std::string& user) {

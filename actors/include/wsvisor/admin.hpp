@@ -1,6 +1,7 @@
 // What the admin API (CONTRACT sections 7 and 8) asks of the service tree and hears back.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -34,6 +35,39 @@ struct connection_selector {
   bool matches(uint64_t connection_id, const std::string& user) const;
 };
 
+// GET /admin/cluster (CONTRACT 14): one node with a lease.
+struct cluster_node_info {
+  std::string node_id;
+  std::chrono::system_clock::time_point lease_expires_at;
+  uint64_t connections = 0;
+  bool draining = false;
+};
+
+// What /api/send or /api/disconnect reached across the cluster (CONTRACT 14): connections
+// sent to (or closed), nodes that did not answer within cluster.api_timeout, and whether
+// the one connection addressed is gone (its node does not hold it open, or is dead).
+struct cluster_delivery {
+  uint64_t count = 0;
+  uint64_t unconfirmed_nodes = 0;
+  bool gone = false;
+};
+
+// One open connection of any node, as /api/connections lists it in cluster mode.
+struct cluster_connection {
+  std::string connection;  // "<node_id>.<n>"
+  std::string user;
+  std::string ip;
+  std::string meta;  // compact JSON, "" when none
+  std::chrono::system_clock::time_point opened_at;
+};
+
+// /health's "cluster" (CONTRACT 14).
+struct cluster_status {
+  std::string state = "off";  // off | ok | degraded
+  std::string node_id;
+  uint64_t nodes = 0;  // nodes with a live lease, at the last refresh
+};
+
 struct tree_node {
   std::string name;
   std::string strategy;  // supervisors only
@@ -54,7 +88,8 @@ struct fault_request {
     shard,
     upstream,
     events,
-    hub  // hub mode's channels (CONTRACT 13)
+    hub,     // hub mode's channels (CONTRACT 13)
+    cluster  // cluster mode's Redis client (CONTRACT 14)
   } on = target::connection;
   std::optional<std::string> user;  // target connection: by user
   std::optional<uint64_t> id;       //   or by id

@@ -21,6 +21,7 @@
 #include "wsvisor/config.hpp"
 #include "wsvisor/metrics.hpp"
 #include "wsvisor/sweep.hpp"
+#include "wsvisor/redis_port.hpp"
 #include "wsvisor/upstream_port.hpp"
 
 namespace wsvisor {
@@ -57,6 +58,9 @@ class service {
   // to the backend (needed when upstream.url or events.url is set).
   void use_application(application_factory factory);
   void use_upstream(std::shared_ptr<upstream_port> port);
+  // Cluster mode (cluster.mode = "redis"): the way to Redis; the tree gets a root service
+  // `cluster` (CONTRACT 14).
+  void use_redis(std::shared_ptr<redis_port> port);
   // The application's own heartbeat message, sent by the janitor instead of WebSocket
   // pings to a connection the server sent nothing for janitor.ping_interval (hub mode:
   // Centrifugo's "{}"). "" (the default): WebSocket pings.
@@ -82,6 +86,14 @@ class service {
 
   // Second signal or drain deadline: every remaining connection is closed at once.
   void close_all_now();
+
+  // Cluster mode, at the end of a drain: this node's lease and entries leave Redis (waits
+  // at most 1 s for Redis). Nothing without cluster mode.
+  void leave_cluster();
+  // /health's "cluster" and GET /admin/cluster (CONTRACT 14); nodes: nullopt when the
+  // cluster service did not answer (or cluster mode is off).
+  cluster_status cluster() const;
+  void cluster_nodes(std::function<void(std::optional<std::vector<cluster_node_info>>)> done);
 
   // Stops every actor of the tree (after the drain).
   void stop();
@@ -116,6 +128,17 @@ class service {
                std::function<void(uint64_t)> done);
   void disconnect(connection_selector which, uint16_t code, std::string reason,
                   std::function<void(uint64_t)> done);
+
+  // Cluster mode (CONTRACT 14): the same send and disconnect across every node, and every
+  // node's open connections. `connection` is the full id ("<node_id>.<n>", any node) when
+  // the selector addresses one connection. `done` is called exactly once, from an actor's
+  // thread; list_across gets nullopt when the cluster service did not answer.
+  void send_across(connection_selector to, std::string connection, std::string payload, bool text,
+                   std::function<void(cluster_delivery)> done);
+  void disconnect_across(connection_selector which, std::string connection, uint16_t code,
+                         std::string reason, std::function<void(cluster_delivery)> done);
+  void list_across(std::optional<std::string> user,
+                   std::function<void(std::optional<std::vector<cluster_connection>>)> done);
 
   // The hub API (app.mode = "hub"): one method of Centrifugo's server API (publish,
   // broadcast, subscribe, unsubscribe, disconnect, refresh, presence, presence_stats,

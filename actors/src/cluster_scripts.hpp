@@ -1,0 +1,136 @@
+// The Lua scripts of cluster mode (CONTRACT 14): every read-modify-write on Redis that
+// must be atomic across nodes is one of these, loaded once per connection (SCRIPT LOAD)
+// and run with EVALSHA (EVAL with the text again after a NOSCRIPT: a Redis restarted or
+// flushed in between). Times are Redis's own (TIME), so that the nodes' clocks never
+// have to agree. Keys, with P = cluster.prefix:
+//   P:nodes           zset   node id -> lease expiry (ms, Redis clock)
+//   P:node:<id>       hash   connections, draining, started_at (for /admin/cluster)
+//   P:conns:<id>      hash   connection -> {"id","user","ip","opened_at","meta","opened"}
+//   P:claims:<user>   hash   connection -> node id (the per-user cap, cluster-wide)
+//   P:inbox:<id>      Pub/Sub channel of one node (probes, sweeps, sends, their answers)
+#pragma once
+
+namespace wsvisor::cluster_scripts {
+
+// Shared prelude: the time in ms on Redis's clock.
+#define WSVISOR_REDIS_NOW_MS \
+  "local t = redis.call('TIME')\n" \
+  "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+// KEYS: nodes, node:<me>. ARGV: me, lease_ttl ms, connections, draining (0|1), started_at.
+// Refreshes this node's lease and answers {now, live nodes, {expired node ids}}.
+inline constexpr const char* lease = WSVISOR_REDIS_NOW_MS R"lua(
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('HSET', KEYS[2], 'connections', ARGV[3], 'draining', ARGV[4], 'started_at', ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ttl * 3)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+local live = redis.call('ZCOUNT', KEYS[1], now, '+inf')
+return {now, live, expired}
+)lua";
+
+// KEYS: claims:<user>, nodes, conns:<me>. ARGV: connection, me, max_per_user (0 = none),
+// the entry's JSON. Drops the user's entries whose node has no live lease, then adds this
+// one when under the cap: {1}; at the cap: {0, node ids holding the user's slots...}.
+inline constexpr const char* claim = WSVISOR_REDIS_NOW_MS R"lua(
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {1} end
+local entries = redis.call('HGETALL', KEYS[1])
+local count = 0
+local holders = {}
+local seen = {}
+for i = 1, #entries, 2 do
+  local lease = redis.call('ZSCORE', KEYS[2], entries[i + 1])
+  if lease and tonumber(lease) >= now then
+    count = count + 1
+    if not seen[entries[i + 1]] then
+      seen[entries[i + 1]] = true
+      holders[#holders + 1] = entries[i + 1]
+    end
+  else
+    redis.call('HDEL', KEYS[1], entries[i])
+  end
+end
+local cap = tonumber(ARGV[3])
+if cap > 0 and count >= cap then
+  local answer = {0}
+  for _, node in ipairs(holders) do answer[#answer + 1] = node end
+  return answer
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+return {1}
+)lua";
+
+// KEYS: nodes, conns:<dead>, node:<dead>. ARGV: dead node id, prefix. Once per dead node
+// (the lease still expired and the node still listed): removes it, its entries and its
+// claims, and answers its entries (connection, JSON, ...); nil when another node reaped
+// it first or it came back.
+inline constexpr const char* reap = WSVISOR_REDIS_NOW_MS R"lua(
+local lease = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not lease or tonumber(lease) >= now then return false end
+redis.call('ZREM', KEYS[1], ARGV[1])
+local entries = redis.call('HGETALL', KEYS[2])
+for i = 1, #entries, 2 do
+  local ok, entry = pcall(cjson.decode, entries[i + 1])
+  if ok and type(entry) == 'table' and type(entry.user) == 'string' and entry.user ~= '' then
+    local key = ARGV[2] .. ':claims:' .. entry.user
+    if redis.call('HGET', key, entries[i]) == ARGV[1] then redis.call('HDEL', key, entries[i]) end
+  end
+end
+redis.call('DEL', KEYS[2], KEYS[3])
+return entries
+)lua";
+
+// KEYS: conns:<me>. ARGV: prefix, me, then (connection, JSON) pairs: the node's entries as
+// they really are. Replaces what Redis holds of this node (its entries and its claims)
+// with them, and answers what it held before (connection, JSON, ...), so that the caller
+// can tell which were stale.
+inline constexpr const char* rebuild = R"lua(
+local old = redis.call('HGETALL', KEYS[1])
+for i = 1, #old, 2 do
+  local ok, entry = pcall(cjson.decode, old[i + 1])
+  if ok and type(entry) == 'table' and type(entry.user) == 'string' and entry.user ~= '' then
+    local key = ARGV[1] .. ':claims:' .. entry.user
+    if redis.call('HGET', key, old[i]) == ARGV[2] then redis.call('HDEL', key, old[i]) end
+  end
+end
+redis.call('DEL', KEYS[1])
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  local ok, entry = pcall(cjson.decode, ARGV[i + 1])
+  if ok and type(entry) == 'table' and type(entry.user) == 'string' and entry.user ~= '' then
+    redis.call('HSET', ARGV[1] .. ':claims:' .. entry.user, ARGV[i], ARGV[2])
+  end
+end
+return old
+)lua";
+
+// KEYS: conns:<me>, claims:<user> (or the same conns key again when the user is "").
+// ARGV: connection, me. A slot released: its entry and claim leave Redis.
+inline constexpr const char* release = R"lua(
+redis.call('HDEL', KEYS[1], ARGV[1])
+if KEYS[2] ~= KEYS[1] and redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return 1
+)lua";
+
+// KEYS: nodes, node:<me>, conns:<me>. ARGV: me, prefix. A node leaving at the end of its
+// drain: its lease, its entries and whatever claims they still hold.
+inline constexpr const char* leave = R"lua(
+local old = redis.call('HGETALL', KEYS[3])
+for i = 1, #old, 2 do
+  local ok, entry = pcall(cjson.decode, old[i + 1])
+  if ok and type(entry) == 'table' and type(entry.user) == 'string' and entry.user ~= '' then
+    local key = ARGV[2] .. ':claims:' .. entry.user
+    if redis.call('HGET', key, old[i]) == ARGV[1] then redis.call('HDEL', key, old[i]) end
+  end
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1
+)lua";
+
+#undef WSVISOR_REDIS_NOW_MS
+
+}  // namespace wsvisor::cluster_scripts
