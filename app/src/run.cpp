@@ -28,6 +28,7 @@
 #include "wsvisor/http_upstream.hpp"
 #include "wsvisor/log.hpp"
 #include "wsvisor/metrics.hpp"
+#include "wsvisor/redis_client.hpp"
 #include "wsvisor/server.hpp"
 #include "wsvisor/service.hpp"
 
@@ -173,6 +174,7 @@ int serve(const settings& config, const application_factory& application) {
       options.max_idle_per_host = config.upstream.max_inflight + 16;
       tree.use_upstream(make_http_upstream(io, options));
     }
+    if (config.cluster.enabled()) tree.use_redis(make_redis_client(io));
     exit_latch latch;
     // The root supervisor gave up (restart intensity exceeded): exit 1, so that the
     // container platform restarts the process (CONTRACT section 9).
@@ -233,6 +235,8 @@ int serve(const settings& config, const application_factory& application) {
     // Give aborted sessions a moment to tell their actors, so the tree stops empty.
     for (int i = 0; i < 100 && tree.connections() > 0; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    // Cluster mode: the lease and whatever entries are left go now, not at lease_ttl.
+    tree.leave_cluster();
     tree.stop();
     system.await_all_actors_done();
     // CAF keeps a thread-local reference to its logger in every thread that spawned an

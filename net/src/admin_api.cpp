@@ -109,7 +109,8 @@ std::variant<fault_request, std::string> parse_fault(const std::string& body) {
     return std::string("\"action\" must be one of crash, poison, delay, clear");
 
   constexpr const char* targets =
-      "\"target\" must be one of connection, limit_guard, janitor, shard, upstream, events, hub";
+      "\"target\" must be one of connection, limit_guard, janitor, shard, upstream, events, hub, "
+      "cluster";
   const auto* target = object.if_contains("target");
   if (!target || !target->is_string()) return std::string(targets);
   const std::string on(target->as_string());
@@ -119,6 +120,8 @@ std::variant<fault_request, std::string> parse_fault(const std::string& body) {
     fault.on = fault_request::target::events;
   else if (on == "hub")
     fault.on = fault_request::target::hub;
+  else if (on == "cluster")
+    fault.on = fault_request::target::cluster;
   else if (on == "connection")
     fault.on = fault_request::target::connection;
   else if (on == "limit_guard")
@@ -279,6 +282,22 @@ void close_connections(http_exchange& call) {
   });
 }
 
+// GET /admin/cluster (CONTRACT 14): the nodes with a lease, as Redis has them.
+void show_cluster(http_exchange& call) {
+  if (!call.state->config.cluster.enabled())
+    return call.error(http::status::not_found, "cluster_off");
+  call.state->tree.cluster_nodes([call](std::optional<std::vector<cluster_node_info>> nodes) {
+    if (!nodes) return call.error(http::status::service_unavailable, "cluster_unavailable");
+    json::array list;
+    for (const auto& node : *nodes)
+      list.push_back(json::object{{"node_id", node.node_id},
+                                  {"lease_expires_at", rfc3339(node.lease_expires_at)},
+                                  {"connections", node.connections},
+                                  {"draining", node.draining}});
+    call.answer(http::status::ok, list);
+  });
+}
+
 void drain(http_exchange& call) {
   if (call.state->request_drain) call.state->request_drain();
   call.answer_text(http::status::ok, R"({"draining":true})");
@@ -320,6 +339,7 @@ void add_admin_endpoints(route_table& routes) {
   admin("/admin/sweep", "POST", sweep);
   admin("/admin/close", "POST", close_connections);
   admin("/admin/drain", "POST", drain);
+  admin("/admin/cluster", "GET", show_cluster);
   routes.add({"/admin/faults", {}, endpoint_family::admin, endpoint_auth::admin_token, faults});
   // Any other /admin/ path: 404 once the bearer is right (401 before).
   routes.add(

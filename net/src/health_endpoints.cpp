@@ -48,6 +48,9 @@ void health(http_exchange& call) {
     restarts[to_string(kind)] = static_cast<uint64_t>(state.stats.actor_restarts(kind).Value());
   }
   body["restarts"] = std::move(restarts);
+  const auto cluster = state.tree.cluster();
+  body["cluster"] = {
+      {"state", cluster.state}, {"node_id", cluster.node_id}, {"nodes", cluster.nodes}};
   call.answer(state.tree.ready() ? http::status::ok : http::status::service_unavailable, body);
 }
 

@@ -39,10 +39,12 @@ std::variant<json::object, std::string> json_body(const http_exchange& call) {
 }
 
 // Whom a call addresses: exactly one of "connection", "user" (and, for send, "users").
-// Returns the selector, or the 400's detail; `gone`: a connection of another node.
+// Returns the selector, or the 400's detail; `gone`: a connection of another node;
+// `connection`: the connection id as given (cluster mode routes it to its node).
 std::variant<connection_selector, std::string> selector_of(const json::object& body,
                                                            bool users_allowed,
-                                                           const std::string& node_id, bool& gone) {
+                                                           const std::string& node_id, bool& gone,
+                                                           std::string& connection_text) {
   const auto* connection = body.if_contains("connection");
   const auto* user = body.if_contains("user");
   const auto* users = users_allowed ? body.if_contains("users") : nullptr;
@@ -55,6 +57,7 @@ std::variant<connection_selector, std::string> selector_of(const json::object& b
       return std::string("\"connection\" must be a connection id, \"<node_id>.<n>\"");
     const auto id = local_connection_id(connection->as_string(), node_id);
     gone = !id;
+    connection_text = std::string(connection->as_string());
     selector.what = connection_selector::kind::connection;
     selector.id = id.value_or(0);
   } else if (user) {
@@ -98,7 +101,8 @@ void api_send(http_exchange& call) {
   if (auto* detail = std::get_if<std::string>(&parsed)) return call.bad_request(*detail);
   const auto& body = std::get<json::object>(parsed);
   bool gone = false;
-  auto selected = selector_of(body, true, call.state->tree.node_id(), gone);
+  std::string connection;
+  auto selected = selector_of(body, true, call.state->tree.node_id(), gone, connection);
   if (auto* detail = std::get_if<std::string>(&selected)) return call.bad_request(*detail);
   const auto* data = body.if_contains("data");
   const auto* b64data = body.if_contains("b64data");
@@ -116,13 +120,23 @@ void api_send(http_exchange& call) {
     payload = std::move(*bytes);
   }
   const auto selector = std::get<connection_selector>(selected);
+  const bool one_connection = selector.what == connection_selector::kind::connection;
+  if (call.state->config.cluster.enabled()) {
+    // Every node that holds an addressed connection counts (CONTRACT 14).
+    return call.state->tree.send_across(
+        selector, connection, std::move(payload), text, [call, one_connection](cluster_delivery d) {
+          if (one_connection && (d.gone || (d.count == 0 && d.unconfirmed_nodes == 0)))
+            return call.error(http::status::gone, "gone");
+          call.answer(http::status::ok, json::object{{"delivered", d.count},
+                                                     {"unconfirmed_nodes", d.unconfirmed_nodes}});
+        });
+  }
   if (gone) return call.error(http::status::gone, "gone");
   if (payload.size() > call.state->config.limits.send_queue_bytes &&
       payload.size() > call.state->config.server.max_message_bytes)
     return call.bad_request(
         "the message is larger than limits.send_queue_bytes and "
         "server.max_message_bytes");
-  const bool one_connection = selector.what == connection_selector::kind::connection;
   call.state->tree.send_to(selector, std::move(payload), text, [call, one_connection](uint64_t n) {
     if (one_connection && n == 0) return call.error(http::status::gone, "gone");
     call.answer(http::status::ok, json::object{{"delivered", n}});
@@ -134,7 +148,8 @@ void api_disconnect(http_exchange& call) {
   if (auto* detail = std::get_if<std::string>(&parsed)) return call.bad_request(*detail);
   const auto& body = std::get<json::object>(parsed);
   bool gone = false;
-  auto selected = selector_of(body, false, call.state->tree.node_id(), gone);
+  std::string connection;
+  auto selected = selector_of(body, false, call.state->tree.node_id(), gone, connection);
   if (auto* detail = std::get_if<std::string>(&selected)) return call.bad_request(*detail);
   uint16_t code = 4003;
   if (const auto* c = body.if_contains("code")) {
@@ -149,6 +164,13 @@ void api_disconnect(http_exchange& call) {
       return call.bad_request("\"reason\" must be a string of at most 123 bytes");
     reason = std::string(r->as_string());
   }
+  if (call.state->config.cluster.enabled())
+    return call.state->tree.disconnect_across(
+        std::get<connection_selector>(selected), connection, code, std::move(reason),
+        [call](cluster_delivery d) {
+          call.answer(http::status::ok, json::object{{"closed", d.count},
+                                                     {"unconfirmed_nodes", d.unconfirmed_nodes}});
+        });
   if (gone) return call.answer(http::status::ok, json::object{{"closed", 0}});
   call.state->tree.disconnect(std::get<connection_selector>(selected), code, std::move(reason),
                               [call](uint64_t n) {
@@ -156,23 +178,39 @@ void api_disconnect(http_exchange& call) {
                               });
 }
 
+// One entry of /api/connections (CONTRACT 12.3).
+json::object connection_json(const std::string& connection, const std::string& user,
+                             const std::string& ip, std::chrono::system_clock::time_point opened_at,
+                             const std::string& meta) {
+  json::object entry;
+  entry["connection"] = connection;
+  entry["user"] = user;
+  entry["ip"] = ip;
+  entry["opened_at"] = rfc3339(opened_at);
+  // meta was checked as JSON when the connect hook gave it.
+  boost::system::error_code ec;
+  entry["meta"] = meta.empty() ? json::value(nullptr) : json::parse(meta, ec);
+  return entry;
+}
+
 void api_connections(http_exchange& call) {
   std::optional<std::string> user;
   if (auto it = call.query.find("user"); it != call.query.end()) user = it->second;
   const auto node = call.state->tree.node_id();
+  if (call.state->config.cluster.enabled())
+    return call.state->tree.list_across(
+        user, [call](std::optional<std::vector<cluster_connection>> all) {
+          if (!all) return call.error(http::status::service_unavailable, "cluster_unavailable");
+          json::array list;
+          for (const auto& c : *all)
+            list.push_back(connection_json(c.connection, c.user, c.ip, c.opened_at, c.meta));
+          call.answer(http::status::ok, list);
+        });
   call.state->tree.list_connections(user, [call, node](std::vector<connection_info> all) {
     json::array list;
-    for (const auto& c : all) {
-      json::object entry;
-      entry["connection"] = node + "." + std::to_string(c.id);
-      entry["user"] = c.user;
-      entry["ip"] = c.ip;
-      entry["opened_at"] = rfc3339(c.opened_at);
-      // meta was checked as JSON when the connect hook gave it.
-      boost::system::error_code ec;
-      entry["meta"] = c.meta.empty() ? json::value(nullptr) : json::parse(c.meta, ec);
-      list.push_back(std::move(entry));
-    }
+    for (const auto& c : all)
+      list.push_back(connection_json(node + "." + std::to_string(c.id), c.user, c.ip,
+                                     c.opened_at, c.meta));
     call.answer(http::status::ok, list);
   });
 }
