@@ -42,6 +42,7 @@
 #include <thread>
 #include <vector>
 
+#include "run_io.hpp"
 #include "wsvisor/http_upstream.hpp"
 
 namespace asio = boost::asio;
@@ -213,13 +214,7 @@ struct client {
 
   // Runs the io_context until `done()` holds or `limit` passed; whether it holds.
   bool run_until(const std::function<bool()>& done, std::chrono::milliseconds limit = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!done()) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      if (io.stopped()) io.restart();
-      if (io.run_one_for(5ms) == 0 && io.stopped()) std::this_thread::sleep_for(1ms);
-    }
-    return true;
+    return wsvisor::testing::run_io_until(io, done, limit);
   }
 
   // Starts `attempt` and runs until its completion, which must come exactly once.
