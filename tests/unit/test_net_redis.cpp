@@ -2,7 +2,7 @@
 // test case on a free loopback port, killed and reaped at its end): replies of every
 // kind, 1,000 pipelined commands answered in order, binary values, AUTH and SELECT, a
 // subscriber, connect failures and the connect deadline, the server killed with commands
-// pending, close(), a dropped connection, the reply bound; and parse_redis_url.
+// pending, close(), a dropped connection, the reply bound.
 //
 // The client's io_context runs on the test's thread, driven until each expected event
 // with a bounded run_one_for loop, so every callback runs on the test's thread too.
@@ -771,97 +771,4 @@ TEST_CASE("an empty command is not sent: it gets an error reply made here, in it
                                             "\"third\"", "-ERR empty command (not sent)"});
   CHECK(describe(c.call(*connection, {"PING"})) == "+PONG");  // still in step
   CHECK(log->lost_calls == 0);
-}
-
-TEST_CASE("parse_redis_url: defaults, credentials, port, database") {
-  std::string error;
-  const auto parse = [&error](const std::string& url) {
-    error.clear();
-    auto where = wsvisor::parse_redis_url(url, error);
-    CHECK(error == "");
-    REQUIRE(where.has_value());
-    return *where;
-  };
-  {
-    const auto where = parse("redis://localhost");
-    CHECK(where.host == "localhost");
-    CHECK(where.port == 6379);
-    CHECK(where.database == 0);
-    CHECK(where.password == "");
-    CHECK(where.user == "");
-    CHECK(where.connect_timeout == redis_endpoint{}.connect_timeout);
-  }
-  {
-    const auto where = parse("redis://10.0.0.7:6380/2");
-    CHECK(where.host == "10.0.0.7");
-    CHECK(where.port == 6380);
-    CHECK(where.database == 2);
-  }
-  {
-    const auto where = parse("redis://:s3cret@redis.internal:7000/0");
-    CHECK(where.host == "redis.internal");
-    CHECK(where.port == 7000);
-    CHECK(where.user == "");
-    CHECK(where.password == "s3cret");
-  }
-  {
-    const auto where = parse("redis://app:p%40ss%3Aw%2Fd@cache/15");
-    CHECK(where.user == "app");
-    CHECK(where.password == "p@ss:w/d");
-    CHECK(where.host == "cache");
-    CHECK(where.database == 15);
-  }
-  CHECK(parse("redis://:p@ss#1@cache").password == "p@ss#1");  // the last '@' ends it
-  {
-    const auto where = parse("redis://[::1]:6390/1");
-    CHECK(where.host == "::1");
-    CHECK(where.port == 6390);
-    CHECK(where.database == 1);
-  }
-  CHECK(parse("REDIS://Cache").host == "Cache");
-  CHECK(parse("redis://cache:/").port == 6379);  // "host:" and "/": the defaults
-  CHECK(parse("redis://cache/").database == 0);
-}
-
-TEST_CASE("parse_redis_url: what is wrong, named, and the password never quoted") {
-  const auto error_of = [](const std::string& url) {
-    std::string error;
-    CHECK_FALSE(wsvisor::parse_redis_url(url, error).has_value());
-    return error;
-  };
-  CHECK(error_of("http://cache:6379") == "cluster.redis_url: the scheme must be redis://");
-  CHECK(error_of("cache:6379") == "cluster.redis_url: the scheme must be redis://");
-  CHECK(error_of("") == "cluster.redis_url: the scheme must be redis://");
-  CHECK(error_of("rediss://cache") ==
-        "cluster.redis_url: TLS (rediss://) is not supported; the scheme must be redis://");
-  CHECK(error_of("redis://cache:0") ==
-        "cluster.redis_url: the port must be a number from 1 to 65535 (got '0')");
-  CHECK(error_of("redis://cache:65536") ==
-        "cluster.redis_url: the port must be a number from 1 to 65535 (got '65536')");
-  CHECK(error_of("redis://cache:http") ==
-        "cluster.redis_url: the port must be a number from 1 to 65535 (got 'http')");
-  CHECK(error_of("redis://cache/x") ==
-        "cluster.redis_url: the database after '/' must be a number (got 'x')");
-  CHECK(error_of("redis://cache/-1") ==
-        "cluster.redis_url: the database after '/' must be a number (got '-1')");
-  CHECK(error_of("redis://cache/99999999999") ==
-        "cluster.redis_url: the database after '/' must be a number (got '99999999999')");
-  CHECK(error_of("redis://cache/1/2") ==
-        "cluster.redis_url: the database after '/' must be a number (got '1/2')");
-  CHECK(error_of("redis://") == "cluster.redis_url: the host is missing");
-  CHECK(error_of("redis://:s3cret@") == "cluster.redis_url: the host is missing");
-  CHECK(error_of("redis://:6379") == "cluster.redis_url: the host is missing");
-  CHECK(error_of("redis://ca che") == "cluster.redis_url: the host 'ca che' is not a name");
-  CHECK(error_of("redis://::1") ==
-        "cluster.redis_url: an IPv6 address must be in brackets: redis://[::1]:6379");
-  CHECK(error_of("redis://[::1") == "cluster.redis_url: the IPv6 address has no closing ']'");
-  CHECK(error_of("redis://cache?db=1") ==
-        "cluster.redis_url: query parameters and fragments are not supported");
-  CHECK(error_of("redis://:@cache") == "cluster.redis_url: the password after ':' is empty");
-  CHECK(error_of("redis://:%zz@cache") ==
-        "cluster.redis_url: the password has a '%' without two hex digits after it");
-  const auto no_colon = error_of("redis://s3cret@cache");
-  CHECK(no_colon ==
-        "cluster.redis_url: the credentials before '@' must be user:password or :password");
-  CHECK_FALSE(contains(no_colon, "s3cret"));
 }

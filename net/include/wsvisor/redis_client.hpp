@@ -5,7 +5,6 @@
 
 #include <cstddef>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "wsvisor/redis_port.hpp"
@@ -41,11 +40,5 @@ struct redis_client_options {
 //   protocol error, or a reply over max_reply_bytes: the connection is lost (on_lost).
 std::shared_ptr<redis_port> make_redis_client(boost::asio::io_context& io,
                                               redis_client_options options = {});
-
-// cluster.redis_url: redis://[[user]:password@]host[:port][/db]. Port 6379 and database 0
-// when absent; user and password are percent-decoded; host may be an IPv6 literal in
-// brackets. nullopt and `error` set (it names the key and what is wrong) when it does not
-// parse. No I/O: the host is not resolved. connect_timeout keeps its default.
-std::optional<redis_endpoint> parse_redis_url(const std::string& url, std::string& error);
 
 }  // namespace wsvisor
