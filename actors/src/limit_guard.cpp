@@ -406,12 +406,55 @@ bool try_claim(self_ptr self, uint64_t id, const std::string& user, bool& slot_g
   return true;
 }
 
+// The claim fits this node's count (the slot is counted for `user` now); in cluster mode
+// the user's cap across the nodes decides too (CONTRACT 14): at that cap the slot goes
+// back to `previous` and the claim is refused. With Redis unreachable this node's count
+// is all there is (the upgrade itself was admitted).
+void confirm_claim(self_ptr self, uint64_t id, const std::string& user, const std::string& previous,
+                   caf::response_promise answer) {
+  auto& context = *self->state.context;
+  auto cluster = context.cluster_service();
+  auto it = self->state.counted.find(id);
+  if (!cluster || user.empty() || user == previous || it == self->state.counted.end() ||
+      context.cluster_state.load() != 1) {
+    answer.deliver(true);
+    return;
+  }
+  self->request(cluster, context.config.limits.admission_timeout * kParkedAnswerTenths / 10,
+                cl_claim_atom::value, id, user, it->second.ip, std::string())
+      .then(
+          [self, id, user, previous, answer](claim_outcome outcome) mutable {
+            if (outcome != claim_outcome::at_cap) return answer.deliver(true);
+            auto it = self->state.counted.find(id);
+            if (it != self->state.counted.end() && it->second.user == user) {
+              auto& slot = it->second;
+              self->state.policy->release(slot.shard, slot.user, slot.ip);
+              slot.user = previous;
+              self->state.policy->add(slot.shard, slot.user, slot.ip);
+            }
+            answer.deliver(false);
+          },
+          [self, id, cluster, answer](caf::error&) mutable {
+            self->send(cluster, cl_unclaim_atom::value, id);
+            answer.deliver(true);
+          });
+}
+
+std::string counted_user(const limit_guard_state& state, uint64_t id) {
+  auto it = state.counted.find(id);
+  return it == state.counted.end() ? std::string() : it->second.user;
+}
+
 void retry_claims(self_ptr self) {
   auto& claims = self->state.parked_claims;
   for (auto it = claims.begin(); it != claims.end();) {
     bool gone = false;
+    const auto previous = counted_user(self->state, it->second.id);
     if (try_claim(self, it->second.id, it->second.user, gone) || gone) {
-      it->second.answer.deliver(!gone);
+      if (gone)
+        it->second.answer.deliver(false);
+      else
+        confirm_claim(self, it->second.id, it->second.user, previous, it->second.answer);
       it = claims.erase(it);
     } else {
       ++it;
@@ -426,8 +469,12 @@ void claim(self_ptr self, uint64_t id, std::string user) {
   auto& context = *state.context;
   auto answer = self->make_response_promise();
   bool gone = false;
+  const auto previous = counted_user(state, id);
   if (try_claim(self, id, user, gone) || gone) {
-    answer.deliver(!gone);
+    if (gone)
+      answer.deliver(false);
+    else
+      confirm_claim(self, id, user, previous, answer);
     return;
   }
   const auto scope_key = sweep_scope{sweep_scope::kind::user, user}.describe();

@@ -137,6 +137,34 @@ def test_zombies_on_other_nodes_are_swept_for_the_next_upgrade(redis, server_fac
     run_async(refill(), timeout=60)
 
 
+def test_hub_connect_commands_claim_the_user_across_nodes(redis, server_factory, tmp_path):
+    """Hub mode: the user comes with the connect command's token, after the upgrade; its
+    cap is decided then, cluster-wide (CONTRACT 13.1 with 14)."""
+    from hub_helpers import DISCONNECT_CONNECTION_LIMIT, ProtocolClient, connection_token, start_hub
+    a, b = (start_hub(server_factory, tmp_path,
+                      *cluster_sets(redis, f"node-{i + 1}", *LEASE, "limits.max_per_user=3"))
+            for i in range(2))
+
+    async def scenario():
+        token = connection_token("harry")
+        held = [await ProtocolClient.open(n.port, token) for n in (a, b, a)]
+        assert len(claims(redis, "harry")) == 3
+        fourth = await ProtocolClient.open(b.port, token, connect=False)
+        with pytest.raises(websockets.ConnectionClosed):
+            await fourth.connect(token, timeout=5)
+        await asyncio.wait_for(fourth.closed.wait(), 5)
+        assert fourth.close_code == DISCONNECT_CONNECTION_LIMIT
+        assert len(claims(redis, "harry")) == 3
+        await held[0].ws.close()
+        wait_until(lambda: len(claims(redis, "harry")) == 2, 5, what="one released")
+        again = await ProtocolClient.open(b.port, token)
+        assert len(claims(redis, "harry")) == 3
+        for client in held[1:] + [again]:
+            await client.ws.close()
+        wait_until(lambda: not claims(redis, "harry"), 5, what="released")
+    run_async(scenario(), timeout=60)
+
+
 # ------------------------------------------------------------------ node death
 
 def test_kill_9_of_a_node_frees_its_users_and_reports_node_lost_once(redis, server_factory,
