@@ -13,7 +13,7 @@
 namespace wsvisor::cluster_scripts {
 
 // Shared prelude: the time in ms on Redis's clock.
-#define WSVISOR_REDIS_NOW_MS \
+#define WSVISOR_REDIS_NOW_MS       \
   "local t = redis.call('TIME')\n" \
   "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 

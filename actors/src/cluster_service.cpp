@@ -49,17 +49,30 @@ constexpr auto kClaimRetry = std::chrono::milliseconds(25);
 enum class link_kind : uint8_t { commands, subscriber };
 enum class link_event : uint8_t { ready, lost };
 
-enum script_index : size_t { lease_script, claim_script, reap_script, rebuild_script,
-                             release_script, leave_script, script_count };
+enum script_index : size_t {
+  lease_script,
+  claim_script,
+  reap_script,
+  rebuild_script,
+  release_script,
+  leave_script,
+  script_count
+};
 
 const char* script_text(size_t index) {
   switch (index) {
-    case lease_script: return cluster_scripts::lease;
-    case claim_script: return cluster_scripts::claim;
-    case reap_script: return cluster_scripts::reap;
-    case rebuild_script: return cluster_scripts::rebuild;
-    case release_script: return cluster_scripts::release;
-    default: return cluster_scripts::leave;
+    case lease_script:
+      return cluster_scripts::lease;
+    case claim_script:
+      return cluster_scripts::claim;
+    case reap_script:
+      return cluster_scripts::reap;
+    case rebuild_script:
+      return cluster_scripts::rebuild;
+    case release_script:
+      return cluster_scripts::release;
+    default:
+      return cluster_scripts::leave;
   }
 }
 
@@ -132,8 +145,7 @@ void run_script(self_ptr self, size_t index, std::vector<std::string> keys_and_a
            done = std::move(done)](const redis_value* reply) mutable {
             if (reply && reply->is_error() && reply->text.rfind("NOSCRIPT", 0) == 0) {
               self->state.script_sha[index].clear();
-              return run_script(self, index, std::move(keys_and_args), key_count,
-                                std::move(done));
+              return run_script(self, index, std::move(keys_and_args), key_count, std::move(done));
             }
             if (done) done(reply);
           });
@@ -173,8 +185,8 @@ void schedule_reconnect(self_ptr self, link_kind kind) {
   link.backoff = link.backoff.count() == 0 ? kBackoffMin : std::min(link.backoff * 2, kBackoffMax);
   static thread_local std::minstd_rand random{std::random_device{}()};
   const auto jitter = std::uniform_int_distribution<int64_t>(0, link.backoff.count() / 4)(random);
-  self->delayed_send(self, link.backoff + std::chrono::milliseconds(jitter),
-                     reconnect_atom::value, static_cast<uint8_t>(kind), link.generation);
+  self->delayed_send(self, link.backoff + std::chrono::milliseconds(jitter), reconnect_atom::value,
+                     static_cast<uint8_t>(kind), link.generation);
 }
 
 void link_lost(self_ptr self, link_kind kind, const std::string& why) {
@@ -261,36 +273,37 @@ void rebuild(self_ptr self) {
     args.push_back(entry_json_of(entry));
   }
   const auto generation = state.commands.generation;
-  run_script(self, rebuild_script, std::move(args), 1, [self, generation](const redis_value* reply) {
-    auto& state = self->state;
-    if (state.commands.generation != generation) return;
-    if (!reply || reply->is_error()) {
-      log_event(spdlog::level::warn, "cluster_rebuild_failed",
-                "could not rebuild this node's entries in Redis: retrying with the connection",
-                {{"error", reply ? reply->text : std::string("connection lost")}});
-      return link_lost(self, link_kind::commands, reply ? reply->text : "connection lost");
-    }
-    auto& context = *state.context;
-    if (context.cluster_first_sync.exchange(false)) {
-      uint64_t lost = 0;
-      const std::string mine = context.node_id + ".";
-      for (size_t i = 0; i + 1 < reply->elements.size(); i += 2) {
-        const auto& connection = reply->elements[i].text;
-        const auto entry = parse_cluster_entry(reply->elements[i + 1].text);
-        if (!entry || connection.rfind(mine, 0) != 0) continue;
-        if (state.entries.count(entry->id)) continue;
-        emit_node_lost(context, context.node_id, connection, *entry);
-        ++lost;
-      }
-      if (lost > 0)
-        log_event(spdlog::level::warn, "cluster_stale_entries",
-                  "Redis held connections of an earlier process with this node id: each gets "
-                  "its disconnect (node_lost)",
-                  {{"node", context.node_id}, {"connections", lost}});
-    }
-    state.synced = true;
-    set_degraded(self, false, "");
-  });
+  run_script(
+      self, rebuild_script, std::move(args), 1, [self, generation](const redis_value* reply) {
+        auto& state = self->state;
+        if (state.commands.generation != generation) return;
+        if (!reply || reply->is_error()) {
+          log_event(spdlog::level::warn, "cluster_rebuild_failed",
+                    "could not rebuild this node's entries in Redis: retrying with the connection",
+                    {{"error", reply ? reply->text : std::string("connection lost")}});
+          return link_lost(self, link_kind::commands, reply ? reply->text : "connection lost");
+        }
+        auto& context = *state.context;
+        if (context.cluster_first_sync.exchange(false)) {
+          uint64_t lost = 0;
+          const std::string mine = context.node_id + ".";
+          for (size_t i = 0; i + 1 < reply->elements.size(); i += 2) {
+            const auto& connection = reply->elements[i].text;
+            const auto entry = parse_cluster_entry(reply->elements[i + 1].text);
+            if (!entry || connection.rfind(mine, 0) != 0) continue;
+            if (state.entries.count(entry->id)) continue;
+            emit_node_lost(context, context.node_id, connection, *entry);
+            ++lost;
+          }
+          if (lost > 0)
+            log_event(spdlog::level::warn, "cluster_stale_entries",
+                      "Redis held connections of an earlier process with this node id: each gets "
+                      "its disconnect (node_lost)",
+                      {{"node", context.node_id}, {"connections", lost}});
+        }
+        state.synced = true;
+        set_degraded(self, false, "");
+      });
 }
 
 // The commands connection is up: scripts first, then the lease (this node is alive before
@@ -304,7 +317,8 @@ void load_scripts(self_ptr self) {
             [self, i, generation, remaining](const redis_value* reply) {
               auto& state = self->state;
               if (state.commands.generation != generation) return;
-              if (reply && reply->kind == redis_value::type::string) state.script_sha[i] = reply->text;
+              if (reply && reply->kind == redis_value::type::string)
+                state.script_sha[i] = reply->text;
               if (--*remaining > 0) return;
               lease(self);
               if (state.tables_in) rebuild(self);
@@ -326,13 +340,13 @@ void lease(self_ptr self) {
               std::to_string(std::max<int64_t>(0, connections)), context.draining ? "1" : "0",
               std::to_string(wall_ms(std::chrono::system_clock::now()))},
              2, [self](const redis_value* reply) {
-               if (!reply || reply->kind != redis_value::type::array ||
-                   reply->elements.size() < 3)
+               if (!reply || reply->kind != redis_value::type::array || reply->elements.size() < 3)
                  return;
                auto& context = *self->state.context;
                self->state.redis_clock_offset_ms =
                    reply->elements[0].integer - wall_ms(std::chrono::system_clock::now());
-               const auto live = static_cast<uint64_t>(std::max<int64_t>(0, reply->elements[1].integer));
+               const auto live =
+                   static_cast<uint64_t>(std::max<int64_t>(0, reply->elements[1].integer));
                context.cluster_nodes = live;
                context.stats.cluster_nodes().Set(static_cast<double>(live));
                for (const auto& dead : reply->elements[2].elements)
@@ -482,9 +496,9 @@ void fan_out_to_connection(self_ptr self, cluster_fanout op, caf::response_promi
   }
   command(self, {"ZSCORE", keys_of(context).nodes(), node},
           [self, op, answer, node, id](const redis_value* reply) mutable {
-            const bool alive = reply && reply->kind == redis_value::type::string &&
-                               std::strtoll(reply->text.c_str(), nullptr, 10) >=
-                                   redis_now_ms(self->state);
+            const bool alive =
+                reply && reply->kind == redis_value::type::string &&
+                std::strtoll(reply->text.c_str(), nullptr, 10) >= redis_now_ms(self->state);
             if (!alive) {
               cluster_delivery result;
               result.gone = reply != nullptr;  // no answer from Redis: not known to be gone
@@ -537,7 +551,8 @@ void on_remote_fanout(self_ptr self, const json::object& message, bool close) {
   if (!from || !from->is_string() || !request || !request->is_int64()) return;
   cluster_fanout op;
   op.close = close;
-  if (const auto* connection = message.if_contains("connection"); connection && connection->is_int64()) {
+  if (const auto* connection = message.if_contains("connection");
+      connection && connection->is_int64()) {
     op.selector.what = connection_selector::kind::connection;
     op.selector.id = static_cast<uint64_t>(connection->as_int64());
   } else if (const auto* users = message.if_contains("users"); users && users->is_array()) {
@@ -568,8 +583,9 @@ void on_remote_fanout(self_ptr self, const json::object& message, bool close) {
   const std::string origin(from->as_string());
   const auto req = request->as_int64();
   run_locally(self, op, [self, origin, req](uint64_t n) {
-    publish(self, origin, json::object{{"t", "done"}, {"req", req}, {"n", n},
-                                        {"node", self->state.context->node_id}});
+    publish(self, origin,
+            json::object{
+                {"t", "done"}, {"req", req}, {"n", n}, {"node", self->state.context->node_id}});
   });
 }
 
@@ -594,8 +610,7 @@ void list_across(self_ptr self, const std::string& user, caf::response_promise a
     return;
   }
   const auto k = keys_of(context);
-  command(self,
-          {"ZRANGEBYSCORE", k.nodes(), std::to_string(redis_now_ms(state)), "+inf"},
+  command(self, {"ZRANGEBYSCORE", k.nodes(), std::to_string(redis_now_ms(state)), "+inf"},
           [self, user, answer](const redis_value* nodes) mutable {
             auto list = std::make_shared<std::vector<cluster_connection>>();
             if (!nodes || nodes->kind != redis_value::type::array || nodes->elements.empty()) {
@@ -790,8 +805,8 @@ void ask_holders(self_ptr self, uint64_t wait, const std::vector<redis_value>& h
       sweep_user(self, claim.user, [self, wait](uint64_t freed) { swept(self, wait, freed); });
     } else {
       publish(self, holder.text,
-              json::object{{"t", "sweep"}, {"req", wait}, {"from", context.node_id},
-                           {"user", claim.user}});
+              json::object{
+                  {"t", "sweep"}, {"req", wait}, {"from", context.node_id}, {"user", claim.user}});
     }
   }
 }
@@ -815,39 +830,38 @@ void retry_claim(self_ptr self, uint64_t wait) {
   const auto k = keys_of(context);
   cluster_entry claimed = state.entries[it->second.id];
   claimed.claimed = true;
-  run_script(self, claim_script,
-             {k.claims(it->second.user), k.nodes(), k.conns(context.node_id),
-              connection_name(context, it->second.id), context.node_id,
-              std::to_string(context.config.limits.max_per_user), entry_json_of(claimed)},
-             3, [self, wait](const redis_value* reply) {
-               auto& state = self->state;
-               auto it = state.waiting_claims.find(wait);
-               if (it == state.waiting_claims.end()) return;
-               if (!reply || reply->kind != redis_value::type::array || reply->elements.empty())
-                 return finish_claim(self, wait, claim_outcome::unavailable);
-               if (reply->elements[0].integer == 1)
-                 return finish_claim(self, wait, claim_outcome::claimed);
-               auto& claim = it->second;
-               if (state.context->now() >= claim.deadline)
-                 return finish_claim(self, wait, claim_outcome::at_cap);
-               if (!claim.holders_asked &&
-                   recent(state.fruitless_claims, claim.user, state.context->now(),
-                          state.context->config.janitor.probe_timeout))
-                 return finish_claim(self, wait, claim_outcome::at_cap);
-               if (!claim.holders_asked) {
-                 const std::vector<redis_value> holders(reply->elements.begin() + 1,
-                                                        reply->elements.end());
-                 ask_holders(self, wait, holders);
-                 if (claim.sweeps_pending == 0)
-                   return finish_claim(self, wait, claim_outcome::at_cap);
-                 return;  // their answers retry the claim
-               }
-               if (claim.sweeps_pending == 0 && claim.freed == 0)
-                 return finish_claim(self, wait, claim_outcome::at_cap);  // nothing will come
-               // Slots are being freed (an evicted actor's death takes a few messages to
-               // reach Redis), or sweeps are still running: try again shortly.
-               schedule_retry(self, wait, kClaimRetry);
-             });
+  run_script(
+      self, claim_script,
+      {k.claims(it->second.user), k.nodes(), k.conns(context.node_id),
+       connection_name(context, it->second.id), context.node_id,
+       std::to_string(context.config.limits.max_per_user), entry_json_of(claimed)},
+      3, [self, wait](const redis_value* reply) {
+        auto& state = self->state;
+        auto it = state.waiting_claims.find(wait);
+        if (it == state.waiting_claims.end()) return;
+        if (!reply || reply->kind != redis_value::type::array || reply->elements.empty())
+          return finish_claim(self, wait, claim_outcome::unavailable);
+        if (reply->elements[0].integer == 1)
+          return finish_claim(self, wait, claim_outcome::claimed);
+        auto& claim = it->second;
+        if (state.context->now() >= claim.deadline)
+          return finish_claim(self, wait, claim_outcome::at_cap);
+        if (!claim.holders_asked && recent(state.fruitless_claims, claim.user, state.context->now(),
+                                           state.context->config.janitor.probe_timeout))
+          return finish_claim(self, wait, claim_outcome::at_cap);
+        if (!claim.holders_asked) {
+          const std::vector<redis_value> holders(reply->elements.begin() + 1,
+                                                 reply->elements.end());
+          ask_holders(self, wait, holders);
+          if (claim.sweeps_pending == 0) return finish_claim(self, wait, claim_outcome::at_cap);
+          return;  // their answers retry the claim
+        }
+        if (claim.sweeps_pending == 0 && claim.freed == 0)
+          return finish_claim(self, wait, claim_outcome::at_cap);  // nothing will come
+        // Slots are being freed (an evicted actor's death takes a few messages to
+        // reach Redis), or sweeps are still running: try again shortly.
+        schedule_retry(self, wait, kClaimRetry);
+      });
 }
 
 void claim(self_ptr self, uint64_t id, std::string user, std::string ip, std::string meta) {
@@ -884,7 +898,8 @@ void claim(self_ptr self, uint64_t id, std::string user, std::string ip, std::st
 void expire_unopened_claims(self_ptr self) {
   auto& state = self->state;
   auto& context = *state.context;
-  const auto limit = context.config.server.handshake_timeout + context.config.limits.admission_timeout;
+  const auto limit =
+      context.config.server.handshake_timeout + context.config.limits.admission_timeout;
   const auto now = context.now();
   std::vector<uint64_t> expired;
   for (const auto& [id, entry] : state.entries)
@@ -939,9 +954,7 @@ void connect_link(self_ptr self, link_kind kind) {
                      static_cast<uint8_t>(event), error);
   };
   redis_handlers handlers;
-  handlers.on_ready = [report](const std::string& error) {
-    report(link_event::ready, error);
-  };
+  handlers.on_ready = [report](const std::string& error) { report(link_event::ready, error); };
   handlers.on_lost = [report](const std::string& error) { report(link_event::lost, error); };
   if (kind == link_kind::subscriber)
     handlers.on_push = [me, generation](redis_value push) {
@@ -949,11 +962,11 @@ void connect_link(self_ptr self, link_kind kind) {
         caf::anon_send(actor, push_atom::value, generation,
                        std::make_shared<const redis_value>(std::move(push)));
     };
-  link.connection = context.redis->connect(
-      where,
-      kind == link_kind::commands ? redis_port::connection_kind::command
-                                  : redis_port::connection_kind::subscriber,
-      std::move(handlers));
+  link.connection =
+      context.redis->connect(where,
+                             kind == link_kind::commands ? redis_port::connection_kind::command
+                                                         : redis_port::connection_kind::subscriber,
+                             std::move(handlers));
 }
 
 void on_link(self_ptr self, link_kind kind, uint64_t generation, link_event event,
@@ -1035,7 +1048,8 @@ void list_nodes(self_ptr self, caf::response_promise answer) {
             for (size_t i = 0; i + 1 < reply->elements.size(); i += 2) {
               cluster_node_info node;
               node.node_id = reply->elements[i].text;
-              const auto expires_ms = std::strtoll(reply->elements[i + 1].text.c_str(), nullptr, 10);
+              const auto expires_ms =
+                  std::strtoll(reply->elements[i + 1].text.c_str(), nullptr, 10);
               node.lease_expires_at =
                   std::chrono::system_clock::time_point(std::chrono::milliseconds(expires_ms));
               nodes->push_back(std::move(node));
@@ -1094,8 +1108,8 @@ caf::behavior cluster_actor(self_ptr self, std::shared_ptr<service_context> cont
         if (!ready_for_work(state)) return;
         auto& context = *state.context;
         command(self,
-                {"HSET", keys_of(context).conns(context.node_id), connection_name(context, entry.id),
-                 entry_json_of(entry)},
+                {"HSET", keys_of(context).conns(context.node_id),
+                 connection_name(context, entry.id), entry_json_of(entry)},
                 nullptr);
       },
       [self](cl_release_atom, uint64_t id) { release(self, id); },
@@ -1130,7 +1144,8 @@ caf::behavior cluster_actor(self_ptr self, std::shared_ptr<service_context> cont
         it->second.retry_scheduled = false;
         retry_claim(self, wait);
       },
-      [self](link_atom, uint8_t kind, uint64_t generation, uint8_t event, const std::string& error) {
+      [self](link_atom, uint8_t kind, uint64_t generation, uint8_t event,
+             const std::string& error) {
         on_link(self, static_cast<link_kind>(kind), generation, static_cast<link_event>(event),
                 error);
       },

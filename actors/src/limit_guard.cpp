@@ -140,12 +140,12 @@ bool through_cluster(self_ptr self, const admission_ticket& ticket, unsigned sha
               case claim_outcome::at_cap:
                 return give_back_and_refuse(reject_reason::user_limit);
               case claim_outcome::unavailable:
-                if (reject_when_down) return give_back_and_refuse(reject_reason::cluster_unavailable);
+                if (reject_when_down)
+                  return give_back_and_refuse(reject_reason::cluster_unavailable);
                 return place(self, ticket, shard);
             }
           },
-          [self, ticket, shard, id, cluster, reject_when_down,
-           give_back_and_refuse](caf::error&) {
+          [self, ticket, shard, id, cluster, reject_when_down, give_back_and_refuse](caf::error&) {
             // No answer in time (or the service died): a claim it may still make is
             // withdrawn, and the upgrade is decided as with Redis down.
             self->send(cluster, cl_unclaim_atom::value, id);

@@ -83,7 +83,7 @@ struct cluster_entry {
   uint64_t id = 0;
   std::string user;  // "" = none (no per-user claim)
   std::string ip;
-  std::string meta;         // compact JSON, "" = none
+  std::string meta;          // compact JSON, "" = none
   int64_t opened_at_ms = 0;  // wall clock, ms since the epoch
   bool opened = false;       // the connect event went out: a node_lost disconnect is due
   bool claimed = false;      // holds a per-user claim (made at admission)

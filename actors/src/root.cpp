@@ -72,8 +72,8 @@ caf::actor spawn_service_tree(std::shared_ptr<service_context> context) {
         service_child("hub", context, hub_actor, &service_context::set_hub_service));
   // Cluster mode's Redis client (CONTRACT 14), before the shards: admission claims through it.
   if (context->redis)
-    spec.children.push_back(service_child("cluster", context, cluster_actor,
-                                          &service_context::set_cluster_service));
+    spec.children.push_back(
+        service_child("cluster", context, cluster_actor, &service_context::set_cluster_service));
 
   for (unsigned i = 0; i < context->shard_count; ++i) {
     child_spec shard;

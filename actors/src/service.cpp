@@ -249,7 +249,8 @@ cluster_status service::cluster() const {
   return status;
 }
 
-void service::cluster_nodes(std::function<void(std::optional<std::vector<cluster_node_info>>)> done) {
+void service::cluster_nodes(
+    std::function<void(std::optional<std::vector<cluster_node_info>>)> done) {
   auto cluster = context_->cluster_service();
   if (!cluster) return done(std::nullopt);
   in_helper_actor(context_->system, [cluster, done](caf::event_based_actor* self) {
@@ -456,16 +457,16 @@ void fan_out_through_cluster(const service_context& context, cluster_fanout op,
   }
   op.selector.prepare();
   const auto timeout = context.config.cluster.api_timeout + kAdminTimeout;
-  in_helper_actor(context.system, [cluster, op = std::move(op), done, timeout](
-                                      caf::event_based_actor* self) {
-    self->request(cluster, timeout, cl_fanout_atom::value, op)
-        .then([done](const cluster_delivery& result) { done(result); },
-              [done](caf::error&) {
-                cluster_delivery unknown;
-                unknown.unconfirmed_nodes = 1;
-                done(unknown);
-              });
-  });
+  in_helper_actor(context.system,
+                  [cluster, op = std::move(op), done, timeout](caf::event_based_actor* self) {
+                    self->request(cluster, timeout, cl_fanout_atom::value, op)
+                        .then([done](const cluster_delivery& result) { done(result); },
+                              [done](caf::error&) {
+                                cluster_delivery unknown;
+                                unknown.unconfirmed_nodes = 1;
+                                done(unknown);
+                              });
+                  });
 }
 
 }  // namespace
@@ -496,12 +497,12 @@ void service::list_across(
     std::function<void(std::optional<std::vector<cluster_connection>>)> done) {
   auto cluster = context_->cluster_service();
   if (!cluster) return done(std::nullopt);
-  in_helper_actor(context_->system, [cluster, user = user.value_or(""),
-                                     done](caf::event_based_actor* self) {
-    self->request(cluster, kAdminTimeout, cl_list_atom::value, user)
-        .then([done](std::vector<cluster_connection>& list) { done(std::move(list)); },
-              [done](caf::error&) { done(std::nullopt); });
-  });
+  in_helper_actor(
+      context_->system, [cluster, user = user.value_or(""), done](caf::event_based_actor* self) {
+        self->request(cluster, kAdminTimeout, cl_list_atom::value, user)
+            .then([done](std::vector<cluster_connection>& list) { done(std::move(list)); },
+                  [done](caf::error&) { done(std::nullopt); });
+      });
 }
 
 void service::disconnect(connection_selector which, uint16_t code, std::string reason,

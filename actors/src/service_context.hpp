@@ -17,8 +17,8 @@
 #include "wsvisor/application.hpp"
 #include "wsvisor/config.hpp"
 #include "wsvisor/metrics.hpp"
-#include "wsvisor/session_port.hpp"
 #include "wsvisor/redis_port.hpp"
+#include "wsvisor/session_port.hpp"
 #include "wsvisor/upstream_port.hpp"
 
 #include <prometheus/gauge.h>

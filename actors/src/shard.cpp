@@ -40,9 +40,9 @@ cluster_entry cluster_entry_of(const shard_entry& entry) {
   c.user = entry.user;
   c.ip = entry.ip;
   c.meta = entry.meta;
-  c.opened_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       entry.admitted_wall.time_since_epoch())
-                       .count();
+  c.opened_at_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(entry.admitted_wall.time_since_epoch())
+          .count();
   c.opened = entry.opened;
   return c;
 }
@@ -79,7 +79,8 @@ void account_release(service_context& context, const shard_entry& entry, connect
     auto body = disconnect_event_json(id, context.node_id, event_fields(context, entry),
                                       std::chrono::system_clock::now(), end.code, end.text,
                                       to_string(end.why), static_cast<int64_t>(duration_s * 1000));
-    queue_lifecycle_event(context, std::move(id), connection_id(context, entry.id), std::move(body));
+    queue_lifecycle_event(context, std::move(id), connection_id(context, entry.id),
+                          std::move(body));
   }
 }
 
@@ -90,7 +91,8 @@ void release_slot(self_ptr self, const shard_entry& entry, const caf::error& exi
   account_release(context, entry, from_exit_reason(exit_reason, close_reason::client));
   if (auto guard = context.guard())
     self->send(guard, release_atom::value, key_of(self->state.index, entry));
-  if (auto cluster = context.cluster_service()) self->send(cluster, cl_release_atom::value, entry.id);
+  if (auto cluster = context.cluster_service())
+    self->send(cluster, cl_release_atom::value, entry.id);
 }
 
 // Janitor's periodic checks of one connection (CONTRACT section 5): heartbeat and
@@ -250,8 +252,7 @@ caf::behavior shard_actor(self_ptr self, std::shared_ptr<service_context> contex
         auto it = table.find(source);
         if (it != table.end()) emit_connect(*self->state.context, it->second);
       },
-      [self](identified_atom, const caf::actor_addr& source, std::string& user,
-             std::string& meta) {
+      [self](identified_atom, const caf::actor_addr& source, std::string& user, std::string& meta) {
         // Hub mode: the connect command said who it is; the connect event is due now.
         auto& table = *self->state.table;
         auto it = table.find(source);

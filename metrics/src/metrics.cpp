@@ -269,8 +269,8 @@ struct metrics::impl {
   prometheus::Gauge& cluster_degraded =
       single_gauge(registry, "wsvisor_cluster_degraded",
                    "Cluster mode: 1 while Redis is unreachable (cluster.on_redis_down applies)");
-  prometheus::Gauge& cluster_nodes = single_gauge(registry, "wsvisor_cluster_nodes",
-                                                  "Cluster mode: nodes with a live lease");
+  prometheus::Gauge& cluster_nodes =
+      single_gauge(registry, "wsvisor_cluster_nodes", "Cluster mode: nodes with a live lease");
   prometheus::Family<prometheus::Counter>& cluster_messages =
       prometheus::BuildCounter()
           .Name("wsvisor_cluster_messages_total")

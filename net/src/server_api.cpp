@@ -209,8 +209,8 @@ void api_connections(http_exchange& call) {
   call.state->tree.list_connections(user, [call, node](std::vector<connection_info> all) {
     json::array list;
     for (const auto& c : all)
-      list.push_back(connection_json(node + "." + std::to_string(c.id), c.user, c.ip,
-                                     c.opened_at, c.meta));
+      list.push_back(
+          connection_json(node + "." + std::to_string(c.id), c.user, c.ip, c.opened_at, c.meta));
     call.answer(http::status::ok, list);
   });
 }

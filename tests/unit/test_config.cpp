@@ -1270,8 +1270,9 @@ TEST_CASE("cluster: defaults, the Redis URL split, and the password from the env
   CHECK(defaults.cluster.on_redis_down == "local");
   CHECK(defaults.cluster.api_timeout == std::chrono::seconds(1));
 
-  const settings s = load("[cluster]\nmode = \"redis\"\nredis_url = \"redis://cache.internal:6390/3\"\n",
-                          {{"WSVISOR_CLUSTER_REDIS_PASSWORD", "s3cret"}});
+  const settings s =
+      load("[cluster]\nmode = \"redis\"\nredis_url = \"redis://cache.internal:6390/3\"\n",
+           {{"WSVISOR_CLUSTER_REDIS_PASSWORD", "s3cret"}});
   CHECK(s.cluster.enabled());
   CHECK(s.cluster.redis_host == "cache.internal");
   CHECK(s.cluster.redis_port == 6390);
@@ -1308,7 +1309,8 @@ TEST_CASE("cluster: defaults, the Redis URL split, and the password from the env
                  "WSVISOR_CLUSTER_REDIS_PASSWORD"));
   CHECK(load_error(std::nullopt, {}, {"cluster.lease_refresh=10s"}) ==
         "config error: --set cluster.lease_refresh=10s: cluster.lease_refresh: expected a "
-        "duration below cluster.lease_ttl (10s, the default) so that a live node refreshes its lease before it expires, got "
+        "duration below cluster.lease_ttl (10s, the default) so that a live node refreshes its "
+        "lease before it expires, got "
         "\"10s\"");
 }
 

@@ -20,8 +20,8 @@
 #include "wsvisor/application.hpp"
 #include "wsvisor/config.hpp"
 #include "wsvisor/metrics.hpp"
-#include "wsvisor/sweep.hpp"
 #include "wsvisor/redis_port.hpp"
+#include "wsvisor/sweep.hpp"
 #include "wsvisor/upstream_port.hpp"
 
 namespace wsvisor {
