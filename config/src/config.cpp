@@ -443,6 +443,43 @@ std::string without_credentials(const std::string& url) {
   return url.substr(0, start) + redacted + url.substr(at);
 }
 
+// A URL's authority split into host and port: "[v6]:port", "[v6]", "host:port", "host"
+// (for the last two, the port is whatever follows the first ":"; the caller checks it).
+// nullopt when the brackets are wrong, with `problem` showing `example`.
+struct authority_parts {
+  std::string host;  // IPv6 without its brackets
+  std::string port;
+  bool has_port = false;  // a ":" followed the host (the port may still be empty)
+};
+
+std::optional<authority_parts> split_authority(const std::string& authority,
+                                               const std::string& example,
+                                               const std::string& after_host,
+                                               std::string& problem) {
+  authority_parts parts;
+  if (!authority.empty() && authority.front() == '[') {
+    const size_t close = authority.find(']');
+    if (close == std::string::npos || !is_ipv6(authority.substr(1, close - 1))) {
+      problem = "brackets hold an IPv6 address, e.g. " + quote(example);
+      return std::nullopt;
+    }
+    parts.host = authority.substr(1, close - 1);
+    const std::string after = authority.substr(close + 1);
+    if (!after.empty() && after.front() != ':') {
+      problem = "after \"]\" comes \":port\" or " + after_host;
+      return std::nullopt;
+    }
+    parts.has_port = !after.empty();
+    if (parts.has_port) parts.port = after.substr(1);
+    return parts;
+  }
+  const size_t colon = authority.find(':');
+  parts.host = authority.substr(0, colon);
+  parts.has_port = colon != std::string::npos;
+  if (parts.has_port) parts.port = authority.substr(colon + 1);
+  return parts;
+}
+
 // cluster.redis_url: redis://host[:port][/db], host a name, an IPv4 address or a bracketed
 // IPv6 one. No credentials in the URL (the file is not the place for a password) and no
 // rediss:// (TLS to Redis is not built).
@@ -467,37 +504,20 @@ std::optional<redis_address> parse_redis_url(const std::string& text, std::strin
     hint = "no user:password@ in the URL: set WSVISOR_CLUSTER_REDIS_PASSWORD";
     return std::nullopt;
   }
+  const auto parts = split_authority(authority, "redis://[::1]:6379", "\"/db\"", hint);
+  if (!parts) return std::nullopt;
   redis_address address;
-  std::string port;
-  if (!authority.empty() && authority.front() == '[') {
-    const size_t close = authority.find(']');
-    if (close == std::string::npos || !is_ipv6(authority.substr(1, close - 1))) {
-      hint = "brackets hold an IPv6 address, e.g. \"redis://[::1]:6379\"";
-      return std::nullopt;
-    }
-    address.host = authority.substr(1, close - 1);
-    const std::string after = authority.substr(close + 1);
-    if (!after.empty() && after.front() != ':') {
-      hint = "after \"]\" comes \":port\" or \"/db\"";
-      return std::nullopt;
-    }
-    if (!after.empty()) port = after.substr(1);
-  } else {
-    const size_t colon = authority.find(':');
-    address.host = authority.substr(0, colon);
-    if (colon != std::string::npos) port = authority.substr(colon + 1);
-  }
+  address.host = parts->host;
   if (address.host.empty() || !(is_ipv6(address.host) || is_host_name(address.host))) {
     hint = "the host is missing or not a host name (write redis://host[:port][/db])";
     return std::nullopt;
   }
-  const bool has_port = authority.find(':') != std::string::npos && authority.front() != '[';
-  if (has_port || !port.empty()) {
-    if (!is_port_text(port, 1)) {
+  if (parts->has_port) {
+    if (!is_port_text(parts->port, 1)) {
       hint = "the port is 1 to 65535";
       return std::nullopt;
     }
-    address.port = static_cast<uint16_t>(std::stoul(port));
+    address.port = static_cast<uint16_t>(std::stoul(parts->port));
   }
   std::string database = authority_end < rest.size() ? rest.substr(authority_end + 1) : "";
   if (!database.empty()) {
@@ -548,28 +568,13 @@ std::optional<http_url> parse_http_url(const std::string& text, const url_rules&
         "user:password@ is not supported (--check-config prints the URL): " + rules.credentials_fix;
     return std::nullopt;
   }
-  std::string port;
-  bool has_port = false;
-  if (!authority.empty() && authority.front() == '[') {
-    const size_t close = authority.find(']');
-    if (close == std::string::npos || !is_ipv6(authority.substr(1, close - 1))) {
-      problem = "brackets hold an IPv6 address, e.g. \"http://[::1]:8000\"";
-      return std::nullopt;
-    }
-    url.host = authority.substr(1, close - 1);
-    const std::string after = authority.substr(close + 1);
-    if (!after.empty() && after.front() != ':') {
-      problem = "after \"]\" comes \":port\" or the path";
-      return std::nullopt;
-    }
-    has_port = !after.empty();
-    if (has_port) port = after.substr(1);
-  } else {
-    const size_t colon = authority.find(':');
-    url.host = authority.substr(0, colon);
-    if (colon != std::string::npos) {
-      port = authority.substr(colon + 1);
-      has_port = true;
+  const auto parts = split_authority(authority, "http://[::1]:8000", "the path", problem);
+  if (!parts) return std::nullopt;
+  url.host = parts->host;
+  const std::string& port = parts->port;
+  const bool has_port = parts->has_port;
+  if (authority.empty() || authority.front() != '[') {
+    if (has_port) {
       if (port.find(':') != std::string::npos) {
         // "::1:8000" reads best as [::1]:8000, the way admin.listen suggests it.
         const size_t last = authority.rfind(':');
