@@ -17,6 +17,23 @@ namespace wsvisor::cluster_scripts {
   "local t = redis.call('TIME')\n" \
   "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
+// Shared: drop_claims(entries, prefix, node) removes the claims that `entries`
+// (connection, JSON, ... as HGETALL of P:conns:<node> gives them) hold for `node`,
+// leaving any other node's claim of the same connection name alone.
+#define WSVISOR_DROP_CLAIMS                                                     \
+  "local function drop_claims(entries, prefix, node)\n"                         \
+  "  for i = 1, #entries, 2 do\n"                                               \
+  "    local ok, entry = pcall(cjson.decode, entries[i + 1])\n"                 \
+  "    if ok and type(entry) == 'table' and type(entry.user) == 'string' and\n" \
+  "        entry.user ~= '' then\n"                                             \
+  "      local key = prefix .. ':claims:' .. entry.user\n"                      \
+  "      if redis.call('HGET', key, entries[i]) == node then\n"                 \
+  "        redis.call('HDEL', key, entries[i])\n"                               \
+  "      end\n"                                                                 \
+  "    end\n"                                                                   \
+  "  end\n"                                                                     \
+  "end\n"
+
 // KEYS: nodes, node:<me>. ARGV: me, lease_ttl ms, connections, draining (0|1), started_at.
 // Refreshes this node's lease and answers {now, live nodes, {expired node ids}}.
 inline constexpr const char* lease = WSVISOR_REDIS_NOW_MS R"lua(
@@ -65,18 +82,12 @@ return {1}
 // (the lease still expired and the node still listed): removes it, its entries and its
 // claims, and answers its entries (connection, JSON, ...); nil when another node reaped
 // it first or it came back.
-inline constexpr const char* reap = WSVISOR_REDIS_NOW_MS R"lua(
+inline constexpr const char* reap = WSVISOR_REDIS_NOW_MS WSVISOR_DROP_CLAIMS R"lua(
 local lease = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not lease or tonumber(lease) >= now then return false end
 redis.call('ZREM', KEYS[1], ARGV[1])
 local entries = redis.call('HGETALL', KEYS[2])
-for i = 1, #entries, 2 do
-  local ok, entry = pcall(cjson.decode, entries[i + 1])
-  if ok and type(entry) == 'table' and type(entry.user) == 'string' and entry.user ~= '' then
-    local key = ARGV[2] .. ':claims:' .. entry.user
-    if redis.call('HGET', key, entries[i]) == ARGV[1] then redis.call('HDEL', key, entries[i]) end
-  end
-end
+drop_claims(entries, ARGV[2], ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3])
 return entries
 )lua";
@@ -85,15 +96,9 @@ return entries
 // they really are. Replaces what Redis holds of this node (its entries and its claims)
 // with them, and answers what it held before (connection, JSON, ...), so that the caller
 // can tell which were stale.
-inline constexpr const char* rebuild = R"lua(
+inline constexpr const char* rebuild = WSVISOR_DROP_CLAIMS R"lua(
 local old = redis.call('HGETALL', KEYS[1])
-for i = 1, #old, 2 do
-  local ok, entry = pcall(cjson.decode, old[i + 1])
-  if ok and type(entry) == 'table' and type(entry.user) == 'string' and entry.user ~= '' then
-    local key = ARGV[1] .. ':claims:' .. entry.user
-    if redis.call('HGET', key, old[i]) == ARGV[2] then redis.call('HDEL', key, old[i]) end
-  end
-end
+drop_claims(old, ARGV[1], ARGV[2])
 redis.call('DEL', KEYS[1])
 for i = 3, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
@@ -117,20 +122,14 @@ return 1
 
 // KEYS: nodes, node:<me>, conns:<me>. ARGV: me, prefix. A node leaving at the end of its
 // drain: its lease, its entries and whatever claims they still hold.
-inline constexpr const char* leave = R"lua(
-local old = redis.call('HGETALL', KEYS[3])
-for i = 1, #old, 2 do
-  local ok, entry = pcall(cjson.decode, old[i + 1])
-  if ok and type(entry) == 'table' and type(entry.user) == 'string' and entry.user ~= '' then
-    local key = ARGV[2] .. ':claims:' .. entry.user
-    if redis.call('HGET', key, old[i]) == ARGV[1] then redis.call('HDEL', key, old[i]) end
-  end
-end
+inline constexpr const char* leave = WSVISOR_DROP_CLAIMS R"lua(
+drop_claims(redis.call('HGETALL', KEYS[3]), ARGV[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3])
 return 1
 )lua";
 
 #undef WSVISOR_REDIS_NOW_MS
+#undef WSVISOR_DROP_CLAIMS
 
 }  // namespace wsvisor::cluster_scripts
