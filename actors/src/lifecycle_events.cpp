@@ -3,6 +3,7 @@
 #include <prometheus/counter.h>
 #include <wsvisor/log.hpp>
 
+#include <cstdio>
 #include <ctime>
 #include <random>
 #include <stdexcept>
@@ -249,8 +250,23 @@ void queue_lifecycle_event(service_context& context, std::string id, std::string
   if (auto service = context.events_service()) caf::anon_send(service, events_atom::value);
 }
 
+// 8 random hex digits chosen once per process. A node id may outlive its process (a
+// fixed cluster.node_id, restarted), and a backend drops an event whose id it has seen
+// (delivery is at least once): "<node_id>.e1" again would lose the new process's events.
+const std::string& process_tag() {
+  static const std::string tag = [] {
+    std::random_device random;
+    const uint32_t bits = random();
+    char text[9];
+    std::snprintf(text, sizeof text, "%08x", bits);
+    return std::string(text);
+  }();
+  return tag;
+}
+
 std::string next_lifecycle_event_id(service_context& context) {
-  return context.node_id + ".e" + std::to_string(context.next_event_id.fetch_add(1));
+  return context.node_id + "." + process_tag() + ".e" +
+         std::to_string(context.next_event_id.fetch_add(1));
 }
 
 }  // namespace wsvisor

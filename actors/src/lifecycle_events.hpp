@@ -70,7 +70,8 @@ caf::behavior events_service_actor(caf::stateful_actor<events_service_state>* se
 // mode the node that reaps a dead node emits its connections' disconnects.
 void queue_lifecycle_event(service_context& context, std::string id, std::string connection,
                            std::string body);
-// "<node_id>.e<n>": unique for the process's life.
+// "<node_id>.<8 hex digits of this process>.e<n>": never the same twice, also when the
+// next process has the same node id.
 std::string next_lifecycle_event_id(service_context& context);
 
 // The JSON of a lifecycle event (CONTRACT 11.3).

@@ -223,6 +223,67 @@ def test_kill_9_of_a_node_frees_its_users_and_reports_node_lost_once(redis, serv
         backend.stop()
 
 
+def test_a_node_restarted_under_its_id_reports_what_its_last_life_held(redis, server_factory,
+                                                                       tmp_path):
+    """kill -9 and an immediate restart with the same node id (a container restarted in
+    its pod), before any other node could reap it: the new process's first sync finds the
+    old process's entries, and their connections get their node_lost disconnects."""
+    backend = Backend(tmp_path)
+    try:
+        sets = ["limits.max_per_user=5", f"events.url={backend.url}/events"]
+        (old,) = start_nodes(server_factory, redis, 1, *sets)
+
+        async def lives():
+            held = [await ws_connect(old.port, "ivy") for _ in range(5)]
+            wait_until(lambda: backend.registry()["events"]["connect"] == 5, 10,
+                       what="connects")
+            old.kill()
+            old.expected_exit = None
+            for client in held:
+                client.transport.abort()
+            return start_nodes(server_factory, redis, 1, *sets)[0]  # node-1 again
+        new = run_async(lives(), timeout=30)
+        wait_until(lambda: backend.registry()["close_reasons"].get("node_lost") == 5, 10,
+                   what="5 node_lost disconnects")
+        registry = backend.registry()
+        assert registry["anomalies"] == [] and registry["by_user"] == {}
+        assert not claims(redis, "ivy")
+
+        async def second_life():
+            clients, status = await open_until_refused(new.port, "ivy", 6)
+            assert len(clients) == 5 and status == 429
+            await close_all(clients)
+        run_async(second_life(), timeout=30)
+    finally:
+        backend.stop()
+
+
+def test_a_wrong_redis_password_is_named_and_the_node_serves_degraded(server_factory, tmp_path):
+    from cluster_helpers import RedisServer
+    locked = RedisServer(tmp_path / "locked", password="right-password")
+    try:
+        node = server_factory(*cluster_sets(locked, "node-1", *LEASE, *HEADER_AUTH),
+                              env={**ENV, "WSVISOR_CLUSTER_REDIS_PASSWORD": "wrong-password"})
+        wait_until(lambda: "AUTH" in node.log(), 5, what="the AUTH failure logged")
+        line = next(l for l in node.log().splitlines() if "AUTH" in l)
+        assert "WSVISOR_CLUSTER_REDIS_PASSWORD" in line, line
+        assert "wrong-password" not in node.log()  # the secret is never logged
+        assert health_cluster(node)["state"] == "degraded"
+        assert http_get(node.port, "/health/ready").status == 200
+
+        async def local_caps():
+            client = await ws_connect(node.port, "jack")  # local mode admits
+            await client.close()
+        run_async(local_caps(), timeout=10)
+        right = server_factory(*cluster_sets(locked, "node-2", *LEASE, *HEADER_AUTH),
+                               env={**ENV, "WSVISOR_CLUSTER_REDIS_PASSWORD": "right-password"})
+        wait_until(lambda: health_cluster(right)["state"] == "ok", 5, what="ok with the password")
+        node.stop()
+        right.stop()
+    finally:
+        locked.finish()
+
+
 # ------------------------------------------------------------------ the server API
 
 def test_api_send_disconnect_and_connections_count_every_node(redis, server_factory):
