@@ -300,6 +300,16 @@ def test_api_send_disconnect_and_connections_count_every_node(redis, server_fact
                                                                          "node-3"}
         everyone = json.loads(api(nodes[1].port, "GET", "/api/connections").body)
         assert len(everyone) == 7
+        # /admin/cluster: every node with its lease, as the leases last reported them.
+        wait_until(lambda: sorted(n["connections"] for n in admin_get(nodes[0], "/admin/cluster"))
+                   == [2, 2, 3], 5, what="/admin/cluster counts")
+        listed_nodes = admin_get(nodes[0], "/admin/cluster")
+        assert sorted(n["node_id"] for n in listed_nodes) == ["node-1", "node-2", "node-3"]
+        assert all(n["draining"] is False and n["lease_expires_at"].endswith("Z")
+                   for n in listed_nodes)
+        assert scrape(nodes[0].port).get("wsvisor_cluster_nodes") == 3
+        tree = admin_get(nodes[0], "/admin/tree")
+        assert "cluster" in [child["name"] for child in tree["children"]]
 
         sent = api(nodes[0].port, "POST", "/api/send", {"user": "alice", "data": "hi all"})
         assert sent.status == 200, sent.body
@@ -446,6 +456,13 @@ def test_a_crash_of_the_cluster_service_leaves_no_count_behind(redis, server_fac
         await close_all(held[1:] + more)
         wait_until(lambda: not claims(redis, "gina"), 5, what="claims released")
     run_async(scenario(), timeout=30)
+
+
+def admin_get(node, path):
+    from conftest import http_request
+    r = http_request(node.port, "GET", path, headers={"Authorization": f"Bearer {ADMIN}"})
+    assert r.status == 200, r.body
+    return json.loads(r.body)
 
 
 def http_request_json(port, path, body):
