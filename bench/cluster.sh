@@ -382,6 +382,7 @@ for name, p in (("same", d["latency_us"]["same"]), ("other", d["latency_us"]["ot
 d.update({"setup": setup, "load": load, "run": int(run),
           "wsvisor_cpu_share": int(ticks) / int(hz) / span, "redis_cpu_share": int(rticks) / int(hz) / span,
           "redis_commands_per_send": int(cmds) / sends, "span_s": span,
+          "wsvisor_cpu_us_per_send": int(ticks) / int(hz) * 1e6 / sends, "redis_cpu_us_per_send": int(rticks) / int(hz) * 1e6 / sends,
           "others_core0_share": round((int(core0) - int(ticks) - int(rticks)) / int(hz) / span, 3),
           "others_core1_share": round(int(core1) / int(hz) / span - d["client_cpu_share"], 3)})
 print(json.dumps(d))
@@ -397,11 +398,6 @@ EOF
 # --- summary --------------------------------------------------------------------------
 summarize() {
   summarize_jsonl "$OUT" <<'EOF'
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-def num(x, f="{:,.0f}"):
-    return "-" if x is None else f.format(x)
 def ms(x):
     return "-" if x is None else f"{x / 1000:.2f}"
 meta = load("meta.json")
@@ -413,8 +409,8 @@ if meta:
 adm = load("admission.jsonl")
 if adm:
     print("### Admission: upgrades per second on one node, cluster on against off\n")
-    print("| upgrades | client | off: upgrades/s | on: upgrades/s | on / off | p50 / p99 handshake off (ms) | on (ms) | wsvisor CPU per upgrade off / on (us) | Redis CPU per upgrade (us) | Redis commands executed per upgrade (on) | wsvisor + Redis core share on | client core share on / off | others' share of core 0 / 1, on | runs |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| upgrades | client | off: upgrades/s | on: upgrades/s | on / off | p50 / p99 handshake off (ms) | on (ms) | wsvisor CPU per upgrade off / on (us) | Redis CPU per upgrade (us) | CPU per upgrade on / off (wsvisor + Redis) | Redis commands executed per upgrade (on) | wsvisor + Redis core share on | client core share on / off | others' share of core 0 / 1, on | runs |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for case in ["user", "anon", "wsload_anon", "wsload_user1"]:
         g = {cl: [r for r in adm if r["case"] == case and r["cluster"] == cl] for cl in ("off", "on")}
         if not g["on"] and not g["off"]: continue
@@ -424,17 +420,20 @@ if adm:
              for cl, rs in g.items()}
         on, off = f["on"], f["off"]
         ratio = "-" if not on["upgrades_per_second"] or not off["upgrades_per_second"] else f"**{on['upgrades_per_second'] / off['upgrades_per_second']:.2f}**"
+        cpu_ratio = "-" if not on["wsvisor_cpu_us_per_upgrade"] or not off["wsvisor_cpu_us_per_upgrade"] else \
+            f"**{(on['wsvisor_cpu_us_per_upgrade'] + on['redis_cpu_us_per_upgrade']) / (off['wsvisor_cpu_us_per_upgrade'] + off['redis_cpu_us_per_upgrade']):.2f}**"
         label = {"user": "with a user (header), a new user each", "anon": "without a user", "wsload_anon": "without a user",
                  "wsload_user1": "one user, <= workers at once"}[case]
         client = "wsload" if case.startswith("wsload") else "cluster_load.py"
         share = "-" if on["wsvisor_cpu_share"] is None else f"{on['wsvisor_cpu_share']:.2f} + {on['redis_cpu_share']:.2f}"
         print(f"| {label} | {client} | {num(off['upgrades_per_second'])} | {num(on['upgrades_per_second'])} | {ratio} | "
               f"{ms(off['p50_us'])} / {ms(off['p99_us'])} | {ms(on['p50_us'])} / {ms(on['p99_us'])} | "
-              f"{num(off['wsvisor_cpu_us_per_upgrade'])} / {num(on['wsvisor_cpu_us_per_upgrade'])} | {num(on['redis_cpu_us_per_upgrade'])} | "
+              f"{num(off['wsvisor_cpu_us_per_upgrade'])} / {num(on['wsvisor_cpu_us_per_upgrade'])} | {num(on['redis_cpu_us_per_upgrade'])} | {cpu_ratio} | "
               f"{num(on['redis_commands_per_upgrade'], '{:.1f}')} | {share} | "
               f"{num(on['client_cpu_share'], '{:.2f}')} / {num(off['client_cpu_share'], '{:.2f}')} | "
               f"{num(on['others_core0_share'], '{:.2f}')} / {num(on['others_core1_share'], '{:.2f}')} | {len(g['on'])} / {len(g['off'])} |")
-    print()
+    print("\nCPU per upgrade = CPU time of the node (and of redis-server) over the window / upgrades in it: the steadier figure "
+          "where other processes share the cores (upgrades/s then moves with what they leave).\n")
 cmds = load("commands.jsonl")
 if cmds:
     print("### Redis commands per operation (MONITOR capture)\n")
@@ -458,8 +457,8 @@ if cmds:
 dl = load("delivery.jsonl")
 if dl:
     print("### /api/send by user: one node against several on one Redis\n")
-    print("| setup | load | sends/s | deliveries/s | sends vs 1 node, cluster off | API answer p50 / p99 (ms) | same node p50 / p99 (ms) | other node p50 / p99 (ms) | wsvisor + Redis core share | client core share | others' share of core 0 / 1 | frames / delivered | failed, unconfirmed | runs |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| setup | load | sends/s | deliveries/s | sends vs 1 node, cluster off | API answer p50 / p99 (ms) | same node p50 / p99 (ms) | other node p50 / p99 (ms) | wsvisor + Redis CPU per send (us) | wsvisor + Redis core share | client core share | others' share of core 0 / 1 | frames / delivered | failed, unconfirmed | runs |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     names = {"single_off": "1 node, cluster off", "single": "1 node, cluster on", "multi": f"{max(r['nodes'] for r in dl)} nodes"}
     base = {}
     for load_ in ("saturation", "paced"):
@@ -468,14 +467,14 @@ if dl:
             if not rs: continue
             m = {k: med([r.get(k) for r in rs]) for k in ("sends_per_second", "deliveries_per_second", "api_p50_us", "api_p99_us",
                  "same_p50_us", "same_p99_us", "other_p50_us", "other_p99_us", "wsvisor_cpu_share", "redis_cpu_share",
-                 "client_cpu_share", "others_core0_share", "others_core1_share")}
+                 "client_cpu_share", "others_core0_share", "others_core1_share", "wsvisor_cpu_us_per_send", "redis_cpu_us_per_send")}
             if s == "single_off": base[load_] = m["sends_per_second"]
             vs = f"{m['sends_per_second'] / base[load_]:.2f}" if base.get(load_) and s != "single_off" else "-"
             lat = lambda k: "-" if not m[k + "_p50_us"] else f"{ms(m[k + '_p50_us'])} / {ms(m[k + '_p99_us'])}"
             rate = f" {int(rs[0]['rate'])}/s" if load_ == "paced" else f" ({rs[0]['senders']} senders)"
             print(f"| {names[s]} ({rs[0]['connections']} conns) | {load_}{rate} | {num(m['sends_per_second'])} | {num(m['deliveries_per_second'])} | {vs} | "
                   f"{lat('api')} | {lat('same')} | {lat('other')} | "
-                  f"{m['wsvisor_cpu_share']:.2f} + {m['redis_cpu_share']:.2f} | {m['client_cpu_share']:.2f} | {m['others_core0_share']:.2f} / {m['others_core1_share']:.2f} | "
+                  f"{num(m['wsvisor_cpu_us_per_send'])} + {num(m['redis_cpu_us_per_send'])} | {m['wsvisor_cpu_share']:.2f} + {m['redis_cpu_share']:.2f} | {m['client_cpu_share']:.2f} | {m['others_core0_share']:.2f} / {m['others_core1_share']:.2f} | "
                   f"{sum(r['frames'] for r in rs):,} / {sum(r['delivered_sum'] for r in rs):,} | {sum(r['sends_failed'] for r in rs)}, {sum(r['unconfirmed_nodes_sum'] for r in rs)} | {len(rs)} |")
     print("\nLatency: from just before the request is written to the frame's arrival (same: a connection on the node that took the API request; other: on another node), sends made in the window. Paced rows are the latency figures; saturation rows are mostly queueing.")
 EOF

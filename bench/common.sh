@@ -92,8 +92,9 @@ rotate() {  # "list" offset -> the list rotated (spreads each server's runs over
 }
 
 # Runs the Python program on stdin after a prelude that imports json, os, statistics and
-# sys and defines out (the directory) and load(name) (the objects of out/name, one a
-# line; [] without the file); what it prints goes to stdout and to out/summary.md.
+# sys and defines out (the directory), load(name) (the objects of out/name, one a line;
+# [] without the file), med(xs) (the median of those not None, None without any) and
+# num(x, format) ("-" for None); what it prints goes to stdout and to out/summary.md.
 summarize_jsonl() {  # directory < program
   {
     cat <<'PRELUDE'
@@ -102,6 +103,11 @@ out = sys.argv[1]
 def load(n):
     p = os.path.join(out, n)
     return [json.loads(l) for l in open(p) if l.strip()] if os.path.exists(p) else []
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+def num(x, f="{:,.0f}"):
+    return "-" if x is None else f.format(x)
 PRELUDE
     cat
   } | "$PY" - "$1" | tee "$1/summary.md"
