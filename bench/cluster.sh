@@ -409,13 +409,13 @@ if meta:
 adm = load("admission.jsonl")
 if adm:
     print("### Admission: upgrades per second on one node, cluster on against off\n")
-    print("| upgrades | client | off: upgrades/s | on: upgrades/s | on / off | p50 / p99 handshake off (ms) | on (ms) | wsvisor CPU per upgrade off / on (us) | Redis CPU per upgrade (us) | CPU per upgrade on / off (wsvisor + Redis) | Redis commands executed per upgrade (on) | wsvisor + Redis core share on | client core share on / off | others' share of core 0 / 1, on | runs |")
+    print("| upgrades | client | off: upgrades/s | on: upgrades/s | on / off | p50 / p99 handshake off (ms) | on (ms) | wsvisor CPU per upgrade off / on (us) | Redis CPU per upgrade (us) | CPU per upgrade on / off (wsvisor + Redis) | Redis commands executed / socket reads per upgrade (on) | wsvisor + Redis core share on | client core share on / off | others' share of core 0 / 1, on (off) | runs |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for case in ["user", "anon", "wsload_anon", "wsload_user1"]:
         g = {cl: [r for r in adm if r["case"] == case and r["cluster"] == cl] for cl in ("off", "on")}
         if not g["on"] and not g["off"]: continue
         f = {cl: {k: med([r.get(k) for r in rs]) for k in ("upgrades_per_second", "p50_us", "p99_us", "wsvisor_cpu_us_per_upgrade",
-                  "redis_cpu_us_per_upgrade", "redis_commands_per_upgrade", "wsvisor_cpu_share", "redis_cpu_share", "client_cpu_share",
+                  "redis_cpu_us_per_upgrade", "redis_commands_per_upgrade", "redis_reads_per_upgrade", "wsvisor_cpu_share", "redis_cpu_share", "client_cpu_share",
                   "others_core0_share", "others_core1_share")}
              for cl, rs in g.items()}
         on, off = f["on"], f["off"]
@@ -429,11 +429,14 @@ if adm:
         print(f"| {label} | {client} | {num(off['upgrades_per_second'])} | {num(on['upgrades_per_second'])} | {ratio} | "
               f"{ms(off['p50_us'])} / {ms(off['p99_us'])} | {ms(on['p50_us'])} / {ms(on['p99_us'])} | "
               f"{num(off['wsvisor_cpu_us_per_upgrade'])} / {num(on['wsvisor_cpu_us_per_upgrade'])} | {num(on['redis_cpu_us_per_upgrade'])} | {cpu_ratio} | "
-              f"{num(on['redis_commands_per_upgrade'], '{:.1f}')} | {share} | "
+              f"{num(on['redis_commands_per_upgrade'], '{:.1f}')} / {num(on['redis_reads_per_upgrade'], '{:.2f}')} | {share} | "
               f"{num(on['client_cpu_share'], '{:.2f}')} / {num(off['client_cpu_share'], '{:.2f}')} | "
-              f"{num(on['others_core0_share'], '{:.2f}')} / {num(on['others_core1_share'], '{:.2f}')} | {len(g['on'])} / {len(g['off'])} |")
+              f"{num(on['others_core0_share'], '{:.2f}')} / {num(on['others_core1_share'], '{:.2f}')} "
+              f"({num(off['others_core0_share'], '{:.2f}')} / {num(off['others_core1_share'], '{:.2f}')}) | {len(g['on'])} / {len(g['off'])} |")
     print("\nCPU per upgrade = CPU time of the node (and of redis-server) over the window / upgrades in it: the steadier figure "
-          "where other processes share the cores (upgrades/s then moves with what they leave).\n")
+          "where other processes share the cores (upgrades/s then moves with what they leave). Commands executed include "
+          "those the scripts run inside Redis; socket reads (INFO stats total_reads_processed) below the commands the node "
+          "sends mean its client batched them (several commands per write).\n")
 cmds = load("commands.jsonl")
 if cmds:
     print("### Redis commands per operation (MONITOR capture)\n")
@@ -472,11 +475,12 @@ if dl:
             vs = f"{m['sends_per_second'] / base[load_]:.2f}" if base.get(load_) and s != "single_off" else "-"
             lat = lambda k: "-" if not m[k + "_p50_us"] else f"{ms(m[k + '_p50_us'])} / {ms(m[k + '_p99_us'])}"
             rate = f" {int(rs[0]['rate'])}/s" if load_ == "paced" else f" ({rs[0]['senders']} senders)"
+            cpu = f"{num(m['wsvisor_cpu_us_per_send'])} + {num(m['redis_cpu_us_per_send'])}" if load_ == "saturation" else "-"
             print(f"| {names[s]} ({rs[0]['connections']} conns) | {load_}{rate} | {num(m['sends_per_second'])} | {num(m['deliveries_per_second'])} | {vs} | "
-                  f"{lat('api')} | {lat('same')} | {lat('other')} | "
-                  f"{num(m['wsvisor_cpu_us_per_send'])} + {num(m['redis_cpu_us_per_send'])} | {m['wsvisor_cpu_share']:.2f} + {m['redis_cpu_share']:.2f} | {m['client_cpu_share']:.2f} | {m['others_core0_share']:.2f} / {m['others_core1_share']:.2f} | "
+                  f"{lat('api')} | {lat('same')} | {lat('other')} | {cpu} | {m['wsvisor_cpu_share']:.2f} + {m['redis_cpu_share']:.2f} | {m['client_cpu_share']:.2f} | {m['others_core0_share']:.2f} / {m['others_core1_share']:.2f} | "
                   f"{sum(r['frames'] for r in rs):,} / {sum(r['delivered_sum'] for r in rs):,} | {sum(r['sends_failed'] for r in rs)}, {sum(r['unconfirmed_nodes_sum'] for r in rs)} | {len(rs)} |")
-    print("\nLatency: from just before the request is written to the frame's arrival (same: a connection on the node that took the API request; other: on another node), sends made in the window. Paced rows are the latency figures; saturation rows are mostly queueing.")
+    print("\nLatency: from just before the request is written to the frame's arrival (same: a connection on the node that took the API request; other: on another node), sends made in the window. Paced rows are the latency figures; saturation rows are mostly queueing. "
+          "CPU per send (all the setup's nodes, and redis-server) only at saturation: at the paced rate the idle nodes' own timers dominate it.")
 EOF
 }
 
