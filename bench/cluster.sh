@@ -18,13 +18,17 @@
 #              (auth.mode = header, X-User-Id a new user per upgrade, or per CL_USERS_PER
 #              upgrades, so never at max_per_user) and without (auth.mode = none).
 #              `cluster_load.py connect`: CL_WORKERS loops of TCP connect, upgrade, close
-#              frame, the server's close; CL_DURATION s after 0.5 s. Per window: upgrades/s,
+#              frame, the server's close; CL_DURATION s after 0.5 s. 64 loops keep the node
+#              busy with cluster mode on (core 0 near 1.0 with Redis) while with it off the
+#              client's core is the limit (near 0.8): the off rates are lower bounds, and
+#              CPU per upgrade is the steadier ratio. Per window: upgrades/s,
 #              handshake latency p50 / p99 (connect to 101), the wsvisor node's and
 #              redis-server's CPU time per upgrade (/proc/PID/stat) and the commands Redis
 #              executed per upgrade (INFO stats, scripts' inner commands included).
 #              CL_ADM_CASES also takes wsload_anon (`wsload connect`, no user) and
 #              wsload_user1 (`wsload connect --header 'X-User-Id: one'`: one user, at most
-#              CL_WORKERS of its connections at once): the project's own client as a
+#              CL_USER1_WORKERS of its connections at once, below max_per_user's 20, so
+#              each claim reads the user's other entries): the project's own client as a
 #              cross-check (its window is the whole run, CPU over the whole run).
 #   commands   Redis commands per operation, counted in a `redis-cli MONITOR` capture
 #              (cluster_load.py redis-count tells the scripts apart by their keys):
@@ -45,7 +49,7 @@
 #              queues: see its core share.
 #
 # Environment: CL_PHASES ("admission commands delivery"), CL_RUNS (3), CL_DURATION (5 s),
-# CL_WARMUP (1 s), CL_WORKERS (16), CL_USERS_PER (1 = a user per upgrade), CL_ADM_CASES
+# CL_WARMUP (1 s), CL_WORKERS (64), CL_USER1_WORKERS (16), CL_USERS_PER (1 = a user per upgrade), CL_ADM_CASES
 # ("user anon"; also wsload_anon wsload_user1), CL_COUNT_UPGRADES (1000),
 # CL_COUNT_SENDS (500), CL_NODES (3), CL_PER_NODE (10), CL_SENDERS (8), CL_SEND_RATE (200),
 # CL_LAT_DURATION (3 s), CL_SEND_SETUPS ("single_off single multi"), CL_PORT_BASE (23700),
@@ -66,7 +70,8 @@ PHASES=${CL_PHASES:-"admission commands delivery"}
 RUNS=${CL_RUNS:-3}
 DURATION=${CL_DURATION:-5}
 WARMUP=${CL_WARMUP:-1}
-WORKERS=${CL_WORKERS:-16}
+WORKERS=${CL_WORKERS:-64}
+USER1_WORKERS=${CL_USER1_WORKERS:-16}
 USERS_PER=${CL_USERS_PER:-1}
 ADM_CASES=${CL_ADM_CASES:-"user anon"}
 COUNT_UPGRADES=${CL_COUNT_UPGRADES:-1000}
@@ -232,9 +237,12 @@ phase_admission() {
         tag=adm_${acase}_${cl}_r$run
         if [[ $acase == wsload_* ]]; then
           windowed=0
-          cmd=("$WSLOAD" connect --port "${SRV_PORT[$node]}" --connections "$WORKERS" --duration "$DURATION"
-            --source-addrs "$SOURCE_ADDRS" --quiet)
-          [[ $acase == wsload_user1 ]] && cmd+=(--header "X-User-Id: one-$run-$cl")
+          cmd=("$WSLOAD" connect --port "${SRV_PORT[$node]}" --duration "$DURATION" --source-addrs "$SOURCE_ADDRS" --quiet)
+          if [[ $acase == wsload_user1 ]]; then
+            cmd+=(--connections "$USER1_WORKERS" --header "X-User-Id: one-$run-$cl")
+          else
+            cmd+=(--connections "$WORKERS")
+          fi
         else
           windowed=1
           # shellcheck disable=SC2207
@@ -423,7 +431,7 @@ if adm:
         cpu_ratio = "-" if not on["wsvisor_cpu_us_per_upgrade"] or not off["wsvisor_cpu_us_per_upgrade"] else \
             f"**{(on['wsvisor_cpu_us_per_upgrade'] + on['redis_cpu_us_per_upgrade']) / (off['wsvisor_cpu_us_per_upgrade'] + off['redis_cpu_us_per_upgrade']):.2f}**"
         label = {"user": "with a user (header), a new user each", "anon": "without a user", "wsload_anon": "without a user",
-                 "wsload_user1": "one user, <= workers at once"}[case]
+                 "wsload_user1": "one user, at most CL_USER1_WORKERS at once"}[case]
         client = "wsload" if case.startswith("wsload") else "cluster_load.py"
         share = "-" if on["wsvisor_cpu_share"] is None else f"{on['wsvisor_cpu_share']:.2f} + {on['redis_cpu_share']:.2f}"
         print(f"| {label} | {client} | {num(off['upgrades_per_second'])} | {num(on['upgrades_per_second'])} | {ratio} | "
@@ -506,7 +514,7 @@ WSVISOR=$OUT/bin/wsvisor
 WSVISOR_SUM=$(sha256sum "$WSVISOR" | cut -c1-16)
 printf '{"started":"%s","command":"%s","nproc":%s,"cpu":"%s","kernel":"%s","loadavg_start":"%s","wsvisor":"%s","wsvisor_from":"%s","wsvisor_git":"%s","wsvisor_built":"%s","wsvisor_sha256":"%s","redis":"%s","git":"%s","python":"%s"}\n' \
   "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-  "CL_RUNS=$RUNS CL_DURATION=$DURATION CL_WARMUP=$WARMUP CL_LAT_DURATION=$LAT_DURATION CL_WORKERS=$WORKERS CL_USERS_PER=$USERS_PER CL_ADM_CASES='$ADM_CASES' CL_NODES=$NODES CL_PER_NODE=$PER_NODE CL_SENDERS=$SENDERS CL_SEND_RATE=$SEND_RATE CL_PHASES='$PHASES' bench/cluster.sh" \
+  "CL_RUNS=$RUNS CL_DURATION=$DURATION CL_WARMUP=$WARMUP CL_LAT_DURATION=$LAT_DURATION CL_WORKERS=$WORKERS CL_USER1_WORKERS=$USER1_WORKERS CL_USERS_PER=$USERS_PER CL_ADM_CASES='$ADM_CASES' CL_NODES=$NODES CL_PER_NODE=$PER_NODE CL_SENDERS=$SENDERS CL_SEND_RATE=$SEND_RATE CL_PHASES='$PHASES' bench/cluster.sh" \
   "$(nproc)" "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" "$(uname -r)" "$(cut -d' ' -f1-3 /proc/loadavg)" \
   "$("$WSVISOR" --version 2>/dev/null)" "$WSVISOR_FROM" "$WSVISOR_GIT" "$WSVISOR_BUILT" "$WSVISOR_SUM" "$(redis-server --version | cut -d' ' -f1-3)" \
   "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "?")" "$("$PY" --version 2>&1)" >"$OUT/meta.json"
