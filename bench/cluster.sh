@@ -412,7 +412,7 @@ meta = load("meta.json")
 if meta:
     m = meta[0]
     print(f"{m['started']}, {m['nproc']} cores ({m['cpu']}), Linux {m['kernel']}, {m['redis']}, wsvisor {m['wsvisor']} "
-          f"(a copy of {m['wsvisor_from']}, built {m['wsvisor_built']} in a checkout at {m['wsvisor_git']}; sha256 {m['wsvisor_sha256']}...; "
+          f"(a copy of {m['wsvisor_from']}, built {m['wsvisor_built']}, its checkout at {m['wsvisor_git']} when the run began; sha256 {m['wsvisor_sha256']}...; "
           f"bench scripts at git {m['git']}), load average {m['loadavg_start']} at the start. Command: `{m['command']}`\n")
 adm = load("admission.jsonl")
 if adm:
@@ -430,7 +430,7 @@ if adm:
         ratio = "-" if not on["upgrades_per_second"] or not off["upgrades_per_second"] else f"**{on['upgrades_per_second'] / off['upgrades_per_second']:.2f}**"
         cpu_ratio = "-" if not on["wsvisor_cpu_us_per_upgrade"] or not off["wsvisor_cpu_us_per_upgrade"] else \
             f"**{(on['wsvisor_cpu_us_per_upgrade'] + on['redis_cpu_us_per_upgrade']) / (off['wsvisor_cpu_us_per_upgrade'] + off['redis_cpu_us_per_upgrade']):.2f}**"
-        label = {"user": "with a user (header), a new user each", "anon": "without a user", "wsload_anon": "without a user",
+        label = {"user": "with a user (header), a user per CL_USERS_PER upgrades", "anon": "without a user", "wsload_anon": "without a user",
                  "wsload_user1": "one user, at most CL_USER1_WORKERS at once"}[case]
         client = "wsload" if case.startswith("wsload") else "cluster_load.py"
         share = "-" if on["wsvisor_cpu_share"] is None else f"{on['wsvisor_cpu_share']:.2f} + {on['redis_cpu_share']:.2f}"
