@@ -25,7 +25,7 @@ wait_listening() {  # port pid [tries of 50 ms, 200 = 10 s]: 0 once listening, 1
 }
 
 # --- Processes, ports and samples of the scripts that start servers and clients in the
-# background (gateway.sh, hub_fanout.sh; run.sh takes rss_kb and rotate). Each script
+# background (gateway.sh, hub_fanout.sh, cluster.sh; run.sh takes rss_kb and rotate). Each script
 # defines log (its own prefix) before it calls these; free_port reads PORT_BASE, show
 # reads PY.
 
@@ -38,7 +38,7 @@ stop_pids() {
   for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null; done
   sleep 0.3
   for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   return 0
 }
 stop_pids_on_exit() {
@@ -51,7 +51,7 @@ stop_pid() {  # pid: TERM, at most 10 s, then KILL
   kill -TERM "$pid" 2>/dev/null
   for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid" 2>/dev/null; log "NOTE: pid $pid did not exit within 10 s of SIGTERM (killed)"; }
-  wait "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null || true
   return 0
 }
 
@@ -92,8 +92,9 @@ rotate() {  # "list" offset -> the list rotated (spreads each server's runs over
 }
 
 # Runs the Python program on stdin after a prelude that imports json, os, statistics and
-# sys and defines out (the directory) and load(name) (the objects of out/name, one a
-# line; [] without the file); what it prints goes to stdout and to out/summary.md.
+# sys and defines out (the directory), load(name) (the objects of out/name, one a line;
+# [] without the file), med(xs) (the median of those not None, None without any) and
+# num(x, format) ("-" for None); what it prints goes to stdout and to out/summary.md.
 summarize_jsonl() {  # directory < program
   {
     cat <<'PRELUDE'
@@ -102,6 +103,11 @@ out = sys.argv[1]
 def load(n):
     p = os.path.join(out, n)
     return [json.loads(l) for l in open(p) if l.strip()] if os.path.exists(p) else []
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+def num(x, f="{:,.0f}"):
+    return "-" if x is None else f.format(x)
 PRELUDE
     cat
   } | "$PY" - "$1" | tee "$1/summary.md"

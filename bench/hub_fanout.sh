@@ -329,11 +329,6 @@ phase_memory() {
 # --- summary --------------------------------------------------------------------------
 summarize() {
   summarize_jsonl "$OUT" <<'EOF'
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-def num(x, f="{:,.0f}"):
-    return "-" if x is None else f.format(x)
 def ratio(a, b):
     return "-" if a is None or not b else f"{a / b:.2f}"
 meta = load("meta.json")
