@@ -54,15 +54,16 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {1} end
 local entries = redis.call('HGETALL', KEYS[1])
 local count = 0
 local holders = {}
-local seen = {}
+local alive = {}  -- node -> whether its lease is live: one ZSCORE per node, not per slot
 for i = 1, #entries, 2 do
-  local lease = redis.call('ZSCORE', KEYS[2], entries[i + 1])
-  if lease and tonumber(lease) >= now then
+  local node = entries[i + 1]
+  if alive[node] == nil then
+    local lease = redis.call('ZSCORE', KEYS[2], node)
+    alive[node] = lease ~= false and tonumber(lease) >= now
+    if alive[node] then holders[#holders + 1] = node end
+  end
+  if alive[node] then
     count = count + 1
-    if not seen[entries[i + 1]] then
-      seen[entries[i + 1]] = true
-      holders[#holders + 1] = entries[i + 1]
-    end
   else
     redis.call('HDEL', KEYS[1], entries[i])
   end
