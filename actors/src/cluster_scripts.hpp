@@ -130,6 +130,35 @@ redis.call('DEL', KEYS[2], KEYS[3])
 return 1
 )lua";
 
+// KEYS: claims:<user> of each user addressed. ARGV: prefix, me, the message (JSON, no
+// "users"), then the users, in the order of KEYS. The server API's send or disconnect
+// by user in one round trip: every other node that holds a slot of one of the users gets
+// the message on its inbox with the users it holds; answers those nodes.
+inline constexpr const char* fan_out = R"lua(
+local message = cjson.decode(ARGV[3])
+local users_of = {}
+local nodes = {}
+for i = 1, #KEYS do
+  local user = ARGV[3 + i]
+  for _, node in ipairs(redis.call('HVALS', KEYS[i])) do
+    if node ~= ARGV[2] then
+      local users = users_of[node]
+      if not users then
+        users = {}
+        users_of[node] = users
+        nodes[#nodes + 1] = node
+      end
+      if users[#users] ~= user then users[#users + 1] = user end
+    end
+  end
+end
+for _, node in ipairs(nodes) do
+  message.users = users_of[node]
+  redis.call('PUBLISH', ARGV[1] .. ':inbox:' .. node, cjson.encode(message))
+end
+return nodes
+)lua";
+
 #undef WSVISOR_REDIS_NOW_MS
 #undef WSVISOR_DROP_CLAIMS
 

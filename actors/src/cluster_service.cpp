@@ -56,6 +56,7 @@ enum script_index : size_t {
   rebuild_script,
   release_script,
   leave_script,
+  fan_out_script,
   script_count
 };
 
@@ -71,8 +72,10 @@ const char* script_text(size_t index) {
       return cluster_scripts::rebuild;
     case release_script:
       return cluster_scripts::release;
-    default:
+    case leave_script:
       return cluster_scripts::leave;
+    default:
+      return cluster_scripts::fan_out;
   }
 }
 
@@ -430,14 +433,15 @@ void finish_request(self_ptr self, uint64_t request) {
   auto it = requests.find(request);
   if (it == requests.end()) return;
   auto& pending = it->second;
-  pending.result.unconfirmed_nodes = pending.waiting.size();
+  pending.result.unconfirmed_nodes = pending.waiting.size() + pending.unreached;
   pending.answer.deliver(pending.result);
   requests.erase(it);
 }
 
 void maybe_finish_request(self_ptr self, uint64_t request) {
   auto it = self->state.requests.find(request);
-  if (it != self->state.requests.end() && it->second.local_done && it->second.waiting.empty())
+  if (it != self->state.requests.end() && it->second.local_done && it->second.nodes_known &&
+      it->second.waiting.empty())
     finish_request(self, request);
 }
 
@@ -524,24 +528,53 @@ void fan_out_to_users(self_ptr self, cluster_fanout op, caf::response_promise an
       answer.deliver(result);
     });
   }
+  // One script finds the nodes that hold the users and publishes to each of them
+  // (one round trip); this node's own connections are sent to meanwhile.
+  const uint64_t request = state.next_request++;
+  auto& pending = state.requests[request];
+  pending.answer = std::move(answer);
+  pending.nodes_known = false;
+  self->delayed_send(self, context.config.cluster.api_timeout, finish_atom::value, request);
   const auto k = keys_of(context);
-  auto holders = std::make_shared<std::map<std::string, std::vector<std::string>>>();
-  auto remaining = std::make_shared<size_t>(op.selector.users.size());
-  if (*remaining == 0) return fan_out(self, std::move(op), answer, true, {}, 0);
-  const auto users = op.selector.users;
-  auto shared_op = std::make_shared<cluster_fanout>(std::move(op));
-  for (const auto& user : users)
-    command(self, {"HVALS", k.claims(user)},
-            [self, shared_op, answer, holders, remaining, user](const redis_value* reply) mutable {
-              if (reply && reply->kind == redis_value::type::array)
-                for (const auto& node : reply->elements) {
-                  if (node.text == self->state.context->node_id) continue;
-                  auto& list = (*holders)[node.text];
-                  if (list.empty() || list.back() != user) list.push_back(user);
-                }
-              if (--*remaining > 0) return;
-              fan_out(self, std::move(*shared_op), answer, true, *holders, 0);
-            });
+  auto message = fanout_message(op, request, context.node_id, {}, 0);
+  message.erase("users");
+  std::vector<std::string> args;
+  args.reserve(op.selector.users.size() * 2 + 3);
+  for (const auto& user : op.selector.users) args.push_back(k.claims(user));
+  args.push_back(context.config.cluster.prefix);
+  args.push_back(context.node_id);
+  args.push_back(json::serialize(message));
+  for (const auto& user : op.selector.users) args.push_back(user);
+  const auto key_count = op.selector.users.size();
+  run_script(self, fan_out_script, std::move(args), key_count,
+             [self, request](const redis_value* reply) {
+               auto it = self->state.requests.find(request);
+               if (it == self->state.requests.end()) return;
+               auto& pending = it->second;
+               pending.nodes_known = true;
+               if (!reply || reply->kind != redis_value::type::array) {
+                 // Redis did not answer: the other nodes may or may not have it.
+                 const auto nodes = self->state.context->cluster_nodes.load();
+                 pending.unreached = nodes > 0 ? nodes - 1 : 0;
+               } else {
+                 for (const auto& node : reply->elements) {
+                   self->state.context->stats.cluster_messages(false).Increment();
+                   if (auto early = pending.early.find(node.text); early != pending.early.end())
+                     pending.result.count += early->second;
+                   else
+                     pending.waiting.insert(node.text);
+                 }
+                 pending.early.clear();
+               }
+               maybe_finish_request(self, request);
+             });
+  run_locally(self, op, [self, request](uint64_t n) {
+    auto it = self->state.requests.find(request);
+    if (it == self->state.requests.end()) return;
+    it->second.result.count += n;
+    it->second.local_done = true;
+    maybe_finish_request(self, request);
+  });
 }
 
 // A send or disconnect from another node: run here, answer with the count.
@@ -596,8 +629,16 @@ void on_remote_done(self_ptr self, const json::object& message) {
   if (!request || !request->is_int64() || !node || !node->is_string()) return;
   auto it = self->state.requests.find(static_cast<uint64_t>(request->as_int64()));
   if (it == self->state.requests.end()) return;  // answered late: counted as unconfirmed
-  if (it->second.waiting.erase(std::string(node->as_string())) == 0) return;
-  if (n && n->is_int64() && n->as_int64() > 0) it->second.result.count += n->as_int64();
+  const uint64_t count = n && n->is_int64() && n->as_int64() > 0 ? n->as_int64() : 0;
+  auto& pending = it->second;
+  if (!pending.nodes_known) {
+    // Its answer came before the script's reply said whom it published to (they come
+    // over different connections): kept until then.
+    pending.early[std::string(node->as_string())] += count;
+    return;
+  }
+  if (pending.waiting.erase(std::string(node->as_string())) == 0) return;
+  pending.result.count += count;
   maybe_finish_request(self, it->first);
 }
 
@@ -798,6 +839,9 @@ void ask_holders(self_ptr self, uint64_t wait, const std::vector<redis_value>& h
   auto& context = *state.context;
   auto& claim = state.waiting_claims.at(wait);
   claim.holders_asked = true;
+  // From here the answer may wait for other nodes: the deadline's own wake-up, should
+  // their answers not come.
+  self->delayed_send(self, claim.deadline - context.now(), retry_atom::value, wait);
   for (const auto& holder : holders) {
     if (holder.text.empty()) continue;
     ++claim.sweeps_pending;
@@ -886,9 +930,8 @@ void claim(self_ptr self, uint64_t id, std::string user, std::string ip, std::st
   waiting.user = std::move(user);
   waiting.deadline = context.now() + context.config.limits.admission_timeout * 8 / 10;
   state.waiting_claims.emplace(wait, std::move(waiting));
-  // The deadline's own wake-up, should no reply or answer come before it.
-  self->delayed_send(self, context.config.limits.admission_timeout * 8 / 10, retry_atom::value,
-                     wait);
+  // No timer here: the script's reply always comes (nullptr when the connection fails).
+  // The deadline gets its own wake-up only once the claim waits for sweeps (ask_holders).
   retry_claim(self, wait);
 }
 

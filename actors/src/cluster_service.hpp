@@ -54,6 +54,11 @@ struct cluster_request {
   cluster_delivery result;
   std::unordered_set<std::string> waiting;  // nodes that have not answered
   bool local_done = false;
+  // Whom the request was published to is known (a send by user learns it from the
+  // fan_out script's reply); answers that came first wait in `early`.
+  bool nodes_known = true;
+  std::unordered_map<std::string, uint64_t> early;
+  uint64_t unreached = 0;  // nodes that may not have got it (Redis did not answer)
 };
 
 struct cluster_state {
