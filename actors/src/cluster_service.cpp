@@ -167,6 +167,7 @@ void set_degraded(self_ptr self, bool degraded, const std::string& why) {
   const int next = degraded ? 2 : 1;
   const int before = context.cluster_state.exchange(next);
   context.stats.cluster_degraded().Set(degraded ? 1 : 0);
+  if (!context.cluster_settled.exchange(true)) context.refresh_ready();
   if (before == next) return;
   if (degraded)
     log_event(spdlog::level::warn, "cluster_degraded",

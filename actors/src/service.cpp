@@ -271,7 +271,7 @@ void service::stop() {
 }
 
 bool service::ready() const {
-  return context_->tree_up && context_->listening && !context_->draining;
+  return context_->ready_now();
 }
 
 bool service::draining() const {

@@ -54,6 +54,13 @@ struct service_context {
   // node id then was left by an earlier process with the same id (its connections get
   // their node_lost disconnects). Later syncs find only what this process removed itself.
   std::atomic<bool> cluster_first_sync{true};
+  // Cluster mode: the cluster service's first connection to Redis has come to something
+  // (synced, or failed: then on_redis_down applies). Until then the node is not ready,
+  // so that a balancer sends it nothing it would have to refuse or count wrongly.
+  std::atomic<bool> cluster_settled{false};
+  bool ready_now() const {
+    return tree_up && listening && !draining && (!redis || cluster_settled);
+  }
   // The application's own heartbeat message (hub mode: Centrifugo's "{}"), sent instead
   // of WebSocket pings; null: WebSocket pings.
   shared_payload heartbeat_message;
@@ -78,7 +85,7 @@ struct service_context {
   // Serialized: two threads computing it at once could otherwise write a stale value last.
   void refresh_ready() {
     std::lock_guard<std::mutex> lock(ready_mutex);
-    stats.ready().Set(tree_up && listening && !draining ? 1 : 0);
+    stats.ready().Set(ready_now() ? 1 : 0);
   }
   std::mutex ready_mutex;
 

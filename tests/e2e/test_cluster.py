@@ -19,6 +19,7 @@ import time
 
 import pytest
 import websockets
+import websockets.exceptions
 
 from admin_helpers import ws_connect
 from cluster_helpers import cluster_sets, haproxy_factory, redis_server  # noqa: F401 (fixtures)
@@ -416,6 +417,29 @@ def test_redis_down_with_reject_refuses_new_upgrades_and_serves_open_ones(redis,
         again = await ws_connect(a.port, "erin")
         await close_all([held, again])
     run_async(scenario(), timeout=60)
+
+
+def test_a_node_whose_redis_is_unreachable_at_start_becomes_ready_and_applies_reject(
+        server_factory):
+    """Readiness waits for the first connection to Redis to come to something; refused
+    at once here, so the node is ready, degraded, and refuses upgrades (reject)."""
+    from conftest import free_port
+    nowhere = f"cluster.redis_url=redis://127.0.0.1:{free_port()}/0"
+    node = server_factory("cluster.mode=redis", "cluster.node_id=node-1", nowhere, *LEASE,
+                          *HEADER_AUTH, "cluster.on_redis_down=reject", "limits.retry_after=2s",
+                          env=ENV)
+    assert health_cluster(node)["state"] == "degraded"
+    assert "cannot connect to Redis" in node.log()
+
+    async def refused():
+        with pytest.raises(websockets.exceptions.InvalidStatusCode) as answer:
+            await ws_connect(node.port, "kim")
+        assert answer.value.status_code == 503
+        retry_after = int(answer.value.headers["Retry-After"])
+        assert 2 <= retry_after <= 3
+    run_async(refused(), timeout=10)
+    assert scrape(node.port).get("wsvisor_admissions_rejected_total",
+                                 reason="cluster_unavailable") == 1
 
 
 def test_a_killed_pubsub_subscription_is_restarted_and_delivery_resumes(redis, server_factory):
