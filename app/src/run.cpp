@@ -6,7 +6,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <spdlog/spdlog.h>
@@ -15,6 +15,7 @@
 #include <atomic>
 #include <condition_variable>
 
+#include <pthread.h>
 #include <csignal>
 #include <cstdio>
 #include <mutex>
@@ -143,6 +144,14 @@ void raise_open_file_limit(const settings& config) {
 }
 
 int serve(const settings& config, const application_factory& application) {
+  // Before any thread exists, so that every thread made from here on inherits the mask:
+  // SIGINT and SIGTERM are then taken only by the signal thread below (sigtimedwait),
+  // never by a default action in some other thread.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   raise_open_file_limit(config);
   const unsigned io_threads = io_thread_count(config);
   const unsigned shard_count = actor_thread_count(config);
@@ -194,26 +203,30 @@ int serve(const settings& config, const application_factory& application) {
     listener.on_drain_request(begin_drain);
     auto summaries = std::make_shared<log_summary_timer>(io);
     summaries->start();
-    net::signal_set signals(io, SIGINT, SIGTERM);
-    int signals_seen = 0;
-    std::function<void(const boost::system::error_code&, int)> on_signal =
-        [&](const boost::system::error_code& ec, int signal_number) {
-          if (ec) return;
-          if (++signals_seen == 1 && !drain_begun) {
-            log_event(spdlog::level::info, "signal",
-                      "signal received: draining (a second signal closes everything now)",
-                      {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
-            begin_drain();
-          } else {
-            log_event(spdlog::level::info, "signal",
-                      "signal received again: closing every connection at once",
-                      {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
-            tree.close_all_now();
-            latch.open(0);
-          }
-          signals.async_wait(on_signal);
-        };
-    signals.async_wait(on_signal);
+    // SIGINT and SIGTERM are blocked in every thread (serve's first step) and taken here,
+    // by one thread of their own, one at a time.
+    std::atomic<bool> signals_done{false};
+    std::thread signal_thread([&] {
+      int signals_seen = 0;
+      const timespec tick{0, 100 * 1000 * 1000};  // how soon the thread notices the exit
+      while (!signals_done.load()) {
+        const int signal_number = sigtimedwait(&stop_signals, nullptr, &tick);
+        if (signal_number != SIGINT && signal_number != SIGTERM) continue;  // tick, EINTR
+        const char* name = signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
+        if (++signals_seen == 1 && !drain_begun) {
+          log_event(spdlog::level::info, "signal",
+                    "signal received: draining (a second signal closes everything now)",
+                    {{"signal", name}});
+          net::post(io, begin_drain);
+        } else {
+          log_event(spdlog::level::info, "signal",
+                    "signal received again: closing every connection at once",
+                    {{"signal", name}});
+          tree.close_all_now();
+          latch.open(0);
+        }
+      }
+    });
 
     if (const auto error = listener.listen(); !error.empty()) {
       log_event(spdlog::level::critical, "listen_failed", error);
@@ -228,7 +241,11 @@ int serve(const settings& config, const application_factory& application) {
                  {"shards", shard_count}});
       exit_code = latch.wait();
     }
-    signals.cancel();
+    // The exit code is decided; signals from here on stay pending (blocked everywhere),
+    // so a platform's SIGTERM repeated while the process winds down cannot turn it into
+    // death by that signal.
+    signals_done = true;
+    signal_thread.join();
     summaries->stop();
     listener.stop_accepting();
     tree.close_all_now();

@@ -184,3 +184,21 @@ def test_idle_server_sigterm_exits_0_quickly(server_factory):
     srv.signal(signal.SIGTERM)
     code = srv.wait_exit(5)
     assert code == 0, f"exit code {code} ({time.monotonic() - t0:.1f}s)\n{srv.log()[-3000:]}"
+
+
+def test_signals_repeated_while_the_server_winds_down_still_exit_0(server_factory):
+    """A platform may send SIGTERM again and again while a process stops: once the exit
+    code is decided, none of them may turn it into death by SIGTERM (143 / -15)."""
+    import os
+    for attempt in range(20):
+        srv = server_factory()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(srv.pid, signal.SIGTERM)  # not reaped yet: the pid is still its own
+            except ProcessLookupError:
+                break
+            if srv.proc.poll() is not None:
+                break
+        code = srv.wait_exit(5)
+        assert code == 0, f"attempt {attempt}: exit code {code}\n{srv.log()[-3000:]}"
