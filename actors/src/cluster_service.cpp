@@ -60,23 +60,15 @@ enum script_index : size_t {
   script_count
 };
 
+// In the order of script_index.
+constexpr const char* script_texts[script_count] = {
+    cluster_scripts::lease,   cluster_scripts::claim,   cluster_scripts::reap,
+    cluster_scripts::rebuild, cluster_scripts::release, cluster_scripts::leave,
+    cluster_scripts::fan_out,
+};
+
 const char* script_text(size_t index) {
-  switch (index) {
-    case lease_script:
-      return cluster_scripts::lease;
-    case claim_script:
-      return cluster_scripts::claim;
-    case reap_script:
-      return cluster_scripts::reap;
-    case rebuild_script:
-      return cluster_scripts::rebuild;
-    case release_script:
-      return cluster_scripts::release;
-    case leave_script:
-      return cluster_scripts::leave;
-    default:
-      return cluster_scripts::fan_out;
-  }
+  return script_texts[index];
 }
 
 int64_t wall_ms(std::chrono::system_clock::time_point t) {
