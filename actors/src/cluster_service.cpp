@@ -16,6 +16,7 @@
 #include "fan_in.hpp"
 #include "lifecycle_events.hpp"
 #include "wsvisor/jwt.hpp"  // base64url for binary payloads in Pub/Sub messages
+#include "wsvisor/supervision/detail/backoff_delay.hpp"
 
 // Replies and pushes from Redis travel from the io thread to the actor (local only).
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<const wsvisor::redis_value>)
@@ -79,7 +80,6 @@ int64_t wall_ms(std::chrono::system_clock::time_point t) {
 
 struct keys {
   const std::string& prefix;
-  const std::string& me;
   std::string nodes() const { return prefix + ":nodes"; }
   std::string node(const std::string& id) const { return prefix + ":node:" + id; }
   std::string conns(const std::string& id) const { return prefix + ":conns:" + id; }
@@ -88,11 +88,7 @@ struct keys {
 };
 
 keys keys_of(const service_context& context) {
-  return keys{context.config.cluster.prefix, context.node_id};
-}
-
-std::string connection_name(const service_context& context, uint64_t id) {
-  return context.node_id + "." + std::to_string(id);
+  return keys{context.config.cluster.prefix};
 }
 
 // -------------------------------------------------------------------------- commands
@@ -156,8 +152,9 @@ void publish(self_ptr self, const std::string& node, const json::object& message
 
 void set_degraded(self_ptr self, bool degraded, const std::string& why) {
   auto& context = *self->state.context;
-  const int next = degraded ? 2 : 1;
-  const int before = context.cluster_state.exchange(next);
+  using health = service_context::cluster_health;
+  const auto next = degraded ? health::degraded : health::ok;
+  const auto before = context.cluster.exchange(next);
   context.stats.cluster_degraded().Set(degraded ? 1 : 0);
   if (!context.cluster_settled.exchange(true)) context.refresh_ready();
   if (before == next) return;
@@ -178,11 +175,12 @@ void connect_link(self_ptr self, link_kind kind);
 
 void schedule_reconnect(self_ptr self, link_kind kind) {
   auto& link = link_of(self->state, kind);
-  link.backoff = link.backoff.count() == 0 ? kBackoffMin : std::min(link.backoff * 2, kBackoffMax);
+  // The supervisor's own backoff: min(100 ms * 2^n, 2 s), up to a quarter more at random.
+  static const backoff_policy policy{kBackoffMin, kBackoffMax, 0.25, {}, {}};
   static thread_local std::minstd_rand random{std::random_device{}()};
-  const auto jitter = std::uniform_int_distribution<int64_t>(0, link.backoff.count() / 4)(random);
-  self->delayed_send(self, link.backoff + std::chrono::milliseconds(jitter), reconnect_atom::value,
-                     static_cast<uint8_t>(kind), link.generation);
+  const double random01 = std::uniform_real_distribution<double>(0.0, 1.0)(random);
+  self->delayed_send(self, detail::backoff_delay(policy, link.failures++, random01),
+                     reconnect_atom::value, static_cast<uint8_t>(kind), link.generation);
 }
 
 void link_lost(self_ptr self, link_kind kind, const std::string& why) {
@@ -210,10 +208,6 @@ void link_lost(self_ptr self, link_kind kind, const std::string& why) {
 
 // ------------------------------------------------------------------------- entries
 
-std::string entry_json_of(const cluster_entry& entry) {
-  return cluster_entry_json(entry);
-}
-
 // The node_lost disconnect of a connection another node held (CONTRACT 11.3, 14).
 void emit_node_lost(service_context& context, const std::string& node,
                     const std::string& connection, const cluster_entry& entry) {
@@ -236,7 +230,7 @@ void release_in_redis(self_ptr self, const cluster_entry& entry) {
              // Any entry with a user may hold a claim (a rebuild claims for every one), and
              // the script removes it only if it is this node's.
              {conns, entry.user.empty() ? conns : k.claims(entry.user),
-              connection_name(context, entry.id), context.node_id},
+              context.connection_id(entry.id), context.node_id},
              2, nullptr);
 }
 
@@ -265,8 +259,8 @@ void rebuild(self_ptr self) {
                                 context.node_id};
   args.reserve(3 + state.entries.size() * 2);
   for (const auto& [id, entry] : state.entries) {
-    args.push_back(connection_name(context, id));
-    args.push_back(entry_json_of(entry));
+    args.push_back(context.connection_id(id));
+    args.push_back(cluster_entry_json(entry));
   }
   const auto generation = state.commands.generation;
   run_script(
@@ -400,16 +394,12 @@ void run_locally(self_ptr self, const cluster_fanout& op, std::function<void(uin
                        api_send_atom::value, op.selector, op.payload, op.text);
 }
 
+// The inbox message of a send or disconnect: to one connection (`connection` != 0), else
+// without its users, which the fan_out script adds for each node it publishes to.
 json::object fanout_message(const cluster_fanout& op, uint64_t request, const std::string& from,
-                            const std::vector<std::string>& users, uint64_t connection) {
+                            uint64_t connection) {
   json::object message{{"t", op.close ? "close" : "send"}, {"req", request}, {"from", from}};
-  if (connection != 0) {
-    message["connection"] = connection;
-  } else {
-    json::array list;
-    for (const auto& user : users) list.emplace_back(user);
-    message["users"] = std::move(list);
-  }
+  if (connection != 0) message["connection"] = connection;
   if (op.close) {
     message["code"] = op.code;
     message["reason"] = op.reason;
@@ -438,33 +428,25 @@ void maybe_finish_request(self_ptr self, uint64_t request) {
     finish_request(self, request);
 }
 
-// Sends `op` to the nodes in `remote` (each with the users it holds, or one connection
-// id) and runs it here too when `here`; the answer waits for their counts up to
-// cluster.api_timeout.
-void fan_out(self_ptr self, cluster_fanout op, caf::response_promise answer, bool here,
-             const std::map<std::string, std::vector<std::string>>& remote,
-             uint64_t remote_connection) {
+// A request waiting for other nodes' counts, answered when all are in or at
+// cluster.api_timeout (the rest counted as unconfirmed).
+uint64_t open_request(self_ptr self, caf::response_promise answer) {
   auto& state = self->state;
-  auto& context = *state.context;
   const uint64_t request = state.next_request++;
-  auto& pending = state.requests[request];
-  pending.answer = std::move(answer);
-  pending.local_done = !here;
-  for (const auto& [node, users] : remote) {
-    pending.waiting.insert(node);
-    publish(self, node, fanout_message(op, request, context.node_id, users, remote_connection));
-  }
-  self->delayed_send(self, context.config.cluster.api_timeout, finish_atom::value, request);
-  if (here)
-    run_locally(self, op, [self, request](uint64_t n) {
-      auto it = self->state.requests.find(request);
-      if (it == self->state.requests.end()) return;
-      it->second.result.count += n;
-      it->second.local_done = true;
-      maybe_finish_request(self, request);
-    });
-  else
+  state.requests[request].answer = std::move(answer);
+  self->delayed_send(self, state.context->config.cluster.api_timeout, finish_atom::value, request);
+  return request;
+}
+
+// Runs `op` on this node's shards for `request`, which then no longer waits for them.
+void count_locally(self_ptr self, const cluster_fanout& op, uint64_t request) {
+  run_locally(self, op, [self, request](uint64_t n) {
+    auto it = self->state.requests.find(request);
+    if (it == self->state.requests.end()) return;
+    it->second.result.count += n;
+    it->second.local_done = true;
     maybe_finish_request(self, request);
+  });
 }
 
 // The one connection of another node that `op` addresses: 410 when its node has no live
@@ -503,7 +485,11 @@ void fan_out_to_connection(self_ptr self, cluster_fanout op, caf::response_promi
               answer.deliver(result);
               return;
             }
-            fan_out(self, op, answer, false, {{node, {}}}, id);
+            const uint64_t request = open_request(self, answer);
+            auto& pending = self->state.requests.at(request);
+            pending.local_done = true;  // nothing of it is here
+            pending.waiting.insert(node);
+            publish(self, node, fanout_message(op, request, self->state.context->node_id, id));
           });
 }
 
@@ -523,14 +509,10 @@ void fan_out_to_users(self_ptr self, cluster_fanout op, caf::response_promise an
   }
   // One script finds the nodes that hold the users and publishes to each of them
   // (one round trip); this node's own connections are sent to meanwhile.
-  const uint64_t request = state.next_request++;
-  auto& pending = state.requests[request];
-  pending.answer = std::move(answer);
-  pending.nodes_known = false;
-  self->delayed_send(self, context.config.cluster.api_timeout, finish_atom::value, request);
+  const uint64_t request = open_request(self, std::move(answer));
+  state.requests.at(request).nodes_known = false;
   const auto k = keys_of(context);
-  auto message = fanout_message(op, request, context.node_id, {}, 0);
-  message.erase("users");
+  const auto message = fanout_message(op, request, context.node_id, 0);
   std::vector<std::string> args;
   args.reserve(op.selector.users.size() * 2 + 3);
   for (const auto& user : op.selector.users) args.push_back(k.claims(user));
@@ -561,13 +543,7 @@ void fan_out_to_users(self_ptr self, cluster_fanout op, caf::response_promise an
                }
                maybe_finish_request(self, request);
              });
-  run_locally(self, op, [self, request](uint64_t n) {
-    auto it = self->state.requests.find(request);
-    if (it == self->state.requests.end()) return;
-    it->second.result.count += n;
-    it->second.local_done = true;
-    maybe_finish_request(self, request);
-  });
+  count_locally(self, op, request);
 }
 
 // A send or disconnect from another node: run here, answer with the count.
@@ -798,7 +774,7 @@ void on_push(self_ptr self, const redis_value& push) {
   const auto& kind = push.elements[0].text;
   if (kind == "subscribe") {
     state.subscribed = true;
-    state.subscriber.backoff = std::chrono::milliseconds(0);
+    state.subscriber.failures = 0;
     // A fresh subscription: the next probe starts the count again.
     state.probe_seen = state.probe_sent;
     log_event(spdlog::level::info, "pubsub_subscribed", "Redis Pub/Sub subscription up",
@@ -870,8 +846,8 @@ void retry_claim(self_ptr self, uint64_t wait) {
   run_script(
       self, claim_script,
       {k.claims(it->second.user), k.nodes(), k.conns(context.node_id),
-       connection_name(context, it->second.id), context.node_id,
-       std::to_string(context.config.limits.max_per_user), entry_json_of(claimed)},
+       context.connection_id(it->second.id), context.node_id,
+       std::to_string(context.config.limits.max_per_user), cluster_entry_json(claimed)},
       3, [self, wait](const redis_value* reply) {
         auto& state = self->state;
         auto it = state.waiting_claims.find(wait);
@@ -1011,18 +987,16 @@ void on_link(self_ptr self, link_kind kind, uint64_t generation, link_event even
   auto& link = link_of(state, kind);
   if (link.generation != generation) return;  // a connection replaced since
   if (event == link_event::lost || !error.empty()) {
-    if (!error.empty() && event == link_event::ready && link.backoff.count() == 0)
+    if (!error.empty() && event == link_event::ready && link.failures == 0)
       log_event(spdlog::level::warn, "redis_unreachable",
                 "cannot connect to Redis (cluster.redis_url, WSVISOR_CLUSTER_REDIS_PASSWORD): "
                 "retrying with backoff",
                 {{"redis", state.context->config.cluster.redis_url}, {"error", error}});
-    if (kind == link_kind::commands && state.context->cluster_state.load() != 2)
-      set_degraded(self, true, error);
     return link_lost(self, kind, error);
   }
   link.up = true;
   if (kind == link_kind::commands) {
-    link.backoff = std::chrono::milliseconds(0);
+    link.failures = 0;
     load_scripts(self);
   } else {
     subscribe(self);
@@ -1119,7 +1093,7 @@ caf::behavior cluster_actor(self_ptr self, std::shared_ptr<service_context> cont
   auto& state = self->state;
   state.context = std::move(context);
   state.script_sha.assign(script_count, std::string());
-  state.context->cluster_state = 2;  // degraded until the first sync
+  state.context->cluster = service_context::cluster_health::degraded;  // until the first sync
   state.context->stats.cluster_degraded().Set(1);
   connect_link(self, link_kind::commands);
   connect_link(self, link_kind::subscriber);
@@ -1144,8 +1118,8 @@ caf::behavior cluster_actor(self_ptr self, std::shared_ptr<service_context> cont
         if (!ready_for_work(state)) return;
         auto& context = *state.context;
         command(self,
-                {"HSET", keys_of(context).conns(context.node_id),
-                 connection_name(context, entry.id), entry_json_of(entry)},
+                {"HSET", keys_of(context).conns(context.node_id), context.connection_id(entry.id),
+                 cluster_entry_json(entry)},
                 nullptr);
       },
       [self](cl_release_atom, uint64_t id) { release(self, id); },

@@ -33,7 +33,7 @@ struct redis_link {
   std::shared_ptr<redis_connection> connection;
   uint64_t generation = 0;
   bool up = false;
-  std::chrono::milliseconds backoff{0};
+  std::size_t failures = 0;  // in a row: the reconnect backoff's exponent
 };
 
 // A claim at the user's cap, waiting for the nodes that hold the user to sweep.

@@ -197,7 +197,7 @@ caf::behavior connection_actor(self_ptr self, std::shared_ptr<service_context> c
   state.self = self;
   state.context = std::move(context);
   state.port = std::move(port);
-  state.connection_id = state.context->node_id + "." + std::to_string(identity.id);
+  state.connection_id = state.context->connection_id(identity.id);
   state.identity = std::move(identity);
   state.shard = std::move(shard);
   state.fault = fault;

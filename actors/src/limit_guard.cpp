@@ -122,7 +122,7 @@ bool through_cluster(self_ptr self, const admission_ticket& ticket, unsigned sha
     if (!self->state.parked.empty()) retry_parked(self);
   };
   auto cluster = context.cluster_service();
-  if (context.cluster_state.load() != 1 || !cluster) {
+  if (context.cluster.load() != service_context::cluster_health::ok || !cluster) {
     if (!reject_when_down) return false;
     give_back_and_refuse(reject_reason::cluster_unavailable);
     return true;
@@ -338,7 +338,7 @@ void start_connect_call(self_ptr self, admission_ticket ticket) {
                      jittered_retry_after(context.config.limits.retry_after));
   ++state.connect_calls;
   if (ticket->id == 0) ticket->id = context.next_connection_id.fetch_add(1);
-  const auto connection = context.node_id + "." + std::to_string(ticket->id);
+  const auto connection = context.connection_id(ticket->id);
   upstream_request request;
   request.hook = upstream_hook::connect;
   request.url = context.config.upstream.url + context.config.gateway.connect_path;
@@ -416,7 +416,7 @@ void confirm_claim(self_ptr self, uint64_t id, const std::string& user, const st
   auto cluster = context.cluster_service();
   auto it = self->state.counted.find(id);
   if (!cluster || user.empty() || user == previous || it == self->state.counted.end() ||
-      context.cluster_state.load() != 1) {
+      context.cluster.load() != service_context::cluster_health::ok) {
     answer.deliver(true);
     return;
   }

@@ -236,15 +236,16 @@ cluster_status service::cluster() const {
   cluster_status status;
   status.node_id = context_->node_id;
   status.nodes = context_->cluster_nodes.load();
-  switch (context_->cluster_state.load()) {
-    case 1:
+  switch (context_->cluster.load()) {
+    case service_context::cluster_health::ok:
       status.state = "ok";
       break;
-    case 2:
+    case service_context::cluster_health::degraded:
       status.state = "degraded";
       break;
-    default:
+    case service_context::cluster_health::off:
       status.state = "off";
+      break;
   }
   return status;
 }

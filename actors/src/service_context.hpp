@@ -36,6 +36,8 @@ struct service_context {
   const unsigned shard_count;
   // cluster.node_id, or the host name plus 6 random hex digits (section 10).
   const std::string node_id;
+  // A connection's string id, "<node_id>.<n>" (CONTRACT 10), for events, logs and Redis.
+  std::string connection_id(uint64_t id) const { return node_id + "." + std::to_string(id); }
   // For the uptime the APIs report.
   const std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
   // Set before the tree starts (service::start): the application of app.mode, the
@@ -46,9 +48,10 @@ struct service_context {
   std::shared_ptr<event_queue> events;
   // Cluster mode's way to Redis (CONTRACT 14); null when cluster.mode is "off".
   std::shared_ptr<redis_port> redis;
-  // What /health says of the cluster: 0 off, 1 ok, 2 degraded (Redis unreachable); the
-  // nodes with a live lease at the last refresh. Written by the cluster service.
-  std::atomic<int> cluster_state{0};
+  // What /health says of the cluster (degraded: Redis unreachable), and the nodes with a
+  // live lease at the last refresh. Written by the cluster service.
+  enum class cluster_health { off, ok, degraded };
+  std::atomic<cluster_health> cluster{cluster_health::off};
   std::atomic<uint64_t> cluster_nodes{0};
   // The first sync of this process with Redis is still to come: what Redis holds of this
   // node id then was left by an earlier process with the same id (its connections get

@@ -25,12 +25,8 @@ slot_key key_of(unsigned shard, const shard_entry& entry) {
   return slot_key{entry.id, shard, entry.user, entry.ip};
 }
 
-std::string connection_id(const service_context& context, uint64_t id) {
-  return context.node_id + "." + std::to_string(id);
-}
-
 connection_event_fields event_fields(const service_context& context, const shard_entry& entry) {
-  return {connection_id(context, entry.id), entry.user, entry.ip, entry.meta};
+  return {context.connection_id(entry.id), entry.user, entry.ip, entry.meta};
 }
 
 // Cluster mode: the entry Redis keeps of this connection (CONTRACT 14).
@@ -56,7 +52,7 @@ void emit_connect(service_context& context, shard_entry& entry) {
   auto id = next_lifecycle_event_id(context);
   auto body = connect_event_json(id, context.node_id, event_fields(context, entry),
                                  std::chrono::system_clock::now());
-  queue_lifecycle_event(context, std::move(id), connection_id(context, entry.id), std::move(body));
+  queue_lifecycle_event(context, std::move(id), context.connection_id(entry.id), std::move(body));
 }
 
 // Counts and logs the end of one slot. The caller tells the limit guard.
@@ -79,8 +75,7 @@ void account_release(service_context& context, const shard_entry& entry, connect
     auto body = disconnect_event_json(id, context.node_id, event_fields(context, entry),
                                       std::chrono::system_clock::now(), end.code, end.text,
                                       to_string(end.why), static_cast<int64_t>(duration_s * 1000));
-    queue_lifecycle_event(context, std::move(id), connection_id(context, entry.id),
-                          std::move(body));
+    queue_lifecycle_event(context, std::move(id), context.connection_id(entry.id), std::move(body));
   }
 }
 
