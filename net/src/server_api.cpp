@@ -121,7 +121,15 @@ void api_send(http_exchange& call) {
   }
   const auto selector = std::get<connection_selector>(selected);
   const bool one_connection = selector.what == connection_selector::kind::connection;
-  if (call.state->config.cluster.enabled()) {
+  const bool across = call.state->config.cluster.enabled();
+  // On one node a connection of another is gone at once; in cluster mode its node says.
+  if (gone && !across) return call.error(http::status::gone, "gone");
+  if (payload.size() > call.state->config.limits.send_queue_bytes &&
+      payload.size() > call.state->config.server.max_message_bytes)
+    return call.bad_request(
+        "the message is larger than limits.send_queue_bytes and "
+        "server.max_message_bytes");
+  if (across) {
     // Every node that holds an addressed connection counts (CONTRACT 14).
     return call.state->tree.send_across(
         selector, connection, std::move(payload), text, [call, one_connection](cluster_delivery d) {
@@ -131,12 +139,6 @@ void api_send(http_exchange& call) {
                                                      {"unconfirmed_nodes", d.unconfirmed_nodes}});
         });
   }
-  if (gone) return call.error(http::status::gone, "gone");
-  if (payload.size() > call.state->config.limits.send_queue_bytes &&
-      payload.size() > call.state->config.server.max_message_bytes)
-    return call.bad_request(
-        "the message is larger than limits.send_queue_bytes and "
-        "server.max_message_bytes");
   call.state->tree.send_to(selector, std::move(payload), text, [call, one_connection](uint64_t n) {
     if (one_connection && n == 0) return call.error(http::status::gone, "gone");
     call.answer(http::status::ok, json::object{{"delivered", n}});

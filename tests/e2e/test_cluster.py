@@ -288,7 +288,8 @@ def test_a_wrong_redis_password_is_named_and_the_node_serves_degraded(server_fac
 # ------------------------------------------------------------------ the server API
 
 def test_api_send_disconnect_and_connections_count_every_node(redis, server_factory):
-    nodes = start_nodes(server_factory, redis, 3, "limits.max_per_user=10")
+    nodes = start_nodes(server_factory, redis, 3, "limits.max_per_user=10",
+                        "limits.send_queue_bytes=4096", "server.max_message_bytes=4096")
 
     async def scenario():
         clients = [await ws_connect(n.port, "alice") for n in nodes for _ in range(2)]
@@ -346,6 +347,11 @@ def test_api_send_disconnect_and_connections_count_every_node(redis, server_fact
         assert json.loads(binary.body)["delivered"] == 1
         assert await asyncio.wait_for(bob.recv(), 5) == b"\x00\x01\x02\xff"
 
+        # Bad input is refused in cluster mode too, before any node hears of it.
+        too_big = api(nodes[0].port, "POST", "/api/send",
+                      {"user": "alice", "data": "x" * 5000})
+        assert too_big.status == 400, too_big.body
+        assert b"larger than limits.send_queue_bytes" in too_big.body
         # 410: a connection its (live) node does not hold, and one of a node that is gone.
         assert api(nodes[0].port, "POST", "/api/send",
                    {"connection": "node-3.999999", "data": "x"}).status == 410
