@@ -391,6 +391,13 @@ void admit(self_ptr self, admission_ticket ticket) {
 // A claim (hub mode: the user came with the connect command) moves the slot from the
 // identity it was admitted with to `user` when that user is below limits.max_per_user.
 // Returns false when the user is at its cap (the slot stays as it was).
+// The slot counts for `user` from now on (and no longer for the identity it had).
+void recount_as(limit_guard_state& state, slot_key& slot, const std::string& user) {
+  state.policy->release(slot.shard, slot.user, slot.ip);
+  slot.user = user;
+  state.policy->add(slot.shard, slot.user, slot.ip);
+}
+
 bool try_claim(self_ptr self, uint64_t id, const std::string& user, bool& slot_gone) {
   auto& state = self->state;
   auto it = state.counted.find(id);
@@ -400,9 +407,7 @@ bool try_claim(self_ptr self, uint64_t id, const std::string& user, bool& slot_g
   if (slot.user == user) return true;
   const auto cap = state.context->config.limits.max_per_user;
   if (!user.empty() && cap != 0 && state.policy->user_count(user) >= cap) return false;
-  state.policy->release(slot.shard, slot.user, slot.ip);
-  slot.user = user;
-  state.policy->add(slot.shard, slot.user, slot.ip);
+  recount_as(state, slot, user);
   return true;
 }
 
@@ -426,12 +431,8 @@ void confirm_claim(self_ptr self, uint64_t id, const std::string& user, const st
           [self, id, user, previous, answer](claim_outcome outcome) mutable {
             if (outcome != claim_outcome::at_cap) return answer.deliver(true);
             auto it = self->state.counted.find(id);
-            if (it != self->state.counted.end() && it->second.user == user) {
-              auto& slot = it->second;
-              self->state.policy->release(slot.shard, slot.user, slot.ip);
-              slot.user = previous;
-              self->state.policy->add(slot.shard, slot.user, slot.ip);
-            }
+            if (it != self->state.counted.end() && it->second.user == user)
+              recount_as(self->state, it->second, previous);
             answer.deliver(false);
           },
           [self, id, cluster, answer](caf::error&) mutable {
@@ -445,16 +446,20 @@ std::string counted_user(const limit_guard_state& state, uint64_t id) {
   return it == state.counted.end() ? std::string() : it->second.user;
 }
 
+// A claim that fit this node's count (or whose slot is gone: refused).
+void answer_claim(self_ptr self, uint64_t id, const std::string& user, const std::string& previous,
+                  bool slot_gone, caf::response_promise answer) {
+  if (slot_gone) return answer.deliver(false);
+  confirm_claim(self, id, user, previous, std::move(answer));
+}
+
 void retry_claims(self_ptr self) {
   auto& claims = self->state.parked_claims;
   for (auto it = claims.begin(); it != claims.end();) {
     bool gone = false;
     const auto previous = counted_user(self->state, it->second.id);
     if (try_claim(self, it->second.id, it->second.user, gone) || gone) {
-      if (gone)
-        it->second.answer.deliver(false);
-      else
-        confirm_claim(self, it->second.id, it->second.user, previous, it->second.answer);
+      answer_claim(self, it->second.id, it->second.user, previous, gone, it->second.answer);
       it = claims.erase(it);
     } else {
       ++it;
@@ -471,10 +476,7 @@ void claim(self_ptr self, uint64_t id, std::string user) {
   bool gone = false;
   const auto previous = counted_user(state, id);
   if (try_claim(self, id, user, gone) || gone) {
-    if (gone)
-      answer.deliver(false);
-    else
-      confirm_claim(self, id, user, previous, answer);
+    answer_claim(self, id, user, previous, gone, answer);
     return;
   }
   const auto scope_key = sweep_scope{sweep_scope::kind::user, user}.describe();
