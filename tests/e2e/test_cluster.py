@@ -22,9 +22,11 @@ import websockets
 import websockets.exceptions
 
 from admin_helpers import ws_connect
-from cluster_helpers import cluster_sets, haproxy_factory, redis_server  # noqa: F401 (fixtures)
-from conftest import http_get, run_async, scrape, wait_until
+from cluster_helpers import (RedisServer, cluster_sets, haproxy_factory,  # noqa: F401 (fixtures)
+                             redis_server)
+from conftest import RawWs, free_port, http_get, http_request, run_async, scrape, wait_until
 from gateway_helpers import API_KEY, Backend, api
+from hub_helpers import DISCONNECT_CONNECTION_LIMIT, ProtocolClient, connection_token, start_hub
 
 ADMIN = "cluster-admin-token-0123456789"
 ENV = {"WSVISOR_ADMIN_TOKEN": ADMIN, "WSVISOR_API_KEY": API_KEY}
@@ -107,7 +109,7 @@ def test_a_spike_of_one_user_through_haproxy_admits_exactly_the_cap(redis, serve
 def test_zombies_on_other_nodes_are_swept_for_the_next_upgrade(redis, server_factory):
     a, b, c = start_nodes(server_factory, redis, 3, "limits.max_per_user=20",
                           "limits.admission_timeout=2s", "janitor.probe_timeout=500ms")
-    from conftest import RawWs  # a client that never answers a ping: a zombie
+    # Clients that never answer a ping: zombies.
     zombies = [RawWs(node.port, extra_headers=[("X-User-Id", "z")])
                for node in (b, c) for _ in range(10)]
     try:
@@ -141,7 +143,6 @@ def test_zombies_on_other_nodes_are_swept_for_the_next_upgrade(redis, server_fac
 def test_hub_connect_commands_claim_the_user_across_nodes(redis, server_factory, tmp_path):
     """Hub mode: the user comes with the connect command's token, after the upgrade; its
     cap is decided then, cluster-wide (CONTRACT 13.1 with 14)."""
-    from hub_helpers import DISCONNECT_CONNECTION_LIMIT, ProtocolClient, connection_token, start_hub
     a, b = (start_hub(server_factory, tmp_path,
                       *cluster_sets(redis, f"node-{i + 1}", *LEASE, "limits.max_per_user=3"))
             for i in range(2))
@@ -260,7 +261,6 @@ def test_a_node_restarted_under_its_id_reports_what_its_last_life_held(redis, se
 
 
 def test_a_wrong_redis_password_is_named_and_the_node_serves_degraded(server_factory, tmp_path):
-    from cluster_helpers import RedisServer
     locked = RedisServer(tmp_path / "locked", password="right-password")
     try:
         node = server_factory(*cluster_sets(locked, "node-1", *LEASE, *HEADER_AUTH),
@@ -429,7 +429,6 @@ def test_a_node_whose_redis_is_unreachable_at_start_becomes_ready_and_applies_re
         server_factory):
     """Readiness waits for the first connection to Redis to come to something; refused
     at once here, so the node is ready, degraded, and refuses upgrades (reject)."""
-    from conftest import free_port
     nowhere = f"cluster.redis_url=redis://127.0.0.1:{free_port()}/0"
     node = server_factory("cluster.mode=redis", "cluster.node_id=node-1", nowhere, *LEASE,
                           *HEADER_AUTH, "cluster.on_redis_down=reject", "limits.retry_after=2s",
@@ -489,14 +488,12 @@ def test_a_crash_of_the_cluster_service_leaves_no_count_behind(redis, server_fac
 
 
 def admin_get(node, path):
-    from conftest import http_request
     r = http_request(node.port, "GET", path, headers={"Authorization": f"Bearer {ADMIN}"})
     assert r.status == 200, r.body
     return json.loads(r.body)
 
 
 def http_request_json(port, path, body):
-    from conftest import http_request
     r = http_request(port, "POST", path, headers={"Authorization": f"Bearer {ADMIN}",
                                                   "Content-Type": "application/json"},
                      body=json.dumps(body).encode())
