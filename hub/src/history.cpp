@@ -25,6 +25,26 @@ std::size_t footprint(const publication& pub) {
 channel_history::channel_history(uint64_t size, clock::duration ttl, std::string epoch)
     : size_limit_(std::max<uint64_t>(size, 1)), ttl_(ttl), epoch_(std::move(epoch)) {}
 
+channel_history channel_history::restored(uint64_t size, clock::duration ttl, stream_position top,
+                                          std::vector<publication> kept, clock::time_point now) {
+  channel_history history(size, ttl, std::move(top.epoch));
+  history.top_offset_ = top.offset;
+  // The consecutive run that ends at the top, newest backwards.
+  std::size_t first = kept.size();
+  uint64_t expected = top.offset;
+  while (first > 0 && expected > 0 && kept[first - 1].offset == expected) {
+    --first;
+    --expected;
+  }
+  for (std::size_t i = first; i < kept.size(); ++i) {
+    const std::size_t bytes = footprint(kept[i]);
+    history.entries_.push_back(entry{std::move(kept[i]), now + ttl, bytes});
+    history.bytes_ += bytes;
+  }
+  while (history.entries_.size() > history.size_limit_) history.drop_front();
+  return history;
+}
+
 void channel_history::drop_front() {
   bytes_ -= entries_.front().bytes;
   entries_.pop_front();

@@ -227,3 +227,44 @@ TEST_CASE("new_epoch: 8 hex digits, never the same twice in a run") {
     REQUIRE(seen.insert(epoch).second);
   }
 }
+
+TEST_CASE("restored: a stream another store kept (cluster mode) recovers and pages as its own") {
+  std::vector<hub::publication> kept;
+  for (uint64_t offset = 6; offset <= 9; ++offset) {
+    auto p = pub(std::to_string(offset));
+    p.offset = offset;
+    kept.push_back(std::move(p));
+  }
+  auto history = hub::channel_history::restored(10, 1h, {9, "ep"}, kept, t0);
+  CHECK(history.top().offset == 9);
+  CHECK(history.top().epoch == "ep");
+  const auto recovered = history.recover({6, "ep"}, 300, t0);
+  REQUIRE(recovered.recovered);
+  CHECK(offsets(recovered.publications) == std::vector<uint64_t>{7, 8, 9});
+  CHECK(history.recover({5, "ep"}, 300, t0).recovered);
+  CHECK_FALSE(history.recover({4, "ep"}, 300, t0).recovered);  // 5 is not kept
+  CHECK_FALSE(history.recover({6, "other"}, 300, t0).recovered);
+  CHECK(range_offsets(history, std::nullopt, 2, false, t0) == std::vector<uint64_t>{6, 7});
+  // Each kept one lives ttl from the restore.
+  CHECK(history.size(t0 + 1h) == 0);
+}
+
+TEST_CASE("restored: only the run that ends at the top is kept, within the size") {
+  std::vector<hub::publication> kept;
+  for (uint64_t offset : {2, 3, 5, 6, 7}) {  // 4 is missing: 2 and 3 cannot be recovered
+    auto p = pub(std::to_string(offset));
+    p.offset = offset;
+    kept.push_back(std::move(p));
+  }
+  auto gap = hub::channel_history::restored(10, 1h, {7, "ep"}, kept, t0);
+  CHECK(gap.size(t0) == 3);
+  CHECK_FALSE(gap.recover({2, "ep"}, 300, t0).recovered);
+  CHECK(gap.recover({4, "ep"}, 300, t0).recovered);
+  auto small = hub::channel_history::restored(2, 1h, {7, "ep"}, kept, t0);
+  CHECK(small.size(t0) == 2);
+  CHECK(offsets(small.recover({5, "ep"}, 300, t0).publications) == std::vector<uint64_t>{6, 7});
+  // A top past the newest kept one (removed since): nothing is kept.
+  auto behind = hub::channel_history::restored(10, 1h, {9, "ep"}, kept, t0);
+  CHECK(behind.size(t0) == 0);
+  CHECK(behind.top().offset == 9);
+}

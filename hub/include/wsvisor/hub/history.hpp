@@ -31,6 +31,13 @@ class channel_history {
   // the next call that changes the stream: callers encode or copy it at once.
   const publication& append(publication pub, clock::time_point now);
 
+  // A stream as another store keeps it (cluster mode: Redis), to answer recover and range
+  // from: `top` is the last offset assigned, `kept` the publications still kept, oldest
+  // first. Only the run of consecutive offsets that ends at top.offset is kept (what
+  // comes before a gap cannot be recovered across it); each expires ttl after `now`.
+  static channel_history restored(uint64_t size, clock::duration ttl, stream_position top,
+                                  std::vector<publication> kept, clock::time_point now);
+
   // {the last offset assigned (0 before any), epoch}.
   stream_position top() const;
   const std::string& epoch() const { return epoch_; }
