@@ -8,6 +8,14 @@
 //   P:conns:<id>      hash   connection -> {"id","user","ip","opened_at","meta","opened"}
 //   P:claims:<user>   hash   connection -> node id (the per-user cap, cluster-wide)
 //   P:inbox:<id>      Pub/Sub channel of one node (probes, sweeps, sends, their answers)
+// and for hub mode (hub::wire messages; <ch> is the hub channel's name):
+//   P:hubch:<ch>             Pub/Sub channel: publications, joins, leaves, unsubscribes
+//   P:hubmeta:<ch>           hash   offset (last assigned), epoch
+//   P:hubhist:<ch>           list   the kept publications (hub::wire), newest first
+//   P:hubidem:<ch>:<key>     string "<offset>:<epoch>" of an idempotent publish, 5 min
+//   P:hubpres:<ch>:<node>    hash   client -> client info (hub::wire), one node's presence
+//   P:hubpresn:<ch>          set    the nodes with presence in the channel
+//   P:hubpresidx:<node>      set    the channels where the node has presence
 #pragma once
 
 namespace wsvisor::cluster_scripts {
@@ -32,6 +40,18 @@ namespace wsvisor::cluster_scripts {
   "      end\n"                                                                 \
   "    end\n"                                                                   \
   "  end\n"                                                                     \
+  "end\n"
+
+// Shared: drop_presence(prefix, node) removes every presence entry of `node` (a node
+// reaped, leaving, or rebuilding its presence).
+#define WSVISOR_DROP_PRESENCE                                                \
+  "local function drop_presence(prefix, node)\n"                             \
+  "  local index = prefix .. ':hubpresidx:' .. node\n"                       \
+  "  for _, channel in ipairs(redis.call('SMEMBERS', index)) do\n"           \
+  "    redis.call('DEL', prefix .. ':hubpres:' .. channel .. ':' .. node)\n" \
+  "    redis.call('SREM', prefix .. ':hubpresn:' .. channel, node)\n"        \
+  "  end\n"                                                                  \
+  "  redis.call('DEL', index)\n"                                             \
   "end\n"
 
 // KEYS: nodes, node:<me>. ARGV: me, lease_ttl ms, connections, draining (0|1), started_at.
@@ -80,15 +100,17 @@ return {1}
 )lua";
 
 // KEYS: nodes, conns:<dead>, node:<dead>. ARGV: dead node id, prefix. Once per dead node
-// (the lease still expired and the node still listed): removes it, its entries and its
-// claims, and answers its entries (connection, JSON, ...); nil when another node reaped
-// it first or it came back.
-inline constexpr const char* reap = WSVISOR_REDIS_NOW_MS WSVISOR_DROP_CLAIMS R"lua(
+// (the lease still expired and the node still listed): removes it, its entries, its
+// claims and its hub presence, and answers its entries (connection, JSON, ...); nil when another
+// node reaped it first or it came back.
+inline constexpr const char* reap =
+    WSVISOR_REDIS_NOW_MS WSVISOR_DROP_CLAIMS WSVISOR_DROP_PRESENCE R"lua(
 local lease = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not lease or tonumber(lease) >= now then return false end
 redis.call('ZREM', KEYS[1], ARGV[1])
 local entries = redis.call('HGETALL', KEYS[2])
 drop_claims(entries, ARGV[2], ARGV[1])
+drop_presence(ARGV[2], ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3])
 return entries
 )lua";
@@ -122,9 +144,10 @@ return 1
 )lua";
 
 // KEYS: nodes, node:<me>, conns:<me>. ARGV: me, prefix. A node leaving at the end of its
-// drain: its lease, its entries and whatever claims they still hold.
-inline constexpr const char* leave = WSVISOR_DROP_CLAIMS R"lua(
+// drain: its lease, its entries, whatever claims they still hold, and its hub presence.
+inline constexpr const char* leave = WSVISOR_DROP_CLAIMS WSVISOR_DROP_PRESENCE R"lua(
 drop_claims(redis.call('HGETALL', KEYS[3]), ARGV[2], ARGV[1])
+drop_presence(ARGV[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3])
 return 1
@@ -159,6 +182,103 @@ end
 return nodes
 )lua";
 
+// ---------------------------------------------------------------------- hub mode
+
+// KEYS: hubmeta:<ch>, hubhist:<ch>, hubidem:<ch>:<key> (or hubmeta again: no key).
+// ARGV: P:hubch:<ch>, the publication's body (hub::wire), keeps history (0|1),
+// skip_history (0|1), history_size, history_ttl ms, the epoch for a new stream, meta ttl
+// ms. A publication: the next offset, the history, and the Pub/Sub message to every node
+// listening, in one step, so that every node sees the same offsets in the same order.
+// Answers "<offset>:<epoch>" (offset 0: not in the history), the first answer again for
+// an idempotency key seen within 5 minutes (and publishes nothing).
+inline constexpr const char* hub_publish = R"lua(
+local idempotent = KEYS[3] ~= KEYS[1]
+if idempotent then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then return seen end
+end
+local offset = 0
+local epoch = ''
+if ARGV[3] == '1' then
+  epoch = redis.call('HGET', KEYS[1], 'epoch')
+  if not epoch then
+    epoch = ARGV[7]
+    redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+  end
+  if ARGV[4] ~= '1' then offset = redis.call('HINCRBY', KEYS[1], 'offset', 1) end
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[8]))
+end
+local message = 'p' .. offset .. ':' .. epoch .. ':' .. ARGV[2]
+if offset > 0 then
+  redis.call('LPUSH', KEYS[2], message)
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]))
+end
+redis.call('PUBLISH', ARGV[1], message)
+local result = offset .. ':' .. epoch
+if idempotent then redis.call('SET', KEYS[3], result, 'PX', 300000) end
+return result
+)lua";
+
+// KEYS: hubmeta:<ch>, hubhist:<ch>. ARGV: the epoch for a new stream, meta ttl ms, with
+// publications (0|1). A channel's stream position (made if Redis has none, as a
+// subscriber's position must be in the stream later publications go to), and its kept
+// publications: {offset, epoch, {publication, ...} newest first}.
+inline constexpr const char* hub_stream = R"lua(
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'offset', 0)
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+local meta = redis.call('HMGET', KEYS[1], 'offset', 'epoch')
+local kept = {}
+if ARGV[3] == '1' then kept = redis.call('LRANGE', KEYS[2], 0, -1) end
+return {tonumber(meta[1]) or 0, meta[2], kept}
+)lua";
+
+// KEYS: hubpres:<ch>:<me>, hubpresn:<ch>, hubpresidx:<me>. ARGV: me, channel, client,
+// client info ("": the client left). One presence entry of this node.
+inline constexpr const char* hub_presence = R"lua(
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+  redis.call('SADD', KEYS[2], ARGV[1])
+  redis.call('SADD', KEYS[3], ARGV[2])
+else
+  redis.call('HDEL', KEYS[1], ARGV[3])
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('SREM', KEYS[2], ARGV[1])
+    redis.call('SREM', KEYS[3], ARGV[2])
+  end
+end
+return 1
+)lua";
+
+// KEYS: nodes, hubpresn:<ch>. ARGV: prefix, channel. The channel's presence on every node
+// with a live lease (a dead node's entries are left to its reaping): {info, ...}.
+inline constexpr const char* hub_presence_get = WSVISOR_REDIS_NOW_MS R"lua(
+local clients = {}
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local lease = redis.call('ZSCORE', KEYS[1], node)
+  if lease and tonumber(lease) >= now then
+    local entries = redis.call('HVALS', ARGV[1] .. ':hubpres:' .. ARGV[2] .. ':' .. node)
+    for _, info in ipairs(entries) do clients[#clients + 1] = info end
+  end
+end
+return clients
+)lua";
+
+// ARGV: prefix, me, then (channel, client, info) triples: this node's presence as it
+// really is, replacing what Redis holds of it (after a reconnect, a restart).
+inline constexpr const char* hub_presence_rebuild = WSVISOR_DROP_PRESENCE R"lua(
+drop_presence(ARGV[1], ARGV[2])
+for i = 3, #ARGV, 3 do
+  redis.call('HSET', ARGV[1] .. ':hubpres:' .. ARGV[i] .. ':' .. ARGV[2], ARGV[i + 1], ARGV[i + 2])
+  redis.call('SADD', ARGV[1] .. ':hubpresn:' .. ARGV[i], ARGV[2])
+  redis.call('SADD', ARGV[1] .. ':hubpresidx:' .. ARGV[2], ARGV[i])
+end
+return 1
+)lua";
+
+#undef WSVISOR_DROP_PRESENCE
 #undef WSVISOR_REDIS_NOW_MS
 #undef WSVISOR_DROP_CLAIMS
 

@@ -12,8 +12,10 @@
 #include <random>
 #include <stdexcept>
 
+#include "cluster_detail.hpp"
 #include "cluster_scripts.hpp"
 #include "fan_in.hpp"
+#include "hub_application.hpp"
 #include "lifecycle_events.hpp"
 #include "wsvisor/jwt.hpp"  // base64url for binary payloads in Pub/Sub messages
 #include "wsvisor/supervision/detail/backoff_delay.hpp"
@@ -23,86 +25,22 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<const wsvisor::redis_value>)
 
 namespace wsvisor {
 namespace {
-
-namespace json = boost::json;
-using self_ptr = caf::stateful_actor<cluster_state>*;
+const char* script_text(size_t index);
 using value_ptr = std::shared_ptr<const redis_value>;
-
-// cluster -> itself: the periodic work (lease, probe, expiry of unopened claims); a Redis
-// connection's report (kind, generation, ready|lost, error); a subscriber's push; a
-// command's reply (token); time to reconnect (kind, generation); a waiting claim's retry.
-using cluster_tick_atom = caf::atom_constant<caf::atom("cltick")>;
-using link_atom = caf::atom_constant<caf::atom("cllink")>;
-using push_atom = caf::atom_constant<caf::atom("clpush")>;
+// cluster -> itself: a command's reply (token).
 using reply_atom = caf::atom_constant<caf::atom("clreply")>;
-using reconnect_atom = caf::atom_constant<caf::atom("clreconn")>;
-using retry_atom = caf::atom_constant<caf::atom("clretry")>;
-// cluster -> itself: a fan-out's cluster.api_timeout has passed.
-using finish_atom = caf::atom_constant<caf::atom("clfinish")>;
+}  // namespace
 
-constexpr auto kTick = std::chrono::milliseconds(100);
-constexpr auto kBackoffMin = std::chrono::milliseconds(100);
-constexpr auto kBackoffMax = std::chrono::milliseconds(2000);
-constexpr auto kConnectTimeout = std::chrono::milliseconds(2000);
-// A claim at the cap polls again this often while the holders' sweeps free slots.
-constexpr auto kClaimRetry = std::chrono::milliseconds(25);
-
-enum class link_kind : uint8_t { commands, subscriber };
-enum class link_event : uint8_t { ready, lost };
-
-enum script_index : size_t {
-  lease_script,
-  claim_script,
-  reap_script,
-  rebuild_script,
-  release_script,
-  leave_script,
-  fan_out_script,
-  script_count
-};
-
-// In the order of script_index.
-constexpr const char* script_texts[script_count] = {
-    cluster_scripts::lease,   cluster_scripts::claim,   cluster_scripts::reap,
-    cluster_scripts::rebuild, cluster_scripts::release, cluster_scripts::leave,
-    cluster_scripts::fan_out,
-};
-
-const char* script_text(size_t index) {
-  return script_texts[index];
-}
-
-int64_t wall_ms(std::chrono::system_clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
-// ------------------------------------------------------------------------------ keys
-
-struct keys {
-  const std::string& prefix;
-  std::string nodes() const { return prefix + ":nodes"; }
-  std::string node(const std::string& id) const { return prefix + ":node:" + id; }
-  std::string conns(const std::string& id) const { return prefix + ":conns:" + id; }
-  std::string claims(const std::string& user) const { return prefix + ":claims:" + user; }
-  std::string inbox(const std::string& id) const { return prefix + ":inbox:" + id; }
-};
+namespace cluster_detail {
 
 keys keys_of(const service_context& context) {
   return keys{context.config.cluster.prefix};
-}
-
-// -------------------------------------------------------------------------- commands
-
-redis_link& link_of(cluster_state& state, link_kind kind) {
-  return kind == link_kind::commands ? state.commands : state.subscriber;
 }
 
 bool ready_for_work(const cluster_state& state) {
   return state.commands.up && state.synced;
 }
 
-// Sends one command on the command connection; `done` runs in the actor with the reply,
-// or with nullptr when the connection failed first (or is down now).
 void command(self_ptr self, std::vector<std::string> argv,
              std::function<void(const redis_value*)> done) {
   auto& state = self->state;
@@ -119,8 +57,6 @@ void command(self_ptr self, std::vector<std::string> argv,
   });
 }
 
-// EVALSHA of one of cluster_scripts, EVAL with its text after a NOSCRIPT (Redis lost its
-// script cache: restarted, or SCRIPT FLUSH).
 void run_script(self_ptr self, size_t index, std::vector<std::string> keys_and_args,
                 size_t key_count, std::function<void(const redis_value*)> done) {
   auto& sha = self->state.script_sha[index];
@@ -140,6 +76,64 @@ void run_script(self_ptr self, size_t index, std::vector<std::string> keys_and_a
             }
             if (done) done(reply);
           });
+}
+
+}  // namespace cluster_detail
+
+namespace {
+
+namespace json = boost::json;
+using namespace cluster_detail;
+
+// cluster -> itself: the periodic work (lease, probe, expiry of unopened claims); a Redis
+// connection's report (kind, generation, ready|lost, error); a subscriber's push; time to
+// reconnect (kind, generation); a waiting claim's retry.
+using cluster_tick_atom = caf::atom_constant<caf::atom("cltick")>;
+using link_atom = caf::atom_constant<caf::atom("cllink")>;
+using push_atom = caf::atom_constant<caf::atom("clpush")>;
+using reconnect_atom = caf::atom_constant<caf::atom("clreconn")>;
+using retry_atom = caf::atom_constant<caf::atom("clretry")>;
+// cluster -> itself: a fan-out's cluster.api_timeout has passed.
+using finish_atom = caf::atom_constant<caf::atom("clfinish")>;
+
+constexpr auto kTick = std::chrono::milliseconds(100);
+constexpr auto kBackoffMin = std::chrono::milliseconds(100);
+constexpr auto kBackoffMax = std::chrono::milliseconds(2000);
+constexpr auto kConnectTimeout = std::chrono::milliseconds(2000);
+// A claim at the cap polls again this often while the holders' sweeps free slots.
+constexpr auto kClaimRetry = std::chrono::milliseconds(25);
+
+enum class link_kind : uint8_t { commands, subscriber };
+enum class link_event : uint8_t { ready, lost };
+
+// In the order of script_index.
+constexpr const char* script_texts[script_count] = {
+    cluster_scripts::lease,
+    cluster_scripts::claim,
+    cluster_scripts::reap,
+    cluster_scripts::rebuild,
+    cluster_scripts::release,
+    cluster_scripts::leave,
+    cluster_scripts::fan_out,
+    cluster_scripts::hub_publish,
+    cluster_scripts::hub_stream,
+    cluster_scripts::hub_presence,
+    cluster_scripts::hub_presence_get,
+    cluster_scripts::hub_presence_rebuild,
+};
+
+const char* script_text(size_t index) {
+  return script_texts[index];
+}
+
+int64_t wall_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// -------------------------------------------------------------------------- commands
+
+redis_link& link_of(cluster_state& state, link_kind kind) {
+  return kind == link_kind::commands ? state.commands : state.subscriber;
 }
 
 void publish(self_ptr self, const std::string& node, const json::object& message) {
@@ -196,6 +190,7 @@ void link_lost(self_ptr self, link_kind kind, const std::string& why) {
     set_degraded(self, true, why);
   } else {
     state.subscribed = false;
+    hub_subscription_lost(self);
     if (was_up) state.context->stats.cluster_pubsub_restarts().Increment();
   }
   if (was_up)
@@ -292,6 +287,7 @@ void rebuild(self_ptr self) {
                       {{"node", context.node_id}, {"connections", lost}});
         }
         state.synced = true;
+        hub_rebuild_presence(self);
         set_degraded(self, false, "");
       });
 }
@@ -378,7 +374,20 @@ int64_t redis_now_ms(const cluster_state& state) {
   return wall_ms(std::chrono::system_clock::now()) + state.redis_clock_offset_ms;
 }
 
-// The send or disconnect on this node's own connections: how many it reached.
+// The hub API call of `op`, run inside each addressed connection of the user (checked
+// there too, so that a connection id reaches nobody else's connection).
+later_work_type hub_work(const cluster_fanout& op) {
+  if (op.hub == cluster_fanout::hub_call::subscribe)
+    return [user = op.user, channel = op.channel](connection_handle& connection) {
+      if (connection.user() == user) hub_server_subscribe(connection, channel);
+    };
+  return [user = op.user, expired = op.expired,
+          expire_at = op.expire_at](connection_handle& connection) {
+    if (connection.user() == user) hub_refresh(connection, expired, expire_at);
+  };
+}
+
+// The send, disconnect or hub call on this node's own connections: how many it reached.
 void run_locally(self_ptr self, const cluster_fanout& op, std::function<void(uint64_t)> done) {
   auto& context = *self->state.context;
   const auto sum = [done](std::vector<uint64_t>& counts) {
@@ -386,7 +395,10 @@ void run_locally(self_ptr self, const cluster_fanout& op, std::function<void(uin
     for (auto n : counts) total += n;
     done(total);
   };
-  if (op.close)
+  if (op.hub != cluster_fanout::hub_call::none)
+    ask_each<uint64_t>(self, context.shards(), std::chrono::milliseconds(2000), sum,
+                       api_each_atom::value, op.selector, hub_work(op));
+  else if (op.close)
     ask_each<uint64_t>(self, context.shards(), std::chrono::milliseconds(2000), sum,
                        api_close_atom::value, op.selector, op.code, op.reason);
   else
@@ -398,9 +410,23 @@ void run_locally(self_ptr self, const cluster_fanout& op, std::function<void(uin
 // without its users, which the fan_out script adds for each node it publishes to.
 json::object fanout_message(const cluster_fanout& op, uint64_t request, const std::string& from,
                             uint64_t connection) {
-  json::object message{{"t", op.close ? "close" : "send"}, {"req", request}, {"from", from}};
+  json::object message{{"t", op.hub != cluster_fanout::hub_call::none ? "hub"
+                             : op.close                               ? "close"
+                                                                      : "send"},
+                       {"req", request},
+                       {"from", from}};
   if (connection != 0) message["connection"] = connection;
-  if (op.close) {
+  if (op.hub != cluster_fanout::hub_call::none) {
+    message["user"] = op.user;
+    if (op.hub == cluster_fanout::hub_call::subscribe) {
+      message["call"] = "subscribe";
+      message["channel"] = op.channel;
+    } else {
+      message["call"] = "refresh";
+      message["expired"] = op.expired;
+      if (op.expire_at) message["expire_at"] = *op.expire_at;
+    }
+  } else if (op.close) {
     message["code"] = op.code;
     message["reason"] = op.reason;
   } else if (op.text) {
@@ -546,13 +572,13 @@ void fan_out_to_users(self_ptr self, cluster_fanout op, caf::response_promise an
   count_locally(self, op, request);
 }
 
-// A send or disconnect from another node: run here, answer with the count.
-void on_remote_fanout(self_ptr self, const json::object& message, bool close) {
+// A send, disconnect or hub call from another node: run here, answer with the count.
+void on_remote_fanout(self_ptr self, const json::object& message, const json::string& type) {
   const auto* from = message.if_contains("from");
   const auto* request = message.if_contains("req");
   if (!from || !from->is_string() || !request || !request->is_int64()) return;
   cluster_fanout op;
-  op.close = close;
+  op.close = type == "close";
   if (const auto* connection = message.if_contains("connection");
       connection && connection->is_int64()) {
     op.selector.what = connection_selector::kind::connection;
@@ -565,7 +591,26 @@ void on_remote_fanout(self_ptr self, const json::object& message, bool close) {
   } else {
     return;
   }
-  if (close) {
+  if (type == "hub") {
+    const auto* user = message.if_contains("user");
+    const auto* call = message.if_contains("call");
+    if (!user || !user->is_string() || !call || !call->is_string()) return;
+    op.user = std::string(user->as_string());
+    if (call->as_string() == "subscribe") {
+      const auto* channel = message.if_contains("channel");
+      if (!channel || !channel->is_string()) return;
+      op.hub = cluster_fanout::hub_call::subscribe;
+      op.channel = std::string(channel->as_string());
+    } else if (call->as_string() == "refresh") {
+      const auto* expired = message.if_contains("expired");
+      const auto* expire_at = message.if_contains("expire_at");
+      op.hub = cluster_fanout::hub_call::refresh;
+      op.expired = expired && expired->is_bool() && expired->as_bool();
+      if (expire_at && expire_at->is_int64()) op.expire_at = expire_at->as_int64();
+    } else {
+      return;
+    }
+  } else if (op.close) {
     const auto* code = message.if_contains("code");
     const auto* reason = message.if_contains("reason");
     if (!code || !code->is_int64() || !reason || !reason->is_string()) return;
@@ -658,6 +703,7 @@ void subscribe(self_ptr self) {
   auto& context = *state.context;
   state.subscriber.connection->send({"SUBSCRIBE", keys_of(context).inbox(context.node_id)},
                                     nullptr);
+  hub_resubscribe(self);
 }
 
 // Probes the subscription with a message to itself; one that did not come back since the
@@ -761,8 +807,8 @@ void on_inbox(self_ptr self, const std::string& payload) {
     });
   } else if (*type == "swept") {
     swept(self, number("req"), number("freed"));
-  } else if (*type == "send" || *type == "close") {
-    on_remote_fanout(self, message, *type == "close");
+  } else if (*type == "send" || *type == "close" || *type == "hub") {
+    on_remote_fanout(self, message, type->as_string());
   } else if (*type == "done") {
     on_remote_done(self, message);
   }
@@ -772,13 +818,19 @@ void on_push(self_ptr self, const redis_value& push) {
   auto& state = self->state;
   if (push.kind != redis_value::type::array || push.elements.empty()) return;
   const auto& kind = push.elements[0].text;
+  const std::string& channel = push.elements.size() > 1 ? push.elements[1].text : std::string();
+  const auto& context = *state.context;
+  if (channel != keys_of(context).inbox(context.node_id)) {
+    hub_on_push(self, kind, channel, push.elements.size() > 2 ? push.elements[2].text : "");
+    return;
+  }
   if (kind == "subscribe") {
     state.subscribed = true;
     state.subscriber.failures = 0;
     // A fresh subscription: the next probe starts the count again.
     state.probe_seen = state.probe_sent;
     log_event(spdlog::level::info, "pubsub_subscribed", "Redis Pub/Sub subscription up",
-              {{"channel", push.elements.size() > 1 ? push.elements[1].text : std::string()}});
+              {{"channel", channel}});
   } else if (kind == "message" && push.elements.size() >= 3) {
     on_inbox(self, push.elements[2].text);
   }
@@ -939,6 +991,7 @@ void tick(self_ptr self) {
     }
     if (now - state.last_probe >= context.config.cluster.probe_interval) probe(self);
   }
+  hub_tick(self);
   self->delayed_send(self, kTick, cluster_tick_atom::value);
 }
 
@@ -1016,12 +1069,25 @@ void read_tables(self_ptr self) {
             const auto id = entry.id;
             state.entries.emplace(id, std::move(entry));
           }
-        state.tables_in = true;
-        if (state.commands.up && !state.synced) {
-          bool scripts_loaded = true;
-          for (const auto& sha : state.script_sha) scripts_loaded &= !sha.empty();
-          if (scripts_loaded) rebuild(self);
-        }
+        // Hub mode: the hub's channels and presence too, before the first rebuild.
+        const auto tables_in = [self] {
+          auto& state = self->state;
+          state.tables_in = true;
+          if (state.commands.up && !state.synced) {
+            bool scripts_loaded = true;
+            for (const auto& sha : state.script_sha) scripts_loaded &= !sha.empty();
+            if (scripts_loaded) rebuild(self);
+          }
+        };
+        auto hub = state.context->hub_service();
+        if (!hub) return tables_in();
+        self->request(hub, std::chrono::milliseconds(2000), hub_table_atom::value)
+            .then(
+                [self, tables_in](hub_table& table) {
+                  hub_take_table(self, std::move(table));
+                  tables_in();
+                },
+                [tables_in](caf::error&) { tables_in(); });
       },
       cl_table_atom::value);
 }
@@ -1040,6 +1106,7 @@ void leave(self_ptr self, caf::response_promise answer) {
               context.config.cluster.prefix},
              3, [self, answer](const redis_value* reply) mutable {
                self->state.entries.clear();
+               self->state.hub_presence.clear();
                answer.deliver(reply != nullptr && !reply->is_error());
              });
 }
@@ -1175,6 +1242,41 @@ caf::behavior cluster_actor(self_ptr self, std::shared_ptr<service_context> cont
         waiting.erase(it);
         done(reply.get());
       },
+      // Hub mode across nodes (cluster_hub.cpp).
+      [self](cl_hub_join_atom, std::vector<hub_stream_request>& requests) {
+        auto answer = self->make_response_promise();
+        hub_join(self, std::move(requests), answer);
+        return answer;
+      },
+      [self](cl_hub_read_atom, const hub_stream_request& request) {
+        auto answer = self->make_response_promise();
+        hub_read(self, request, answer);
+        return answer;
+      },
+      [self](cl_hub_listen_atom, const std::string& channel) { hub_listen(self, channel); },
+      [self](cl_hub_unlisten_atom, const std::string& channel) { hub_unlisten(self, channel); },
+      [self](cl_hub_publish_atom, const hub_cluster_publication& publication) {
+        auto answer = self->make_response_promise();
+        hub_publish(self, publication, answer);
+        return answer;
+      },
+      [self](cl_hub_notify_atom, const std::string& channel, const std::string& message) {
+        hub_notify(self, channel, message);
+      },
+      [self](cl_hub_presence_atom, const hub_presence_entry& entry) {
+        hub_set_presence(self, entry);
+      },
+      [self](cl_hub_presence_get_atom, const std::string& channel) {
+        auto answer = self->make_response_promise();
+        hub_get_presence(self, channel, answer);
+        return answer;
+      },
+      [self](cl_hub_history_remove_atom, const std::string& channel) {
+        auto answer = self->make_response_promise();
+        hub_remove_history(self, channel, answer);
+        return answer;
+      },
+      [self](cl_hub_reset_atom) { hub_reset(self); },
       [](fault_atom, crash_atom) -> caf::result<void> {
         throw std::runtime_error("cluster crash (fault injection)");
       },

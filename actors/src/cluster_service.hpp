@@ -61,6 +61,14 @@ struct cluster_request {
   uint64_t unreached = 0;  // nodes that may not have got it (Redis did not answer)
 };
 
+// Hub mode: a hub channel this node listens to on Redis Pub/Sub (P:hubch:<channel>).
+struct hub_listening {
+  bool confirmed = false;  // Redis answered the SUBSCRIBE on the current subscription
+  bool idle = false;       // no local subscriber since idle_since: unsubscribed later
+  steady_time idle_since;
+  std::vector<std::function<void()>> waiting;  // joins waiting for the confirmation
+};
+
 struct cluster_state {
   std::shared_ptr<service_context> context;
   redis_link commands;
@@ -94,6 +102,11 @@ struct cluster_state {
   std::unordered_map<std::string, steady_time> fruitless_claims;
   uint64_t next_request = 1;
   std::map<uint64_t, cluster_request> requests;
+  // Hub mode: the channels listened to, and this node's presence entries as Redis should
+  // have them ((channel, client) -> client info), rebuilt with the entries.
+  std::unordered_map<std::string, hub_listening> hub_listens;
+  std::map<std::pair<std::string, std::string>, std::string> hub_presence;
+  steady_time hub_last_idle_check;
   // Redis's clock minus this node's wall clock (ms), from the last lease refresh: leases
   // are on Redis's clock.
   int64_t redis_clock_offset_ms = 0;

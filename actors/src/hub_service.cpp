@@ -17,6 +17,7 @@
 #include "messages.hpp"
 #include "wsvisor/build_info.hpp"
 #include "wsvisor/hub/channels.hpp"
+#include "wsvisor/hub/wire.hpp"
 
 namespace wsvisor {
 namespace {
@@ -57,7 +58,9 @@ hub_channel& channel_for(self_ptr self, const std::string& name, const hub_names
 void forget_if_unused(self_ptr self, const std::string& name) {
   auto& state = self->state;
   auto it = state.channels.find(name);
-  if (it == state.channels.end() || !it->second.subscribers.empty()) return;
+  if (it == state.channels.end() || !it->second.subscribers.empty() ||
+      !it->second.pending_joins.empty())
+    return;
   if (const auto& channel = it->second; channel.history) {
     const auto now = state.context->now();
     if (!channel.history->expired(now) || now - channel.last_publication < channel.ns->history_ttl)
@@ -67,8 +70,79 @@ void forget_if_unused(self_ptr self, const std::string& name) {
   state.context->stats.hub_channels().Set(static_cast<double>(state.channels.size()));
 }
 
-// The same bytes to every subscriber: one message per shard that has subscribers.
-void fan_out(self_ptr self, hub_channel& channel, const shared_payload& frame) {
+// ---- across nodes (cluster mode) ----
+
+// A stream's position in Redis outlives its publications this long (history_ttl when
+// longer) after the last publication, as Centrifugo's history_meta_ttl does: a
+// subscriber positioned in a quiet channel keeps its epoch.
+constexpr auto kStreamMetaTtl = std::chrono::hours(24);
+
+int64_t ms_of(std::chrono::nanoseconds duration) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(duration).count();
+}
+
+// Cluster mode: the hub shares its channels through the cluster service.
+bool in_cluster(const hub_state& state) {
+  return state.context->redis != nullptr;
+}
+
+// Redis is reachable now: publications, streams and presence go through it. Otherwise the
+// hub works as on one node (cluster.on_redis_down = "local": delivered here only).
+caf::actor across_nodes(const hub_state& state) {
+  if (!in_cluster(state) || state.context->cluster.load() != service_context::cluster_health::ok)
+    return {};
+  return state.context->cluster_service();
+}
+
+void tell_cluster(self_ptr self, caf::message message) {
+  if (!in_cluster(self->state)) return;
+  if (auto cluster = self->state.context->cluster_service())
+    self->send(cluster, std::move(message));
+}
+
+int64_t meta_ttl_ms(const hub_namespace& ns) {
+  return ms_of(std::max<std::chrono::nanoseconds>(ns.history_ttl, kStreamMetaTtl));
+}
+
+void set_presence(self_ptr self, const std::string& name, const hub_channel& channel,
+                  const hub::client_info& info, bool present) {
+  if (!channel.ns->presence || !in_cluster(self->state)) return;
+  tell_cluster(self, caf::make_message(
+                         cl_hub_presence_atom::value,
+                         hub_presence_entry{name, info.client,
+                                            present ? hub::wire::encode_client_info(info) : ""}));
+}
+
+// ---- fan-out ----
+
+void add_to_group(hub_channel& channel, hub_subscriber& subscriber) {
+  auto& group = channel.groups[subscriber.shard];
+  subscriber.slot = group.ports.size();
+  group.ports.push_back(subscriber.port);
+  group.owners.push_back(subscriber.connection.address());
+  group.dirty = true;
+}
+
+// A joining subscriber got a publication past its position: from now on it is in its
+// group like every other (the hub's own sends to it all went out before).
+void graduate(hub_channel& channel, const caf::actor_addr& who) {
+  auto& subscriber = channel.subscribers.at(who);
+  subscriber.joining = false;
+  channel.joiners.erase(std::find(channel.joiners.begin(), channel.joiners.end(), who));
+  add_to_group(channel, subscriber);
+}
+
+// Whether a joining subscriber is still owed this message: not a publication its
+// position covers (one still on its way when Redis read the position).
+bool owed(const hub_subscriber& subscriber, uint64_t offset, const std::string& epoch) {
+  return offset == 0 || epoch != subscriber.from_epoch || offset > subscriber.from_offset;
+}
+
+// The same bytes to every subscriber: one message per shard that has subscribers, and
+// the hub's own send to each joining one. `offset` and `epoch`: of a publication (0, "":
+// anything else).
+void fan_out(self_ptr self, hub_channel& channel, const shared_payload& frame, uint64_t offset = 0,
+             const std::string& epoch = {}) {
   auto& context = *self->state.context;
   uint64_t delivered = 0;
   for (unsigned index = 0; index < channel.groups.size(); ++index) {
@@ -87,6 +161,17 @@ void fan_out(self_ptr self, hub_channel& channel, const shared_payload& frame) {
       for (const auto& port : *group.snapshot) port->send_shared(frame, true);
     }
   }
+  if (!channel.joiners.empty()) {
+    std::vector<caf::actor_addr> graduating;
+    for (const auto& who : channel.joiners) {
+      const auto& subscriber = channel.subscribers.at(who);
+      if (!owed(subscriber, offset, epoch)) continue;
+      subscriber.port->send_shared(frame, true);
+      ++delivered;
+      if (offset != 0) graduating.push_back(who);
+    }
+    for (const auto& who : graduating) graduate(channel, who);
+  }
   context.stats.deliveries().Increment(static_cast<double>(delivered));
 }
 
@@ -94,8 +179,32 @@ void fan_out(self_ptr self, hub_channel& channel, std::string frame) {
   fan_out(self, channel, std::make_shared<const std::string>(std::move(frame)));
 }
 
+// A join or leave push: through Redis to every node's subscribers, or here only.
+void announce(self_ptr self, const std::string& name, hub_channel& channel, bool joined,
+              const hub::client_info& info) {
+  if (across_nodes(self->state)) {
+    tell_cluster(self, caf::make_message(
+                           cl_hub_notify_atom::value, name,
+                           joined ? hub::wire::encode_join(info) : hub::wire::encode_leave(info)));
+    return;
+  }
+  if (channel.subscribers.empty()) return;
+  fan_out(self, channel, joined ? hub::push_join(name, info) : hub::push_leave(name, info));
+}
+
+void watch_member(self_ptr self, const caf::actor& connection) {
+  auto& member = (*self->state.members)[connection.address()];
+  if (!member.connection) {
+    member.connection = connection;
+    self->monitor(connection);
+  }
+}
+
+// `position`: a stream position read from Redis, which the subscriber is given as
+// joining (see hub_subscriber); nullptr: straight into its group.
 void add_subscriber(self_ptr self, const std::string& name, hub_channel& channel,
-                    const hub_join& join, const hub_channel_request& request) {
+                    const hub_join& join, const hub_channel_request& request,
+                    const hub::stream_position* position) {
   auto& state = self->state;
   hub_subscriber subscriber;
   subscriber.connection = join.connection;
@@ -104,24 +213,32 @@ void add_subscriber(self_ptr self, const std::string& name, hub_channel& channel
   subscriber.port = join.port;
   subscriber.info = join.info;
   subscriber.info.chan_info = request.chan_info;
-  auto& group = channel.groups[subscriber.shard];
-  subscriber.slot = group.ports.size();
-  group.ports.push_back(join.port);
-  group.owners.push_back(join.connection.address());
-  group.dirty = true;
-  ++channel.users[subscriber.info.user];
-  channel.subscribers.emplace(join.connection.address(), std::move(subscriber));
-  auto& member = (*state.members)[join.connection.address()];
-  if (!member.connection) {
-    member.connection = join.connection;
-    self->monitor(join.connection);
+  if (position) {
+    subscriber.joining = true;
+    subscriber.from_offset = position->offset;
+    subscriber.from_epoch = position->epoch;
+    channel.joiners.push_back(join.connection.address());
+  } else {
+    add_to_group(channel, subscriber);
   }
-  member.channels.push_back(name);
+  ++channel.users[subscriber.info.user];
+  set_presence(self, name, channel, subscriber.info, true);
+  channel.subscribers.emplace(join.connection.address(), std::move(subscriber));
+  if (channel.subscribers.size() == 1 && in_cluster(state))
+    tell_cluster(self, caf::make_message(cl_hub_listen_atom::value, name));
+  watch_member(self, join.connection);
+  (*state.members)[join.connection.address()].channels.push_back(name);
   ++state.subscriptions;
   state.context->stats.hub_subscriptions().Increment();
 }
 
-// Removes one subscription; `leave`: tell the others (join_leave).
+// The last local subscriber left (and no join waits): the node stops listening.
+void unlisten_if_unused(self_ptr self, const std::string& name, const hub_channel& channel) {
+  if (channel.subscribers.empty() && channel.pending_joins.empty() && in_cluster(self->state))
+    tell_cluster(self, caf::make_message(cl_hub_unlisten_atom::value, name));
+}
+
+// Removes one subscription, and tells the others (join_leave).
 void remove_subscriber(self_ptr self, const std::string& name, const caf::actor_addr& who) {
   auto& state = self->state;
   auto it = state.channels.find(name);
@@ -131,35 +248,67 @@ void remove_subscriber(self_ptr self, const std::string& name, const caf::actor_
   if (found == channel.subscribers.end()) return;
   const hub_subscriber gone = std::move(found->second);
   channel.subscribers.erase(found);
-  auto& group = channel.groups[gone.shard];
-  // Swap-remove: the last entry takes the place of the one that leaves.
-  const std::size_t last = group.ports.size() - 1;
-  if (gone.slot != last) {
-    group.ports[gone.slot] = std::move(group.ports[last]);
-    group.owners[gone.slot] = group.owners[last];
-    channel.subscribers.at(group.owners[gone.slot]).slot = gone.slot;
+  if (gone.joining) {
+    channel.joiners.erase(std::find(channel.joiners.begin(), channel.joiners.end(), who));
+  } else {
+    auto& group = channel.groups[gone.shard];
+    // Swap-remove: the last entry takes the place of the one that leaves.
+    const std::size_t last = group.ports.size() - 1;
+    if (gone.slot != last) {
+      group.ports[gone.slot] = std::move(group.ports[last]);
+      group.owners[gone.slot] = group.owners[last];
+      channel.subscribers.at(group.owners[gone.slot]).slot = gone.slot;
+    }
+    group.ports.pop_back();
+    group.owners.pop_back();
+    group.dirty = true;
   }
-  group.ports.pop_back();
-  group.owners.pop_back();
-  group.dirty = true;
   if (auto user = channel.users.find(gone.info.user); user != channel.users.end())
     if (--user->second == 0) channel.users.erase(user);
   --state.subscriptions;
   state.context->stats.hub_subscriptions().Decrement();
-  if (channel.ns->join_leave && !channel.subscribers.empty())
-    fan_out(self, channel, hub::push_leave(name, gone.info));
+  set_presence(self, name, channel, gone.info, false);
+  if (channel.ns->join_leave) announce(self, name, channel, false, gone.info);
+  unlisten_if_unused(self, name, channel);
   forget_if_unused(self, name);
 }
 
+// A stream read from Redis, as a channel_history to recover and page from (the
+// publications are held in it: it must outlive whatever borrows them).
+std::unique_ptr<hub::channel_history> restored_history(const service_context& context,
+                                                       const hub_namespace& ns,
+                                                       const hub_stream& stream) {
+  std::vector<hub::publication> kept;
+  kept.reserve(stream.publications.size());
+  // Redis keeps them newest first.
+  for (auto it = stream.publications.rbegin(); it != stream.publications.rend(); ++it) {
+    auto message = hub::wire::decode(*it);
+    if (!message) continue;
+    if (auto* published = std::get_if<hub::wire::published>(&*message))
+      kept.push_back(std::move(published->pub));
+  }
+  return std::make_unique<hub::channel_history>(hub::channel_history::restored(
+      ns.history_size,
+      std::chrono::duration_cast<hub::channel_history::clock::duration>(ns.history_ttl),
+      hub::stream_position{stream.offset, stream.epoch}, std::move(kept), context.now()));
+}
+
+bool positioned(const hub_channel& channel, const hub_channel_request& request) {
+  return channel.history && (channel.ns->force_recovery || request.recoverable || request.recover);
+}
+
+// `stream`: the channel's stream from Redis (across nodes), else this node's own.
 hub::subscribe_result subscribe_result_of(self_ptr self, hub_channel& channel,
-                                          const hub_channel_request& request) {
+                                          const hub_channel_request& request,
+                                          hub::channel_history* stream) {
   auto& context = *self->state.context;
   hub::subscribe_result result;
   result.expires = request.expires;
   result.ttl = request.ttl;
   result.data = request.data;
-  if (channel.history && (channel.ns->force_recovery || request.recoverable || request.recover)) {
-    const auto top = channel.history->top();
+  if (!stream) stream = channel.history.get();
+  if (positioned(channel, request)) {
+    const auto top = stream->top();
     result.recoverable = true;
     result.positioned = true;
     result.epoch = top.epoch;
@@ -167,9 +316,9 @@ hub::subscribe_result subscribe_result_of(self_ptr self, hub_channel& channel,
   }
   if (request.recover) {
     result.was_recovering = true;
-    if (channel.history) {
-      auto recovery = channel.history->recover(
-          request.since, context.config.hub.recovery_max_publications, context.now());
+    if (stream) {
+      auto recovery = stream->recover(request.since, context.config.hub.recovery_max_publications,
+                                      context.now());
       result.recovered = recovery.recovered;
       result.publications = std::move(recovery.publications);
     }
@@ -178,33 +327,55 @@ hub::subscribe_result subscribe_result_of(self_ptr self, hub_channel& channel,
   return result;
 }
 
-hub_joined join(self_ptr self, hub_join& request) {
+// Everything is checked before anything changes: a join is all or nothing.
+uint32_t check_join(self_ptr self, const hub_join& request,
+                    std::vector<const hub_namespace*>& namespaces) {
   auto& state = self->state;
-  auto& context = *state.context;
-  hub_joined outcome;
-  // Everything is checked before anything changes: a join is all or nothing.
-  std::vector<const hub_namespace*> namespaces;  // of each channel, in order
+  const auto member = state.members->find(request.connection.address());
   for (const auto& wanted : request.channels) {
-    auto resolved = resolve(context, wanted.channel);
-    if (resolved.error) {
-      outcome.error = code_of(*resolved.error);
-      return outcome;
-    }
+    auto resolved = resolve(*state.context, wanted.channel);
+    if (resolved.error) return code_of(*resolved.error);
     namespaces.push_back(resolved.ns);
     auto existing = state.channels.find(wanted.channel);
     if (existing != state.channels.end() &&
-        existing->second.subscribers.count(request.connection.address())) {
-      outcome.error = code_of(hub::error_code::already_subscribed);
-      return outcome;
-    }
+        existing->second.subscribers.count(request.connection.address()))
+      return code_of(hub::error_code::already_subscribed);
+    if (member != state.members->end() &&
+        std::count(member->second.pending.begin(), member->second.pending.end(), wanted.channel))
+      return code_of(hub::error_code::already_subscribed);
   }
+  return kOk;
+}
+
+// Subscribes the connection to every channel of the join and answers its client.
+// `streams` (across nodes): each channel's stream from Redis, in order, and `held` what
+// arrived for each while they were read; nullptr: this node's own streams.
+hub_joined join_channels(self_ptr self, hub_join& request,
+                         const std::vector<const hub_namespace*>& namespaces,
+                         const std::vector<hub_stream>* streams,
+                         const std::vector<std::vector<hub_held_frame>>* held) {
+  auto& state = self->state;
+  auto& context = *state.context;
+  hub_joined outcome;
   std::vector<std::string> frames;
   std::vector<std::pair<std::string, hub::subscribe_result>> results;
+  // Streams from Redis, alive until the frames that borrow their publications are made.
+  std::vector<std::unique_ptr<hub::channel_history>> restored;
+  std::vector<bool> joining(request.channels.size(), false);
   for (std::size_t i = 0; i < request.channels.size(); ++i) {
     const auto& wanted = request.channels[i];
     auto& channel = channel_for(self, wanted.channel, *namespaces[i]);
-    add_subscriber(self, wanted.channel, channel, request, wanted);
-    auto result = subscribe_result_of(self, channel, wanted);
+    hub::channel_history* stream = nullptr;
+    const hub_stream* from_redis = streams ? &(*streams)[i] : nullptr;
+    if (from_redis && from_redis->ok && channel.history && positioned(channel, wanted)) {
+      restored.push_back(restored_history(context, *namespaces[i], *from_redis));
+      stream = restored.back().get();
+    }
+    hub::stream_position position;
+    if (stream) position = stream->top();
+    joining[i] = stream != nullptr;
+    add_subscriber(self, wanted.channel, channel, request, wanted, stream ? &position : nullptr);
+    auto result = subscribe_result_of(self, channel, wanted, stream);
     switch (request.how) {
       case hub_join::answer::subscribe_reply:
         frames.push_back(hub::reply_subscribe(request.reply_id, result));
@@ -225,12 +396,131 @@ hub_joined join(self_ptr self, hub_join& request) {
     frames.push_back(hub::reply_connect(request.reply_id, request.connect));
   }
   for (auto& frame : frames) request.port->send(std::move(frame), true);
+  // What arrived while Redis was read: after the answers, without what a position covers.
+  if (held) {
+    const auto who = request.connection.address();
+    for (std::size_t i = 0; i < request.channels.size(); ++i) {
+      auto& channel = state.channels.at(request.channels[i].channel);
+      for (const auto& frame : (*held)[i]) {
+        auto& subscriber = channel.subscribers.at(who);
+        if (subscriber.joining && !owed(subscriber, frame.offset, frame.epoch)) continue;
+        request.port->send_shared(frame.frame, true);
+        if (subscriber.joining && frame.offset != 0) graduate(channel, who);
+      }
+    }
+  }
   // Join pushes after the answers, to everyone in the channel (the joiner included).
   for (const auto& name : outcome.channels) {
     auto& channel = state.channels.at(name);
-    if (channel.ns->join_leave) fan_out(self, channel, hub::push_join(name, request.info));
+    if (channel.ns->join_leave) announce(self, name, channel, true, request.info);
   }
   return outcome;
+}
+
+// A join across nodes: Redis's streams came (or did not: `streams` nullptr, and the
+// node's own are used).
+void finish_join(self_ptr self, uint64_t id, const std::vector<hub_stream>* streams) {
+  auto& state = self->state;
+  auto it = state.pending_joins.find(id);
+  if (it == state.pending_joins.end()) return;
+  auto pending = std::move(it->second);
+  state.pending_joins.erase(it);
+  for (const auto& wanted : pending.request.channels) {
+    auto& joins = state.channels.at(wanted.channel).pending_joins;
+    joins.erase(std::find(joins.begin(), joins.end(), id));
+  }
+  auto member = state.members->find(pending.request.connection.address());
+  if (member == state.members->end()) {
+    // The connection died meanwhile: nothing to subscribe, nobody to answer.
+    for (const auto& wanted : pending.request.channels) {
+      unlisten_if_unused(self, wanted.channel, state.channels.at(wanted.channel));
+      forget_if_unused(self, wanted.channel);
+    }
+    return;
+  }
+  auto& waiting = member->second.pending;
+  for (const auto& wanted : pending.request.channels)
+    waiting.erase(std::find(waiting.begin(), waiting.end(), wanted.channel));
+  if (streams && streams->size() != pending.request.channels.size()) streams = nullptr;
+  pending.answer.deliver(
+      join_channels(self, pending.request, pending.namespaces, streams, &pending.held));
+}
+
+void join(self_ptr self, hub_join& request, caf::response_promise answer) {
+  auto& state = self->state;
+  std::vector<const hub_namespace*> namespaces;
+  hub_joined refused;
+  refused.error = check_join(self, request, namespaces);
+  if (refused.error != kOk) return answer.deliver(std::move(refused));
+  auto cluster = across_nodes(state);
+  if (!cluster) return answer.deliver(join_channels(self, request, namespaces, nullptr, nullptr));
+  // Across nodes: listen, then read the streams; the connection's death meanwhile is
+  // watched like a subscriber's.
+  const uint64_t id = state.next_join++;
+  std::vector<hub_stream_request> streams;
+  watch_member(self, request.connection);
+  auto& member = (*state.members)[request.connection.address()];
+  for (std::size_t i = 0; i < request.channels.size(); ++i) {
+    const auto& wanted = request.channels[i];
+    auto& channel = channel_for(self, wanted.channel, *namespaces[i]);
+    channel.pending_joins.push_back(id);
+    member.pending.push_back(wanted.channel);
+    hub_stream_request stream;
+    stream.channel = wanted.channel;
+    stream.keeps_history = positioned(channel, wanted);
+    stream.with_publications = wanted.recover;
+    stream.epoch = hub::new_epoch();
+    stream.meta_ttl_ms = meta_ttl_ms(*namespaces[i]);
+    streams.push_back(std::move(stream));
+  }
+  auto& pending = state.pending_joins[id];
+  pending.request = std::move(request);
+  pending.namespaces = std::move(namespaces);
+  pending.answer = std::move(answer);
+  pending.held.resize(pending.request.channels.size());
+  self->request(cluster, state.context->config.cluster.api_timeout, cl_hub_join_atom::value,
+                std::move(streams))
+      .then([self, id](std::vector<hub_stream>& got) { finish_join(self, id, &got); },
+            [self, id](caf::error&) { finish_join(self, id, nullptr); });
+}
+
+void unsubscribe_here(self_ptr self, const std::string& name, const std::string& user,
+                      const std::string& client);
+
+// A message of a channel from Redis (hub::wire): fanned out here, and held for the joins
+// that wait for the channel's stream.
+void on_remote(self_ptr self, const std::string& name, const std::string& payload) {
+  auto& state = self->state;
+  auto it = state.channels.find(name);
+  if (it == state.channels.end()) return;
+  auto& channel = it->second;
+  auto message = hub::wire::decode(payload);
+  if (!message) {
+    log_event(spdlog::level::warn, "hub_bad_cluster_message",
+              "a Pub/Sub message of a hub channel could not be read (a node of another "
+              "version on the same cluster.prefix?): dropped",
+              {{"channel", name}, {"bytes", static_cast<uint64_t>(payload.size())}});
+    return;
+  }
+  hub_held_frame frame;
+  if (auto* published = std::get_if<hub::wire::published>(&*message)) {
+    frame.offset = published->pub.offset;
+    frame.epoch = published->epoch;
+    frame.frame = std::make_shared<const std::string>(hub::push_publication(name, published->pub));
+  } else if (auto* joined = std::get_if<hub::wire::joined>(&*message)) {
+    frame.frame = std::make_shared<const std::string>(hub::push_join(name, joined->info));
+  } else if (auto* left = std::get_if<hub::wire::left>(&*message)) {
+    frame.frame = std::make_shared<const std::string>(hub::push_leave(name, left->info));
+  } else {
+    const auto& order = std::get<hub::wire::unsubscribed>(*message);
+    return unsubscribe_here(self, name, order.user, order.client);
+  }
+  for (auto id : channel.pending_joins) {
+    auto& pending = state.pending_joins.at(id);
+    for (std::size_t i = 0; i < pending.request.channels.size(); ++i)
+      if (pending.request.channels[i].channel == name) pending.held[i].push_back(frame);
+  }
+  fan_out(self, channel, frame.frame, frame.offset, frame.epoch);
 }
 
 void expire_idempotency(hub_state& state, steady_time now) {
@@ -240,15 +530,11 @@ void expire_idempotency(hub_state& state, steady_time now) {
   }
 }
 
-hub_published publish(self_ptr self, hub_publish& request) {
+// A publication on this node only (one node, or Redis unreachable).
+hub_published publish_here(self_ptr self, hub_publish& request, const hub_namespace& ns) {
   auto& state = self->state;
   auto& context = *state.context;
   hub_published outcome;
-  auto resolved = resolve(context, request.channel);
-  if (resolved.error) {
-    outcome.error = code_of(*resolved.error);
-    return outcome;
-  }
   const auto now = context.now();
   std::string key;
   if (!request.idempotency_key.empty()) {
@@ -257,7 +543,7 @@ hub_published publish(self_ptr self, hub_publish& request) {
     if (auto seen = state.idempotency.find(key); seen != state.idempotency.end())
       return seen->second.result;
   }
-  auto& channel = channel_for(self, request.channel, *resolved.ns);
+  auto& channel = channel_for(self, request.channel, ns);
   hub::publication publication;
   publication.data = std::move(request.data);
   publication.info = std::move(request.info);
@@ -274,7 +560,8 @@ hub_published publish(self_ptr self, hub_publish& request) {
     frame = hub::push_publication(request.channel, publication);
   }
   context.stats.publications().Increment();
-  fan_out(self, channel, std::move(frame));
+  fan_out(self, channel, std::make_shared<const std::string>(std::move(frame)), outcome.offset,
+          outcome.epoch);
   if (!key.empty()) {
     state.idempotency.emplace(key, idempotent_result{outcome, now + kIdempotencyWindow});
     state.idempotency_order.emplace_back(now + kIdempotencyWindow, std::move(key));
@@ -283,50 +570,156 @@ hub_published publish(self_ptr self, hub_publish& request) {
   return outcome;
 }
 
-hub_history_answer history(self_ptr self, const hub_history_query& query) {
+using published_callback = std::function<void(hub_published)>;
+
+void publish(self_ptr self, hub_publish request, published_callback done) {
   auto& state = self->state;
   auto& context = *state.context;
-  hub_history_answer answer;
-  auto resolved = resolve(context, query.channel);
+  auto resolved = resolve(context, request.channel);
   if (resolved.error) {
-    answer.error = code_of(*resolved.error);
-    return answer;
+    hub_published refused;
+    refused.error = code_of(*resolved.error);
+    return done(std::move(refused));
   }
-  if (!hub::keeps_history(*resolved.ns)) {
-    answer.error = code_of(hub::error_code::not_available);
-    return answer;
+  const hub_namespace& ns = *resolved.ns;
+  auto cluster = across_nodes(state);
+  if (!cluster) return done(publish_here(self, request, ns));
+  hub_cluster_publication publication;
+  publication.channel = request.channel;
+  {
+    hub::publication body;
+    body.data = request.data;
+    body.info = request.info;
+    body.tags = request.tags;
+    publication.body = hub::wire::encode_publication_body(body);
   }
-  auto& channel = channel_for(self, query.channel, *resolved.ns);
-  auto range = channel.history->range(query.since, query.limit, query.reverse, context.now());
+  publication.keeps_history = hub::keeps_history(ns);
+  publication.skip_history = request.skip_history;
+  publication.history_size = ns.history_size;
+  publication.history_ttl_ms = ms_of(ns.history_ttl);
+  publication.meta_ttl_ms = meta_ttl_ms(ns);
+  publication.epoch = hub::new_epoch();
+  publication.idempotency_key = request.idempotency_key;
+  auto kept = std::make_shared<hub_publish>(std::move(request));
+  self->request(cluster, context.config.cluster.api_timeout, cl_hub_publish_atom::value,
+                std::move(publication))
+      .then(
+          [self, kept, done, &ns](const hub_cluster_published& published) {
+            if (!published.ok) return done(publish_here(self, *kept, ns));
+            self->state.context->stats.publications().Increment();
+            hub_published outcome;
+            outcome.offset = published.offset;
+            outcome.epoch = published.epoch;
+            done(std::move(outcome));
+          },
+          // Redis did not answer in time: the publication may still go out from there;
+          // Centrifugo answers an error here too, and the publisher may retry (with an
+          // idempotency key, safely).
+          [done](caf::error&) {
+            hub_published failed;
+            failed.error = code_of(hub::error_code::internal);
+            done(std::move(failed));
+          });
+}
+
+using history_callback = std::function<void(hub_history_answer)>;
+
+hub_history_answer history_of(const hub_history_query& query, hub::channel_history& stream,
+                              steady_time now) {
+  hub_history_answer answer;
+  auto range = stream.range(query.since, query.limit, query.reverse, now);
   if (auto* error = std::get_if<hub::error_code>(&range)) {
     answer.error = code_of(*error);
   } else {
     for (const auto* publication : std::get<std::vector<const hub::publication*>>(range))
       answer.publications.push_back(*publication);
   }
-  answer.top = channel.history->top();
-  forget_if_unused(self, query.channel);
+  answer.top = stream.top();
   return answer;
 }
 
-hub_presence_answer presence(self_ptr self, const std::string& name) {
+void history(self_ptr self, const hub_history_query& query, history_callback done) {
+  auto& state = self->state;
+  auto& context = *state.context;
+  hub_history_answer refused;
+  auto resolved = resolve(context, query.channel);
+  if (resolved.error) {
+    refused.error = code_of(*resolved.error);
+    return done(std::move(refused));
+  }
+  if (!hub::keeps_history(*resolved.ns)) {
+    refused.error = code_of(hub::error_code::not_available);
+    return done(std::move(refused));
+  }
+  const hub_namespace& ns = *resolved.ns;
+  const auto here = [self, query, &ns] {
+    auto& channel = channel_for(self, query.channel, ns);
+    auto answer = history_of(query, *channel.history, self->state.context->now());
+    forget_if_unused(self, query.channel);
+    return answer;
+  };
+  auto cluster = across_nodes(state);
+  if (!cluster) return done(here());
+  hub_stream_request stream;
+  stream.channel = query.channel;
+  stream.keeps_history = true;
+  stream.with_publications = true;
+  stream.epoch = hub::new_epoch();
+  stream.meta_ttl_ms = meta_ttl_ms(ns);
+  self->request(cluster, context.config.cluster.api_timeout, cl_hub_read_atom::value,
+                std::move(stream))
+      .then(
+          [self, query, done, here, &ns](const hub_stream& got) {
+            if (!got.ok) return done(here());
+            auto& context = *self->state.context;
+            auto restored = restored_history(context, ns, got);
+            done(history_of(query, *restored, context.now()));
+          },
+          [done, here](caf::error&) { done(here()); });
+}
+
+using presence_callback = std::function<void(hub_presence_answer)>;
+
+void presence(self_ptr self, const std::string& name, presence_callback done) {
   auto& state = self->state;
   hub_presence_answer answer;
   auto resolved = resolve(*state.context, name);
   if (resolved.error) {
     answer.error = code_of(*resolved.error);
-    return answer;
+    return done(std::move(answer));
   }
   if (!resolved.ns->presence) {
     answer.error = code_of(hub::error_code::not_available);
-    return answer;
+    return done(std::move(answer));
   }
-  auto it = state.channels.find(name);
-  if (it == state.channels.end()) return answer;
-  for (const auto& [addr, subscriber] : it->second.subscribers)
-    answer.clients.push_back(subscriber.info);
-  answer.num_users = it->second.users.size();
-  return answer;
+  const auto here = [self, name] {
+    hub_presence_answer local;
+    auto& channels = self->state.channels;
+    auto it = channels.find(name);
+    if (it == channels.end()) return local;
+    for (const auto& [addr, subscriber] : it->second.subscribers)
+      local.clients.push_back(subscriber.info);
+    local.num_users = it->second.users.size();
+    return local;
+  };
+  auto cluster = across_nodes(state);
+  if (!cluster) return done(here());
+  self->request(cluster, state.context->config.cluster.api_timeout, cl_hub_presence_get_atom::value,
+                name)
+      .then(
+          [done, here](const hub_cluster_presence& got) {
+            if (!got.ok) return done(here());
+            hub_presence_answer across;
+            std::unordered_set<std::string> users;
+            for (const auto& client : got.clients)
+              if (auto info = hub::wire::decode_client_info(client)) {
+                users.insert(info->user);
+                across.clients.push_back(std::move(*info));
+              }
+            across.num_users = users.size();
+            done(std::move(across));
+          },
+          [done, here](caf::error&) { done(here()); });
 }
 
 // The connection is gone: out of every channel and presence at once.
@@ -420,131 +813,156 @@ std::optional<std::string> read_publication(const json::object& params, hub_publ
   return std::nullopt;
 }
 
-hub_api_reply api_publish(self_ptr self, const json::object& params) {
+using api_callback = std::function<void(hub_api_reply)>;
+
+void api_publish(self_ptr self, const json::object& params, api_callback done) {
   hub_publish request;
   auto channel = string_param(params, "channel");
   if (!channel || channel->empty())
-    return api_error(code_of(hub::error_code::bad_request), "\"channel\" is required");
+    return done(api_error(code_of(hub::error_code::bad_request), "\"channel\" is required"));
   request.channel = *channel;
   if (auto problem = read_publication(params, request))
-    return api_error(code_of(hub::error_code::bad_request), *problem);
-  auto published = publish(self, request);
-  if (published.error != kOk) return api_error(published.error);
-  hub_api_reply reply;
-  reply.result = published_json(published);
-  return reply;
+    return done(api_error(code_of(hub::error_code::bad_request), *problem));
+  publish(self, std::move(request), [done](hub_published published) {
+    if (published.error != kOk) return done(api_error(published.error));
+    hub_api_reply reply;
+    reply.result = published_json(published);
+    done(std::move(reply));
+  });
 }
 
-hub_api_reply api_broadcast(self_ptr self, const json::object& params) {
+void api_broadcast(self_ptr self, const json::object& params, api_callback done) {
   const auto* channels = params.if_contains("channels");
   if (!channels || !channels->is_array() || channels->as_array().empty())
-    return api_error(code_of(hub::error_code::bad_request),
-                     "\"channels\" must be a non-empty array of channel names");
+    return done(api_error(code_of(hub::error_code::bad_request),
+                          "\"channels\" must be a non-empty array of channel names"));
   hub_publish shared;
   if (auto problem = read_publication(params, shared))
-    return api_error(code_of(hub::error_code::bad_request), *problem);
-  json::array responses;
-  for (const auto& channel : channels->as_array()) {
-    json::object response;
+    return done(api_error(code_of(hub::error_code::bad_request), *problem));
+  // One response per channel, in the order asked, whenever each publish answers.
+  struct gathering {
+    json::array responses;
+    std::size_t waiting = 0;
+    api_callback done;
+  };
+  const auto& names = channels->as_array();
+  auto gather = std::make_shared<gathering>();
+  gather->responses.resize(names.size());
+  gather->waiting = names.size();
+  gather->done = std::move(done);
+  const auto answered = [gather](std::size_t i, json::object response) {
+    gather->responses[i] = std::move(response);
+    if (--gather->waiting > 0) return;
+    hub_api_reply reply;
+    reply.result["responses"] = std::move(gather->responses);
+    gather->done(std::move(reply));
+  };
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const auto& channel = names[i];
     if (!channel.is_string() || channel.as_string().empty()) {
-      response["error"] = json::object{{"code", code_of(hub::error_code::bad_request)},
-                                       {"message", "a channel name must be a string"}};
-      responses.push_back(std::move(response));
+      answered(
+          i, json::object{{"error", json::object{{"code", code_of(hub::error_code::bad_request)},
+                                                 {"message", "a channel name must be a string"}}}});
       continue;
     }
     hub_publish request = shared;
     request.channel = std::string(channel.as_string());
-    auto published = publish(self, request);
-    if (published.error != kOk) {
-      response["error"] = json::object{
-          {"code", published.error},
-          {"message", hub::error_message(static_cast<hub::error_code>(published.error))}};
+    publish(self, std::move(request), [answered, i](hub_published published) {
+      json::object response;
+      if (published.error != kOk)
+        response["error"] = json::object{
+            {"code", published.error},
+            {"message", hub::error_message(static_cast<hub::error_code>(published.error))}};
+      else
+        response["result"] = published_json(published);
+      answered(i, std::move(response));
+    });
+  }
+}
+
+void api_presence(self_ptr self, const json::object& params, bool stats, api_callback done) {
+  auto channel = string_param(params, "channel");
+  if (!channel || channel->empty())
+    return done(api_error(code_of(hub::error_code::bad_request), "\"channel\" is required"));
+  presence(self, *channel, [stats, done](hub_presence_answer answer) {
+    if (answer.error != kOk) return done(api_error(answer.error));
+    hub_api_reply reply;
+    if (stats) {
+      reply.result["num_clients"] = answer.clients.size();
+      reply.result["num_users"] = answer.num_users;
     } else {
-      response["result"] = published_json(published);
+      json::object clients;
+      for (const auto& info : answer.clients) clients[info.client] = client_info_json(info);
+      reply.result["presence"] = std::move(clients);
     }
-    responses.push_back(std::move(response));
-  }
-  hub_api_reply reply;
-  reply.result["responses"] = std::move(responses);
-  return reply;
+    done(std::move(reply));
+  });
 }
 
-hub_api_reply api_presence(self_ptr self, const json::object& params, bool stats) {
-  auto channel = string_param(params, "channel");
-  if (!channel || channel->empty())
-    return api_error(code_of(hub::error_code::bad_request), "\"channel\" is required");
-  auto answer = presence(self, *channel);
-  if (answer.error != kOk) return api_error(answer.error);
-  hub_api_reply reply;
-  if (stats) {
-    reply.result["num_clients"] = answer.clients.size();
-    reply.result["num_users"] = answer.num_users;
-  } else {
-    json::object clients;
-    for (const auto& info : answer.clients) clients[info.client] = client_info_json(info);
-    reply.result["presence"] = std::move(clients);
-  }
-  return reply;
-}
-
-hub_api_reply api_history(self_ptr self, const json::object& params) {
+void api_history(self_ptr self, const json::object& params, api_callback done) {
   hub_history_query query;
+  const auto bad = [&done](const char* message) {
+    done(api_error(code_of(hub::error_code::bad_request), message));
+  };
   auto channel = string_param(params, "channel");
-  if (!channel || channel->empty())
-    return api_error(code_of(hub::error_code::bad_request), "\"channel\" is required");
+  if (!channel || channel->empty()) return bad("\"channel\" is required");
   query.channel = *channel;
   if (const auto* limit = params.if_contains("limit")) {
-    if (!limit->is_int64() && !limit->is_uint64())
-      return api_error(code_of(hub::error_code::bad_request), "\"limit\" must be an integer");
+    if (!limit->is_int64() && !limit->is_uint64()) return bad("\"limit\" must be an integer");
     query.limit = limit->to_number<int64_t>();
   }
   if (const auto* reverse = params.if_contains("reverse")) {
-    if (!reverse->is_bool())
-      return api_error(code_of(hub::error_code::bad_request), "\"reverse\" must be a boolean");
+    if (!reverse->is_bool()) return bad("\"reverse\" must be a boolean");
     query.reverse = reverse->as_bool();
   }
   if (const auto* since = params.if_contains("since")) {
-    if (!since->is_object())
-      return api_error(code_of(hub::error_code::bad_request),
-                       "\"since\" must be {\"offset\":N,\"epoch\":\"...\"}");
+    if (!since->is_object()) return bad("\"since\" must be {\"offset\":N,\"epoch\":\"...\"}");
     hub::stream_position position;
     const auto& object = since->as_object();
     if (const auto* offset = object.if_contains("offset")) {
       if (!offset->is_uint64() && !(offset->is_int64() && offset->as_int64() >= 0))
-        return api_error(code_of(hub::error_code::bad_request),
-                         "\"since.offset\" must be a non-negative integer");
+        return bad("\"since.offset\" must be a non-negative integer");
       position.offset = offset->to_number<uint64_t>();
     }
     if (const auto* epoch = object.if_contains("epoch")) {
-      if (!epoch->is_string())
-        return api_error(code_of(hub::error_code::bad_request), "\"since.epoch\" must be a string");
+      if (!epoch->is_string()) return bad("\"since.epoch\" must be a string");
       position.epoch = std::string(epoch->as_string());
     }
     query.since = std::move(position);
   }
-  auto answer = history(self, query);
-  if (answer.error != kOk) return api_error(answer.error);
-  hub_api_reply reply;
-  json::array publications;
-  for (const auto& publication : answer.publications)
-    publications.push_back(publication_json(publication));
-  reply.result["publications"] = std::move(publications);
-  reply.result["epoch"] = answer.top.epoch;
-  reply.result["offset"] = answer.top.offset;
-  return reply;
+  history(self, query, [done](hub_history_answer answer) {
+    if (answer.error != kOk) return done(api_error(answer.error));
+    hub_api_reply reply;
+    json::array publications;
+    for (const auto& publication : answer.publications)
+      publications.push_back(publication_json(publication));
+    reply.result["publications"] = std::move(publications);
+    reply.result["epoch"] = answer.top.epoch;
+    reply.result["offset"] = answer.top.offset;
+    done(std::move(reply));
+  });
 }
 
-hub_api_reply api_history_remove(self_ptr self, const json::object& params) {
+void api_history_remove(self_ptr self, const json::object& params, api_callback done) {
   auto channel = string_param(params, "channel");
   if (!channel || channel->empty())
-    return api_error(code_of(hub::error_code::bad_request), "\"channel\" is required");
+    return done(api_error(code_of(hub::error_code::bad_request), "\"channel\" is required"));
   auto resolved = resolve(*self->state.context, *channel);
-  if (resolved.error) return api_error(code_of(*resolved.error));
-  if (!hub::keeps_history(*resolved.ns)) return api_error(code_of(hub::error_code::not_available));
+  if (resolved.error) return done(api_error(code_of(*resolved.error)));
+  if (!hub::keeps_history(*resolved.ns))
+    return done(api_error(code_of(hub::error_code::not_available)));
   if (auto it = self->state.channels.find(*channel);
       it != self->state.channels.end() && it->second.history)
     it->second.history->clear();
-  return {};
+  auto cluster = across_nodes(self->state);
+  if (!cluster) return done({});
+  self->request(cluster, self->state.context->config.cluster.api_timeout,
+                cl_hub_history_remove_atom::value, *channel)
+      .then(
+          [done](bool removed) {
+            done(removed ? hub_api_reply{} : api_error(code_of(hub::error_code::internal)));
+          },
+          [done](caf::error&) { done(api_error(code_of(hub::error_code::internal))); });
 }
 
 // Centrifugo's channel patterns: '*' any run of characters, '?' one character.
@@ -586,6 +1004,28 @@ hub_api_reply api_channels(self_ptr self, const json::object& params) {
   return reply;
 }
 
+// The API's unsubscribe on this node: the user's subscriptions to the channel (one
+// client's when `client` is not "").
+void unsubscribe_here(self_ptr self, const std::string& name, const std::string& user,
+                      const std::string& client) {
+  auto it = self->state.channels.find(name);
+  if (it == self->state.channels.end()) return;
+  std::vector<std::pair<caf::actor_addr, hub_subscriber>> leaving;
+  for (const auto& [addr, subscriber] : it->second.subscribers)
+    if (subscriber.info.user == user && (client.empty() || subscriber.info.client == client))
+      leaving.emplace_back(addr, subscriber);
+  for (auto& [addr, subscriber] : leaving) {
+    subscriber.port->send(
+        hub::push_unsubscribe(name, hub::unsubscribe_server.code, hub::unsubscribe_server.reason),
+        true);
+    run_in_connection(subscriber.connection, [name](connection_handle& connection) {
+      hub_forget_channel(connection, name);
+    });
+    leave(self, addr, name);
+  }
+}
+
+// Across nodes: every node with subscribers of the channel gets the order from Redis.
 hub_api_reply api_unsubscribe(self_ptr self, const json::object& params) {
   auto user = string_param(params, "user");
   auto channel = string_param(params, "channel");
@@ -593,21 +1033,11 @@ hub_api_reply api_unsubscribe(self_ptr self, const json::object& params) {
     return api_error(code_of(hub::error_code::bad_request),
                      "\"user\" and \"channel\" are required");
   auto client = string_param(params, "client").value_or("");
-  auto it = self->state.channels.find(*channel);
-  if (it == self->state.channels.end()) return {};
-  std::vector<std::pair<caf::actor_addr, hub_subscriber>> leaving;
-  for (const auto& [addr, subscriber] : it->second.subscribers)
-    if (subscriber.info.user == *user && (client.empty() || subscriber.info.client == client))
-      leaving.emplace_back(addr, subscriber);
-  for (auto& [addr, subscriber] : leaving) {
-    subscriber.port->send(hub::push_unsubscribe(*channel, hub::unsubscribe_server.code,
-                                                hub::unsubscribe_server.reason),
-                          true);
-    run_in_connection(subscriber.connection, [name = *channel](connection_handle& connection) {
-      hub_forget_channel(connection, name);
-    });
-    leave(self, addr, *channel);
-  }
+  if (across_nodes(self->state))
+    tell_cluster(self, caf::make_message(cl_hub_notify_atom::value, *channel,
+                                         hub::wire::encode_unsubscribe(*user, client)));
+  else
+    unsubscribe_here(self, *channel, *user, client);
   return {};
 }
 
@@ -633,17 +1063,32 @@ hub_api_reply api_info(self_ptr self) {
   return reply;
 }
 
-hub_api_reply api_call(self_ptr self, const std::string& method, const json::object& params) {
-  if (method == "publish") return api_publish(self, params);
-  if (method == "broadcast") return api_broadcast(self, params);
-  if (method == "presence") return api_presence(self, params, false);
-  if (method == "presence_stats") return api_presence(self, params, true);
-  if (method == "history") return api_history(self, params);
-  if (method == "history_remove") return api_history_remove(self, params);
-  if (method == "channels") return api_channels(self, params);
-  if (method == "unsubscribe") return api_unsubscribe(self, params);
-  if (method == "info") return api_info(self);
-  return api_error(code_of(hub::error_code::method_not_found));
+void api_call(self_ptr self, const std::string& method, const json::object& params,
+              api_callback done) {
+  if (method == "publish") return api_publish(self, params, std::move(done));
+  if (method == "broadcast") return api_broadcast(self, params, std::move(done));
+  if (method == "presence") return api_presence(self, params, false, std::move(done));
+  if (method == "presence_stats") return api_presence(self, params, true, std::move(done));
+  if (method == "history") return api_history(self, params, std::move(done));
+  if (method == "history_remove") return api_history_remove(self, params, std::move(done));
+  if (method == "channels") return done(api_channels(self, params));
+  if (method == "unsubscribe") return done(api_unsubscribe(self, params));
+  if (method == "info") return done(api_info(self));
+  done(api_error(code_of(hub::error_code::method_not_found)));
+}
+
+// What the cluster service mirrors in Redis, after its restart.
+hub_table table_of(const hub_state& state) {
+  hub_table table;
+  for (const auto& [name, channel] : state.channels) {
+    if (channel.subscribers.empty() && channel.pending_joins.empty()) continue;
+    table.channels.push_back(name);
+    if (!channel.ns->presence) continue;
+    for (const auto& [addr, subscriber] : channel.subscribers)
+      table.presence.push_back(
+          {name, subscriber.info.client, hub::wire::encode_client_info(subscriber.info)});
+  }
+  return table;
 }
 
 void tick(self_ptr self) {
@@ -673,17 +1118,49 @@ caf::behavior hub_actor(self_ptr self, std::shared_ptr<service_context> context)
   });
   self->set_down_handler([self](caf::down_msg& down) { member_down(self, down.source); });
   self->delayed_send(self, kTickInterval, hub_tick_atom::value);
+  // A restarted hub starts empty: what the cluster service holds of the dead one's
+  // channels and presence goes.
+  tell_cluster(self, caf::make_message(cl_hub_reset_atom::value));
+  // The answers of a request that may wait for Redis (cluster mode): a promise, delivered
+  // at once on one node.
   return {
-      [self](hub_join_atom, hub_join& request) { return join(self, request); },
+      [self](hub_join_atom, hub_join& request) {
+        auto answer = self->make_response_promise();
+        join(self, request, answer);
+        return answer;
+      },
       [self](hub_leave_atom, const caf::actor_addr& who, const std::string& channel) {
         leave(self, who, channel);
       },
-      [self](hub_publish_atom, hub_publish& request) { return publish(self, request); },
-      [self](hub_presence_atom, const std::string& channel) { return presence(self, channel); },
-      [self](hub_history_atom, const hub_history_query& query) { return history(self, query); },
-      [self](hub_api_atom, const hub_api_request& request) {
-        return api_call(self, request.method, request.params);
+      [self](hub_publish_atom, hub_publish& request) {
+        auto answer = self->make_response_promise();
+        publish(self, std::move(request), [answer](hub_published published) mutable {
+          answer.deliver(std::move(published));
+        });
+        return answer;
       },
+      [self](hub_presence_atom, const std::string& channel) {
+        auto answer = self->make_response_promise();
+        presence(self, channel,
+                 [answer](hub_presence_answer got) mutable { answer.deliver(std::move(got)); });
+        return answer;
+      },
+      [self](hub_history_atom, const hub_history_query& query) {
+        auto answer = self->make_response_promise();
+        history(self, query,
+                [answer](hub_history_answer got) mutable { answer.deliver(std::move(got)); });
+        return answer;
+      },
+      [self](hub_api_atom, const hub_api_request& request) {
+        auto answer = self->make_response_promise();
+        api_call(self, request.method, request.params,
+                 [answer](hub_api_reply reply) mutable { answer.deliver(std::move(reply)); });
+        return answer;
+      },
+      [self](hub_remote_atom, const std::string& channel, const std::string& payload) {
+        on_remote(self, channel, payload);
+      },
+      [self](hub_table_atom) { return table_of(self->state); },
       [self](hub_tick_atom) { tick(self); },
       [](fault_atom, crash_atom) -> caf::result<void> {
         throw std::runtime_error("hub crash (fault injection)");

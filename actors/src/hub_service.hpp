@@ -9,6 +9,16 @@
 // connection is closed with 3004 (the streams are gone; the SDK reconnects and finds
 // a new epoch), and the restarted hub starts empty.
 //
+// Across nodes (cluster mode, CONTRACT 14): the hub still owns its subscriptions, and
+// Redis the rest. A publication goes to Redis, where one script gives it its offset and
+// publishes it on the channel's Pub/Sub channel; every node with subscribers of the
+// channel (this one too) fans it out from there, so all see the same offsets in the same
+// order. A subscribe listens first, then reads the stream's position (and, to recover,
+// its publications) from Redis; what arrives meanwhile is held and given to the new
+// subscriber after its reply, without what its position already covers. Presence is in
+// Redis per node (a dead node's is reaped with it). While Redis is unreachable the hub
+// works as on one node (cluster.on_redis_down = "local": delivered here only).
+//
 // Fan-out: a publication is framed once; the same bytes (a shared_payload) go to every
 // subscriber, in one message per shard that has subscribers of the channel, and that
 // shard queues them on its connections' sessions.
@@ -20,12 +30,14 @@
 #include <boost/json/object.hpp>
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "hub_cluster_messages.hpp"
 #include "service_context.hpp"
 #include "wsvisor/hub/history.hpp"
 #include "wsvisor/hub/protocol.hpp"
@@ -134,6 +146,12 @@ struct hub_subscriber {
   std::shared_ptr<session_port> port;
   hub::client_info info;
   std::size_t slot = 0;  // its index in the channel's group of its shard
+  // Across nodes: positioned at (from_offset, from_epoch) of the Redis stream, and not yet
+  // in its group: it gets each publication from the hub itself, without those its
+  // position covers that were still on their way, until one past its position arrives.
+  bool joining = false;
+  uint64_t from_offset = 0;
+  std::string from_epoch;
 };
 
 // A channel's subscribers on one shard, as that shard receives them.
@@ -150,6 +168,8 @@ struct hub_channel {
   std::unordered_map<caf::actor_addr, hub_subscriber> subscribers;
   std::unordered_map<std::string, uint64_t> users;  // presence: subscribers per user
   std::vector<hub_shard_group> groups;              // by shard index
+  std::vector<caf::actor_addr> joiners;             // subscribers still `joining`
+  std::vector<uint64_t> pending_joins;              // joins waiting for Redis
   // The stream's position outlives its publications (history_remove, their ttl) until
   // history_ttl after the last publication, so that an offset is never handed out twice
   // within it; then a channel nobody subscribes to is forgotten, which bounds memory.
@@ -160,6 +180,22 @@ struct hub_channel {
 struct hub_member {
   caf::actor connection;
   std::vector<std::string> channels;
+  std::vector<std::string> pending;  // joins waiting for Redis
+};
+
+// A message of a channel that arrived while a join of it waited for Redis.
+struct hub_held_frame {
+  uint64_t offset = 0;  // of a publication; 0 for anything else
+  std::string epoch;
+  shared_payload frame;
+};
+
+// A join across nodes, waiting for its channels' streams from Redis.
+struct hub_pending_join {
+  hub_join request;
+  std::vector<const hub_namespace*> namespaces;  // of each channel, in order
+  caf::response_promise answer;
+  std::vector<std::vector<hub_held_frame>> held;  // by channel, in order
 };
 
 struct idempotent_result {
@@ -177,6 +213,8 @@ struct hub_state {
   std::unordered_map<std::string, idempotent_result> idempotency;
   std::deque<std::pair<steady_time, std::string>> idempotency_order;
   uint64_t subscriptions = 0;
+  std::map<uint64_t, hub_pending_join> pending_joins;
+  uint64_t next_join = 1;
   static inline const char* name = "hub";
 };
 

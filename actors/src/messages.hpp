@@ -7,7 +7,9 @@
 #include <caf/actor.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -90,16 +92,23 @@ struct cluster_entry {
   steady_time claimed_at;    // when the claim was made (an unopened one expires)
 };
 
-// The server API's send or disconnect, across the cluster (CONTRACT 14): `selector` as
-// on one node, `connection` the full id when it addresses one connection of any node.
+// The server API's send or disconnect, or the hub API's subscribe or refresh, across the
+// cluster (CONTRACT 14): `selector` as on one node, `connection` the full id when it
+// addresses one connection of any node.
 struct cluster_fanout {
+  enum class hub_call : uint8_t { none, subscribe, refresh };
   bool close = false;
+  hub_call hub = hub_call::none;  // set: a hub API call, not a send or close
   connection_selector selector;
   std::string connection;
-  std::string payload;  // send
-  bool text = true;     // send
-  uint16_t code = 0;    // close
-  std::string reason;   // close
+  std::string payload;               // send
+  bool text = true;                  // send
+  uint16_t code = 0;                 // close
+  std::string reason;                // close
+  std::string user;                  // hub: only this user's connections, also when addressed by id
+  std::string channel;               // hub subscribe
+  bool expired = false;              // hub refresh
+  std::optional<int64_t> expire_at;  // hub refresh (unix seconds)
 };
 
 // What a claim at admission came to (cluster mode).

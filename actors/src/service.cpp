@@ -528,12 +528,20 @@ std::optional<std::string> text_param(const boost::json::object& params, const c
 }
 
 // The connections a hub API call addresses: every one of `user`, or with `client`
-// (a connection id of this node) that one, if it is the user's.
+// (a connection id, "<node>.<n>") that one, if it is the user's.
 struct hub_target {
   connection_selector selector;
   std::string user;
-  bool elsewhere = false;  // `client` names another node's connection: nobody here
+  std::string client;      // as given, "" = every connection of the user
+  bool elsewhere = false;  // `client` is not one of this node's connection ids
 };
+
+// "<node>.<n>": the shape of every connection id (a client id of another shape is nobody's).
+bool is_connection_id(const std::string& id) {
+  const auto dot = id.rfind('.');
+  return dot != std::string::npos && dot > 0 && dot + 1 < id.size() &&
+         id.find_first_not_of("0123456789", dot + 1) == std::string::npos;
+}
 
 std::variant<hub_target, hub_api_reply> target_of(const boost::json::object& params,
                                                   const std::string& node_id) {
@@ -548,6 +556,7 @@ std::variant<hub_target, hub_api_reply> target_of(const boost::json::object& par
     if (!client->is_string())
       return hub_error(hub::error_code::bad_request, "\"client\" must be a string");
     const std::string id(client->as_string());
+    target.client = id;
     const std::string prefix = node_id + ".";
     if (id.rfind(prefix, 0) != 0 || id.size() == prefix.size() ||
         id.find_first_not_of("0123456789", prefix.size()) != std::string::npos) {
@@ -559,6 +568,27 @@ std::variant<hub_target, hub_api_reply> target_of(const boost::json::object& par
   }
   target.selector.prepare();
   return target;
+}
+
+// The cluster's form of a hub call (CONTRACT 14): the user's connections on every node,
+// or the one `client` names on its node.
+cluster_fanout across_nodes(const hub_target& target) {
+  cluster_fanout op;
+  op.selector = target.selector;
+  op.user = target.user;
+  if (!target.client.empty()) {
+    op.connection = target.client;
+    op.selector.what = connection_selector::kind::connection;
+  }
+  return op;
+}
+
+// Runs `op` (a hub call) on every node through the cluster, then answers {}: once the
+// nodes that hold the addressed connections ran it, or cluster.api_timeout passed.
+void hub_call_across(const service_context& context, const hub_target& target, cluster_fanout op,
+                     std::function<void(hub_api_reply)> done) {
+  if (!target.client.empty() && !is_connection_id(target.client)) return done({});
+  fan_out_through_cluster(context, std::move(op), [done](cluster_delivery) { done({}); });
 }
 
 // Runs `work` in every connection addressed (the user is checked inside, so that
@@ -584,6 +614,8 @@ void service::hub_call(std::string method, boost::json::object params,
     auto target = target_of(params, context->node_id);
     if (auto* error = std::get_if<hub_api_reply>(&target)) return done(std::move(*error));
     auto& to = std::get<hub_target>(target);
+    // In cluster mode every node's connections of the user (CONTRACT 14).
+    const bool across = context->config.cluster.enabled();
     if (method == "subscribe") {
       auto channel = text_param(params, "channel");
       if (!channel || channel->empty())
@@ -592,6 +624,12 @@ void service::hub_call(std::string method, boost::json::object params,
       if (resolved.error == hub::error_code::bad_request)
         return done(hub_error(*resolved.error, "not a channel name"));
       if (resolved.error) return done(hub_error(*resolved.error));
+      if (across) {
+        auto op = across_nodes(to);
+        op.hub = cluster_fanout::hub_call::subscribe;
+        op.channel = *channel;
+        return hub_call_across(*context, to, std::move(op), std::move(done));
+      }
       return for_hub_target(
           *context, to,
           [channel = *channel](connection_handle& connection) {
@@ -612,6 +650,13 @@ void service::hub_call(std::string method, boost::json::object params,
           return done(
               hub_error(hub::error_code::bad_request, "\"expire_at\" must be unix seconds"));
         expire_at = value->to_number<int64_t>();
+      }
+      if (across) {
+        auto op = across_nodes(to);
+        op.hub = cluster_fanout::hub_call::refresh;
+        op.expired = expired;
+        op.expire_at = expire_at;
+        return hub_call_across(*context, to, std::move(op), std::move(done));
       }
       return for_hub_target(
           *context, to,
@@ -640,6 +685,13 @@ void service::hub_call(std::string method, boost::json::object params,
               hub_error(hub::error_code::bad_request, "\"disconnect.reason\" must be a string"));
         reason = std::string(r->as_string());
       }
+    }
+    if (across) {
+      auto op = across_nodes(to);
+      op.close = true;
+      op.code = code;
+      op.reason = std::move(reason);
+      return hub_call_across(*context, to, std::move(op), std::move(done));
     }
     if (to.elsewhere) return done({});
     return disconnect(std::move(to.selector), code, std::move(reason),
