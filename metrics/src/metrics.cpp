@@ -284,6 +284,12 @@ struct metrics::impl {
   prometheus::Counter& cluster_pubsub_restarts =
       single_counter(registry, "wsvisor_cluster_pubsub_restarts_total",
                      "Cluster mode: Pub/Sub subscriptions restarted after a failed probe");
+  std::array<prometheus::Counter*, enum_size<client_fault_action>()> faults =
+      counters_per_label<client_fault_action>(
+          registry, "wsvisor_faults_total",
+          "Faults toward clients injected, one per connection reached, by action", "action");
+  prometheus::Counter& faults_dropped = single_counter(
+      registry, "wsvisor_faults_dropped_total", "Outbound data messages discarded by a drop fault");
 };
 
 metrics::metrics() : impl_(std::make_unique<impl>()) {}
@@ -397,6 +403,12 @@ prometheus::Counter& metrics::cluster_reaped() {
 }
 prometheus::Counter& metrics::cluster_pubsub_restarts() {
   return impl_->cluster_pubsub_restarts;
+}
+prometheus::Counter& metrics::faults(client_fault_action a) {
+  return *impl_->faults.at(index_of(a));
+}
+prometheus::Counter& metrics::faults_dropped() {
+  return impl_->faults_dropped;
 }
 prometheus::Counter& metrics::publications() {
   return impl_->publications;

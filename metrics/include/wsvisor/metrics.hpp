@@ -9,6 +9,7 @@
 // The accessors below take these. Code that only names a reason (a session's close
 // reason, say) can include that one header instead of this one.
 #include "wsvisor/actor_kind.hpp"
+#include "wsvisor/client_fault_action.hpp"
 #include "wsvisor/close_reason.hpp"
 #include "wsvisor/eviction_reason.hpp"
 #include "wsvisor/process_metrics.hpp"
@@ -100,6 +101,11 @@ class metrics {
   prometheus::Counter& cluster_messages(bool inbound);
   prometheus::Counter& cluster_reaped();
   prometheus::Counter& cluster_pubsub_restarts();
+
+  // Faults toward clients (CONTRACT 8): connections each action reached, and outbound
+  // data messages a drop fault discarded.
+  prometheus::Counter& faults(client_fault_action a);
+  prometheus::Counter& faults_dropped();
 
   // Prometheus text exposition format 0.0.4. The process_* series (process_metrics.hpp)
   // are read at the time of the call.
