@@ -11,6 +11,7 @@
 #include <ctime>
 #include <variant>
 
+#include "fault_body.hpp"
 #include "wsvisor/http_router.hpp"
 
 namespace wsvisor {
@@ -83,89 +84,6 @@ std::optional<uint64_t> parse_id(const std::string& text) {
     value = value * 10 + static_cast<uint64_t>(c - '0');
   }
   return value;
-}
-
-// POST /admin/faults body (CONTRACT section 8). Returns an error text or the request.
-std::variant<fault_request, std::string> parse_fault(const std::string& body) {
-  boost::system::error_code ec;
-  const auto parsed = json::parse(body, ec);
-  if (ec || !parsed.is_object()) return std::string("body must be a JSON object");
-  const auto& object = parsed.as_object();
-  const auto* action = object.if_contains("action");
-  if (!action || !action->is_string())
-    return std::string("\"action\" must be one of crash, poison, delay, clear");
-  fault_request fault;
-  const std::string what(action->as_string());
-  if (what == "crash")
-    fault.what = fault_request::action::crash;
-  else if (what == "poison")
-    fault.what = fault_request::action::poison;
-  else if (what == "delay")
-    fault.what = fault_request::action::delay;
-  else if (what == "clear") {
-    fault.what = fault_request::action::clear;
-    return fault;
-  } else
-    return std::string("\"action\" must be one of crash, poison, delay, clear");
-
-  constexpr const char* targets =
-      "\"target\" must be one of connection, limit_guard, janitor, shard, upstream, events, hub, "
-      "cluster";
-  const auto* target = object.if_contains("target");
-  if (!target || !target->is_string()) return std::string(targets);
-  const std::string on(target->as_string());
-  if (on == "upstream")
-    fault.on = fault_request::target::upstream;
-  else if (on == "events")
-    fault.on = fault_request::target::events;
-  else if (on == "hub")
-    fault.on = fault_request::target::hub;
-  else if (on == "cluster")
-    fault.on = fault_request::target::cluster;
-  else if (on == "connection")
-    fault.on = fault_request::target::connection;
-  else if (on == "limit_guard")
-    fault.on = fault_request::target::limit_guard;
-  else if (on == "janitor")
-    fault.on = fault_request::target::janitor;
-  else if (on == "shard")
-    fault.on = fault_request::target::shard;
-  else
-    return std::string(targets);
-
-  const bool upstream = fault.on == fault_request::target::upstream;
-  if (fault.on != fault_request::target::connection && fault.what != fault_request::action::crash &&
-      !(upstream && fault.what == fault_request::action::delay))
-    return std::string(upstream ? "only \"crash\" and \"delay\" apply to upstream"
-                                : "only \"crash\" applies to " + on);
-  // upstream: with user or id, those connections' upstream work; without, the service.
-  const bool needs_selector = fault.on == fault_request::target::connection;
-  if (needs_selector || (upstream && (object.contains("user") || object.contains("id")))) {
-    const auto* user = object.if_contains("user");
-    const auto* id = object.if_contains("id");
-    if (user && user->is_string())
-      fault.user = std::string(user->as_string());
-    else if (id && id->is_int64() && id->as_int64() > 0)
-      fault.id = static_cast<uint64_t>(id->as_int64());
-    else if (id && id->is_uint64())
-      fault.id = id->as_uint64();
-    else
-      return std::string("a connection fault needs \"user\" (string) or \"id\" (positive integer)");
-  }
-  if (fault.on == fault_request::target::shard) {
-    if (const auto* index = object.if_contains("index")) {
-      if (!index->is_int64() || index->as_int64() < 0)
-        return std::string("\"index\" must be a non-negative integer");
-      fault.shard_index = static_cast<uint64_t>(index->as_int64());  // range: the caller
-    }
-  }
-  if (fault.what == fault_request::action::delay) {
-    const auto* ms = object.if_contains("ms");
-    if (!ms || !ms->is_int64() || ms->as_int64() < 1 || ms->as_int64() > 60000)
-      return std::string("\"ms\" must be an integer from 1 to 60000");
-    fault.delay_ms = static_cast<uint32_t>(ms->as_int64());
-  }
-  return fault;
 }
 
 }  // namespace
@@ -314,8 +232,16 @@ void faults(http_exchange& call) {
   }
   auto parsed = parse_fault(call.request->body());
   if (auto* error = std::get_if<std::string>(&parsed)) return call.admin_bad_request(*error);
-  const auto fault = std::get<fault_request>(parsed);
+  auto fault = std::get<fault_request>(parsed);
   auto& tree = call.state->tree;
+  if (fault.connection) {
+    // "<node>.<n>": this node's connection n; another node's holds none here.
+    if (!is_connection_id(*fault.connection))
+      return call.admin_bad_request("\"connection\" must be a connection id, \"<node>.<n>\"");
+    const auto local = local_connection_id(*fault.connection, tree.node_id());
+    if (!local) return call.answer(http::status::ok, json::object{{"applied", 0}});
+    fault.id = *local;
+  }
   if (fault.on == fault_request::target::shard && fault.shard_index >= tree.shard_count())
     return call.admin_bad_request("index must be below the number of shards (" +
                                   std::to_string(tree.shard_count()) + ")");

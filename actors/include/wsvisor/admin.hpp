@@ -80,7 +80,20 @@ struct tree_node {
 
 // A fault of CONTRACT section 8.
 struct fault_request {
-  enum class action { crash, poison, delay, clear } what = action::crash;
+  enum class action {
+    crash,
+    poison,
+    delay,
+    clear,
+    // toward clients (target client)
+    stall,
+    latency,
+    drop,
+    close,
+    reset,
+    zombie,
+    restart
+  } what = action::crash;
   enum class target {
     connection,
     limit_guard,
@@ -88,20 +101,34 @@ struct fault_request {
     shard,
     upstream,
     events,
-    hub,     // hub mode's channels (CONTRACT 13)
-    cluster  // cluster mode's Redis client (CONTRACT 14)
+    hub,      // hub mode's channels (CONTRACT 13)
+    cluster,  // cluster mode's Redis client (CONTRACT 14)
+    client    // the clients themselves: what they see of the server (faults toward clients)
   } on = target::connection;
-  std::optional<std::string> user;  // target connection: by user
-  std::optional<uint64_t> id;       //   or by id
-  uint64_t shard_index = 0;         // as given: checked against the shard count before use
-  uint32_t delay_ms = 0;
+  std::optional<std::string> user;        // target connection or client: by user
+  std::optional<uint64_t> id;             //   or by id
+  std::optional<std::string> connection;  // target client: by "<node>.<n>" (the caller
+                                          //   turns a local one into id)
+  std::optional<double> share;          // target client: that share of open connections, at random
+  uint64_t shard_index = 0;             // as given: checked against the shard count before use
+  uint32_t delay_ms = 0;                // delay; stall and latency: ms
+  uint32_t jitter_ms = 0;               // latency
+  double ratio = 0;                     // drop
+  uint16_t code = 0;                    // close
+  std::string reason;                   // close
+  std::chrono::milliseconds spread{0};  // restart
 };
 
 // Standing faults applied to a connection actor (and to the user's future ones).
 struct standing_fault {
   bool poison = false;
   uint32_t delay_ms = 0;
+  // Toward the client, applied by its session (client_fault in session_port.hpp).
+  uint32_t latency_ms = 0;
+  uint32_t jitter_ms = 0;
+  double drop_ratio = 0;
   bool any() const { return poison || delay_ms > 0; }
+  bool toward_client() const { return latency_ms > 0 || drop_ratio > 0; }
 };
 
 }  // namespace wsvisor
