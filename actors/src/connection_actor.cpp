@@ -202,6 +202,21 @@ caf::behavior connection_actor(self_ptr self, std::shared_ptr<service_context> c
   state.shard = std::move(shard);
   state.fault = fault;
   state.app = state.context->app_factory();
+  // The user's standing faults toward clients reach this new connection too.
+  if (fault.latency_ms > 0) {
+    client_fault latency;
+    latency.action = client_fault_action::latency;
+    latency.ms = fault.latency_ms;
+    latency.jitter_ms = fault.jitter_ms;
+    state.port->apply_fault(latency);
+  }
+  if (fault.drop_ratio > 0) {
+    client_fault drop;
+    drop.action = client_fault_action::drop;
+    drop.ratio = fault.drop_ratio;
+    drop.pushes_only = state.context->config.app.mode == "hub";
+    state.port->apply_fault(drop);
+  }
   return {
       [self](inbound_atom, std::string& payload, bool text) {
         supervised(self, [&] {
@@ -231,7 +246,14 @@ caf::behavior connection_actor(self_ptr self, std::shared_ptr<service_context> c
         supervised(self, [] { throw std::runtime_error("crash (fault injection)"); });
       },
       [self](fault_atom, standing_fault fault) { self->state.fault = fault; },
-      [self](fault_atom, clear_atom) { self->state.fault = standing_fault{}; },
+      [self](fault_atom, clear_atom) {
+        self->state.fault = standing_fault{};
+        client_fault clear;
+        clear.clear = true;
+        self->state.port->apply_fault(clear);
+      },
+      // Toward the client: its session holds, drops or stops the bytes.
+      [self](fault_atom, const client_fault& fault) { self->state.port->apply_fault(fault); },
       [self](peer_gone_atom, close_reason why, uint16_t code, std::string& text) {
         self->quit(to_exit_reason({why, code, std::move(text)}));
       },

@@ -19,6 +19,7 @@
 
 #include <wsvisor/supervisor.hpp>
 
+#include "client_faults.hpp"
 #include "connection_actor.hpp"
 #include "fan_in.hpp"
 #include "hub_application.hpp"
@@ -716,6 +717,8 @@ void service::inject_fault(fault_request fault, std::function<void(uint64_t)> do
   auto context = context_;
   using action = fault_request::action;
   using target = fault_request::target;
+  if (fault.on == target::client)
+    return inject_client_fault(std::move(context), std::move(fault), std::move(done));
   // target "upstream" (CONTRACT 11.1): without user/id the service itself crashes; with
   // them, those connections' upstream work does, which is a connection restart.
   const bool upstream_work = fault.on == target::upstream && (fault.user || fault.id);
@@ -761,7 +764,13 @@ void service::inject_fault(fault_request fault, std::function<void(uint64_t)> do
   standing.poison = fault.what == action::poison;
   standing.delay_ms = fault.what == action::delay ? fault.delay_ms : 0;
   if (fault.what == action::clear) context->clear_faults();
-  if (standing.any() && fault.user) context->set_fault(*fault.user, standing);
+  if (standing.any() && fault.user) {
+    // poison and delay replace each other; the user's faults toward clients stay.
+    auto merged = context->fault_for(*fault.user);
+    merged.poison = standing.poison;
+    merged.delay_ms = standing.delay_ms;
+    context->set_fault(*fault.user, merged);
+  }
   sweep_scope scope;
   if (fault.user && fault.what != action::clear) {
     scope.what = sweep_scope::kind::user;

@@ -255,6 +255,9 @@ void websocket_session::do_read() {
 }
 
 void websocket_session::on_read(beast::error_code ec, std::size_t) {
+  // A zombie (fault injection) reads nothing more, whatever this read brought; the
+  // heartbeat closes it.
+  if (fault_ && fault_->zombie) return;
   if (ec) {
     if (ec == websocket::error::closed) {
       // The peer's close frame: its own close, or the answer to ours.
@@ -352,6 +355,18 @@ void websocket_session::send_shared(shared_payload payload, bool text) {
 
 void websocket_session::enqueue(outbound&& message, bool corked) {
   if (phase_ != phase::open) return;  // closing: nothing more goes out
+  if (fault_) {
+    if (fault_->zombie || dropped_by_fault(message)) return;
+    if (fault_->latency_ms > 0) {
+      // M +- J ms from now; the queue is written in order, so a message held less than
+      // the one before it still waits for it (order kept).
+      const int64_t jitter =
+          fault_->jitter_ms == 0
+              ? 0
+              : static_cast<int64_t>(std::llround((2 * next_random() - 1) * fault_->jitter_ms));
+      message.release_ns = now_ns() + (static_cast<int64_t>(fault_->latency_ms) + jitter) * 1000000;
+    }
+  }
   const auto size = message.payload().size();
   const auto backlog = queued_bytes_.load();
   // The backlog is what counts: one message (up to max_message_bytes, which may be
@@ -384,8 +399,7 @@ void websocket_session::cork() {
     return;
   }
   auto& corked = state_->corked_sessions;
-  if (corked.empty())
-    net::post(state_->io, [state = state_] { write_all_corked(*state); });
+  if (corked.empty()) net::post(state_->io, [state = state_] { write_all_corked(*state); });
   corked.push_back(shared_from_this());
 }
 
@@ -417,13 +431,16 @@ void websocket_session::drop_queue() {
 // system call per message). The layer takes the bytes at once, keeps them in order with
 // Beast's own control frames, and completes when the socket can take more.
 void websocket_session::do_write() {
+  const std::size_t due = fault_ ? due_under_fault() : queue_.size();
+  if (due == 0) return;  // held by a fault: its timer comes back here
   writing_ = true;
-  batch_size_ = queue_.size();
+  batch_size_ = due;
   // On the stack for batches of up to 16 messages: a batch of one is every message of a
   // request/response client, and should not cost an allocation.
   boost::container::small_vector<net::const_buffer, 32> frames;
   frames.reserve(2 * batch_size_);
-  for (const auto& message : queue_) {
+  for (std::size_t i = 0; i < batch_size_; ++i) {
+    const auto& message = queue_[i];
     frames.emplace_back(message.header.data(), message.header.size);
     const auto& payload = message.payload();
     frames.emplace_back(payload.data(), payload.size());
@@ -443,6 +460,7 @@ void websocket_session::on_write(beast::error_code ec, std::size_t) {
   batch_size_ = 0;
   queued_bytes_.fetch_sub(written);
   state_->stats.send_queue_bytes().Decrement(static_cast<double>(written));
+  if (fault_ && fault_->zombie) return;  // cancelled by become_zombie(): write no more
   if (ec) {
     record(close_reason::client, 1006);
     return finish();
@@ -483,8 +501,12 @@ void websocket_session::begin_close() {
       if (!ec) self->finish();
     });
   }
-  if (writing_ || close_sent_) return;  // on_write comes back here when the queue is empty
+  if (writing_ || close_sent_) return;     // on_write comes back here when the queue is empty
   if (!queue_.empty()) return do_write();  // corked frames first, then the close
+  // A zombie writes nothing (close_timeout ends it). A stall holds the messages, and so
+  // the close behind them; a close with nothing queued goes (a slow consumer's 1008:
+  // its queue was dropped), since the bound is what a stall must not escape.
+  if (fault_ && fault_->zombie) return;
   close_sent_ = true;
   ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(pending_close_code_),
                                           pending_close_reason_),
@@ -551,6 +573,16 @@ void websocket_session::abort(close_reason why) {
 void websocket_session::ping() {
   on_executor([self = shared_from_this()] {
     if (self->phase_ != phase::open || self->ping_in_flight_) return;
+    if (const auto& fault = self->fault_) {
+      if (fault->zombie) {
+        // Nothing goes out, so no pong comes back: the heartbeat's pong_timeout runs
+        // from here and frees the slot, as for any dead peer.
+        if (self->ping_sent_ns_.load(std::memory_order_relaxed) == 0)
+          self->ping_sent_ns_.store(now_ns(), std::memory_order_relaxed);
+        return;
+      }
+      if (now_ns() < fault->stall_until_ns) return;  // stalled: nothing is written
+    }
     self->ping_in_flight_ = true;
     self->ping_sent_ns_.store(now_ns(), std::memory_order_relaxed);
     self->ws_.async_ping({}, [self](beast::error_code) { self->ping_in_flight_ = false; });
@@ -560,6 +592,15 @@ void websocket_session::ping() {
 void websocket_session::ping_message(shared_payload payload) {
   on_executor([self = shared_from_this(), payload = std::move(payload)]() mutable {
     if (self->phase_ != phase::open) return;
+    if (self->fault_) {
+      // Held or never written: the pong timeout starts once it is (due_under_fault), or
+      // now for a zombie, whose heartbeat is never answered.
+      if (self->fault_->zombie && self->ping_sent_ns_.load(std::memory_order_relaxed) == 0)
+        self->ping_sent_ns_.store(now_ns(), std::memory_order_relaxed);
+      outbound heartbeat(std::move(payload), true);
+      heartbeat.heartbeat = true;
+      return self->enqueue(std::move(heartbeat));
+    }
     self->ping_sent_ns_.store(now_ns(), std::memory_order_relaxed);
     self->enqueue(outbound(std::move(payload), true));
   });
@@ -577,6 +618,124 @@ void websocket_session::actor_gone() {
   });
 }
 
+void websocket_session::apply_fault(const client_fault& fault) {
+  on_executor([self = shared_from_this(), fault] {
+    if (self->phase_ == phase::closed) return;
+    if (!self->fault_) {
+      self->fault_ = std::make_unique<fault_state>(self->ws_.get_executor());
+      // Seeded per session: the drops of two connections are independent.
+      self->fault_->random_state =
+          static_cast<uint64_t>(now_ns()) ^ (self->id_ * 0x9e3779b97f4a7c15ULL);
+    }
+    auto& state = *self->fault_;
+    if (fault.clear) {
+      // Every standing fault goes, and what it held leaves now (a zombie stays one: its
+      // read was cancelled).
+      state.latency_ms = state.jitter_ms = 0;
+      state.drop_ratio = 0;
+      state.stall_until_ns = 0;
+      for (auto& message : self->queue_) message.release_ns = 0;
+      return self->resume_held_writes();
+    }
+    switch (fault.action) {
+      case client_fault_action::stall:
+        state.stall_until_ns =
+            std::max(state.stall_until_ns, now_ns() + static_cast<int64_t>(fault.ms) * 1000000);
+        return self->hold_until(state.stall_until_ns);
+      case client_fault_action::latency:
+        state.latency_ms = fault.ms;
+        state.jitter_ms = std::min(fault.jitter_ms, fault.ms);
+        return;
+      case client_fault_action::drop:
+        state.drop_ratio = fault.ratio;
+        state.drop_pushes_only = fault.pushes_only;
+        return;
+      case client_fault_action::zombie:
+        return self->become_zombie();
+      case client_fault_action::reset:
+        return self->reset_now();
+      default:
+        return;  // close and restart are close() calls
+    }
+  });
+}
+
+std::size_t websocket_session::due_under_fault() {
+  auto& state = *fault_;
+  if (state.zombie) return 0;
+  const int64_t now = now_ns();
+  if (now < state.stall_until_ns) {
+    hold_until(state.stall_until_ns);
+    return 0;
+  }
+  std::size_t due = 0;
+  while (due < queue_.size() && queue_[due].release_ns <= now) {
+    // The application's heartbeat counts from when it really goes out.
+    if (queue_[due].heartbeat && ping_sent_ns_.load(std::memory_order_relaxed) == 0)
+      ping_sent_ns_.store(now, std::memory_order_relaxed);
+    ++due;
+  }
+  if (due == 0) hold_until(queue_.front().release_ns);
+  return due;
+}
+
+bool websocket_session::dropped_by_fault(const outbound& message) {
+  const auto& state = *fault_;
+  if (state.drop_ratio <= 0 || message.heartbeat) return false;
+  if (state.drop_pushes_only && !message.shared) return false;
+  if (next_random() >= state.drop_ratio) return false;
+  state_->stats.faults_dropped().Increment();
+  return true;
+}
+
+void websocket_session::hold_until(int64_t due_ns) {
+  auto& state = *fault_;
+  if (state.timer_due_ns != 0 && state.timer_due_ns <= due_ns) return;  // sooner already
+  state.timer_due_ns = due_ns;
+  state.timer.expires_at(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(due_ns)));
+  state.timer.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec) return;  // re-armed sooner, or the session finished
+    self->fault_->timer_due_ns = 0;
+    self->resume_held_writes();
+  });
+}
+
+void websocket_session::resume_held_writes() {
+  if (phase_ == phase::closed || writing_) return;  // on_write goes on by itself
+  if (!queue_.empty()) return do_write();
+  if (phase_ == phase::closing && !close_sent_) begin_close();
+}
+
+// Neither read nor written again, TCP left open: what a host that died without a FIN
+// looks like. The heartbeat finds it (ping() and ping_message() start its pong timeout)
+// and frees the slot as for any zombie.
+void websocket_session::become_zombie() {
+  auto& state = *fault_;
+  if (state.zombie || phase_ != phase::open) return;
+  state.zombie = true;
+  // Unread input is a sweep's evidence of a backlogged, living peer: a zombie has none.
+  socket_fd_.store(-1, std::memory_order_relaxed);
+  // The pending read (and a write in flight) end with operation_aborted, and their
+  // handlers stop there.
+  beast::error_code ignored;
+  beast::get_lowest_layer(ws_).socket().cancel(ignored);
+}
+
+void websocket_session::reset_now() {
+  record(close_reason::admin, 1006);
+  fault_->reset = true;
+  finish();
+}
+
+double websocket_session::next_random() {
+  // splitmix64: cheap, and only a fault's drops and jitter read it.
+  uint64_t z = (fault_->random_state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53;
+}
+
 void websocket_session::finish() {
   if (phase_ == phase::closed) return;
   // Nothing recorded yet: the socket just went away (before the 101: the handshake
@@ -592,7 +751,12 @@ void websocket_session::finish() {
   release_close();
   beast::error_code ignored;
   auto& socket = beast::get_lowest_layer(ws_).socket();
-  socket.shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+  if (fault_) {
+    fault_->timer.cancel();
+    // A reset fault: linger 0 and no shutdown, so that close() sends RST, not FIN.
+    if (fault_->reset) socket.set_option(net::socket_base::linger(true, 0), ignored);
+  }
+  if (!fault_ || !fault_->reset) socket.shutdown(net::ip::tcp::socket::shutdown_both, ignored);
   socket.close(ignored);
   drop_queue();
   if (actor_) {

@@ -56,6 +56,7 @@ class websocket_session final : public session_port,
   void actor_gone() override;
   liveness_times liveness() const override;
   uint64_t unread_bytes() const override;
+  void apply_fault(const client_fault& fault) override;
 
  private:
   enum class phase : uint8_t { admitting, handshaking, open, closing, closed };
@@ -72,6 +73,26 @@ class websocket_session final : public session_port,
     std::string owned;
     shared_payload shared;
     frame_header header;
+    // Faults toward the client only: not written before this time (steady ns, 0 = at
+    // once), and whether it is the application's heartbeat (see ping_message).
+    int64_t release_ns = 0;
+    bool heartbeat = false;
+  };
+  // Faults toward the client (CONTRACT 8), made by the first one: a connection that
+  // never had one pays a null pointer.
+  struct fault_state {
+    explicit fault_state(const boost::asio::any_io_executor& executor) : timer(executor) {}
+    int64_t stall_until_ns = 0;  // nothing written before this
+    uint32_t latency_ms = 0;     // each message held latency_ms +- jitter_ms (order kept)
+    uint32_t jitter_ms = 0;
+    double drop_ratio = 0;          // that share of data messages discarded
+    bool drop_pushes_only = false;  // hub mode: only shared frames (publications)
+    bool zombie = false;            // neither read nor written again
+    bool reset = false;             // finish() sends RST: no shutdown, linger 0
+    // Wakes the writer when the next held message is due (or the stall ends).
+    boost::asio::steady_timer timer;
+    int64_t timer_due_ns = 0;  // 0 = not armed
+    uint64_t random_state = 0;
   };
 
   void on_admission(admission_decision decision);
@@ -90,6 +111,15 @@ class websocket_session final : public session_port,
   void write_corked();
   static void write_all_corked(server_state& state);
   void on_write(boost::beast::error_code ec, std::size_t bytes);
+  // Faults toward the client: how many queued messages may be written now (arming the
+  // timer for the rest), whether this message is dropped, when a held write resumes.
+  std::size_t due_under_fault();
+  bool dropped_by_fault(const outbound& message);
+  void hold_until(int64_t due_ns);
+  void resume_held_writes();
+  void become_zombie();
+  void reset_now();
+  double next_random();
   void begin_close();
   void on_close_held();  // Beast wrote a close of its own (see write_coalescing_stream)
   void release_close();
@@ -122,6 +152,7 @@ class websocket_session final : public session_port,
   // Handshake, then close_timeout; none while the connection is open, so that an idle
   // connection does not pay for a timer it is not using (see deadline()).
   std::unique_ptr<boost::asio::steady_timer> deadline_;
+  std::unique_ptr<fault_state> fault_;
   caf::actor actor_;
   std::string client_ip_;
   std::string user_;  // for the log: who the upgrade said it was
@@ -135,7 +166,7 @@ class websocket_session final : public session_port,
   std::string pending_close_reason_;
   phase phase_ = phase::admitting;
   bool writing_ = false;
-  bool flush_posted_ = false;  // a corked write is due at the end of the current handler
+  bool flush_posted_ = false;   // a corked write is due at the end of the current handler
   std::size_t batch_size_ = 0;  // messages at the queue's front being written
   bool close_sent_ = false;
   bool ping_in_flight_ = false;

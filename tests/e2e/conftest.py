@@ -57,6 +57,8 @@ SWEEP_KINDS = ["periodic", "emergency", "admin"]
 RESTART_ACTORS = ["connection", "limit_guard", "janitor", "shard", "upstream", "events", "hub",
                   "cluster"]
 CONTRACT_HISTOGRAMS = ["wsvisor_sweep_duration_seconds"]
+# wsvisor_faults_total{action}: faults toward clients (section 8).
+CLIENT_FAULT_ACTIONS = ["stall", "latency", "drop", "close", "reset", "zombie", "restart"]
 
 # Series beyond the contract's list (README, Metrics), also present from start-up.
 ADDITIONAL_HISTOGRAMS = {  # name: (lowest, highest) finite bucket bound in seconds
@@ -89,6 +91,8 @@ def contract_startup_series():
     series += [("wsvisor_sweeps_total", {"kind": k}, None if k == "periodic" else 0)
                for k in SWEEP_KINDS]
     series += [("wsvisor_actor_restarts_total", {"actor": a}, 0) for a in RESTART_ACTORS]
+    series += [("wsvisor_faults_total", {"action": a}, 0) for a in CLIENT_FAULT_ACTIONS]
+    series += [("wsvisor_faults_dropped_total", {}, 0)]
     series += [(h + suffix, {}, None) for h in CONTRACT_HISTOGRAMS for suffix in ("_count", "_sum")]
     return series
 

@@ -206,6 +206,9 @@ export function makeClient(spec) {
     maxReconnectDelay: spec.max_reconnect_delay_ms ?? 1000,
     timeout: spec.timeout_ms ?? 5000,
   };
+  // How long the SDK waits past the server's ping interval before it gives up on a
+  // silent server (its own default is 10 s).
+  if (spec.max_server_ping_delay_ms !== undefined) options.maxServerPingDelay = spec.max_server_ping_delay_ms;
   if (spec.token !== undefined) options.token = spec.token;
   if (spec.data !== undefined) options.data = spec.data;
   const mode = spec.get_token ?? 'none';

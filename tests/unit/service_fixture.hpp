@@ -94,8 +94,10 @@ class fake_port : public wsvisor::session_port {
   void actor_gone() override { ++actor_gone_calls; }
   wsvisor::liveness_times liveness() const override { return live_; }
   uint64_t unread_bytes() const override { return unread; }
+  void apply_fault(const wsvisor::client_fault& fault) override { faults.push_back(fault); }
 
   std::vector<sent> sends;
+  std::vector<wsvisor::client_fault> faults;  // toward the client, as the actors asked
   std::vector<closed> closes;
   std::vector<close_reason> aborts;
   int pings = 0;

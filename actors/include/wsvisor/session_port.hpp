@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "wsvisor/client_fault_action.hpp"
 #include "wsvisor/metrics.hpp"
 
 namespace wsvisor {
@@ -32,6 +33,18 @@ struct liveness_times {
 // The bytes of one message that many connections receive (a hub publication): framed
 // once, shared by every recipient's queue, freed when the last one has written it.
 using shared_payload = std::shared_ptr<const std::string>;
+
+// A fault toward the client (CONTRACT 8) for its session to apply: what the client sees
+// of a server that stalls, lags, loses messages, resets or goes silent. close and restart
+// are plain close() calls; these are the rest.
+struct client_fault {
+  client_fault_action action = client_fault_action::stall;
+  bool clear = false;        // removes the standing ones (latency, drop); `action` unused
+  uint32_t ms = 0;           // stall: for how long; latency: the mean hold per message
+  uint32_t jitter_ms = 0;    // latency: +- this much, uniformly, order kept
+  double ratio = 0;          // drop: the share of outbound data messages discarded
+  bool pushes_only = false;  // drop: only shared frames (hub mode: publications, not replies)
+};
 
 class session_port {
  public:
@@ -69,6 +82,10 @@ class session_port {
   // Bytes that arrived on the socket and that the server has not read yet. A sweep's
   // evidence: a connection whose answer waits unread is backlogged, not silent.
   virtual uint64_t unread_bytes() const = 0;
+
+  // Applies a fault toward the client: stall, latency, drop, zombie or reset (see
+  // client_fault). Latency and drop stay until a client_fault with `clear`.
+  virtual void apply_fault(const client_fault& fault) = 0;
 };
 
 }  // namespace wsvisor
