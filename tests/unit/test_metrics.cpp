@@ -115,6 +115,10 @@ std::set<std::string> contract_series() {
     expected.insert(name);
   for (const char* direction : {"in", "out"})
     expected.insert(series("wsvisor_cluster_messages_total", "direction", direction));
+  // Section 8, faults toward clients.
+  for (const char* action : {"stall", "latency", "drop", "close", "reset", "zombie", "restart"})
+    expected.insert(series("wsvisor_faults_total", "action", action));
+  expected.insert("wsvisor_faults_dropped_total");
   return expected;
 }
 
