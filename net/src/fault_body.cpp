@@ -134,9 +134,9 @@ std::string read_client_parameters(const json::object& object, fault_request& fa
     }
     case action::drop: {
       const auto* ratio = object.if_contains("ratio");
-      const auto value = ratio ? number_of(*ratio) : std::nullopt;
-      if (!value || !(*value >= 0) || *value > 1)
-        return "\"ratio\" is required: a number from 0 to 1";
+      if (!ratio) return "\"ratio\" is required: a number from 0 to 1";
+      const auto value = number_of(*ratio);
+      if (!value || !(*value >= 0) || *value > 1) return "\"ratio\" must be a number from 0 to 1";
       fault.ratio = *value;
       return "";
     }

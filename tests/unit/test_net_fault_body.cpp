@@ -88,8 +88,10 @@ TEST_CASE("bad bodies are refused with the field named") {
         0);
   CHECK(refused(R"({"action":"latency","target":"client","user":"u","ms":10,"jitter_ms":11})")
             .find("\"jitter_ms\"") == 0);
-  CHECK(refused(R"({"action":"drop","target":"client","user":"u","ratio":2})").find("\"ratio\"") ==
-        0);
+  CHECK(refused(R"({"action":"drop","target":"client","user":"u","ratio":2})") ==
+        "\"ratio\" must be a number from 0 to 1");
+  CHECK(refused(R"({"action":"drop","target":"client","user":"u"})") ==
+        "\"ratio\" is required: a number from 0 to 1");
   CHECK(refused(R"({"action":"drop","target":"client","user":"u","ratio":"0.5"})")
             .find("\"ratio\"") == 0);
   CHECK(
