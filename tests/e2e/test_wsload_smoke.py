@@ -72,3 +72,41 @@ def test_connect_counts_every_upgrade(server_factory):
     opened = metrics["wsvisor_connections_opened_total"]
     closed = metrics.total("wsvisor_connections_closed_total")
     assert opened == closed >= 200
+
+
+def test_reconnect_scenario_reports_each_fault(server_factory, tmp_path):
+    """wsload reconnect with a scenario: a paced restart (1012 to all 40, each back in,
+    none refused) and a fault the server refuses (its 400 in the report)."""
+    from admin_helpers import ADMIN_ENV, TOKEN
+    srv = server_factory("auth.mode=header", "faults.enabled=true", env=ADMIN_ENV)
+    scenario = tmp_path / "restart.scenario"
+    scenario.write_text("# a restart, then a bad fault\n"
+                        "connections 40\nusers 4\nduration 5s\nmessage-interval 200ms\n"
+                        'at 1s fault {"action":"restart","target":"client","spread":"1s"}\n'
+                        'at 3s fault {"action":"stall","target":"client","share":2,"ms":5}\n')
+    report = wsload(srv.port, "reconnect", "--scenario", str(scenario), "--admin-token", TOKEN)
+    restart, bad = report["faults"]
+    assert restart["answer"]["status"] == 200 and restart["answer"]["applied"] == 40, restart
+    assert restart["closes_by_code"] == {"1012": 40}, restart
+    assert restart["reconnects"] == 40 and restart["refusals"]["total"] == 0, restart
+    assert restart["time_to_reconnect_ms"]["count"] == 40
+    assert bad["answer"]["status"] == 400 and "share" in json.dumps(bad["answer"]), bad
+    assert report["connected_at_end"] == 40
+    messages = report["messages"]
+    # At most the one message each client had in flight when its 1012 came.
+    assert messages["sent"] > 500 and messages["lost"] <= 40, messages
+    assert messages["unexpected"] == 0, messages
+    wait_metric(srv.port, lambda m: m["wsvisor_connections"] == 0, timeout=10,
+                what="every wsload connection released")
+
+
+def test_a_bad_scenario_file_names_its_line_and_starts_nothing(server_factory, tmp_path):
+    srv = server_factory()
+    scenario = tmp_path / "bad.scenario"
+    scenario.write_text("connections 5\nduration 2s\nat 1s fault {not json}\n")
+    result = subprocess.run([str(WSLOAD), "reconnect", "--host", HOST, "--port", str(srv.port),
+                             "--scenario", str(scenario), "--admin-token", "x", "--quiet"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result
+    assert f"{scenario}:3:" in result.stderr, result.stderr
+    assert scrape(srv.port)["wsvisor_connections_opened_total"] == 0

@@ -42,11 +42,13 @@ boost::system::error_code prepare_socket(tcp::socket& socket, Runner& runner) {
   return ec;
 }
 
-void configure_websocket(WsStream& ws, const Options& options) {
+void configure_websocket(WsStream& ws, const Options& options, const Headers& extra) {
   ws.set_option(websocket::stream_base::decorator(
-      [headers = options.headers, subprotocol = options.subprotocol](websocket::request_type& req) {
+      [headers = options.headers, extra,
+       subprotocol = options.subprotocol](websocket::request_type& req) {
         req.set(http::field::user_agent, "wsload");
         for (const auto& [name, value] : headers) req.insert(name, value);
+        for (const auto& [name, value] : extra) req.insert(name, value);
         if (!subprotocol.empty()) req.set(http::field::sec_websocket_protocol, subprotocol);
       }));
   websocket::stream_base::timeout timeouts{};

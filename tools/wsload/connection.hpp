@@ -36,8 +36,9 @@ std::string describe(const std::string& phase, const boost::system::error_code& 
 // address has the whole ephemeral range towards the one server port.
 boost::system::error_code prepare_socket(tcp::socket& socket, Runner& runner);
 
-// Sets the upgrade headers (--header, --subprotocol) and client timeouts on a stream.
-void configure_websocket(WsStream& ws, const Options& options);
+// Sets the upgrade headers (--header, then `extra`, e.g. one client's X-User-Id;
+// --subprotocol) and client timeouts on a stream.
+void configure_websocket(WsStream& ws, const Options& options, const Headers& extra = {});
 
 struct OpenResult {
   boost::system::error_code ec;

@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
   static const std::map<std::string, boost::json::object (*)(Runner&)> modes = {
       {"echo", run_echo},           {"connect", run_connect},     {"hold", run_hold},
       {"storm", run_storm},         {"zombie", run_zombie},       {"slow", run_slow},
-      {"slowloris", run_slowloris}, {"subscribe", run_subscribe}, {"publish", run_publish}};
+      {"slowloris", run_slowloris}, {"subscribe", run_subscribe}, {"publish", run_publish},
+      {"reconnect", run_reconnect}};
 
   try {
     auto open_files_limit = raise_open_files_limit();

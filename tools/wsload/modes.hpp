@@ -17,5 +17,6 @@ boost::json::object run_slow(Runner& runner);
 boost::json::object run_slowloris(Runner& runner);
 boost::json::object run_subscribe(Runner& runner);
 boost::json::object run_publish(Runner& runner);
+boost::json::object run_reconnect(Runner& runner);
 
 }  // namespace wsload

@@ -1,20 +1,24 @@
 #include "options.hpp"
 
+#include "scenario.hpp"
+
 #include <boost/asio/ip/address.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
 namespace wsload {
 namespace {
 
-const std::vector<std::string> kModes = {"echo", "connect",   "hold",      "storm",  "zombie",
-                                         "slow", "slowloris", "subscribe", "publish"};
+const std::vector<std::string> kModes = {"echo", "connect",   "hold",      "storm",   "zombie",
+                                         "slow", "slowloris", "subscribe", "publish", "reconnect"};
 
 // Thrown by the value readers; turned into a usage error naming the flag.
 struct BadValue : std::runtime_error {
@@ -69,6 +73,14 @@ struct Flag {
 
 const std::vector<Flag>& flags() {
   static const std::vector<Flag> table = {
+      {"--mode", "MODE", "the mode, instead of the first argument",
+       [](Options& o, const std::string& v) {
+         if (std::find(kModes.begin(), kModes.end(), v) == kModes.end()) {
+           throw BadValue("unknown mode '" + v + "'");
+         }
+         if (!o.mode.empty() && o.mode != v) throw BadValue("the mode is given twice");
+         o.mode = v;
+       }},
       {"--host", "ADDR", "server address, loopback only (127.0.0.1)",
        [](Options& o, const std::string& v) { o.host = loopback_address(v).to_string(); }},
       {"--port", "N", "server port (8080)",
@@ -118,7 +130,8 @@ const std::vector<Flag>& flags() {
          if (o.source_addrs.empty()) throw BadValue("no address given");
        }},
       {"--connections", "N",
-       "connections (echo, hold, zombie, slow, slowloris, subscribe) or concurrent workers "
+       "connections (echo, hold, zombie, slow, slowloris, subscribe, reconnect) or concurrent "
+       "workers "
        "(connect) (10)",
        [](Options& o, const std::string& v) {
          o.connections = static_cast<int>(to_uint(v, 1, 1000000));
@@ -130,7 +143,7 @@ const std::vector<Flag>& flags() {
          o.in_flight = static_cast<int>(to_uint(v, 1, 100000));
        }},
       {"--size", "BYTES",
-       "echo, slow: message size; publish: size of the publication's data, "
+       "echo, slow, reconnect: message size; publish: size of the publication's data, "
        "{\"ts\":...,\"pad\":\"x..\"} (64)",
        [](Options& o, const std::string& v) { o.size = to_uint(v, 1, 64u << 20); }},
       {"--binary", "", "echo, slow: send binary messages instead of text",
@@ -150,7 +163,8 @@ const std::vector<Flag>& flags() {
       {"--reset-fraction", "F", "storm: share of cycles reset with TCP RST after the upgrade (0)",
        [](Options& o, const std::string& v) { o.reset_fraction = to_double(v, 0, 1); }},
       {"--rate", "PER_SECOND",
-       "cap on new connection attempts per second over all workers, 0 = unpaced (0)",
+       "cap on new connection attempts per second over all workers (reconnect: the first "
+       "connects only), 0 = unpaced (0)",
        [](Options& o, const std::string& v) { o.rate = to_double(v, 0, 1e9); }},
       {"--message-rate", "PER_SECOND",
        "slow: messages per second per connection, 0 = as fast as the socket takes them; "
@@ -195,17 +209,118 @@ const std::vector<Flag>& flags() {
          if (v.empty() || v[0] != '/') throw BadValue("the path must start with '/'");
          o.api_path = v;
        }},
+      {"--users", "K",
+       "reconnect: client i sends X-User-Id: u<i % K> (auth.mode = header), 0 = only what "
+       "--header sends (0)",
+       [](Options& o, const std::string& v) {
+         o.users = static_cast<int>(to_uint(v, 0, 1000000));
+       }},
+      {"--backoff-base-ms", "MS",
+       "reconnect: the first retry after a close or a failed attempt waits a random time in "
+       "[0, MS]; each further failed attempt doubles the bound (100)",
+       [](Options& o, const std::string& v) { o.backoff_base_ms = to_double(v, 0, 3600000); }},
+      {"--backoff-max-ms", "MS", "reconnect: the cap of the doubling bound (5000)",
+       [](Options& o, const std::string& v) { o.backoff_max_ms = to_double(v, 0, 3600000); }},
+      {"--message-interval-ms", "MS",
+       "reconnect: each connected client sends one echo message (--size bytes, its "
+       "sequence number inside) this often (1000)",
+       [](Options& o, const std::string& v) { o.message_interval_ms = to_double(v, 1, 3600000); }},
+      {"--lost-after-ms", "MS",
+       "reconnect: a message whose echo has not come this long after it was sent is lost; "
+       "an echo that still comes makes it late instead (5000)",
+       [](Options& o, const std::string& v) { o.lost_after_ms = to_double(v, 1, 3600000); }},
+      {"--silence-timeout-ms", "MS",
+       "reconnect: a client that receives nothing (no echo, no ping) this long drops the "
+       "TCP connection and reconnects, counted as close \"silence\"; 0 = off (10000)",
+       [](Options& o, const std::string& v) { o.silence_timeout_ms = to_double(v, 0, 3600000); }},
+      {"--scenario", "FILE",
+       "reconnect: play the file's faults on POST /admin/faults and report per fault (the "
+       "format is under 'scenario files' above)",
+       [](Options& o, const std::string& v) {
+         if (v.empty()) throw BadValue("no file given");
+         o.scenario_path = v;
+       }},
+      {"--admin-token", "TOKEN",
+       "reconnect --scenario: the admin API's bearer token (default: $WSVISOR_ADMIN_TOKEN)",
+       [](Options& o, const std::string& v) { o.admin_token = v; }},
+      {"--admin-port", "N",
+       "reconnect --scenario: the port of the admin API when the server has admin.listen "
+       "(default: --port)",
+       [](Options& o, const std::string& v) {
+         o.admin_port = static_cast<std::uint16_t>(to_uint(v, 1, 65535));
+       }},
       {"--quiet", "", "no progress lines on stderr",
        [](Options& o, const std::string&) { o.quiet = true; }},
   };
   return table;
 }
 
+// Loads --scenario and applies its settings to the options the command line left alone;
+// the error names the file and line.
+std::optional<std::string> apply_scenario(Options& options, const std::set<std::string>& given) {
+  if (options.mode != "reconnect") return "--scenario is for the reconnect mode";
+  std::shared_ptr<Scenario> scenario;
+  try {
+    scenario = std::make_shared<Scenario>(load_scenario(options.scenario_path));
+  } catch (const ScenarioError& bad) {
+    return std::string(bad.what());
+  }
+  auto where = [&](int line) { return scenario->path + ":" + std::to_string(line) + ": "; };
+  for (const auto& setting : scenario->settings) {
+    if (given.count(setting.flag) != 0) continue;
+    auto flag = std::find_if(flags().begin(), flags().end(),
+                             [&](const Flag& f) { return f.name == setting.flag; });
+    try {
+      flag->apply(options, setting.value);
+    } catch (const BadValue& bad) {
+      return where(setting.line) + setting.key + ": " + bad.what();
+    }
+  }
+  for (const auto& fault : scenario->faults) {
+    if (fault.at_s >= options.duration_s) {
+      std::ostringstream message;
+      message << where(fault.line) << "the fault at " << fault.at_s
+              << "s is not before the end of the run (duration " << options.duration_s << "s)";
+      return message.str();
+    }
+  }
+  if (!scenario->faults.empty() && admin_token(options).empty()) {
+    return scenario->path + ": its faults need --admin-token or $WSVISOR_ADMIN_TOKEN";
+  }
+  options.scenario = std::move(scenario);
+  return std::nullopt;
+}
+
+bool is_user_header(const std::string& name) {
+  static const std::string user = "x-user-id";
+  return name.size() == user.size() &&
+         std::equal(name.begin(), name.end(), user.begin(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == b;
+         });
+}
+
+std::optional<std::string> check_reconnect(const Options& options) {
+  if (options.backoff_max_ms < options.backoff_base_ms) {
+    return "--backoff-max-ms must not be below --backoff-base-ms";
+  }
+  if (options.silence_timeout_ms > 0 && options.silence_timeout_ms <= options.message_interval_ms) {
+    // The echoes are what a healthy connection hears; with a longer interval a quiet but
+    // healthy server would look dead.
+    return "--silence-timeout-ms must be above --message-interval-ms (or 0 = off)";
+  }
+  if (options.users > 0 &&
+      std::any_of(options.headers.begin(), options.headers.end(),
+                  [](const auto& header) { return is_user_header(header.first); })) {
+    return "--users and --header X-User-Id both set the user";
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::string usage_text() {
   std::ostringstream out;
-  out << R"(usage: wsload <mode> [options]
+  out << R"(usage: wsload <mode> [options]   (or: wsload --mode <mode> [options])
 
 Load and misbehaviour client for a WebSocket server on this machine. Prints one JSON
 object on stdout when the run ends; progress and errors go to stderr. Exit 0 when the
@@ -287,6 +402,38 @@ modes:
              publications_per_second (ok, over the run), response_latency_us,
              late (sent over 1 ms after their slot), max_lag_ms, http_statuses,
              api_errors {"code":n}, connections_opened, errors.
+  reconnect  --connections well-behaved clients stay connected for --duration and
+             reconnect whenever they are closed or lose the connection: after any
+             close, a random wait in [0, --backoff-base-ms], doubled per failed
+             attempt up to --backoff-max-ms (full jitter); after a 1008 or 1013 (the
+             server sheds load) the first wait starts one doubling higher per such
+             close in a row; a 429/503 waits at least its Retry-After. Each client
+             sends one --size message every --message-interval-ms and expects its
+             echo: echoed within --lost-after-ms, late after it, or lost (no echo by
+             then, or the connection ended first). A client that hears nothing for
+             --silence-timeout-ms drops the connection ("silence"). --users K: client
+             i is user u<i % K> (X-User-Id). --rate paces the first connects only.
+             JSON: connects, reconnects, reconnects_unfinished, reconnect_attempts,
+             time_to_reconnect_ms {count,p50,p99,max} (from the close to the new 101),
+             time_to_first_connect_ms, refusals {total,by_status,by_reason},
+             messages {sent,echoed,lost,late,unexpected,in_flight_at_end},
+             closes_by_code {"1012":n,...,"1006": no close frame, "silence"},
+             connected_at_end, errors; with --scenario also before_faults and
+             faults [{at_s, line, request, answer {sent,status,applied,error},
+             window {from_s,to_s}, closes_by_code, reconnects, ...}], and a table
+             on stderr.
+
+scenario files (--scenario; tools/scenarios/ has examples):
+  # a comment line                    blank lines are skipped
+  connections 5000                    settings, before the first `at` line; the
+  users 500                           command line overrides them. Keys:
+  duration 60s                        connections, users, duration, message-interval,
+  message-interval 1s                 silence-timeout, lost-after, rate
+  at 10s fault {"action":"restart","target":"client","spread":"10s"}
+  at 40s fault {"action":"clear"}     POST /admin/faults, the JSON sent verbatim
+  Times have a unit (250ms, 10s, 1.5m); the `at` times increase and stay below the
+  duration. A fault's window runs to the next fault (or the end); closes and their
+  reconnects count where the close happened, messages where they were sent.
 
 options:
 )";
@@ -336,12 +483,19 @@ ParseResult parse_options(int argc, char** argv) {
     return result;
   }
   Options& options = result.options;
-  if (std::find(kModes.begin(), kModes.end(), args[0]) == kModes.end()) {
-    result.error = "unknown mode '" + args[0] + "'";
-    return result;
+  // The mode is the first argument, or --mode anywhere.
+  std::size_t first_option = 0;
+  if (args[0].rfind("-", 0) != 0) {
+    if (std::find(kModes.begin(), kModes.end(), args[0]) == kModes.end()) {
+      result.error = "unknown mode '" + args[0] + "'";
+      return result;
+    }
+    options.mode = args[0];
+    first_option = 1;
   }
-  options.mode = args[0];
-  for (std::size_t i = 1; i < args.size(); ++i) {
+  // The options given here, which a scenario's settings do not override.
+  std::set<std::string> given;
+  for (std::size_t i = first_option; i < args.size(); ++i) {
     std::string name = args[i];
     std::optional<std::string> inline_value;
     if (auto equals = name.find('='); name.rfind("--", 0) == 0 && equals != std::string::npos) {
@@ -372,6 +526,23 @@ ParseResult parse_options(int argc, char** argv) {
       flag->apply(options, value);
     } catch (const BadValue& bad) {
       result.error = name + ": " + bad.what();
+      return result;
+    }
+    given.insert(name);
+  }
+  if (options.mode.empty()) {
+    result.error = "missing mode";
+    return result;
+  }
+  if (!options.scenario_path.empty()) {
+    if (auto error = apply_scenario(options, given)) {
+      result.error = *error;
+      return result;
+    }
+  }
+  if (options.mode == "reconnect") {
+    if (auto error = check_reconnect(options)) {
+      result.error = *error;
       return result;
     }
   }

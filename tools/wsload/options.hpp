@@ -5,12 +5,17 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace wsload {
+
+struct Scenario;  // scenario.hpp
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
 
 struct Options {
   std::string mode;
@@ -19,7 +24,7 @@ struct Options {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
   std::string path = "/ws";
-  std::vector<std::pair<std::string, std::string>> headers;
+  Headers headers;
   std::string subprotocol;
   std::vector<boost::asio::ip::address> source_addrs;
 
@@ -55,7 +60,21 @@ struct Options {
   std::string api_key;  // publish: X-API-Key, else $WSVISOR_API_KEY
   std::string api_path = "/api/publish";
 
+  // reconnect: a population of well-behaved clients that reconnect with jittered
+  // exponential backoff, and (--scenario) the faults it plays on the server's admin API.
+  int users = 0;  // K > 0: client i sends X-User-Id: u<i % K>
+  double backoff_base_ms = 100;
+  double backoff_max_ms = 5000;
+  double message_interval_ms = 1000;
+  double lost_after_ms = 5000;
+  double silence_timeout_ms = 10000;  // 0 = off
+  std::string scenario_path;
+  std::shared_ptr<const Scenario> scenario;  // loaded by parse_options from scenario_path
+  std::string admin_token;                   // else $WSVISOR_ADMIN_TOKEN
+  std::uint16_t admin_port = 0;              // 0 = --port
+
   std::string host_header() const { return host + ":" + std::to_string(port); }
+  std::uint16_t admin_target_port() const { return admin_port != 0 ? admin_port : port; }
 };
 
 enum class ParseOutcome { run, help, error };
