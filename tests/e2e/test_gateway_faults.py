@@ -11,7 +11,7 @@ import websockets
 
 from admin_helpers import ADMIN_ENV, call, children, fault, restarts, tree
 from conftest import HOST, run_async, scrape, wait_metric
-from gateway_helpers import GATEWAY_ENV, backend, gateway_sets, session  # noqa: F401
+from gateway_helpers import GATEWAY_ENV, api, backend, gateway_sets, session  # noqa: F401
 
 ENV = {**GATEWAY_ENV, **ADMIN_ENV}
 
@@ -114,3 +114,51 @@ def test_a_crash_of_one_connections_upstream_work_is_a_connection_restart(server
     assert restarts(m, "connection") == 1, m.text
     assert restarts(m, "upstream") == 0, m.text
     assert scrape(srv.port).get("wsvisor_connections_closed_total", reason="restart_budget") == 0
+
+
+def test_faults_toward_clients_hold_and_drop_api_sends_in_gateway_mode(server_factory, backend):
+    """Target "client" in gateway mode (CONTRACT 8): /api/send's deliveries are outbound
+    messages like any other: held by latency (the connection chosen by its string id),
+    dropped by drop, and a close fault's code reaches the browser verbatim."""
+    srv = faulty_gateway(server_factory, backend)
+
+    async def main():
+        alice = await connect(srv, "alice")
+        try:
+            listed = await call(lambda: api(srv.port, "GET", "/api/connections").json())
+            connection = next(c["connection"] for c in listed if c["user"] == "alice")
+            r = await call(fault, srv.port, {"action": "latency", "target": "client",
+                                             "connection": connection, "ms": 400})
+            assert r == {"applied": 1}, r
+            start = time.monotonic()
+            sent = await call(api, srv.port, "POST", "/api/send", {"user": "alice", "data": "late"})
+            assert sent.json() == {"delivered": 1}, sent
+            assert await asyncio.wait_for(alice.recv(), 5) == "late"
+            assert time.monotonic() - start >= 0.38
+
+            await call(fault, srv.port, {"action": "clear"})
+            r = await call(fault, srv.port, {"action": "drop", "target": "client",
+                                             "user": "alice", "ratio": 1})
+            assert r == {"applied": 1}, r
+            for n in range(5):
+                await call(api, srv.port, "POST", "/api/send", {"user": "alice", "data": f"d{n}"})
+            await call(wait_metric, srv.port,
+                       lambda m: m["wsvisor_faults_dropped_total"] == 5, 5, what="5 drops")
+            await call(fault, srv.port, {"action": "clear"})
+            await call(api, srv.port, "POST", "/api/send", {"user": "alice", "data": "kept"})
+            assert await asyncio.wait_for(alice.recv(), 5) == "kept"  # nothing before it
+
+            r = await call(fault, srv.port, {"action": "close", "target": "client",
+                                             "user": "alice", "code": 4500, "reason": "bye"})
+            assert r == {"applied": 1}, r
+            try:
+                await asyncio.wait_for(alice.recv(), 5)
+            except websockets.ConnectionClosed:
+                pass
+            assert (alice.close_code, alice.close_reason) == (4500, "bye")
+        finally:
+            await alice.close()
+        await call(wait_metric, srv.port, lambda m: m["wsvisor_connections"] == 0, 10,
+                   what="every slot released")
+
+    run_async(main(), timeout=60)
