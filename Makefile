@@ -11,7 +11,10 @@ IMAGE ?= wsvisor:latest
 # docker or podman; empty: docker when an engine answers, else podman (see image:).
 ENGINE ?=
 
-.PHONY: all deps configure build run test bench format image clean
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps configure build run test bench fuzz format image clean
 
 all: build
 
@@ -32,6 +35,14 @@ test: build
 
 bench: build
 	@./bench/run.sh
+
+# The libFuzzer targets of tests/fuzz/ (clang, ASan + UBSan), each run FUZZ_SECONDS.
+fuzz:
+	@./tools/install-deps.sh fuzz
+	@cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_COMPILER=clang++ -DWSVISOR_FUZZ=ON
+	@cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzzers
+	@./tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
 
 format:
 	@git ls-files '*.cpp' '*.hpp' | xargs clang-format -i

@@ -12,6 +12,10 @@ packages=(
   # The Redis client's tests start real redis-servers; haproxy is for the cluster tests.
   redis-server haproxy
 )
+# `install-deps.sh fuzz` (make fuzz): clang and its libFuzzer runtime too.
+if [ "${1:-}" = fuzz ]; then
+  packages+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
