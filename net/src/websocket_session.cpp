@@ -471,7 +471,25 @@ void websocket_session::on_write(beast::error_code ec, std::size_t) {
   if (phase_ == phase::closing && !close_sent_) begin_close();
 }
 
+namespace {
+
+// A close frame carries at most 123 bytes of reason (RFC 6455 5.5): a longer one is cut
+// before the first character that would not fit whole. Beast's reason_string throws past
+// 123 bytes, and that inside an I/O handler ended the process: a reason from the hub API
+// or a backend's proxy answer reaches here as given.
+std::string fitted_reason(std::string reason) {
+  constexpr std::size_t kMaxReasonBytes = 123;
+  if (reason.size() <= kMaxReasonBytes) return reason;
+  std::size_t keep = kMaxReasonBytes;
+  while (keep > 0 && (static_cast<unsigned char>(reason[keep]) & 0xC0) == 0x80) --keep;
+  reason.resize(keep);
+  return reason;
+}
+
+}  // namespace
+
 void websocket_session::close(uint16_t code, std::string reason, close_reason why) {
+  reason = fitted_reason(std::move(reason));
   // Recorded at once: the actor may die before the session's executor runs the close.
   record(why, code);
   on_executor([self = shared_from_this(), code, reason = std::move(reason)]() mutable {

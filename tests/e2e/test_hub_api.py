@@ -598,3 +598,27 @@ def test_every_answer_is_counted_by_method_and_status(hub):
                      status="200") >= ok_before + 2, after.text
     assert after.get("wsvisor_api_requests_total", 0, method="POST",
                      status="404") >= not_found_before + 1, after.text
+
+
+def test_a_disconnect_reason_past_a_close_frame_is_cut_not_fatal(hub):
+    """A close frame holds 123 bytes of reason (RFC 6455 5.5): a longer one from the API
+    (or a proxy, or an application) is cut at a character boundary, and the server lives
+    on. It used to throw from Beast's reason_string inside the session's handler."""
+    async def scenario():
+        alice = await HubClient.open(hub, user="alice")
+        try:
+            reason = "é" * 100  # 200 bytes of UTF-8
+            r = call(hub, "disconnect", {"user": "alice",
+                                         "disconnect": {"code": 4502, "reason": reason}})
+            assert r.status == 200, r
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                for _ in range(100):
+                    await alice._read(5.0)
+            assert closed.value.code == 4502, closed.value
+            assert closed.value.reason == "é" * 61, closed.value  # 122 bytes, whole characters
+        finally:
+            await alice.close()
+        bob = await HubClient.open(hub, user="bob")  # still serving
+        await bob.close()
+
+    run_async(scenario())
