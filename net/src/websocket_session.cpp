@@ -364,7 +364,10 @@ void websocket_session::enqueue(outbound&& message, bool corked) {
           fault_->jitter_ms == 0
               ? 0
               : static_cast<int64_t>(std::llround((2 * next_random() - 1) * fault_->jitter_ms));
-      message.release_ns = now_ns() + (static_cast<int64_t>(fault_->latency_ms) + jitter) * 1000000;
+      const int64_t hold_ms = static_cast<int64_t>(fault_->latency_ms) + jitter;
+      // Rounded up to the ms: never released before its hold.
+      const int64_t elapsed_ms = (now_ns() - fault_->epoch_ns + 999999) / 1000000;
+      message.release_ms = static_cast<uint32_t>(elapsed_ms + hold_ms);
     }
   }
   const auto size = message.payload().size();
@@ -640,7 +643,7 @@ void websocket_session::apply_fault(const client_fault& fault) {
   on_executor([self = shared_from_this(), fault] {
     if (self->phase_ == phase::closed) return;
     if (!self->fault_) {
-      self->fault_ = std::make_unique<fault_state>(self->ws_.get_executor());
+      self->fault_ = std::make_unique<fault_state>(self->ws_.get_executor(), now_ns());
       // Seeded per session: the drops of two connections are independent.
       self->fault_->random_state =
           static_cast<uint64_t>(now_ns()) ^ (self->id_ * 0x9e3779b97f4a7c15ULL);
@@ -652,7 +655,7 @@ void websocket_session::apply_fault(const client_fault& fault) {
       state.latency_ms = state.jitter_ms = 0;
       state.drop_ratio = 0;
       state.stall_until_ns = 0;
-      for (auto& message : self->queue_) message.release_ns = 0;
+      for (auto& message : self->queue_) message.release_ms = 0;
       return self->resume_held_writes();
     }
     switch (fault.action) {
@@ -686,14 +689,17 @@ std::size_t websocket_session::due_under_fault() {
     hold_until(state.stall_until_ns);
     return 0;
   }
+  const auto release_ns = [&state](const outbound& message) {
+    return state.epoch_ns + static_cast<int64_t>(message.release_ms) * 1000000;
+  };
   std::size_t due = 0;
-  while (due < queue_.size() && queue_[due].release_ns <= now) {
+  while (due < queue_.size() && release_ns(queue_[due]) <= now) {
     // The application's heartbeat counts from when it really goes out.
     if (queue_[due].heartbeat && ping_sent_ns_.load(std::memory_order_relaxed) == 0)
       ping_sent_ns_.store(now, std::memory_order_relaxed);
     ++due;
   }
-  if (due == 0) hold_until(queue_.front().release_ns);
+  if (due == 0) hold_until(release_ns(queue_.front()));
   return due;
 }
 

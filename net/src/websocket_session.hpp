@@ -73,15 +73,19 @@ class websocket_session final : public session_port,
     std::string owned;
     shared_payload shared;
     frame_header header;
-    // Faults toward the client only: not written before this time (steady ns, 0 = at
-    // once), and whether it is the application's heartbeat (see ping_message).
-    int64_t release_ns = 0;
+    // Faults toward the client only, in the header's padding (the slot stays 64 bytes):
+    // whether it is the application's heartbeat (see ping_message), and when it may be
+    // written, in ms from fault_state::epoch_ns (0 = at once).
     bool heartbeat = false;
+    uint32_t release_ms = 0;
   };
+  static_assert(sizeof(outbound) <= 64, "an outbound slot fits one cache line");
   // Faults toward the client (CONTRACT 8), made by the first one: a connection that
   // never had one pays a null pointer.
   struct fault_state {
-    explicit fault_state(const boost::asio::any_io_executor& executor) : timer(executor) {}
+    fault_state(const boost::asio::any_io_executor& executor, int64_t now_ns)
+        : epoch_ns(now_ns), timer(executor) {}
+    const int64_t epoch_ns;      // outbound::release_ms counts from here
     int64_t stall_until_ns = 0;  // nothing written before this
     uint32_t latency_ms = 0;     // each message held latency_ms +- jitter_ms (order kept)
     uint32_t jitter_ms = 0;
