@@ -41,16 +41,14 @@ client_fault_action counted_as(action what) {
   }
 }
 
-// What a session is told (stall, latency, drop, zombie, reset).
-client_fault for_session(const fault_request& fault, bool hub_mode) {
+// What a session is told (stall, latency, drop, zombie, reset); the connection actor
+// adds what its application decides (client_fault::pushes_only).
+client_fault for_session(const fault_request& fault) {
   client_fault message;
   message.action = counted_as(fault.what);
   message.ms = fault.delay_ms;
   message.jitter_ms = fault.jitter_ms;
   message.ratio = fault.ratio;
-  // Hub mode: a dropped message is a dropped publication (the SDK's recovery is what is
-  // tested), never a reply the SDK would wait for until its own timeout.
-  message.pushes_only = hub_mode;
   return message;
 }
 
@@ -84,8 +82,7 @@ std::vector<connection_snapshot> chosen(const fault_request& fault,
   return picked;
 }
 
-void tell(const fault_request& fault, const std::vector<connection_snapshot>& picked,
-          bool hub_mode) {
+void tell(const fault_request& fault, const std::vector<connection_snapshot>& picked) {
   const auto n = picked.size();
   for (std::size_t i = 0; i < n; ++i) {
     const auto& target = picked[i].actor;
@@ -105,7 +102,7 @@ void tell(const fault_request& fault, const std::vector<connection_snapshot>& pi
         break;
       }
       default:
-        caf::anon_send(target, fault_atom::value, for_session(fault, hub_mode));
+        caf::anon_send(target, fault_atom::value, for_session(fault));
         break;
     }
   }
@@ -122,7 +119,6 @@ std::string selector_text(const fault_request& fault) {
 
 void inject_client_fault(std::shared_ptr<service_context> context, fault_request fault,
                          std::function<void(uint64_t)> done) {
-  const bool hub_mode = context->config.app.mode == "hub";
   // Latency and drop stand for the user's future connections too (shard.cpp hands
   // fault_for(user) to every new connection actor).
   if (fault.user && (fault.what == action::latency || fault.what == action::drop)) {
@@ -144,9 +140,9 @@ void inject_client_fault(std::shared_ptr<service_context> context, fault_request
   context->system.spawn([=](caf::event_based_actor* self) {
     ask_each<std::vector<connection_snapshot>>(
         self, shards, kSnapshotTimeout,
-        [context, fault, hub_mode, done](std::vector<std::vector<connection_snapshot>>& per_shard) {
+        [context, fault, done](std::vector<std::vector<connection_snapshot>>& per_shard) {
           const auto picked = chosen(fault, per_shard);
-          tell(fault, picked, hub_mode);
+          tell(fault, picked);
           const auto kind = counted_as(fault.what);
           context->stats.faults(kind).Increment(static_cast<double>(picked.size()));
           log_event(spdlog::level::warn, "fault", "fault injection toward clients",

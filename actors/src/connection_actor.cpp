@@ -190,6 +190,18 @@ std::string connection_state::call_upstream(upstream_call call) {
   return delivery;
 }
 
+namespace {
+
+// A fault toward the client, to this connection's session. Hub mode: a dropped message
+// is a dropped publication (the SDK's recovery is what gets tested), never a reply the
+// SDK would wait for until its own timeout.
+void apply_toward_client(connection_state& state, client_fault fault) {
+  fault.pushes_only = state.context->config.app.mode == "hub";
+  state.port->apply_fault(fault);
+}
+
+}  // namespace
+
 caf::behavior connection_actor(self_ptr self, std::shared_ptr<service_context> context,
                                std::shared_ptr<session_port> port, connection_identity identity,
                                caf::actor shard, standing_fault fault) {
@@ -208,14 +220,13 @@ caf::behavior connection_actor(self_ptr self, std::shared_ptr<service_context> c
     latency.action = client_fault_action::latency;
     latency.ms = fault.latency_ms;
     latency.jitter_ms = fault.jitter_ms;
-    state.port->apply_fault(latency);
+    apply_toward_client(state, latency);
   }
   if (fault.drop_ratio > 0) {
     client_fault drop;
     drop.action = client_fault_action::drop;
     drop.ratio = fault.drop_ratio;
-    drop.pushes_only = state.context->config.app.mode == "hub";
-    state.port->apply_fault(drop);
+    apply_toward_client(state, drop);
   }
   return {
       [self](inbound_atom, std::string& payload, bool text) {
@@ -250,10 +261,10 @@ caf::behavior connection_actor(self_ptr self, std::shared_ptr<service_context> c
         self->state.fault = standing_fault{};
         client_fault clear;
         clear.clear = true;
-        self->state.port->apply_fault(clear);
+        apply_toward_client(self->state, clear);
       },
       // Toward the client: its session holds, drops or stops the bytes.
-      [self](fault_atom, const client_fault& fault) { self->state.port->apply_fault(fault); },
+      [self](fault_atom, const client_fault& fault) { apply_toward_client(self->state, fault); },
       [self](peer_gone_atom, close_reason why, uint16_t code, std::string& text) {
         self->quit(to_exit_reason({why, code, std::move(text)}));
       },
