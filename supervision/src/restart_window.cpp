@@ -12,4 +12,11 @@ bool restart_window::admit(time_point now) {
   return false;
 }
 
+std::size_t restart_window::in_window(time_point now) const {
+  std::size_t n = 0;
+  for (const auto& at : recent_)
+    if (now - at < limit_.period) ++n;
+  return n;
+}
+
 }  // namespace wsvisor

@@ -468,6 +468,8 @@ caf::result<supervisor_tree> supervisor::answer_tree_query() {
   tree.name = spec_.name;
   tree.strategy = spec_.strategy;
   tree.restarts = total_restarts_;
+  tree.intensity = restarts_.limit();
+  tree.restarts_in_window = restarts_.in_window(clock().now());
   tree.child_count = children_.size();
   tree.running_count = children_.running_count();
   if (spec_.strategy == restart_strategy::dynamic) return tree;

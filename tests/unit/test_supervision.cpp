@@ -336,6 +336,21 @@ TEST_CASE("exceeding the restart intensity stops all children and escalates to t
     CHECK_FALSE(seen->has_value());
     CHECK(sys.tree(sup).restarts == 4);
   }
+  SUBCASE("the tree query shows the budget and what the window has spent of it") {
+    CHECK(sys.tree(sup).restarts_in_window == 0);
+    sys.crash(sup, "b");
+    sys.advance(4s);
+    sys.crash(sup, "a");
+    auto tree = sys.tree(sup);
+    CHECK(tree.intensity.max_restarts == 2);
+    CHECK(tree.intensity.period == caf::timespan{10s});
+    CHECK(tree.restarts_in_window == 2);
+    sys.advance(6s);  // the first restart leaves the window
+    CHECK(sys.tree(sup).restarts_in_window == 1);
+    sys.advance(4s);
+    CHECK(sys.tree(sup).restarts_in_window == 0);
+    CHECK(sys.tree(sup).restarts == 2);
+  }
 }
 
 TEST_CASE("a parent supervisor restarts a child supervisor that escalated") {

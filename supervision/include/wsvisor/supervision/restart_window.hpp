@@ -21,6 +21,9 @@ class restart_window {
 
   /// Records a restart at `now`; returns false if it exceeds the intensity.
   bool admit(time_point now);
+  /// Restarts within the window ending at `now` (what the budget has spent).
+  std::size_t in_window(time_point now) const;
+  const restart_intensity& limit() const { return limit_; }
 
  private:
   restart_intensity limit_;

@@ -7,6 +7,7 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 
 #include "wsvisor/supervision/child_status.hpp"
+#include "wsvisor/supervision/restart_intensity.hpp"
 #include "wsvisor/supervision/restart_strategy.hpp"
 
 namespace wsvisor {
@@ -18,6 +19,10 @@ struct supervisor_tree {
   restart_strategy strategy = restart_strategy::one_for_one;
   /// Child restarts this supervisor performed since it started.
   std::size_t restarts = 0;
+  /// The restart budget, and the restarts within its window now: one more than
+  /// the budget allows and the supervisor gives up.
+  restart_intensity intensity;
+  std::size_t restarts_in_window = 0;
   /// Children in start order; empty for a dynamic supervisor, which reports
   /// only the counts below.
   std::vector<child_status> children;
