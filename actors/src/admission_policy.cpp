@@ -11,6 +11,26 @@ void decrement(std::unordered_map<std::string, uint64_t>& counts, const std::str
   if (--it->second == 0) counts.erase(it);  // no empty entries left behind
 }
 
+// The n entries with the highest counts, highest first (ties by key, so that the
+// dashboard's tables do not flicker): a partial sort of pointers, not of the map.
+std::vector<std::pair<std::string, uint64_t>> highest(
+    const std::unordered_map<std::string, uint64_t>& counts, size_t n) {
+  using entry = const std::pair<const std::string, uint64_t>*;
+  std::vector<entry> all;
+  all.reserve(counts.size());
+  for (const auto& kv : counts) all.push_back(&kv);
+  const auto before = [](entry a, entry b) {
+    return a->second != b->second ? a->second > b->second : a->first < b->first;
+  };
+  const size_t kept = std::min(n, all.size());
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(kept), all.end(),
+                    before);
+  std::vector<std::pair<std::string, uint64_t>> top;
+  top.reserve(kept);
+  for (size_t i = 0; i < kept; ++i) top.emplace_back(all[i]->first, all[i]->second);
+  return top;
+}
+
 uint64_t count_of(const std::unordered_map<std::string, uint64_t>& counts, const std::string& key) {
   auto it = counts.find(key);
   return it == counts.end() ? 0 : it->second;
@@ -114,6 +134,14 @@ uint64_t admission_policy::user_count(const std::string& user) const {
 
 uint64_t admission_policy::ip_count(const std::string& ip) const {
   return count_of(per_ip_, ip);
+}
+
+std::vector<std::pair<std::string, uint64_t>> admission_policy::top_users(size_t n) const {
+  return highest(per_user_, n);
+}
+
+std::vector<std::pair<std::string, uint64_t>> admission_policy::top_ips(size_t n) const {
+  return highest(per_ip_, n);
 }
 
 }  // namespace wsvisor

@@ -567,6 +567,19 @@ caf::behavior limit_guard_actor(self_ptr self, std::shared_ptr<service_context> 
       [self](audit_atom) {
         return guard_audit{self->state.policy->total(), self->state.reservations.size()};
       },
+      [self](caps_atom, uint64_t top) {
+        const auto& limits = self->state.context->config.limits;
+        const auto& policy = *self->state.policy;
+        caps_in_use caps;
+        caps.connections = policy.total();
+        caps.max_connections = limits.max_connections;
+        caps.soft_connections = limits.soft_connections;
+        caps.max_per_user = limits.max_per_user;
+        caps.max_per_ip = limits.max_per_ip;
+        caps.top_users = policy.top_users(top);
+        caps.top_ips = policy.top_ips(top);
+        return caps;
+      },
       [](fault_atom, crash_atom) -> caf::result<void> {
         throw std::runtime_error("limit_guard crash (fault injection)");
       },

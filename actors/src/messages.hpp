@@ -137,6 +137,8 @@ using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
 using spawned_atom = caf::atom_constant<caf::atom("spawned")>;
 // -> limit_guard: its counts, for tests (guard_audit).
 using audit_atom = caf::atom_constant<caf::atom("audit")>;
+// -> limit_guard: the caps in use and the n users and IPs holding the most (caps_in_use).
+using caps_atom = caf::atom_constant<caf::atom("caps")>;
 // shard -> limit_guard: a slot is free again (slot_key).
 using release_atom = caf::atom_constant<caf::atom("release")>;
 // -> shard: close every connection with 1001 (drain).
@@ -230,6 +232,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::sweep_order)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::slot_key)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::guard_audit)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::caps_in_use)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::upstream_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::upstream_status)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsvisor::connection_selector)

@@ -337,10 +337,17 @@ void service::tree(std::function<void(std::optional<tree_node>)> done) {
               node->name = tree.name;
               node->strategy = to_string(tree.strategy);
               node->restarts = tree.restarts;
+              node->budget = tree_node::restart_budget{
+                  tree.intensity.max_restarts,
+                  static_cast<uint64_t>(
+                      std::chrono::duration_cast<std::chrono::milliseconds>(tree.intensity.period)
+                          .count()),
+                  tree.restarts_in_window};
               for (auto& child : tree.children) {
                 tree_node c;
                 c.name = child.id;
                 c.restarts = child.restarts;
+                c.state = child.running ? "running" : "restarting";
                 if (c.name.rfind("shard-", 0) == 0) c.connections = 0;
                 node->children.push_back(std::move(c));
               }
@@ -379,6 +386,16 @@ void service::tree(std::function<void(std::optional<tree_node>)> done) {
                         [one_done](caf::error&) { one_done(); });
             },
             [done](caf::error&) { done(std::nullopt); });
+  });
+}
+
+void service::caps(size_t top, std::function<void(std::optional<caps_in_use>)> done) {
+  auto guard = context_->guard();
+  if (!guard) return done(std::nullopt);
+  in_helper_actor(context_->system, [=](caf::event_based_actor* self) {
+    self->request(guard, kAdminTimeout, caps_atom::value, static_cast<uint64_t>(top))
+        .then([done](const caps_in_use& caps) { done(caps); },
+              [done](caf::error&) { done(std::nullopt); });
   });
 }
 

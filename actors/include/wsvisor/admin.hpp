@@ -72,10 +72,31 @@ struct tree_node {
   std::string name;
   std::string strategy;  // supervisors only
   uint64_t restarts = 0;
+  // Supervisors: the restart budget (supervision.service_restarts within
+  // service_restart_period) and the restarts within the window now.
+  struct restart_budget {
+    uint64_t max_restarts = 0;
+    uint64_t window_ms = 0;
+    uint64_t in_window = 0;
+  };
+  std::optional<restart_budget> budget;
+  std::string state = "running";        // "running" | "restarting" (waiting for its restart)
   std::optional<uint64_t> connections;  // shards only
   std::string breaker;                  // the upstream service only: closed|open|half_open
   std::optional<uint64_t> inflight;     // the upstream service only
   std::vector<tree_node> children;
+};
+
+// The caps in use, as the limit guard counts them (the dashboard, CONTRACT 15): slots
+// held, the configured caps (0: none) and the users and IPs holding the most slots.
+struct caps_in_use {
+  uint64_t connections = 0;
+  uint64_t max_connections = 0;
+  uint64_t soft_connections = 0;
+  uint64_t max_per_user = 0;
+  uint64_t max_per_ip = 0;
+  std::vector<std::pair<std::string, uint64_t>> top_users;  // by count, highest first
+  std::vector<std::pair<std::string, uint64_t>> top_ips;
 };
 
 // A fault of CONTRACT section 8.

@@ -52,6 +52,9 @@ class admission_policy {
   uint64_t user_count(const std::string& user) const;
   uint64_t ip_count(const std::string& ip) const;
   uint64_t shard_count(unsigned shard) const { return per_shard_.at(shard); }
+  // The `n` users (IPs) holding the most slots, highest first, ties by name.
+  std::vector<std::pair<std::string, uint64_t>> top_users(size_t n) const;
+  std::vector<std::pair<std::string, uint64_t>> top_ips(size_t n) const;
 
  private:
   bool take_token(steady_time now);

@@ -116,6 +116,9 @@ class service {
   void list_connections(std::optional<std::string> user,
                         std::function<void(std::vector<connection_info>)> done);
   void tree(std::function<void(std::optional<tree_node>)> done);
+  // The limit guard's counts against the caps, with the `top` users and IPs holding the
+  // most slots (the dashboard, CONTRACT 15).
+  void caps(size_t top, std::function<void(std::optional<caps_in_use>)> done);
   void sweep(sweep_level level, sweep_scope scope,
              std::function<void(std::optional<sweep_result>)> done);
   // Graceful close with 4002 of connection `id` (when not 0) or of every connection of
