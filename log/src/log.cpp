@@ -11,6 +11,7 @@
 #include <ctime>
 #include <set>
 
+#include "wsvisor/event_journal.hpp"
 #include "wsvisor/json_text.hpp"
 
 namespace wsvisor {
@@ -209,6 +210,9 @@ void setup_logging(std::string_view level, log_format format, spdlog::sink_ptr s
 
 void log_event(spdlog::level::level_enum level, std::string_view event, std::string_view message,
                std::initializer_list<log_field> fields) {
+  // The dashboard's journal keeps what an info log would show, at any log level.
+  if (level >= spdlog::level::info && level != spdlog::level::off)
+    lifecycle_journal().record(level, event, message, fields);
   auto* logger = spdlog::default_logger_raw();
   if (!logger->should_log(level)) return;
   std::string line;

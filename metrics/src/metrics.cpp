@@ -290,6 +290,11 @@ struct metrics::impl {
           "Faults toward clients injected, one per connection reached, by action", "action");
   prometheus::Counter& faults_dropped = single_counter(
       registry, "wsvisor_faults_dropped_total", "Outbound data messages discarded by a drop fault");
+  prometheus::Gauge& dashboard_streams = single_gauge(
+      registry, "wsvisor_dashboard_streams", "Dashboards reading /admin/events now");
+  prometheus::Counter& dashboard_stalls =
+      single_counter(registry, "wsvisor_dashboard_stalls_total",
+                     "Dashboard streams cut because the dashboard read nothing for 10 s");
 };
 
 metrics::metrics() : impl_(std::make_unique<impl>()) {}
@@ -409,6 +414,12 @@ prometheus::Counter& metrics::faults(client_fault_action a) {
 }
 prometheus::Counter& metrics::faults_dropped() {
   return impl_->faults_dropped;
+}
+prometheus::Gauge& metrics::dashboard_streams() {
+  return impl_->dashboard_streams;
+}
+prometheus::Counter& metrics::dashboard_stalls() {
+  return impl_->dashboard_stalls;
 }
 prometheus::Counter& metrics::publications() {
   return impl_->publications;

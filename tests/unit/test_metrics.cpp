@@ -119,6 +119,8 @@ std::set<std::string> contract_series() {
   for (const char* action : {"stall", "latency", "drop", "close", "reset", "zombie", "restart"})
     expected.insert(series("wsvisor_faults_total", "action", action));
   expected.insert("wsvisor_faults_dropped_total");
+  expected.insert("wsvisor_dashboard_streams");
+  expected.insert("wsvisor_dashboard_stalls_total");
   return expected;
 }
 

@@ -107,6 +107,11 @@ class metrics {
   prometheus::Counter& faults(client_fault_action a);
   prometheus::Counter& faults_dropped();
 
+  // The dashboard (CONTRACT 15): event streams open now, and those cut because their
+  // reader stopped reading (a slow dashboard is a slow consumer).
+  prometheus::Gauge& dashboard_streams();
+  prometheus::Counter& dashboard_stalls();
+
   // Prometheus text exposition format 0.0.4. The process_* series (process_metrics.hpp)
   // are read at the time of the call.
   std::string render() const;
