@@ -11,6 +11,8 @@ packages=(
   python3 python3-websockets python3-pytest python3-prometheus-client
   # The Redis client's tests start real redis-servers; haproxy is for the cluster tests.
   redis-server haproxy
+  # The dashboard's e2e test drives headless Chromium (tests/e2e/test_dashboard.py).
+  chromium chromium-driver python3-selenium
 )
 # `install-deps.sh fuzz` (make fuzz): clang and its libFuzzer runtime too.
 if [ "${1:-}" = fuzz ]; then

@@ -46,23 +46,6 @@ std::optional<std::string> percent_decode(std::string_view text) {
   return out;
 }
 
-json::value to_json(const tree_node& node) {
-  json::object object;
-  object["name"] = node.name;
-  if (!node.strategy.empty()) object["strategy"] = node.strategy;
-  object["restarts"] = node.restarts;
-  if (!node.breaker.empty()) object["breaker"] = node.breaker;  // CONTRACT 11.1
-  if (node.inflight) object["inflight"] = *node.inflight;
-  if (node.connections) {
-    object["connections"] = *node.connections;
-  } else if (!node.strategy.empty()) {
-    json::array children;
-    for (const auto& child : node.children) children.push_back(to_json(child));
-    object["children"] = std::move(children);
-  }
-  return object;
-}
-
 json::value to_json(const connection_info& c) {
   json::object object;
   object["id"] = c.id;
@@ -87,6 +70,29 @@ std::optional<uint64_t> parse_id(const std::string& text) {
 }
 
 }  // namespace
+
+json::value tree_json(const tree_node& node) {
+  json::object object;
+  object["name"] = node.name;
+  if (!node.strategy.empty()) object["strategy"] = node.strategy;
+  object["restarts"] = node.restarts;
+  object["state"] = node.state;
+  if (node.budget) {
+    object["max_restarts"] = node.budget->max_restarts;
+    object["window_ms"] = node.budget->window_ms;
+    object["restarts_in_window"] = node.budget->in_window;
+  }
+  if (!node.breaker.empty()) object["breaker"] = node.breaker;  // CONTRACT 11.1
+  if (node.inflight) object["inflight"] = *node.inflight;
+  if (node.connections) {
+    object["connections"] = *node.connections;
+  } else if (!node.strategy.empty()) {
+    json::array children;
+    for (const auto& child : node.children) children.push_back(tree_json(child));
+    object["children"] = std::move(children);
+  }
+  return object;
+}
 
 std::optional<std::map<std::string, std::string>> parse_query(std::string_view target) {
   std::map<std::string, std::string> params;
@@ -134,7 +140,7 @@ void list_connections(http_exchange& call) {
 void show_tree(http_exchange& call) {
   call.state->tree.tree([call](std::optional<tree_node> root) {
     if (!root) return unavailable(call);
-    call.answer(http::status::ok, to_json(*root));
+    call.answer(http::status::ok, tree_json(*root));
   });
 }
 

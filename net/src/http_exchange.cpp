@@ -52,6 +52,7 @@ bool is_connection_id(std::string_view connection) {
 route_table routes_for_mode(std::string_view mode) {
   route_table routes;
   add_health_endpoints(routes);
+  add_dashboard_endpoints(routes);
   add_admin_endpoints(routes);
   const bool hub = mode == "hub";
   add_api_endpoints(routes, hub ? gateway_api::send_and_connections : gateway_api::all);

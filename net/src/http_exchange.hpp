@@ -29,6 +29,9 @@ struct http_exchange {
   unsigned version = 11;
   bool keep_alive = true;
   std::function<void(http_response)> respond;
+  // Instead of respond(): the connection becomes the dashboard's event stream
+  // (event_stream.hpp), holding `slot` of server_state::event_stream_budget.
+  std::function<void(pending_handshake slot)> open_event_stream;
 
   // Helpers that build the common answers (all JSON).
   void answer(boost::beast::http::status status, const boost::json::value& body) const;
@@ -39,6 +42,9 @@ struct http_exchange {
   void bad_request(const std::string& detail) const;
   void admin_bad_request(const std::string& message) const;
 };
+
+// /admin/tree's JSON of a node and its children (also the dashboard's snapshot's tree).
+boost::json::value tree_json(const tree_node& node);
 
 // The query parameters of a target, percent-decoded; nullopt when malformed.
 std::optional<std::map<std::string, std::string>> parse_query(std::string_view target);
@@ -56,6 +62,9 @@ bool is_connection_id(std::string_view connection);
 // hub_api.cpp); routes_for_mode (server_state.hpp) puts them together.
 void add_health_endpoints(route_table& routes);
 void add_admin_endpoints(route_table& routes);
+// GET /admin/dashboard and its assets, and GET /admin/events (CONTRACT 15), before the
+// "/admin/*" catch-all of add_admin_endpoints.
+void add_dashboard_endpoints(route_table& routes);
 // The gateway's server API (12.3), with the catch-all "/api/*" (404 after the key
 // check). In hub mode its /api/disconnect and /api/info would take the paths of
 // Centrifugo's methods, which Centrifugo's API clients call: only /api/send and

@@ -15,6 +15,7 @@
 #include <prometheus/counter.h>
 #include <spdlog/spdlog.h>
 
+#include "event_stream.hpp"
 #include "http_exchange.hpp"
 #include "websocket_session.hpp"
 #include "wsvisor/client_address.hpp"
@@ -235,7 +236,22 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
   exchange.version = version;
   exchange.keep_alive = keep_alive;
   exchange.respond = std::move(respond);
+  exchange.open_event_stream = [self = shared_from_this()](pending_handshake slot) {
+    net::post(self->stream_.get_executor(), [self, slot = std::move(slot)]() mutable {
+      self->become_event_stream(std::move(slot));
+    });
+  };
   e.handler(exchange);
+}
+
+void http_session::become_event_stream(pending_handshake slot) {
+  // The stream holds a place of its own budget: it no longer counts as a pending handshake.
+  pending_.release();
+  stream_.expires_never();
+  beast::error_code ec;
+  const auto peer = stream_.socket().remote_endpoint(ec);
+  const std::string ip = ec ? std::string("-") : peer.address().to_string();
+  std::make_shared<event_stream>(stream_.release_socket(), state_, std::move(slot), ip)->run();
 }
 
 void http_session::upgrade(http::request<http::string_body>&& request) {

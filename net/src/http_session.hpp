@@ -36,6 +36,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void answer(http_response response);
   void on_write(bool close, boost::beast::error_code ec, std::size_t bytes);
   void close_socket();
+  // GET /admin/events: the connection becomes an event_stream.
+  void become_event_stream(pending_handshake slot);
   // An upgrade request on server.ws_path becomes a websocket_session (or gets 400/426).
   void upgrade(boost::beast::http::request<boost::beast::http::string_body>&& request);
 

@@ -27,44 +27,6 @@ class websocket_session;
 // Defined in http_exchange.cpp, with the handlers' declarations.
 route_table routes_for_mode(std::string_view mode);
 
-struct server_state {
-  server_state(boost::asio::io_context& io_context, const settings& cfg, service& svc, metrics& m)
-      : io(io_context), config(cfg), tree(svc), stats(m), proxies(cfg.server.trusted_proxies) {}
-
-  boost::asio::io_context& io;
-  const settings config;
-  service& tree;
-  metrics& stats;
-  const trusted_proxies proxies;
-  // Built once, from the configuration: endpoints hold no state (their handlers get
-  // the exchange).
-  const route_table routes = routes_for_mode(config.app.mode);
-  const std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
-  // POST /admin/drain: begins the same drain as SIGTERM (set by main).
-  std::function<void()> request_drain;
-  // Admission refusals come in floods (a rate limit, a cap, a handshake flood): the
-  // first few of each second are logged in full, the rest counted by reason.
-  log_throttle refusal_log{"refusals_summary",
-                           "admission refusals in the last second not logged one by one", 5};
-
-  // The executor of one accepted connection. A strand keeps its handlers apart when
-  // several threads run the io_context; with one thread (a server pinned to one core)
-  // they are apart already, and the strand would only cost a lock and an atomic
-  // reference count per operation. Without it, a connection actor (which the io
-  // scheduler runs on that same thread) reaches its session inline (see
-  // websocket_session::send), not by a post.
-  boost::asio::any_io_executor connection_executor() const {
-    if (single_io_thread) return io.get_executor();
-    return boost::asio::make_strand(io);
-  }
-  const bool single_io_thread = io_thread_count(config) == 1;
-
-  // With one io thread: the sessions whose corked publications wait to be written
-  // (websocket_session::send_shared), drained by one handler for all of them, so that
-  // a publication to N subscribers costs one post, not N. Touched on the io thread only.
-  std::vector<std::shared_ptr<websocket_session>> corked_sessions;
-};
-
 // Connections accepted and not yet upgraded or closed, against a limit
 // (limits.max_pending_handshakes). Each listener has a budget of its own, so that a
 // flood on the public port cannot lock out the admin port; an idle keep-alive HTTP
@@ -102,6 +64,49 @@ class pending_handshake {
 
  private:
   std::shared_ptr<handshake_budget> budget_;
+};
+
+struct server_state {
+  server_state(boost::asio::io_context& io_context, const settings& cfg, service& svc, metrics& m)
+      : io(io_context), config(cfg), tree(svc), stats(m), proxies(cfg.server.trusted_proxies) {}
+
+  boost::asio::io_context& io;
+  const settings config;
+  service& tree;
+  metrics& stats;
+  const trusted_proxies proxies;
+  // Built once, from the configuration: endpoints hold no state (their handlers get
+  // the exchange).
+  const route_table routes = routes_for_mode(config.app.mode);
+  const std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
+  // POST /admin/drain: begins the same drain as SIGTERM (set by main).
+  std::function<void()> request_drain;
+  // Admission refusals come in floods (a rate limit, a cap, a handshake flood): the
+  // first few of each second are logged in full, the rest counted by reason.
+  log_throttle refusal_log{"refusals_summary",
+                           "admission refusals in the last second not logged one by one", 5};
+  // Dashboards reading /admin/events at once (event_stream.hpp): each holds a socket
+  // and at most one snapshot in flight.
+  static constexpr uint64_t kMaxEventStreams = 8;
+  const std::shared_ptr<handshake_budget> event_stream_budget =
+      std::make_shared<handshake_budget>(kMaxEventStreams);
+
+  // The executor of one accepted connection. A strand keeps its handlers apart when
+  // several threads run the io_context; with one thread (a server pinned to one core)
+  // they are apart already, and the strand would only cost a lock and an atomic
+  // reference count per operation. Without it, a connection actor (which the io
+  // scheduler runs on that same thread) reaches its session inline (see
+  // websocket_session::send), not by a post.
+  boost::asio::any_io_executor connection_executor() const {
+    if (single_io_thread) return io.get_executor();
+    return boost::asio::make_strand(io);
+  }
+  const bool single_io_thread = io_thread_count(config) == 1;
+
+  // With one io thread: the sessions whose corked publications wait to be written
+  // (websocket_session::send_shared), drained by one handler for all of them, so that
+  // a publication to N subscribers costs one post, not N. Touched on the io thread only.
+  std::vector<std::shared_ptr<websocket_session>> corked_sessions;
 };
 
 }  // namespace wsvisor
