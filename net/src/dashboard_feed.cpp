@@ -129,6 +129,18 @@ struct snapshot_parts {
   }
 };
 
+// The callback that puts one answer into its part of the snapshot.
+template <class T>
+auto fill(std::shared_ptr<snapshot_parts> parts, std::optional<T> snapshot_parts::*part) {
+  return [parts = std::move(parts), part](std::optional<T> answer) {
+    {
+      std::lock_guard<std::mutex> lock(parts->mutex);
+      (*parts).*part = std::move(answer);
+    }
+    parts->part_done();
+  };
+}
+
 }  // namespace
 
 std::string dashboard_hello(const server_state& state, unsigned interval_ms) {
@@ -149,28 +161,9 @@ void collect_dashboard_snapshot(std::shared_ptr<server_state> state,
   const bool cluster = state->config.cluster.enabled();
   parts->awaited = cluster ? 3 : 2;
   auto& tree_service = state->tree;
-  tree_service.tree([parts](std::optional<tree_node> tree) {
-    {
-      std::lock_guard<std::mutex> lock(parts->mutex);
-      parts->tree = std::move(tree);
-    }
-    parts->part_done();
-  });
-  tree_service.caps(kTopEntries, [parts](std::optional<caps_in_use> caps) {
-    {
-      std::lock_guard<std::mutex> lock(parts->mutex);
-      parts->caps = std::move(caps);
-    }
-    parts->part_done();
-  });
-  if (cluster)
-    tree_service.cluster_nodes([parts](std::optional<std::vector<cluster_node_info>> nodes) {
-      {
-        std::lock_guard<std::mutex> lock(parts->mutex);
-        parts->cluster_nodes = std::move(nodes);
-      }
-      parts->part_done();
-    });
+  tree_service.tree(fill(parts, &snapshot_parts::tree));
+  tree_service.caps(kTopEntries, fill(parts, &snapshot_parts::caps));
+  if (cluster) tree_service.cluster_nodes(fill(parts, &snapshot_parts::cluster_nodes));
 }
 
 }  // namespace wsvisor

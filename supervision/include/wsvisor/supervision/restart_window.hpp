@@ -26,6 +26,8 @@ class restart_window {
   const restart_intensity& limit() const { return limit_; }
 
  private:
+  /// Whether a restart at `at` still counts against the budget at `now`.
+  bool counts_at(time_point at, time_point now) const { return now - at < limit_.period; }
   restart_intensity limit_;
   std::deque<time_point> recent_;
 };
