@@ -4,6 +4,7 @@ dashboards, and a dashboard that never reads, which the server cuts without hold
 more memory. The page itself in a browser: test_dashboard.py."""
 
 import json
+import os
 import socket
 import threading
 import time
@@ -12,6 +13,14 @@ import pytest
 
 from admin_helpers import ADMIN_ENV, TOKEN, bearer
 from conftest import HOST, http_get, scrape, wait_metric, wait_until
+
+
+# Under AddressSanitizer the server's RSS follows the connection churn, not the stream:
+# what ASan's allocator holds (its quarantine, redzones and per-thread caches) grows with
+# the churn (CI of 2026-12-03: +88 MiB over 22,330 closes, where the Release build
+# grows 1 MiB over 82,000). There the test checks the cut alone; the Release pass checks
+# the memory.
+UNDER_ASAN = "ASAN_OPTIONS" in os.environ
 
 
 def read_events(port, seconds, token=TOKEN, limit=200):
@@ -157,7 +166,8 @@ def test_a_dashboard_that_never_reads_is_cut_and_costs_no_memory(server_factory)
     assert closed > 500, "not enough events to fill the stream"
     rss_after = rss_kib(srv.pid)
     print(f"RSS before {rss_before} KiB, after {rss_after} KiB, {closed:.0f} connections closed")
-    assert rss_after - rss_before < 16 * 1024, (rss_before, rss_after)
+    if not UNDER_ASAN:
+        assert rss_after - rss_before < 16 * 1024, (rss_before, rss_after)
     # The server is unharmed: a new dashboard reads at once.
     head, events = read_events(srv.port, 0.8)
     assert head.startswith("HTTP/1.1 200") and events[0][0] == "hello"
