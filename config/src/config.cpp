@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 #include <type_traits>
 
 #include <toml++/toml.h>
@@ -243,6 +244,13 @@ std::optional<std::string> checked_listen_address(const std::string& text, std::
   if (auto address = bind_address(host)) return *address + ":" + port;
   hint = bind_address_hint(host, port);
   return std::nullopt;
+}
+
+// "" or a path: checked when the file is read (net), here only for what no file name
+// should hold.
+bool is_file_path(const std::string& text) {
+  return std::none_of(text.begin(), text.end(),
+                      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
 }
 
 bool is_ws_path(const std::string& text) {
@@ -1026,6 +1034,10 @@ const std::vector<key_spec>& key_table() {
       list_key("server", "trusted_proxies",
                [](auto& s) -> auto& { return s.server.trusted_proxies; }, checked_cidr,
                "an IPv4 or IPv6 address or CIDR, e.g. \"10.0.0.0/8\""),
+      text_key("server", "tls_cert_file", [](auto& s) -> auto& { return s.server.tls_cert_file; },
+               is_file_path, "a file path (no control characters) of a PEM certificate chain (\"\" = no TLS)"),
+      text_key("server", "tls_key_file", [](auto& s) -> auto& { return s.server.tls_key_file; },
+               is_file_path, "a file path (no control characters) of the certificate's PEM private key (\"\" = no TLS)"),
 
       choice_key("auth", "mode", [](auto& s) -> auto& { return s.auth.mode; },
                  {"none", "header", "jwt"}),
@@ -1129,6 +1141,7 @@ const std::vector<key_spec>& key_table() {
       checked_text_key("admin", "listen", [](auto& s) -> auto& { return s.admin.listen; },
                        listen_check(admin_example_port), listen_expected),
       secret_key("admin", "token", [](auto& s) -> auto& { return s.admin.token; }),
+      flag_key("admin", "tls", [](auto& s) -> auto& { return s.admin.tls; }),
 
       flag_key("faults", "enabled", [](auto& s) -> auto& { return s.faults.enabled; }),
 
@@ -1187,6 +1200,7 @@ const std::vector<key_spec>& key_table() {
                        listen_check(api_example_port), listen_expected),
       integer_key("api", "max_body_bytes", [](auto& s) -> auto& { return s.api.max_body_bytes; },
                   1, largest_integer, positive_integer),
+      flag_key("api", "tls", [](auto& s) -> auto& { return s.api.tls; }),
 
       checked_text_key("events", "url", [](auto& s) -> auto& { return s.events.url; },
                        url_check({false, "wsvisor sends events without credentials, so receive "
@@ -1770,6 +1784,7 @@ class settings_builder {
 
     check_hub();
     check_listeners_are_apart();
+    check_tls();
     return result_;
   }
 
@@ -1999,6 +2014,35 @@ class settings_builder {
              quote(headers[i]) +
                  " is already in the list (header names are case-insensitive): "
                  "name each header once");
+  }
+
+  // TLS needs both files; admin.tls and api.tls need them and a listener of their own.
+  void check_tls() const {
+    const auto& server = result_.server;
+    if (server.tls_cert_file.empty() != server.tls_key_file.empty()) {
+      const bool cert = !server.tls_cert_file.empty();
+      const std::string missing = cert ? "server.tls_key_file" : "server.tls_cert_file";
+      fail(origin_of(cert ? "server.tls_cert_file" : "server.tls_key_file"), missing,
+           "TLS needs both a certificate and its key, and only " +
+               std::string(cert ? "server.tls_cert_file" : "server.tls_key_file") +
+               " is set: set " + missing + " too, or neither for plain ws://");
+    }
+    for (const auto& [key, on, listen] : {std::tuple<std::string, bool, std::string>{
+                                              "admin", result_.admin.tls, result_.admin.listen},
+                                          {"api", result_.api.tls, result_.api.listen}}) {
+      if (!on) continue;
+      if (server.tls_cert_file.empty())
+        fail(origin_of(key + ".tls"), key + ".tls",
+             key +
+                 ".listen speaks TLS with the main port's certificate, and none is set: set "
+                 "server.tls_cert_file and server.tls_key_file, or " +
+                 key + ".tls = false");
+      if (listen.empty())
+        fail(origin_of(key + ".tls"), key + ".tls",
+             "applies to " + key + ".listen, which is \"\" (" + key +
+                 " is served on the main port, which follows server.tls_cert_file): set " + key +
+                 ".listen or drop " + key + ".tls");
+    }
   }
 
   // A listener of its own (admin.listen, api.listen) on the port and an overlapping address

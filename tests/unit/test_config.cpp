@@ -1004,6 +1004,32 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("TLS needs both files, and admin.tls and api.tls need them and a port of their own") {
+  CHECK(load_error("[server]\ntls_cert_file = \"/etc/wsvisor/cert.pem\"\n") ==
+        "config error: test.toml:2: server.tls_key_file: TLS needs both a certificate and its "
+        "key, and only server.tls_cert_file is set: set server.tls_key_file too, or neither for "
+        "plain ws://");
+  CHECK(contains(load_error(std::nullopt, {}, {"server.tls_key_file=/k.pem"}),
+                 "server.tls_cert_file: TLS needs both"));
+  CHECK(contains(load_error(std::nullopt, {}, {"admin.tls=true", "admin.listen=127.0.0.1:9090"}),
+                 "admin.tls: admin.listen speaks TLS with the main port's certificate, and none "
+                 "is set"));
+  CHECK(contains(
+      load_error(std::nullopt, {},
+                 {"server.tls_cert_file=/c.pem", "server.tls_key_file=/k.pem", "api.tls=true"}),
+      "api.tls: applies to api.listen, which is \"\""));
+  CHECK(contains(load_error("[server]\ntls_key_file = \"/k\\u0001.pem\"\n"),
+                 "server.tls_key_file: expected a file path (no control characters)"));
+  // Both files: the paths are kept as given (the files are read when the server starts).
+  const auto both = load(std::nullopt, {},
+                         {"server.tls_cert_file=/c.pem", "server.tls_key_file=/k.pem",
+                          "admin.listen=127.0.0.1:9090", "admin.tls=true"});
+  CHECK(both.server.tls_cert_file == "/c.pem");
+  CHECK(both.server.tls_key_file == "/k.pem");
+  CHECK(both.admin.tls);
+  CHECK_FALSE(both.api.tls);
+}
+
 TEST_CASE("admin.listen may not take the main listener's address") {
   CHECK(load_error("[server]\nhost = \"127.0.0.1\"\n[admin]\nlisten = \"0.0.0.0:8080\"\n") ==
         "config error: test.toml:4: admin.listen: \"0.0.0.0:8080\" is the main listener's "
@@ -2131,8 +2157,10 @@ TEST_CASE("config/wsvisor.toml documents exactly the built-in defaults") {
     CHECK(documented.count(key) == 1);
   }
   // The keys of CONTRACT sections 2, 11, 12 and 13 (hub.namespaces, printed as tables of
-  // its own, is none of these lines), section 14's cluster keys and auth.allow_weak_secret.
-  CHECK(rendered.size() == 108);
+  // its own, is none of these lines), section 14's cluster keys, section 16's TLS keys
+  // (server.tls_cert_file, server.tls_key_file, admin.tls, api.tls) and
+  // auth.allow_weak_secret.
+  CHECK(rendered.size() == 112);
 }
 
 TEST_CASE("command line: --help, --version, --check-config and running") {

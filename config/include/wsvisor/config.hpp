@@ -26,6 +26,9 @@ struct server_settings {
   uint64_t max_message_bytes = 65536;
   std::vector<std::string> allowed_origins;  // empty = any
   std::vector<std::string> trusted_proxies;  // CIDRs
+  // TLS on the main port (CONTRACT 16): PEM files, both or neither ("" = plain).
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 struct auth_settings {
@@ -88,6 +91,7 @@ struct log_settings {
 struct admin_settings {
   std::string listen;  // "" = the main listener; else "host:port"
   std::string token;   // secret: environment only, never printed
+  bool tls = false;    // admin.listen speaks TLS with the main port's certificate
 };
 
 struct faults_settings {
@@ -121,6 +125,7 @@ struct api_settings {
   std::string key;     // secret: environment only, never printed; "" = every /api/* is 404
   std::string listen;  // "" = the main listener; else "host:port"
   uint64_t max_body_bytes = 1048576;  // larger request bodies get 413
+  bool tls = false;                   // api.listen speaks TLS with the main port's certificate
 };
 
 // Lifecycle events POSTed to the backend (CONTRACT section 11.3).
