@@ -1,11 +1,13 @@
-// wsvisor --health: GET /health/live against the server this same configuration
-// describes, so that a container's HEALTHCHECK follows the port however it was set (the
-// file, PORT, WSVISOR_SERVER_PORT or --set) and the image needs no curl.
+// wsvisor --health: GET /health/live (https when server.tls_cert_file is set) against
+// the server this same configuration describes, so that a container's HEALTHCHECK follows the port
+// however it was set (the file, PORT, WSVISOR_SERVER_PORT or --set) and the image needs no curl.
 #include "health_probe.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -70,10 +72,10 @@ int run_health_probe(const settings& config) {
   const std::string authority =
       (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
       std::to_string(config.server.port);
-  const std::string url = "http://" + authority + "/health/live";
+  const bool tls = !config.server.tls_cert_file.empty();
+  const std::string url = (tls ? "https://" : "http://") + authority + "/health/live";
 
   net::io_context io;
-  beast::tcp_stream stream(io);
   beast::flat_buffer buffer;
   http::request<http::empty_body> request{http::verb::get, "/health/live", 11};
   request.set(http::field::host, authority);
@@ -86,12 +88,7 @@ int run_health_probe(const settings& config) {
   // outstanding when it passes with beast::error::timeout.
   const char* step = "connect";
   beast::error_code failure;
-  stream.expires_after(exchange_timeout);
-  stream.async_connect(tcp::endpoint(address, config.server.port), [&](beast::error_code ec) {
-    if (ec) {
-      failure = ec;
-      return;
-    }
+  auto ask = [&](auto& stream) {
     step = "send the request";
     http::async_write(stream, request, [&](beast::error_code ec, size_t) {
       if (ec) {
@@ -100,6 +97,30 @@ int run_health_probe(const settings& config) {
       }
       step = "read the answer";
       http::async_read(stream, buffer, parser, [&](beast::error_code ec, size_t) { failure = ec; });
+    });
+  };
+  const tcp::endpoint endpoint(address, config.server.port);
+  // TLS (CONTRACT 16): the probe asks whether this process is alive on its port, not who
+  // it is, so the certificate is not verified (a CA-issued chain could not be from here).
+  net::ssl::context tls_context(net::ssl::context::tls_client);
+  tls_context.set_verify_mode(net::ssl::verify_none);
+  net::ssl::stream<beast::tcp_stream> tls_stream(io, tls_context);
+  beast::tcp_stream plain_stream(io);
+  auto& connection = tls ? tls_stream.next_layer() : plain_stream;
+  connection.expires_after(exchange_timeout);
+  connection.async_connect(endpoint, [&](beast::error_code ec) {
+    if (ec) {
+      failure = ec;
+      return;
+    }
+    if (!tls) return ask(plain_stream);
+    step = "complete the TLS handshake";
+    tls_stream.async_handshake(net::ssl::stream_base::client, [&](beast::error_code ec) {
+      if (ec) {
+        failure = ec;
+        return;
+      }
+      ask(tls_stream);
     });
   });
   io.run();

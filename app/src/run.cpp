@@ -145,13 +145,15 @@ void raise_open_file_limit(const settings& config) {
 
 int serve(const settings& config, const application_factory& application) {
   // Before any thread exists, so that every thread made from here on inherits the mask:
-  // SIGINT and SIGTERM are then taken only by the signal thread below (sigtimedwait),
-  // never by a default action in some other thread.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // SIGINT, SIGTERM and SIGHUP are then taken only by the signal thread below
+  // (sigtimedwait), never by a default action in some other thread (SIGHUP's would end
+  // the process).
+  sigset_t handled_signals;
+  sigemptyset(&handled_signals);
+  sigaddset(&handled_signals, SIGINT);
+  sigaddset(&handled_signals, SIGTERM);
+  sigaddset(&handled_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &handled_signals, nullptr);
   raise_open_file_limit(config);
   const unsigned io_threads = io_thread_count(config);
   const unsigned shard_count = actor_thread_count(config);
@@ -203,14 +205,19 @@ int serve(const settings& config, const application_factory& application) {
     listener.on_drain_request(begin_drain);
     auto summaries = std::make_shared<log_summary_timer>(io);
     summaries->start();
-    // SIGINT and SIGTERM are blocked in every thread (serve's first step) and taken here,
-    // by one thread of their own, one at a time.
+    // SIGINT, SIGTERM and SIGHUP are blocked in every thread (serve's first step) and
+    // taken here, by one thread of their own, one at a time.
     std::atomic<bool> signals_done{false};
     std::thread signal_thread([&] {
       int signals_seen = 0;
       const timespec tick{0, 100 * 1000 * 1000};  // how soon the thread notices the exit
       while (!signals_done.load()) {
-        const int signal_number = sigtimedwait(&stop_signals, nullptr, &tick);
+        const int signal_number = sigtimedwait(&handled_signals, nullptr, &tick);
+        if (signal_number == SIGHUP) {
+          // The certificate and key again (CONTRACT 16); nothing else is reloaded.
+          listener.reload_tls();
+          continue;
+        }
         if (signal_number != SIGINT && signal_number != SIGTERM) continue;  // tick, EINTR
         const char* name = signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
         if (++signals_seen == 1 && !drain_begun) {
@@ -220,15 +227,19 @@ int serve(const settings& config, const application_factory& application) {
           net::post(io, begin_drain);
         } else {
           log_event(spdlog::level::info, "signal",
-                    "signal received again: closing every connection at once",
-                    {{"signal", name}});
+                    "signal received again: closing every connection at once", {{"signal", name}});
           tree.close_all_now();
           latch.open(0);
         }
       }
     });
 
-    if (const auto error = listener.listen(); !error.empty()) {
+    if (const auto error = listener.load_tls(); !error.empty()) {
+      // A configuration error, found only when the files are read: exit 2, as for the
+      // loader's errors.
+      log_event(spdlog::level::critical, "tls_failed", "cannot start TLS: " + error);
+      exit_code = 2;
+    } else if (const auto error = listener.listen(); !error.empty()) {
       log_event(spdlog::level::critical, "listen_failed", error);
       exit_code = 1;
     } else {

@@ -24,10 +24,10 @@ void append_event(std::string& out, std::string_view name, std::string_view data
 
 }  // namespace
 
-event_stream::event_stream(net::ip::tcp::socket socket, std::shared_ptr<server_state> state,
+event_stream::event_stream(transport_stream stream, std::shared_ptr<server_state> state,
                            pending_handshake slot, std::string peer)
-    : socket_(std::move(socket)),
-      timer_(socket_.get_executor()),
+    : stream_(std::move(stream)),
+      timer_(stream_.get_executor()),
       state_(std::move(state)),
       slot_(std::move(slot)),
       peer_(std::move(peer)) {
@@ -40,7 +40,8 @@ event_stream::~event_stream() {
 
 void event_stream::run() {
   boost::system::error_code ignored;
-  socket_.set_option(net::socket_base::send_buffer_size(kSendBufferBytes), ignored);
+  stream_.next_layer().socket().set_option(net::socket_base::send_buffer_size(kSendBufferBytes),
+                                           ignored);
   log_event(spdlog::level::info, "dashboard_opened", "dashboard event stream opened",
             {{"ip", peer_}});
   std::string head =
@@ -66,7 +67,7 @@ void event_stream::tick() {
   } else if (!collecting_) {
     collecting_ = true;
     collect_dashboard_snapshot(state_, [self = shared_from_this()](std::string snapshot) {
-      net::post(self->socket_.get_executor(), [self, snapshot = std::move(snapshot)]() mutable {
+      net::post(self->stream_.get_executor(), [self, snapshot = std::move(snapshot)]() mutable {
         self->on_snapshot(std::move(snapshot));
       });
     });
@@ -99,7 +100,7 @@ void event_stream::write(std::string text) {
   out_ = std::move(text);
   writing_ = true;
   write_started_ = std::chrono::steady_clock::now();
-  net::async_write(socket_, net::buffer(out_),
+  net::async_write(stream_, net::buffer(out_),
                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                      self->writing_ = false;
                      self->out_.clear();
@@ -110,7 +111,7 @@ void event_stream::write(std::string text) {
 
 void event_stream::read_until_closed() {
   // A dashboard sends nothing: a read that completes tells that it went away.
-  socket_.async_read_some(net::buffer(discard_),
+  stream_.async_read_some(net::buffer(discard_),
                           [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                             if (ec) return self->end("closed by the dashboard");
                             self->read_until_closed();
@@ -124,8 +125,8 @@ void event_stream::end(const char* why) {
             {{"ip", peer_}, {"why", why}});
   boost::system::error_code ignored;
   timer_.cancel();
-  socket_.shutdown(net::ip::tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
+  stream_.next_layer().socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+  stream_.next_layer().socket().close(ignored);
 }
 
 }  // namespace wsvisor

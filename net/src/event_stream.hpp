@@ -17,6 +17,7 @@
 #include <string>
 
 #include "server_state.hpp"
+#include "wsvisor/transport_stream.hpp"
 
 namespace wsvisor {
 
@@ -29,8 +30,8 @@ class event_stream : public std::enable_shared_from_this<event_stream> {
   static constexpr int kSendBufferBytes = 64 * 1024;
 
   // `slot`: one unit of server_state::event_stream_budget, held until the stream ends.
-  event_stream(boost::asio::ip::tcp::socket socket, std::shared_ptr<server_state> state,
-               pending_handshake slot, std::string peer);
+  event_stream(transport_stream stream, std::shared_ptr<server_state> state, pending_handshake slot,
+               std::string peer);
   ~event_stream();
   void run();
 
@@ -43,7 +44,7 @@ class event_stream : public std::enable_shared_from_this<event_stream> {
   void read_until_closed();
   void end(const char* why);
 
-  boost::asio::ip::tcp::socket socket_;
+  transport_stream stream_;  // the HTTP connection the request came on (plain or TLS)
   boost::asio::steady_timer timer_;
   std::shared_ptr<server_state> state_;
   pending_handshake slot_;

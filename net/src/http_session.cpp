@@ -1,6 +1,7 @@
 #include "http_session.hpp"
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -130,10 +131,27 @@ http_session::http_session(net::ip::tcp::socket&& socket, std::shared_ptr<server
 void http_session::run() {
   // handshake_timeout runs from accept to the 101 or the HTTP answer.
   const auto timeout = state_->config.server.handshake_timeout;
-  stream_.expires_after(lane_ == http_lane::health_only
-                            ? std::min<std::chrono::milliseconds>(kHealthLaneWait, timeout)
-                            : timeout);
-  do_read();
+  stream_.next_layer().expires_after(
+      lane_ == http_lane::health_only
+          ? std::min<std::chrono::milliseconds>(kHealthLaneWait, timeout)
+          : timeout);
+  auto tls = state_->tls_for(role_);
+  if (!tls) return do_read();
+  // TLS first (CONTRACT 16), within the same deadline: a client that sends no
+  // ClientHello, or stalls in the middle, is cut by it like one that sends no request.
+  stream_.start_tls(std::move(tls));
+  stream_.async_handshake(
+      net::ssl::stream_base::server,
+      beast::bind_front_handler(&http_session::on_handshake, shared_from_this()));
+}
+
+void http_session::on_handshake(beast::error_code ec) {
+  if (!ec) return do_read();
+  log_event(spdlog::level::debug, "tls_handshake_failed", "TLS handshake failed",
+            {{"error", ec.message()}});
+  if (lane_ == http_lane::health_only)
+    refuse_handshake_limit(*state_, state_->config.limits.max_pending_handshakes);
+  close_socket();
 }
 
 void http_session::do_read() {
@@ -150,7 +168,8 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
   const bool health_lane = lane_ == http_lane::health_only;
   if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
       ec == net::error::operation_aborted || ec == net::error::connection_reset ||
-      ec == net::error::eof) {
+      ec == net::error::eof || ec.category() == net::error::get_ssl_category() ||
+      ec == net::ssl::error::stream_truncated) {
     if (health_lane) refuse_handshake_limit(*state_, state_->config.limits.max_pending_handshakes);
     return close_socket();
   }
@@ -247,11 +266,11 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
 void http_session::become_event_stream(pending_handshake slot) {
   // The stream holds a place of its own budget: it no longer counts as a pending handshake.
   pending_.release();
-  stream_.expires_never();
+  stream_.next_layer().expires_never();
   beast::error_code ec;
-  const auto peer = stream_.socket().remote_endpoint(ec);
+  const auto peer = stream_.next_layer().socket().remote_endpoint(ec);
   const std::string ip = ec ? std::string("-") : peer.address().to_string();
-  std::make_shared<event_stream>(stream_.release_socket(), state_, std::move(slot), ip)->run();
+  std::make_shared<event_stream>(std::move(stream_), state_, std::move(slot), ip)->run();
 }
 
 void http_session::upgrade(http::request<http::string_body>&& request) {
@@ -280,7 +299,7 @@ void http_session::upgrade(http::request<http::string_body>&& request) {
     }
   }
   beast::error_code ec;
-  const auto peer = stream_.socket().remote_endpoint(ec);
+  const auto peer = stream_.next_layer().socket().remote_endpoint(ec);
   if (ec) return close_socket();
   const std::string client_ip = state_->proxies.client_ip(peer.address(), forwarded_for(request));
   const bool peer_vouched = state_->proxies.vouches_for_identity(peer.address());
@@ -288,7 +307,7 @@ void http_session::upgrade(http::request<http::string_body>&& request) {
   // them in the same write as the upgrade.
   std::string read_ahead(static_cast<const char*>(buffer_.data().data()), buffer_.size());
   buffer_.consume(buffer_.size());
-  stream_.expires_never();
+  stream_.next_layer().expires_never();
   std::make_shared<websocket_session>(std::move(stream_), std::move(request), state_,
                                       std::move(pending_), accepted_at_, client_ip,
                                       std::move(read_ahead), peer_vouched)
@@ -308,14 +327,16 @@ void http_session::on_write(bool close, beast::error_code ec, std::size_t) {
   response_.reset();
   if (ec || close) return close_socket();
   // Keep-alive: the next request has handshake_timeout to arrive.
-  stream_.expires_after(state_->config.server.handshake_timeout);
+  stream_.next_layer().expires_after(state_->config.server.handshake_timeout);
   do_read();
 }
 
 void http_session::close_socket() {
   beast::error_code ignored;
-  stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
-  stream_.close();
+  // A TLS connection ends without close_notify: its answer carried a length or ended
+  // the HTTP exchange, and waiting for the peer's close_notify would hold the slot.
+  stream_.next_layer().socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+  stream_.next_layer().close();
 }
 
 }  // namespace wsvisor

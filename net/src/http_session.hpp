@@ -4,7 +4,6 @@
 #pragma once
 
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
@@ -14,6 +13,7 @@
 #include "http_responses.hpp"
 #include "server_state.hpp"
 #include "wsvisor/http_router.hpp"
+#include "wsvisor/transport_stream.hpp"
 
 namespace wsvisor {
 
@@ -31,6 +31,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void run();
 
  private:
+  void on_handshake(boost::beast::error_code ec);
   void do_read();
   void on_read(boost::beast::error_code ec, std::size_t bytes);
   void answer(http_response response);
@@ -41,7 +42,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
   // An upgrade request on server.ws_path becomes a websocket_session (or gets 400/426).
   void upgrade(boost::beast::http::request<boost::beast::http::string_body>&& request);
 
-  boost::beast::tcp_stream stream_;
+  transport_stream stream_;  // plain TCP, or TLS on a listener with a certificate
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   std::shared_ptr<server_state> state_;

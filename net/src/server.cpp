@@ -140,6 +140,30 @@ server::~server() {
   stop_accepting();
 }
 
+std::string server::load_tls() {
+  if (!state_->tls.enabled()) return "";
+  return state_->tls.reload();
+}
+
+void server::reload_tls() {
+  if (!state_->tls.enabled()) {
+    log_event(spdlog::level::info, "tls_reload",
+              "SIGHUP: nothing to reload (server.tls_cert_file is not set)");
+    return;
+  }
+  if (auto error = state_->tls.reload(); !error.empty()) {
+    log_event(spdlog::level::err, "tls_reload_failed",
+              "SIGHUP: the certificate and key were not reloaded; connections keep using the "
+              "ones loaded before: " +
+                  error,
+              {{"cert_file", state_->tls.cert_file()}});
+    return;
+  }
+  log_event(spdlog::level::info, "tls_reloaded",
+            "SIGHUP: certificate and key reloaded; new connections use them",
+            {{"cert_file", state_->tls.cert_file()}});
+}
+
 std::string server::listen() {
   const auto& config = state_->config;
   main_listener_ = std::make_shared<listener>(state_, listener_role::main);

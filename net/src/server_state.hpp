@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "tls_credentials.hpp"
 #include "wsvisor/client_address.hpp"
 #include "wsvisor/config.hpp"
 #include "wsvisor/http_router.hpp"
@@ -90,6 +91,18 @@ struct server_state {
   static constexpr uint64_t kMaxEventStreams = 8;
   const std::shared_ptr<handshake_budget> event_stream_budget =
       std::make_shared<handshake_budget>(kMaxEventStreams);
+
+  // The main port's certificate and key (CONTRACT 16), reloaded on SIGHUP.
+  tls_credentials tls{config.server.tls_cert_file, config.server.tls_key_file};
+  // The TLS context a new connection on a listener of `role` uses, or null for plain:
+  // the main port follows server.tls_cert_file, admin.listen and api.listen their
+  // admin.tls and api.tls.
+  std::shared_ptr<boost::asio::ssl::context> tls_for(listener_role role) const {
+    const bool on = role == listener_role::main    ? tls.enabled()
+                    : role == listener_role::admin ? config.admin.tls
+                                                   : config.api.tls;
+    return on ? tls.current() : nullptr;
+  }
 
   // The executor of one accepted connection. A strand keeps its handlers apart when
   // several threads run the io_context; with one thread (a server pinned to one core)

@@ -36,7 +36,7 @@ constexpr std::size_t kMaxFirstReadBytes = 512;
 // Outbound slots a connection keeps once its queue is empty (more are freed).
 constexpr std::size_t kKeptQueueSlots = 16;
 
-websocket_session::websocket_session(beast::tcp_stream&& stream, request&& upgrade,
+websocket_session::websocket_session(transport_stream&& stream, request&& upgrade,
                                      std::shared_ptr<server_state> state, pending_handshake pending,
                                      steady_time accepted_at, std::string client_ip,
                                      std::string read_ahead, bool peer_trusted)
@@ -198,9 +198,10 @@ void websocket_session::refuse(reject_reason reason, std::chrono::seconds retry_
   public_phase_ = 2;
   auto response = std::make_shared<http::response<http::string_body>>(
       refusal_response(reason, retry_after, upgrade_->version(), status));
-  // Straight to TCP, under the coalescing layer: its completion must mean the socket has
-  // the answer, since finish() closes the socket right after.
-  http::async_write(beast::get_lowest_layer(ws_), *response,
+  // Straight to the transport (TCP, or TLS over it), under the coalescing layer: its
+  // completion must mean the socket has the answer, since finish() closes the socket
+  // right after.
+  http::async_write(ws_.next_layer().next_layer(), *response,
                     [self = shared_from_this(), response](beast::error_code, std::size_t) {
                       self->record(close_reason::handshake_failed, 1006);
                       self->finish();

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/websocket/stream.hpp>
@@ -24,6 +23,7 @@
 #include "wsvisor/frame_header.hpp"
 #include "wsvisor/message_buffer.hpp"
 #include "wsvisor/session_port.hpp"
+#include "wsvisor/transport_stream.hpp"
 #include "wsvisor/write_coalescing_stream.hpp"
 
 namespace wsvisor {
@@ -36,7 +36,7 @@ class websocket_session final : public session_port,
   // `read_ahead`: bytes the HTTP parser read past the upgrade request (the client's
   // first frames, sent in the same write). `peer_trusted`: the TCP peer may assert the
   // user header (auth.mode = "header").
-  websocket_session(boost::beast::tcp_stream&& stream, request&& upgrade,
+  websocket_session(transport_stream&& stream, request&& upgrade,
                     std::shared_ptr<server_state> state, pending_handshake pending,
                     steady_time accepted_at, std::string client_ip, std::string read_ahead,
                     bool peer_trusted);
@@ -146,8 +146,8 @@ class websocket_session final : public session_port,
   static int64_t now_ns();
 
   // Frames queued while a write is in flight leave in one system call (see
-  // write_coalescing_stream.hpp).
-  boost::beast::websocket::stream<write_coalescing_stream<boost::beast::tcp_stream>> ws_;
+  // write_coalescing_stream.hpp), and under TLS in one record of up to 16 KiB.
+  boost::beast::websocket::stream<write_coalescing_stream<transport_stream>> ws_;
   message_buffer message_;            // the message being read (see message_buffer.hpp)
   uint32_t last_message_bytes_ = 0;   // sizes the next message's first read (do_read)
   std::unique_ptr<request> upgrade_;  // freed once the handshake is done

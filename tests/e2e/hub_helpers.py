@@ -178,7 +178,7 @@ class NodeScenario:
     thread. Events are dicts ({"t", "event", ...}); stderr goes to a file. Always bounded:
     the script exits by itself at args["timeout_ms"], and stop() kills it past that."""
 
-    def __init__(self, script, args, tmp_path):
+    def __init__(self, script, args, tmp_path, env=None):
         require_node()
         self.args = dict(args)
         self.args.setdefault("timeout_ms", 30000)
@@ -188,7 +188,7 @@ class NodeScenario:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._ids = itertools.count(1)
-        env = clean_env({"WSVISOR_NODE_MODULES": str(NODE_MODULES)})
+        env = clean_env({"WSVISOR_NODE_MODULES": str(NODE_MODULES), **(env or {})})
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(
                 [NODE, str(self.script), json.dumps(self.args)], stdin=subprocess.PIPE,
@@ -323,11 +323,12 @@ class NodeScenario:
         self.stop()
 
 
-def sdk_clients(tmp_path, server, clients=(), timeout=30.0):
-    """sdk_client.mjs against `server`: Centrifuge clients as described in `clients`
-    (dicts: name, token, get_token, refresh_tokens, connect, ...; see hub_client.mjs)."""
-    return NodeScenario("sdk_client.mjs", {"url": ws_url(server), "clients": list(clients),
-                                           "timeout_ms": int(timeout * 1000)}, tmp_path)
+def sdk_clients(tmp_path, server, clients=(), timeout=30.0, url=None, env=None):
+    """sdk_client.mjs against `server` (or `url`: wss://): Centrifuge clients as described
+    in `clients` (dicts: name, token, get_token, refresh_tokens, connect, ...; see
+    hub_client.mjs). `env`: more for node (NODE_EXTRA_CA_CERTS for a test's own CA)."""
+    return NodeScenario("sdk_client.mjs", {"url": url or ws_url(server), "clients": list(clients),
+                                           "timeout_ms": int(timeout * 1000)}, tmp_path, env)
 
 
 def raw_ws(tmp_path, server, send=(), send_delay=0.0, timeout=10.0):

@@ -32,6 +32,14 @@ class server {
   server(const server&) = delete;
   server& operator=(const server&) = delete;
 
+  // TLS (server.tls_cert_file and server.tls_key_file set): reads the certificate and
+  // key. Returns the error (which key, which file, OpenSSL's reason) or "". Before
+  // listen(); without TLS it does nothing.
+  std::string load_tls();
+  // SIGHUP: reads them again; new connections use the new ones, open ones keep theirs.
+  // A failure keeps the current ones and is logged with its cause.
+  void reload_tls();
+
   // Binds and starts accepting on server.host:server.port (and admin.listen when set).
   // Returns an error text naming the address and the cause, or "" on success.
   std::string listen();

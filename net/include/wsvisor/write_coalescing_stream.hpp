@@ -13,6 +13,9 @@
 // peer's requests, whose replies are on the way); then everything accepted meanwhile
 // leaves in one call. What the socket does not take at once is written asynchronously.
 // Frames (data, ping, pong, close) keep their order because they all pass through here.
+// Under a next layer that encrypts (TLS, see transport_stream) the layer never writes
+// the socket itself: each flush hands what was accepted to that layer in one write, which
+// OpenSSL turns into as few records (16 KiB each) and system calls as it can.
 //
 // Bounds: past high_water bytes accepted and not yet written, a write is held until the
 // buffer drains, so a slow peer still backs writes up into the caller's own queue.
@@ -89,6 +92,23 @@ class stored_handler {
   };
   std::unique_ptr<base> impl_;
 };
+
+// Whether the layer may write to the socket itself, from the caller's buffers: not when
+// the next layer encrypts (a transport whose encrypted() says so), whose bytes must pass
+// through it.
+template <class Layer, class = void>
+struct reports_encryption : std::false_type {};
+template <class Layer>
+struct reports_encryption<Layer, std::void_t<decltype(std::declval<const Layer&>().encrypted())>>
+    : std::true_type {};
+template <class Layer>
+bool may_write_socket(const Layer& layer) {
+  if constexpr (reports_encryption<Layer>::value) {
+    return !layer.encrypted();
+  } else {
+    return true;
+  }
+}
 
 // Completes a read that passed through the layer: notes that no read waits on the
 // socket any more, then calls the reader's handler, whose executor, allocator and
@@ -242,19 +262,24 @@ class write_coalescing_stream {
         // A reader waiting on the socket has consumed every request it got, so nothing
         // else is on its way to join this write (a request/response peer): it goes now,
         // straight from the caller's buffers. Only what the socket does not take is
-        // copied, and written when the socket can take more.
+        // copied, and written when the socket can take more. Under TLS everything is
+        // copied and handed to the encrypting layer at once.
         ++flush_count;
-        boost::beast::error_code ec;
-        const std::size_t sent = send_now(buffers, ec);
-        if (ec) {
-          error = ec;
-          return complete(std::forward<Handler>(handler), error, 0);
+        if (detail::may_write_socket(next)) {
+          boost::beast::error_code ec;
+          const std::size_t sent = send_now(buffers, ec);
+          if (ec) {
+            error = ec;
+            return complete(std::forward<Handler>(handler), error, 0);
+          }
+          if (sent == size)
+            return complete(std::forward<Handler>(handler), boost::beast::error_code{}, size);
+          boost::beast::buffers_suffix<ConstBufferSequence> rest(buffers);
+          rest.consume(sent);
+          append(rest, size - sent);
+        } else {
+          append(buffers, size);
         }
-        if (sent == size)
-          return complete(std::forward<Handler>(handler), boost::beast::error_code{}, size);
-        boost::beast::buffers_suffix<ConstBufferSequence> rest(buffers);
-        rest.consume(sent);
-        append(rest, size - sent);
         write_pending();
       } else {
         append(buffers, size);
@@ -345,6 +370,7 @@ class write_coalescing_stream {
     // goes by async_write.
     void flush() {
       ++flush_count;
+      if (!detail::may_write_socket(next)) return write_pending();  // TLS: one record per 16 KiB
       boost::beast::error_code ec;
       const std::size_t sent = send_now(boost::asio::buffer(pending), ec);
       if (!ec && sent < pending.size()) {
