@@ -19,7 +19,11 @@
 #                        The kernel (about half of an echo's cost) is not counted.
 #
 # Environment: WORKLOADS ("SIZE:IN_FLIGHT:CONNECTIONS ...", default "64:1:100 64:1:1000"),
-# ROUNDS (3), DURATION (seconds per measurement: 4; callgrind 10).
+# ROUNDS (3), DURATION (seconds per measurement: 4; callgrind 10). TLS=1: every server
+# speaks TLS with a self-signed certificate made here, "beast" is raw Beast over
+# beast::ssl_stream (bench/out/bin/beast_tls_echo: bench/servers/beast_echo.cpp with
+# -DBEAST_ECHO_TLS=1, compiled here if missing), and the
+# client is `wsload echo --tls on`.
 set -uo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,6 +41,22 @@ source "$BENCH_DIR/common.sh"  # WSVISOR_COMMON, wait_listening
 WSVISOR_ARGS=("${WSVISOR_COMMON[@]}" --set limits.soft_connections=20000
   --set server.handshake_timeout=60s)
 
+TLS=${TLS:-0}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+TLS_SERVER_ARGS=() TLS_CLIENT_ARGS=()
+if [[ $TLS == 1 ]]; then
+  BEAST=$BENCH_DIR/out/bin/beast_tls_echo
+  if [[ ! -x $BEAST || $BEAST -ot $BENCH_DIR/servers/beast_echo.cpp ]]; then
+    mkdir -p "$BENCH_DIR/out/bin"
+    g++ -std=c++17 -O2 -DNDEBUG -DBEAST_ECHO_TLS=1 -o "$BEAST" "$BENCH_DIR/servers/beast_echo.cpp" \
+      -pthread -lssl -lcrypto || { echo "beast_tls_echo did not build" >&2; exit 2; }
+  fi
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null || { echo "openssl req failed" >&2; exit 2; }
+  TLS_SERVER_ARGS=(--set "server.tls_cert_file=$WORK/cert.pem" --set "server.tls_key_file=$WORK/key.pem")
+  TLS_CLIENT_ARGS=(--tls on)
+fi
 [[ -x $BEAST ]] || { echo "no $BEAST: run \`make bench\` once (it builds the peers)" >&2; exit 2; }
 [[ -x $WSLOAD ]] || { echo "no $WSLOAD: build first (\`make build\`)" >&2; exit 2; }
 command -v taskset >/dev/null || { echo "taskset is missing (util-linux)" >&2; exit 2; }
@@ -49,16 +69,16 @@ for arg in "$@"; do
   NAMES+=("$name")
 done
 ulimit -n 20000 2>/dev/null || true
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
 
 server_command() {  # name port -> the command line
-  if [[ $1 == beast ]]; then echo "$BEAST $2 1"; else echo "${BINARY[$1]} --set server.port=$2 ${WSVISOR_ARGS[*]}"; fi
+  if [[ $1 == beast && $TLS == 1 ]]; then echo "$BEAST $2 $WORK/cert.pem $WORK/key.pem 1"
+  elif [[ $1 == beast ]]; then echo "$BEAST $2 1"
+  else echo "${BINARY[$1]} --set server.port=$2 ${WSVISOR_ARGS[*]} ${TLS_SERVER_ARGS[*]}"; fi
 }
 
 run_client() {  # port size in_flight connections -> JSON on stdout
   taskset -c 1 "$WSLOAD" echo --port "$1" --size "$2" --in-flight "$3" --connections "$4" \
-    --duration "$DURATION" --warmup 1 2>/dev/null
+    --duration "$DURATION" --warmup 1 "${TLS_CLIENT_ARGS[@]}" 2>/dev/null
 }
 
 field() {  # json-file python-expression-of-d
@@ -103,7 +123,7 @@ measure_callgrind() {  # name size k conns
     "$2" "$3" "$4" "$1" $((instructions / messages)) "$messages"
 }
 
-echo "# $(date -u '+%F %H:%M UTC'), $(nproc) cores, MODE=$MODE DURATION=$DURATION"
+echo "# $(date -u '+%F %H:%M UTC'), $(nproc) cores, MODE=$MODE DURATION=$DURATION TLS=$TLS"
 for workload in $WORKLOADS; do
   IFS=: read -r size in_flight connections <<<"$workload"
   if [[ $MODE == callgrind ]]; then

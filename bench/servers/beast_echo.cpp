@@ -7,11 +7,22 @@
 //   beast_echo PORT [THREADS]
 //
 // Every path is accepted; permessage-deflate is off (Beast's default).
+//
+// Compiled with -DBEAST_ECHO_TLS=1 (and -lssl -lcrypto) it is the TLS ceiling instead
+// (bench/ab_echo.sh TLS=1): the websocket over beast::ssl_stream (Asio's ssl::stream
+// behind Beast's flat_stream), as in Beast's websocket_server_async_ssl example, TLS 1.2+:
+//
+//   beast_tls_echo PORT CERT_FILE KEY_FILE [THREADS]
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
+#if BEAST_ECHO_TLS
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -28,9 +39,21 @@ using tcp = net::ip::tcp;
 
 namespace {
 
+#if BEAST_ECHO_TLS
+using socket_stream = beast::ssl_stream<beast::tcp_stream>;
+using tls_context = net::ssl::context;
+#else
+using socket_stream = beast::tcp_stream;
+struct tls_context {};  // none
+#endif
+
 class session : public std::enable_shared_from_this<session> {
  public:
-  explicit session(tcp::socket&& socket) : ws_(std::move(socket)) {}
+#if BEAST_ECHO_TLS
+  session(tcp::socket&& socket, tls_context& context) : ws_(std::move(socket), context) {}
+#else
+  session(tcp::socket&& socket, tls_context&) : ws_(std::move(socket)) {}
+#endif
 
   void run() {
     net::dispatch(ws_.get_executor(),
@@ -39,6 +62,19 @@ class session : public std::enable_shared_from_this<session> {
 
  private:
   void on_run() {
+#if BEAST_ECHO_TLS
+    // As Beast's websocket_server_async_ssl example: 30 s for the TLS handshake first.
+    beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(30));
+    ws_.next_layer().async_handshake(net::ssl::stream_base::server,
+                                     [self = shared_from_this()](beast::error_code ec) {
+                                       if (ec) return;
+                                       beast::get_lowest_layer(self->ws_).expires_never();
+                                       self->on_tls_ready();
+                                     });
+  }
+
+  void on_tls_ready() {
+#endif
     // As Beast's own websocket_server_async example: suggested server timeouts
     // (handshake 30 s, idle 300 s, no keep-alive pings).
     ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
@@ -67,14 +103,14 @@ class session : public std::enable_shared_from_this<session> {
     do_read();
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<socket_stream> ws_;
   beast::flat_buffer buffer_;
 };
 
 class listener : public std::enable_shared_from_this<listener> {
  public:
-  listener(net::io_context& ioc, tcp::endpoint endpoint, bool strands)
-      : ioc_(ioc), acceptor_(ioc), strands_(strands) {
+  listener(net::io_context& ioc, tcp::endpoint endpoint, bool strands, tls_context& context)
+      : ioc_(ioc), acceptor_(ioc), strands_(strands), context_(context) {
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(net::socket_base::reuse_address(true));
     acceptor_.bind(endpoint);
@@ -93,7 +129,7 @@ class listener : public std::enable_shared_from_this<listener> {
 
   void on_accept(beast::error_code ec, tcp::socket socket) {
     if (!ec) {
-      std::make_shared<session>(std::move(socket))->run();
+      std::make_shared<session>(std::move(socket), context_)->run();
     } else if (ec == net::error::no_descriptors) {
       // Out of file descriptors: back off briefly instead of spinning.
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -104,21 +140,36 @@ class listener : public std::enable_shared_from_this<listener> {
   net::io_context& ioc_;
   tcp::acceptor acceptor_;
   const bool strands_;
+  tls_context& context_;
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
+#if BEAST_ECHO_TLS
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: beast_tls_echo PORT CERT_FILE KEY_FILE [THREADS]\n");
+    return 2;
+  }
+  tls_context context(net::ssl::context::tls_server);
+  SSL_CTX_set_min_proto_version(context.native_handle(), TLS1_2_VERSION);
+  context.use_certificate_chain_file(argv[2]);
+  context.use_private_key_file(argv[3], net::ssl::context::pem);
+  const int threads_arg = 4;
+#else
   if (argc < 2) {
     std::fprintf(stderr, "usage: beast_echo PORT [THREADS]\n");
     return 2;
   }
+  tls_context context;
+  const int threads_arg = 2;
+#endif
   const auto port = static_cast<unsigned short>(std::atoi(argv[1]));
-  const int threads = argc > 2 ? std::max(1, std::atoi(argv[2])) : 1;
+  const int threads = argc > threads_arg ? std::max(1, std::atoi(argv[threads_arg])) : 1;
 
   net::io_context ioc{threads};
   std::make_shared<listener>(ioc, tcp::endpoint{net::ip::make_address("127.0.0.1"), port},
-                             threads > 1)
+                             threads > 1, context)
       ->run();
 
   net::signal_set signals(ioc, SIGINT, SIGTERM);

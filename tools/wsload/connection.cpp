@@ -73,19 +73,50 @@ void async_open_tcp(beast::tcp_stream& stream, Runner& runner,
                        });
 }
 
+namespace {
+
+// One client context for every connection: no verification (wsload measures a server
+// of one's own, often with a self-signed certificate), TLS 1.2 and up.
+std::shared_ptr<asio::ssl::context> client_tls_context() {
+  static const auto context = [] {
+    auto made = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+    made->set_verify_mode(asio::ssl::verify_none);
+    return made;
+  }();
+  return context;
+}
+
+// The upgrade, on a connected (and maybe TLS) stream.
+void upgrade(WsStream& ws, const Runner& runner, websocket::response_type& response,
+             std::function<void(OpenResult)> done) {
+  ws.async_handshake(response, runner.options().host_header(), runner.options().path,
+                     [&response, done = std::move(done)](boost::system::error_code ec) {
+                       OpenResult result{ec, ec ? "handshake" : "", 0};
+                       if (ec == websocket::error::upgrade_declined) {
+                         result.status = static_cast<int>(response.result_int());
+                       }
+                       done(result);
+                     });
+}
+
+}  // namespace
+
 void async_open_websocket(WsStream& ws, Runner& runner, websocket::response_type& response,
                           std::function<void(OpenResult)> done) {
   auto& stream = beast::get_lowest_layer(ws);
   async_open_tcp(stream, runner, [&ws, &runner, &response, done = std::move(done)](auto ec) {
     if (ec) return done({ec, "connect", 0});
-    ws.async_handshake(response, runner.options().host_header(), runner.options().path,
-                       [&response, done](boost::system::error_code ec) {
-                         OpenResult result{ec, ec ? "handshake" : "", 0};
-                         if (ec == websocket::error::upgrade_declined) {
-                           result.status = static_cast<int>(response.result_int());
-                         }
-                         done(result);
-                       });
+    if (!runner.options().tls) return upgrade(ws, runner, response, std::move(done));
+    auto& transport = ws.next_layer().next_layer();
+    transport.start_tls(client_tls_context());
+    transport.next_layer().expires_after(to_duration(runner.options().handshake_timeout_s));
+    transport.async_handshake(
+        asio::ssl::stream_base::client,
+        [&ws, &runner, &response, done = std::move(done)](boost::system::error_code ec) mutable {
+          ws.next_layer().next_layer().next_layer().expires_never();
+          if (ec) return done({ec, "tls", 0});
+          upgrade(ws, runner, response, std::move(done));
+        });
   });
 }
 

@@ -11,6 +11,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/websocket/stream.hpp>
 
+#include "wsvisor/transport_stream.hpp"
 #include "wsvisor/write_coalescing_stream.hpp"
 
 #include <cstdint>
@@ -26,7 +27,8 @@ using tcp = boost::asio::ip::tcp;
 using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
 // Writes queued while one is in flight leave in one system call, as a pipelining client
 // sends them: with --in-flight K the K messages do not cost K sendmsg calls.
-using WsStream = websocket::stream<wsvisor::write_coalescing_stream<beast::tcp_stream>>;
+// Plain TCP, or TLS over it with --tls on (async_open_websocket starts it).
+using WsStream = websocket::stream<wsvisor::write_coalescing_stream<wsvisor::transport_stream>>;
 
 // "phase: message", the key under which errors are counted.
 std::string describe(const std::string& phase, const boost::system::error_code& ec);
@@ -47,7 +49,8 @@ struct OpenResult {
   bool refused() const { return status != 0 && status != 101; }
 };
 
-// TCP connect (bounded by --handshake-timeout) then the Beast upgrade. The stream and
+// TCP connect (bounded by --handshake-timeout), the TLS handshake with --tls on, then
+// the Beast upgrade. The stream and
 // response must outlive the operation (the caller's session owns them).
 void async_open_websocket(WsStream& ws, Runner& runner, websocket::response_type& response,
                           std::function<void(OpenResult)> done);

@@ -117,6 +117,14 @@ const std::vector<Flag>& flags() {
        }},
       {"--subprotocol", "NAME", "offer this Sec-WebSocket-Protocol",
        [](Options& o, const std::string& v) { o.subprotocol = v; }},
+      {"--tls", "on|off",
+       "every mode that upgrades (echo, connect, storm, hold, subscribe, publish, reconnect): "
+       "wss, TLS before the upgrade; the server's certificate is not verified (a load test "
+       "of one's own server) (off)",
+       [](Options& o, const std::string& v) {
+         if (v != "on" && v != "off") throw BadValue("expected on or off");
+         o.tls = v == "on";
+       }},
       {"--source-addrs", "A,B,...",
        "bind client sockets round-robin to these loopback addresses (e.g. "
        "127.0.0.1,127.0.0.2) so that more than ~28k connections reach one port",
@@ -539,6 +547,13 @@ ParseResult parse_options(int argc, char** argv) {
       result.error = *error;
       return result;
     }
+  }
+  if (options.tls &&
+      (options.mode == "zombie" || options.mode == "slow" || options.mode == "slowloris")) {
+    result.error = "--tls: mode " + options.mode +
+                   " writes raw bytes over TCP and has no TLS; drop --tls, or test the TLS "
+                   "handshake's own deadline with the server's e2e tests";
+    return result;
   }
   if (options.mode == "reconnect") {
     if (auto error = check_reconnect(options)) {

@@ -26,6 +26,7 @@ struct Options {
   std::string path = "/ws";
   Headers headers;
   std::string subprotocol;
+  bool tls = false;  // wss: TLS before the upgrade (the certificate is not verified)
   std::vector<boost::asio::ip::address> source_addrs;
 
   // Time bounds: the soft stop ends the load, the hard deadline ends the process' I/O.
