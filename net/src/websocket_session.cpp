@@ -7,6 +7,7 @@
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/error.hpp>
+#include <boost/beast/zlib/error.hpp>
 #include <boost/container/small_vector.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
@@ -23,6 +24,8 @@
 #include "http_responses.hpp"
 #include "wsvisor/auth.hpp"
 #include "wsvisor/connection_messages.hpp"
+#include "wsvisor/frame_header.hpp"
+#include "wsvisor/permessage_deflate.hpp"
 
 namespace wsvisor {
 
@@ -159,13 +162,30 @@ void websocket_session::on_admission(admission_decision decision) {
   ws_.set_option(timeouts);
   ws_.read_message_max(config.server.max_message_bytes);
   ws_.auto_fragment(false);
+  if (config.server.compression) {
+    // Beast negotiates (RFC 7692 as the contract asks: the client's terms within the
+    // caps) and inflates what it reads, within read_message_max, so a bomb is closed
+    // 1009 before it inflates past max_message_bytes; the session deflates what it
+    // frames (compress()), with no context takeover, which the server may always ask.
+    websocket::permessage_deflate deflate;
+    deflate.server_enable = true;
+    deflate.server_no_context_takeover = true;
+    deflate.server_max_window_bits = static_cast<int>(config.server.compression_window_bits);
+    deflate.client_max_window_bits = static_cast<int>(config.server.compression_window_bits);
+    deflate.memLevel = static_cast<int>(config.server.compression_mem_level);
+    ws_.set_option(deflate);
+  }
   // The connect hook's choice (one the client offered), else the server's own.
   const std::string subprotocol =
       decision.subprotocol.empty() ? select_subprotocol(*upgrade_) : decision.subprotocol;
+  // Beast decorates after it has negotiated the extensions: the answer tells whether
+  // this connection compresses (the session is alive while Beast accepts).
   ws_.set_option(
-      websocket::stream_base::decorator([subprotocol](websocket::response_type& response) {
+      websocket::stream_base::decorator([this, subprotocol](websocket::response_type& response) {
         response.set(http::field::server, "wsvisor");
         if (!subprotocol.empty()) response.set(http::field::sec_websocket_protocol, subprotocol);
+        const auto extensions = response[http::field::sec_websocket_extensions];
+        compressing_ = extensions.find("permessage-deflate") != beast::string_view::npos;
       }));
   ws_.control_callback([this](websocket::frame_type, beast::string_view) {
     // Pings, pongs and closes all prove the peer is alive (heartbeat).
@@ -269,6 +289,12 @@ void websocket_session::on_read(beast::error_code ec, std::size_t) {
       record(close_reason::protocol_error, 1007);  // invalid UTF-8: Beast sent 1007
     } else if (ec == websocket::condition::protocol_violation) {
       record(close_reason::protocol_error, 1002);
+    } else if (ec.category() ==
+               beast::zlib::make_error_code(beast::zlib::error::general).category()) {
+      // A compressed message that does not inflate (RFC 7692 8: fail the connection).
+      // Beast stops without a close frame; the client is told why before TCP closes.
+      record(close_reason::protocol_error, 1007);
+      return fail_with_close(1007, "invalid compressed data");
     } else {
       record(close_reason::client, 1006);  // vanished: EOF or reset, no close frame
     }
@@ -354,6 +380,18 @@ void websocket_session::send_shared(shared_payload payload, bool text) {
             });
 }
 
+void websocket_session::compress(outbound& message) const {
+  const auto& server = state_->config.server;
+  const bool text = message.header.text();
+  outbound compressed(
+      deflate_message(message.payload(), static_cast<int>(server.compression_window_bits),
+                      static_cast<int>(server.compression_mem_level)),
+      text, /*compressed=*/true);
+  compressed.heartbeat = message.heartbeat;
+  compressed.release_ms = message.release_ms;
+  message = std::move(compressed);
+}
+
 void websocket_session::enqueue(outbound&& message, bool corked) {
   if (phase_ != phase::open) return;  // closing: nothing more goes out
   if (fault_) {
@@ -371,6 +409,8 @@ void websocket_session::enqueue(outbound&& message, bool corked) {
       message.release_ms = static_cast<uint32_t>(elapsed_ms + hold_ms);
     }
   }
+  if (compressing_ && message.payload().size() >= state_->config.server.compression_threshold)
+    compress(message);
   const auto size = message.payload().size();
   const auto backlog = queued_bytes_.load();
   // The backlog is what counts: one message (up to max_message_bytes, which may be
@@ -563,6 +603,30 @@ void websocket_session::on_close_held() {
   deadline().async_wait([self = shared_from_this()](beast::error_code ec) {
     if (!ec) self->release_close();
   });
+}
+
+void websocket_session::fail_with_close(uint16_t code, std::string_view reason) {
+  // Beast has given the connection up: the close frame goes under it, then TCP closes.
+  auto frame = std::make_shared<std::string>();
+  frame->push_back('\x88');
+  frame->push_back(static_cast<char>(2 + reason.size()));
+  frame->push_back(static_cast<char>(code >> 8));
+  frame->push_back(static_cast<char>(code & 0xff));
+  frame->append(reason);
+  phase_ = phase::closing;
+  public_phase_ = 2;
+  deadline().expires_after(state_->config.janitor.close_timeout);
+  deadline().async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec) self->finish();
+  });
+  // Accepted is not yet written: the layer's teardown waits until it is, then shuts
+  // the transport down (close_timeout bounds a peer that never ends it).
+  ws_.next_layer().async_write_some(
+      net::buffer(*frame), [self = shared_from_this(), frame](beast::error_code ec, std::size_t) {
+        if (ec) return self->finish();
+        async_teardown(beast::role_type::server, self->ws_.next_layer(),
+                       [self](beast::error_code) { self->finish(); });
+      });
 }
 
 void websocket_session::release_close() {

@@ -65,8 +65,8 @@ class websocket_session final : public session_port,
   // Its bytes are its own (a reply, an echo) or shared with other recipients (a hub
   // publication, framed once for all of them).
   struct outbound {
-    outbound(std::string&& bytes, bool text)
-        : owned(std::move(bytes)), header(text, owned.size(), /*masked=*/false) {}
+    outbound(std::string&& bytes, bool text, bool compressed = false)
+        : owned(std::move(bytes)), header(text, owned.size(), /*masked=*/false, compressed) {}
     outbound(shared_payload bytes, bool text)
         : shared(std::move(bytes)), header(text, shared->size(), /*masked=*/false) {}
     const std::string& payload() const { return shared ? *shared : owned; }
@@ -107,6 +107,9 @@ class websocket_session final : public session_port,
   // send() and send_shared(), on the executor. `corked`: the write waits for the end of
   // the current handler (see send_shared).
   void enqueue(outbound&& message, bool corked = false);
+  // permessage-deflate was negotiated and the message is large enough: its payload
+  // becomes the compressed one (owned, even when it was shared), RSV1 set.
+  void compress(outbound& message) const;
   void do_write();
   // Corked frames (send_shared) are written at the end of the current handler: with one
   // io thread, by one handler for every corked session (server_state::corked_sessions);
@@ -125,6 +128,9 @@ class websocket_session final : public session_port,
   void reset_now();
   double next_random();
   void begin_close();
+  // Beast failed the connection without a close frame of its own (a compressed message
+  // that does not inflate): this one (reason under 124 bytes), then finish().
+  void fail_with_close(uint16_t code, std::string_view reason);
   void on_close_held();  // Beast wrote a close of its own (see write_coalescing_stream)
   void release_close();
   void finish();  // closes TCP and tells the actor; idempotent
@@ -173,6 +179,7 @@ class websocket_session final : public session_port,
   bool flush_posted_ = false;   // a corked write is due at the end of the current handler
   std::size_t batch_size_ = 0;  // messages at the queue's front being written
   bool close_sent_ = false;
+  bool compressing_ = false;  // the 101 accepted permessage-deflate (server.compression)
   bool ping_in_flight_ = false;
   // The peer's input ended (its close, or a protocol error) and Beast's close frame is
   // held until the actor has handled what was read before it (input_handled).

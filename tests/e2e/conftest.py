@@ -118,6 +118,15 @@ def nofile_limit():
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def rss_kib(pid):
+    """A process's resident set size, in KiB (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
 # ------------------------------------------------------------------------- ports
 
 def free_port():
@@ -629,6 +638,7 @@ class RawWs:
         self._need(pos + n, deadline)
         payload = self.buf[pos:pos + n]
         self.buf = self.buf[pos + n:]
+        self.last_rsv = b0 & 0x70  # RSV1 (0x40): a permessage-deflate message
         return bool(b0 & 0x80), b0 & 0x0F, payload
 
     def read_close(self, timeout=5.0):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from admin_helpers import ADMIN_ENV, TOKEN, bearer
-from conftest import HOST, http_get, scrape, wait_metric, wait_until
+from conftest import HOST, http_get, rss_kib, scrape, wait_metric, wait_until
 
 
 # Under AddressSanitizer the server's RSS follows the connection churn, not the stream:
@@ -47,14 +47,6 @@ def read_events(port, seconds, token=TOKEN, limit=200):
         if "event" in fields:
             events.append((fields["event"], json.loads(fields["data"])))
     return head.decode(), events[:limit]
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def test_page_and_assets_need_no_bearer_but_the_feed_does(server_factory):

@@ -2158,9 +2158,10 @@ TEST_CASE("config/wsvisor.toml documents exactly the built-in defaults") {
   }
   // The keys of CONTRACT sections 2, 11, 12 and 13 (hub.namespaces, printed as tables of
   // its own, is none of these lines), section 14's cluster keys, section 16's TLS keys
-  // (server.tls_cert_file, server.tls_key_file, admin.tls, api.tls) and
+  // (server.tls_cert_file, server.tls_key_file, admin.tls, api.tls) and compression keys
+  // (server.compression, _threshold, _window_bits, _mem_level), and
   // auth.allow_weak_secret.
-  CHECK(rendered.size() == 112);
+  CHECK(rendered.size() == 116);
 }
 
 TEST_CASE("command line: --help, --version, --check-config and running") {

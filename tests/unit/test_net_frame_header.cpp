@@ -40,3 +40,10 @@ TEST_CASE("a client's frame sets the mask bit in every length form") {
   CHECK(frame_header(true, 300, true).bytes[1] == (0x80 | 126));
   CHECK(frame_header(true, 70000, true).bytes[1] == (0x80 | 127));
 }
+
+TEST_CASE("RSV1 marks a compressed message (permessage-deflate)") {
+  CHECK(bytes_of(frame_header(true, 3, false, true)) == std::vector<int>{0xC1, 3});
+  CHECK(bytes_of(frame_header(false, 3, true, true)) == std::vector<int>{0xC2, 0x83});
+  CHECK(frame_header(true, 3, false, true).text());
+  CHECK_FALSE(frame_header(false, 3, false, true).text());
+}

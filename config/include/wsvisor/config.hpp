@@ -29,6 +29,11 @@ struct server_settings {
   // TLS on the main port (CONTRACT 16): PEM files, both or neither ("" = plain).
   std::string tls_cert_file;
   std::string tls_key_file;
+  // permessage-deflate (CONTRACT 16, RFC 7692): negotiated when a client offers it.
+  bool compression = false;
+  uint64_t compression_threshold = 256;   // smaller messages go uncompressed
+  unsigned compression_window_bits = 15;  // 9..15: caps both directions' LZ77 window
+  unsigned compression_mem_level = 8;     // 1..9: the deflater's hash memory
 };
 
 struct auth_settings {

@@ -50,7 +50,9 @@ class metrics {
   // wsvisor_bytes_received_total / wsvisor_bytes_sent_total, in bytes: the payload of
   // text and binary messages (unmasked; no frame headers, no control frames), counted
   // beside messages_received() and messages_sent(): Increment(payload size) where
-  // those count the message, so bytes / messages is the mean message size.
+  // those count the message, so bytes / messages is the mean message size. With
+  // permessage-deflate, received counts the inflated payload (what the application got)
+  // and sent the compressed one (what was written).
   prometheus::Counter& bytes_received();
   prometheus::Counter& bytes_sent();
 

@@ -14,8 +14,9 @@ struct frame_header {
   std::array<std::uint8_t, 10> bytes;
   std::uint8_t size;  // 2, 4 or 10
 
-  frame_header(bool text, std::uint64_t payload_size, bool masked) {
-    bytes[0] = 0x80 | (text ? 0x1 : 0x2);
+  // `compressed`: RSV1, the payload is a permessage-deflate message (RFC 7692 6).
+  frame_header(bool text, std::uint64_t payload_size, bool masked, bool compressed = false) {
+    bytes[0] = 0x80 | (compressed ? 0x40 : 0x00) | (text ? 0x1 : 0x2);
     const std::uint8_t mask_bit = masked ? 0x80 : 0x00;
     if (payload_size < 126) {
       bytes[1] = static_cast<std::uint8_t>(mask_bit | payload_size);
@@ -34,6 +35,7 @@ struct frame_header {
   }
 
   const char* data() const noexcept { return reinterpret_cast<const char*>(bytes.data()); }
+  bool text() const noexcept { return (bytes[0] & 0x0f) == 0x1; }
 };
 
 }  // namespace wsvisor
