@@ -1,6 +1,7 @@
 #include "connection.hpp"
 
 #include "wsvisor/frame_header.hpp"
+#include "wsvisor/permessage_deflate.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/read_until.hpp>
@@ -57,6 +58,14 @@ void configure_websocket(WsStream& ws, const Options& options, const Headers& ex
   timeouts.keep_alive_pings = false;
   ws.set_option(timeouts);
   ws.read_message_max(64u << 20);
+  if (options.compression) {
+    // Each message is compressed on its own (append_masked_frame), which is what
+    // client_no_context_takeover promises; the server's replies are inflated by Beast.
+    websocket::permessage_deflate deflate;
+    deflate.client_enable = true;
+    deflate.client_no_context_takeover = true;
+    ws.set_option(deflate);
+  }
 }
 
 void async_open_tcp(beast::tcp_stream& stream, Runner& runner,
@@ -346,8 +355,30 @@ DrainResult drain_socket(int fd, FrameScanner& scanner, int idle_wait_ms, double
   return {probe_tcp_state(fd), true};
 }
 
+namespace {
+
+// JSON-like text of exactly `size` bytes: records with repeated field names and
+// numbers that depend on (stream, sequence), so every message differs and compresses as
+// an API's payload does.
+void fill_json_payload(std::string& out, std::uint64_t stream_id, std::uint64_t sequence,
+                       std::size_t size) {
+  out.clear();
+  out += "{\"stream\":" + std::to_string(stream_id) + ",\"seq\":" + std::to_string(sequence) +
+         ",\"items\":[";
+  for (std::uint64_t i = 0; out.size() < size; ++i) {
+    const std::uint64_t n = (sequence * 7919 + i * 104729 + stream_id) % 100000;
+    out += "{\"id\":" + std::to_string(i) + ",\"name\":\"item-" + std::to_string(n % 977) +
+           "\",\"price\":" + std::to_string(n / 100) + "." + std::to_string(n % 100) +
+           ",\"in_stock\":" + (n % 3 ? "true" : "false") + "},";
+  }
+  out.resize(size);
+}
+
+}  // namespace
+
 void fill_payload(std::string& out, std::uint64_t stream_id, std::uint64_t sequence,
-                  std::size_t size, bool binary) {
+                  std::size_t size, bool binary, bool json) {
+  if (json) return fill_json_payload(out, stream_id, sequence, size);
   out.resize(size);
   // splitmix64 over (stream, sequence): cheap, and every message differs, so an echo
   // that comes back out of order or corrupted is caught.
@@ -367,10 +398,13 @@ void fill_payload(std::string& out, std::uint64_t stream_id, std::uint64_t seque
   }
 }
 
-void append_masked_frame(std::string& out, const std::string& payload, bool binary,
-                         std::uint64_t salt) {
+void append_masked_frame(std::string& out, const std::string& uncompressed, bool binary,
+                         std::uint64_t salt, bool compress) {
+  // Window 15 and memLevel 8, zlib's defaults (the server's window is its own to cap).
+  const std::string compressed = compress ? wsvisor::deflate_message(uncompressed, 15, 8) : "";
+  const std::string& payload = compress ? compressed : uncompressed;
   const std::size_t size = payload.size();
-  const wsvisor::frame_header header(!binary, size, /*masked=*/true);
+  const wsvisor::frame_header header(!binary, size, /*masked=*/true, compress);
   out.append(header.data(), header.size);
   std::uint64_t mixed = (salt + 0x9E3779B97F4A7C15ull) * 0xBF58476D1CE4E5B9ull;
   char key[4];

@@ -125,13 +125,15 @@ DrainResult drain_socket(int fd, FrameScanner& scanner, int idle_wait_ms, double
                          std::uint64_t max_bytes);
 
 // Appends one whole client data frame: FIN, text or binary, masked with a key derived
-// from `salt` (RFC 6455 section 5.3; the key only has to vary, not be secret).
+// from `salt` (RFC 6455 section 5.3; the key only has to vary, not be secret). With
+// `compress`, the payload goes deflated, RSV1 set (permessage-deflate, negotiated).
 void append_masked_frame(std::string& out, const std::string& payload, bool binary,
-                         std::uint64_t salt);
+                         std::uint64_t salt, bool compress = false);
 
 // Bytes of a deterministic message: the echo mode regenerates it to check the echo.
+// `json`: JSON-like text (--payload json), else random letters or bytes.
 void fill_payload(std::string& out, std::uint64_t stream_id, std::uint64_t sequence,
-                  std::size_t size, bool binary);
+                  std::size_t size, bool binary, bool json = false);
 
 Clock::duration to_duration(double seconds);
 

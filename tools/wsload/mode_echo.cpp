@@ -96,8 +96,9 @@ class EchoSession : public std::enable_shared_from_this<EchoSession> {
     batch_ = 0;
     const auto now = Clock::now();
     while (in_flight() < std::uint64_t(options_.in_flight)) {
-      fill_payload(payload_, id_, next_send_, options_.size, options_.binary);
-      append_masked_frame(outgoing_, payload_, options_.binary, next_send_);
+      fill_payload(payload_, id_, next_send_, options_.size, options_.binary,
+                   options_.json_payload);
+      append_masked_frame(outgoing_, payload_, options_.binary, next_send_, options_.compression);
       sent_at_.push_back(now);
       ++next_send_;
       ++batch_;
@@ -130,7 +131,8 @@ class EchoSession : public std::enable_shared_from_this<EchoSession> {
     }
     auto latency = Clock::now() - sent_at_.front();
     sent_at_.pop_front();
-    fill_payload(expected_, id_, next_receive_, options_.size, options_.binary);
+    fill_payload(expected_, id_, next_receive_, options_.size, options_.binary,
+                 options_.json_payload);
     ++next_receive_;
     bool same = ws_.got_binary() == options_.binary && incoming_.size() == expected_.size() &&
                 std::memcmp(incoming_.data().data(), expected_.data(), expected_.size()) == 0;

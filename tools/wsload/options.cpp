@@ -156,6 +156,20 @@ const std::vector<Flag>& flags() {
        [](Options& o, const std::string& v) { o.size = to_uint(v, 1, 64u << 20); }},
       {"--binary", "", "echo, slow: send binary messages instead of text",
        [](Options& o, const std::string&) { o.binary = true; }},
+      {"--compression", "on|off",
+       "echo: offer permessage-deflate (RFC 7692, client_no_context_takeover) and send every "
+       "message compressed (off)",
+       [](Options& o, const std::string& v) {
+         if (v != "on" && v != "off") throw BadValue("expected on or off");
+         o.compression = v == "on";
+       }},
+      {"--payload", "random|json",
+       "echo: random letters (every message differs; compresses poorly) or JSON-like text "
+       "(records with field names and numbers, as an API sends; compresses well) (random)",
+       [](Options& o, const std::string& v) {
+         if (v != "random" && v != "json") throw BadValue("expected random or json");
+         o.json_payload = v == "json";
+       }},
       {"--count", "N",
        "connect: stop after N attempts; publish: after N publications (0 = only the duration "
        "bounds it)",
@@ -553,6 +567,14 @@ ParseResult parse_options(int argc, char** argv) {
     result.error = "--tls: mode " + options.mode +
                    " writes raw bytes over TCP and has no TLS; drop --tls, or test the TLS "
                    "handshake's own deadline with the server's e2e tests";
+    return result;
+  }
+  if ((options.compression || options.json_payload) && options.mode != "echo") {
+    result.error = "--compression and --payload are for echo only";
+    return result;
+  }
+  if (options.json_payload && options.binary) {
+    result.error = "--payload json sends text: drop --binary";
     return result;
   }
   if (options.mode == "reconnect") {

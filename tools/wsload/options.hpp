@@ -40,6 +40,10 @@ struct Options {
   int in_flight = 1;
   std::size_t size = 64;
   bool binary = false;
+  // echo: permessage-deflate offered (client_no_context_takeover) and every message sent
+  // compressed; replies inflated by Beast.
+  bool compression = false;
+  bool json_payload = false;  // echo: JSON-like text (compressible) instead of random letters
   std::uint64_t count = 0;
   std::uint64_t cycles = 1000;
   int concurrency = 50;
