@@ -839,8 +839,12 @@ class hub_application final : public application {
       const auto& d = disconnect->as_object();
       const auto* code = d.if_contains("code");
       const auto* reason = d.if_contains("reason");
-      const uint16_t close_code =
-          code && code->is_int64() ? static_cast<uint16_t>(code->as_int64()) : 3503;
+      // Centrifugo's custom disconnect codes are 3000-4999; anything else (a reserved
+      // 1005, a 70000 that would wrap) is the default force-disconnect instead.
+      const bool custom =
+          code && code->is_int64() && code->as_int64() >= 3000 && code->as_int64() <= 4999;
+      const uint16_t close_code = custom ? static_cast<uint16_t>(code->as_int64())
+                                         : hub::disconnect_force_no_reconnect.code;
       c.port->close(close_code,
                     reason && reason->is_string() ? std::string(reason->as_string()) : "",
                     close_reason::application);

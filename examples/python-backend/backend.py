@@ -671,6 +671,9 @@ DEFAULT_CONTROL_CONFIG = {
     "connect_user_bad_utf8": False,  # /connect admits everyone as a user that is not UTF-8
     "connect_meta_bytes": 0,  # /connect's meta is padded to this many bytes of JSON
     "connect_bad_json": False,  # /connect answers 200 with a body that is not JSON
+    # /centrifugo/rpc answers {"disconnect":{"code":N,"reason":...}} (0 = its normal answer):
+    # a backend that asks for a close code no close frame may carry.
+    "rpc_disconnect_code": 0,
 }
 GARBAGE = b"this is not HTTP\x00\xff\xfe\r\n\r\n"
 BAD_UTF8_USER = b'"bad-\xff\xfe-utf8"'
@@ -846,10 +849,17 @@ class TestControls:
             return scripted
         return lifecycle_event(backend, request)
 
+    def rpc(self, backend, request):
+        code = self.setting("rpc_disconnect_code")
+        if code and backend.token_ok(request, required=True):
+            return json_reply(200, {"disconnect": {"code": code, "reason": "asked by the test"}})
+        return rpc_proxy(backend, request)
+
     # ---- /control/*
 
     def routes(self):
         return {
+            "/centrifugo/rpc": {"POST": self.rpc},
             "/connect": {"POST": self.connect},
             "/ws/message": {"POST": self.message},
             "/events": {"POST": self.events},

@@ -758,7 +758,7 @@ def test_config_answers_the_whole_config(backend):
     assert set(config) == {"events_fail_ratio", "connect_delay_ms", "message_delay_ms",
                            "reply_garbage", "huge_reply_mb", "endless_chunked",
                            "connect_user_override", "connect_user_bad_utf8",
-                           "connect_meta_bytes", "connect_bad_json"}
+                           "connect_meta_bytes", "connect_bad_json", "rpc_disconnect_code"}
 
 
 def test_events_fail_ratio(backend):

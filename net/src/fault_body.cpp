@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "wsvisor/config.hpp"
+#include "wsvisor/frame_header.hpp"
 
 namespace wsvisor {
 
@@ -176,11 +177,6 @@ std::string read_client_parameters(const json::object& object, fault_request& fa
 }
 
 }  // namespace
-
-bool is_sendable_close_code(int64_t code) {
-  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1009) ||
-         (code >= 1011 && code <= 1014) || (code >= 3000 && code <= 4999);
-}
 
 std::variant<fault_request, std::string> parse_fault(const std::string& body) {
   boost::system::error_code ec;

@@ -13,8 +13,4 @@ namespace wsvisor {
 // A fault_request, or the text of the 400's {"error"}: which field, which values.
 std::variant<fault_request, std::string> parse_fault(const std::string& body);
 
-// Whether a server may send `code` in a close frame (RFC 6455 7.4: 1000-1003, 1007-1011
-// and the 1012-1014 IANA added; 3000-4999 for libraries and applications).
-bool is_sendable_close_code(int64_t code);
-
 }  // namespace wsvisor

@@ -534,6 +534,10 @@ std::string fitted_reason(std::string reason) {
 
 void websocket_session::close(uint16_t code, std::string reason, close_reason why) {
   reason = fitted_reason(std::move(reason));
+  // The last gate before the wire: a code from a backend's answer or an application
+  // that the RFC forbids on a close frame (1005, 1006, 0, 5000...) would make the
+  // client fail the connection with a protocol error instead; 1011 says what happened.
+  if (!is_sendable_close_code(code)) code = 1011;
   // Recorded at once: the actor may die before the session's executor runs the close.
   record(why, code);
   on_executor([self = shared_from_this(), code, reason = std::move(reason)]() mutable {

@@ -226,3 +226,23 @@ def test_the_proxy_request_carries_the_connection_tokens_meta(
     # No meta claim: no meta (or an empty one).
     bob = run.call("rpc", "bob", method="whoami", data={})["data"]
     assert bob.get("meta") in (None, {}), bob
+
+
+@pytest.mark.parametrize("asked,sent", [(4001, 4001), (1005, 3503), (70000, 3503), (2999, 3503)])
+def test_a_proxy_disconnect_with_a_code_no_close_frame_may_carry_closes_3503(
+        server_factory, tmp_path, backend, node, asked, sent):
+    # A backend's {"disconnect":{"code":1005}} once went on the wire as is (and 70000
+    # wrapped to 4464): the SDK saw a protocol error instead of the server's close.
+    srv = hub_with_rpc(server_factory, tmp_path, backend)
+    backend.configure(rpc_disconnect_code=asked)
+    run = node(srv, [client("alice")])
+    run.wait_event("connected", "alice")
+    since = run.mark()
+    run.command("rpc", "alice", method="echo", data={"x": 1})
+    left = run.wait(lambda e: e.get("client") == "alice" and
+                    e["event"] in ("disconnected", "connecting") and e.get("code"),
+                    what="alice to be disconnected", since=since)
+    assert left["code"] == sent, run.transcript()
+    # Closed by the application, with the code the SDK saw.
+    wait_metric(srv.port, lambda m: m.get("wsvisor_connections_closed_total",
+                                          reason="application") == 1, 10)

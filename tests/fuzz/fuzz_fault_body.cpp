@@ -6,6 +6,7 @@
 #include <variant>
 
 #include "../../net/src/fault_body.hpp"
+#include "wsvisor/frame_header.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string body(reinterpret_cast<const char*>(data), size);

@@ -9,7 +9,6 @@
 #include "../../net/src/fault_body.hpp"
 
 using wsvisor::fault_request;
-using wsvisor::is_sendable_close_code;
 using wsvisor::parse_fault;
 
 namespace {
@@ -65,14 +64,6 @@ TEST_CASE("each fault toward clients is read with its parameters") {
   CHECK(parsed(R"({"action":"restart","target":"client"})").spread.count() == 0);
   CHECK(parsed(R"({"action":"restart","target":"client","user":"u","spread":"250ms"})").spread ==
         std::chrono::milliseconds(250));
-}
-
-TEST_CASE("close codes: those a server may send, and no other") {
-  for (int code : {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014, 3000, 4999})
-    CHECK_MESSAGE(is_sendable_close_code(code), code);
-  // 1004-1006 and 1015 are never sent; 1010 is the client's (a missing extension).
-  for (int code : {0, 999, 1004, 1005, 1006, 1010, 1015, 2999, 5000, 65535})
-    CHECK_MESSAGE(!is_sendable_close_code(code), code);
 }
 
 TEST_CASE("bad bodies are refused with the field named") {

@@ -9,6 +9,7 @@
 #include "wsvisor/frame_header.hpp"
 
 using wsvisor::frame_header;
+using wsvisor::is_sendable_close_code;
 
 namespace {
 
@@ -46,4 +47,12 @@ TEST_CASE("RSV1 marks a compressed message (permessage-deflate)") {
   CHECK(bytes_of(frame_header(false, 3, true, true)) == std::vector<int>{0xC2, 0x83});
   CHECK(frame_header(true, 3, false, true).text());
   CHECK_FALSE(frame_header(false, 3, false, true).text());
+}
+
+TEST_CASE("close codes: those a server may send, and no other") {
+  for (int code : {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014, 3000, 4999})
+    CHECK_MESSAGE(is_sendable_close_code(code), code);
+  // 1004-1006 and 1015 are never sent; 1010 is the client's (a missing extension).
+  for (int code : {0, 999, 1004, 1005, 1006, 1010, 1015, 2999, 5000, 65535})
+    CHECK_MESSAGE(!is_sendable_close_code(code), code);
 }

@@ -38,4 +38,13 @@ struct frame_header {
   bool text() const noexcept { return (bytes[0] & 0x0f) == 0x1; }
 };
 
+// Whether a server may send `code` in a close frame (RFC 6455 7.4: 1000-1003, 1007-1009,
+// 1011 and the 1012-1014 IANA added; 3000-4999 for libraries and applications).
+// 1004-1006 and 1015 are never sent, 1010 is the client's (a missing extension), 0-999
+// and 5000+ are never used: a peer that gets one fails the connection.
+constexpr bool is_sendable_close_code(std::int64_t code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1009) ||
+         (code >= 1011 && code <= 1014) || (code >= 3000 && code <= 4999);
+}
+
 }  // namespace wsvisor
