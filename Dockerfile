@@ -14,9 +14,10 @@
 FROM debian:bookworm AS build
 WORKDIR /src
 # The dependency installer alone first, so that the package layer is cached across
-# source changes.
+# source changes; `build`: the compiler and libraries only (no test tools, browser or
+# node, which the image would only spend minutes installing).
 COPY tools/install-deps.sh tools/install-deps.sh
-RUN ./tools/install-deps.sh \
+RUN ./tools/install-deps.sh build \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 COPY . .
