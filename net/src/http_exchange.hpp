@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "http_responses.hpp"
+#include "server_api_protocol.hpp"  // connection ids, for the admin and server APIs
 #include "server_state.hpp"
 #include "wsvisor/http_router.hpp"
 
@@ -48,15 +49,6 @@ boost::json::value tree_json(const tree_node& node);
 
 // The query parameters of a target, percent-decoded; nullopt when malformed.
 std::optional<std::map<std::string, std::string>> parse_query(std::string_view target);
-
-// The number n of a connection id "<node_id>.<n>" of this node; nullopt for another
-// node's or a malformed one (section 10).
-std::optional<uint64_t> local_connection_id(std::string_view connection, std::string_view node_id);
-
-// Whether `connection` has the shape of any node's connection id: a valid node id
-// (cluster.node_id's rule), ".", and a positive integer. Not that shape: a 400; that
-// shape but not of this node or not open: nothing there (410, or closed 0).
-bool is_connection_id(std::string_view connection);
 
 // The handlers, by family (net/src/health_endpoints.cpp, admin_api.cpp, server_api.cpp,
 // hub_api.cpp); routes_for_mode (server_state.hpp) puts them together.
