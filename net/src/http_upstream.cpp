@@ -6,6 +6,8 @@
 // and serializing, not waiting) takes one io thread at a time.
 #include "wsvisor/http_upstream.hpp"
 
+#include "upstream_response.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -32,7 +34,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <limits>
 #include <optional>
 #include <string_view>
 #include <unordered_map>
@@ -55,12 +56,6 @@ using tls_stream = beast::ssl_stream<beast::tcp_stream>;
 
 char lower(char c) {
   return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string lowered(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(), lower);
-  return out;
 }
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -136,7 +131,7 @@ std::string parse_url(std::string_view url, target_url& out) {
     const auto colon = authority.find(':');
     has_port = colon != std::string_view::npos;
     if (has_port) port_text = authority.substr(colon + 1);
-    out.host = lowered(authority.substr(0, has_port ? colon : authority.size()));
+    out.host = lowercase_ascii(authority.substr(0, has_port ? colon : authority.size()));
     const bool name_chars = std::all_of(out.host.begin(), out.host.end(), [](char c) {
       return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || c == '-' || c == '.' || c == '_';
     });
@@ -492,14 +487,9 @@ void exchange::on_write(beast::error_code ec, std::size_t) {
 // The parser's own limits keep memory bounded within a read (a header or a declared
 // length over the limit fails at once); on_read counts the whole response on the wire.
 void exchange::new_parser() {
-  const uint64_t max = client_->options().max_response_bytes;
-  const uint64_t left = max > received_ ? max - received_ : 0;
   parser_.emplace();
-  parser_->header_limit(static_cast<std::uint32_t>(
-      std::min<uint64_t>(left, std::numeric_limits<std::uint32_t>::max())));
-  parser_->body_limit(left);
-  // The answer to a HEAD has a Content-Length but no body.
-  parser_->skip(request_.method() == http::verb::head);
+  limit_response_parser(*parser_, client_->options().max_response_bytes, received_,
+                        request_.method() == http::verb::head);
 }
 
 void exchange::do_read() {
@@ -520,8 +510,7 @@ void exchange::on_read(beast::error_code ec, std::size_t bytes) {
     return finish(failure(outcome::too_large,
                           "response over max_response_bytes (" + std::to_string(max) + ")"));
   if (!parser_->is_done()) return do_read();
-  const unsigned status = parser_->get().result_int();
-  if (status >= 100 && status < 200 && status != 101) {
+  if (is_interim_status(parser_->get().result_int())) {
     // An interim answer (100 Continue, 103 Early Hints): the final one follows. It
     // counts against the limit like the rest.
     new_parser();
@@ -554,16 +543,11 @@ void exchange::fail(beast::error_code ec, step where) {
 }
 
 void exchange::succeed() {
-  auto& response = parser_->get();
-  upstream_reply reply;
-  reply.result = outcome::response;
-  reply.status = response.result_int();
-  for (const auto& field : response)
-    reply.headers.emplace_back(lowered(field.name_string()), std::string(field.value()));
-  reply.body = std::move(response.body());
+  const bool keep_alive = parser_->keep_alive();
+  upstream_reply reply = reply_of(parser_->release());
   // Reusable only when the server keeps it open, nothing unasked-for came after the
   // response, and the protocol is still HTTP (not after a 101).
-  if (parser_->keep_alive() && connection_->buffer.size() == 0 && reply.status >= 200)
+  if (keep_alive && connection_->buffer.size() == 0 && reply.status >= 200)
     client_->give_back(url_.pool_key, std::move(connection_));
   finish(std::move(reply));
 }

@@ -12,7 +12,7 @@ seconds=${2:?seconds per fuzzer}
 shift 2
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 names=("$@")
-[[ ${#names[@]} -gt 0 ]] || names=(hub_frame hub_wire jwt config fault_body http_request connect_answer hub_api)
+[[ ${#names[@]} -gt 0 ]] || names=(hub_frame hub_wire jwt config fault_body http_request connect_answer hub_api server_api upstream_response)
 mkdir -p "$build/fuzz-artifacts"
 failed=()
 for name in "${names[@]}"; do
