@@ -165,6 +165,24 @@ def test_wsload_speaks_wss_byte_for_byte(server_factory, certs):
     assert binary["messages_received"] > 10, binary
 
 
+def test_compression_over_tls(server_factory, certs):
+    # The two layers together: deflated frames inside TLS records.
+    cert, key = certs
+    tls = TlsServer(server_factory, cert, key, "server.compression=true",
+                    "server.max_message_bytes=300000")
+    message = '{"event":"tick","values":[1,2,3,4,5,6,7,8]}' * 5000
+
+    async def main():
+        async with websockets.connect(tls.url(), ssl=client_context(cert), max_size=None,
+                                      ping_interval=None) as ws:
+            await ws.send(message)
+            return ws.response_headers.get("Sec-WebSocket-Extensions"), await ws.recv()
+
+    agreed, echo = run_async(main(), timeout=30)
+    assert "permessage-deflate" in agreed and echo == message
+    assert tls.metrics().get("wsvisor_bytes_sent_total") < len(message) / 20
+
+
 def test_plain_http_on_the_tls_port_gets_no_answer_and_costs_nothing(server_factory, certs):
     cert, key = certs
     tls = TlsServer(server_factory, cert, key)
