@@ -9,8 +9,10 @@
 # Without either engine it prints one `SKIP: ...` line and exits 0 at once (CI machines
 # have neither; .ci/run calls this script only when one is there).
 #
-#   tests/image/run.sh        (as root for podman; the first build takes 15-20 minutes
-#                              on 2 cores, later ones reuse the dependency layer)
+#   tests/image/run.sh        (as root for podman; the whole test took 218 s on 2 cores
+#                              on 2026-12-04, debootstrap of the bases included, once the
+#                              build stage installed only the compiler and libraries;
+#                              later runs reuse the dependency layer)
 #
 # It removes the container, the client and its temporary files whatever happens; the
 # images (the test image, and the bases debootstrap-base.sh may have made) stay, as the
