@@ -15,7 +15,6 @@
 // both and no other part of the server.
 #pragma once
 
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/error.hpp>
@@ -61,24 +60,20 @@ class transport_stream {
   }
   executor_type get_executor() noexcept { return next_layer().get_executor(); }
 
+  // Straight to the layer underneath, with no initiation of their own: a plain
+  // connection's read and write cost what tcp_stream's do (an async_initiate wrapper
+  // here cost about 210 instructions per echo, callgrind). Handlers only (every caller
+  // passes one), so both branches return void.
   template <class MutableBufferSequence, class ReadHandler>
-  auto async_read_some(const MutableBufferSequence& buffers, ReadHandler&& handler) {
-    return boost::asio::async_initiate<ReadHandler, void(boost::beast::error_code, std::size_t)>(
-        [this](auto handler, const MutableBufferSequence& buffers) {
-          if (tls_) return tls_->stream.async_read_some(buffers, std::move(handler));
-          plain_->async_read_some(buffers, std::move(handler));
-        },
-        handler, buffers);
+  void async_read_some(const MutableBufferSequence& buffers, ReadHandler&& handler) {
+    if (tls_) return tls_->stream.async_read_some(buffers, std::forward<ReadHandler>(handler));
+    plain_->async_read_some(buffers, std::forward<ReadHandler>(handler));
   }
 
   template <class ConstBufferSequence, class WriteHandler>
-  auto async_write_some(const ConstBufferSequence& buffers, WriteHandler&& handler) {
-    return boost::asio::async_initiate<WriteHandler, void(boost::beast::error_code, std::size_t)>(
-        [this](auto handler, const ConstBufferSequence& buffers) {
-          if (tls_) return tls_->stream.async_write_some(buffers, std::move(handler));
-          plain_->async_write_some(buffers, std::move(handler));
-        },
-        handler, buffers);
+  void async_write_some(const ConstBufferSequence& buffers, WriteHandler&& handler) {
+    if (tls_) return tls_->stream.async_write_some(buffers, std::forward<WriteHandler>(handler));
+    plain_->async_write_some(buffers, std::forward<WriteHandler>(handler));
   }
 
   template <class TeardownHandler>
