@@ -54,6 +54,12 @@ std::uint64_t to_uint(const std::string& text, std::uint64_t min, std::uint64_t 
   return value;
 }
 
+// A switch: "on" or "off".
+bool to_switch(const std::string& text) {
+  if (text != "on" && text != "off") throw BadValue("expected on or off");
+  return text == "on";
+}
+
 // wsload may only ever send to this machine: every address it dials or binds must be
 // in 127.0.0.0/8 or ::1.
 boost::asio::ip::address loopback_address(const std::string& text) {
@@ -121,10 +127,7 @@ const std::vector<Flag>& flags() {
        "every mode that upgrades (echo, connect, storm, hold, subscribe, publish, reconnect): "
        "wss, TLS before the upgrade; the server's certificate is not verified (a load test "
        "of one's own server) (off)",
-       [](Options& o, const std::string& v) {
-         if (v != "on" && v != "off") throw BadValue("expected on or off");
-         o.tls = v == "on";
-       }},
+       [](Options& o, const std::string& v) { o.tls = to_switch(v); }},
       {"--source-addrs", "A,B,...",
        "bind client sockets round-robin to these loopback addresses (e.g. "
        "127.0.0.1,127.0.0.2) so that more than ~28k connections reach one port",
@@ -159,10 +162,7 @@ const std::vector<Flag>& flags() {
       {"--compression", "on|off",
        "echo: offer permessage-deflate (RFC 7692, client_no_context_takeover) and send every "
        "message compressed (off)",
-       [](Options& o, const std::string& v) {
-         if (v != "on" && v != "off") throw BadValue("expected on or off");
-         o.compression = v == "on";
-       }},
+       [](Options& o, const std::string& v) { o.compression = to_switch(v); }},
       {"--payload", "random|json",
        "echo: random letters (every message differs; compresses poorly) or JSON-like text "
        "(records with field names and numbers, as an API sends; compresses well) (random)",
