@@ -27,6 +27,7 @@
 #include <optional>
 #include <string>
 
+#include "coalescing_checks.hpp"
 #include "wsvisor/transport_stream.hpp"
 #include "wsvisor/write_coalescing_stream.hpp"
 
@@ -104,53 +105,17 @@ struct tls_pair {
     run_until([&] { return server_done && peer_done; });
   }
 
-  void run_until(const std::function<bool()>& done) {
-    io.restart();
-    for (int i = 0; i < 100000 && !done(); ++i) io.run_one_for(std::chrono::seconds(5));
-    REQUIRE(done());
-  }
+  void run_until(const std::function<bool()>& done) { wsvisor::testing::run_until(io, done); }
 
   // Reads exactly n decrypted bytes on the peer.
-  std::string peer_read(std::size_t n) {
-    std::string got(n, '\0');
-    bool done = false;
-    asio::async_read(peer, asio::buffer(got), [&](beast::error_code ec, std::size_t) {
-      REQUIRE_FALSE(ec);
-      done = true;
-    });
-    run_until([&] { return done; });
-    return got;
-  }
+  std::string peer_read(std::size_t n) { return wsvisor::testing::read_exactly(io, peer, n); }
 };
-
-std::string numbered(int i) {
-  return "message " + std::to_string(i) + ";";
-}
 
 }  // namespace
 
 TEST_CASE("over TLS, back-to-back writes arrive whole, in order, in far fewer writes") {
   tls_pair pair;
-  const int writes = 200;
-  std::vector<std::string> messages;
-  std::string expected;
-  for (int i = 0; i < writes; ++i) {
-    messages.push_back(numbered(i));
-    expected += messages.back();
-  }
-  int next = 0;
-  std::function<void(beast::error_code, std::size_t)> write_next = [&](beast::error_code ec,
-                                                                       std::size_t bytes) {
-    REQUIRE_FALSE(ec);
-    if (next > 0) CHECK(bytes == messages[next - 1].size());
-    if (next == writes) return;
-    const auto& message = messages[next++];
-    pair.server->async_write_some(asio::buffer(message), write_next);
-  };
-  write_next({}, 0);
-  CHECK(pair.peer_read(expected.size()) == expected);
-  CHECK(pair.server->writes_accepted() == writes);
-  CHECK(pair.server->flushes() <= writes / 8);
+  wsvisor::testing::check_back_to_back_writes(pair);
 }
 
 TEST_CASE("over TLS, a write with a reader waiting goes through TLS, not to the raw socket") {

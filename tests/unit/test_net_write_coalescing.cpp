@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "coalescing_checks.hpp"
 #include "wsvisor/write_coalescing_stream.hpp"
 
 namespace asio = boost::asio;
@@ -31,6 +32,9 @@ namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 using layer = wsvisor::write_coalescing_stream<beast::tcp_stream>;
+using wsvisor::testing::check_back_to_back_writes;
+using wsvisor::testing::numbered;
+using wsvisor::testing::read_exactly;
 
 namespace {
 
@@ -47,49 +51,14 @@ struct loopback {
   }
 
   // Reads exactly n bytes on the peer, running the io_context meanwhile.
-  std::string peer_read(std::size_t n) {
-    std::string got(n, '\0');
-    bool done = false;
-    asio::async_read(peer, asio::buffer(got), [&](beast::error_code ec, std::size_t) {
-      REQUIRE_FALSE(ec);
-      done = true;
-    });
-    io.restart();
-    for (int i = 0; i < 100000 && !done; ++i) io.run_one_for(std::chrono::seconds(5));
-    REQUIRE(done);
-    return got;
-  }
+  std::string peer_read(std::size_t n) { return read_exactly(io, peer, n); }
 };
-
-std::string numbered(int i) {
-  return "message " + std::to_string(i) + ";";
-}
 
 }  // namespace
 
 TEST_CASE("back-to-back writes arrive whole, in order, in far fewer system calls") {
   loopback pair;
-  const int writes = 200;
-  std::string expected;
-  for (int i = 0; i < writes; ++i) expected += numbered(i);
-
-  // Each write is issued from the previous one's completion, as Beast issues frames.
-  int next = 0;
-  std::vector<std::string> messages;
-  for (int i = 0; i < writes; ++i) messages.push_back(numbered(i));
-  std::function<void(beast::error_code, std::size_t)> write_next = [&](beast::error_code ec,
-                                                                       std::size_t bytes) {
-    REQUIRE_FALSE(ec);
-    if (next > 0) CHECK(bytes == messages[next - 1].size());  // whole, always
-    if (next == writes) return;
-    const auto& message = messages[next++];
-    pair.server->async_write_some(asio::buffer(message), write_next);
-  };
-  write_next({}, 0);
-
-  CHECK(pair.peer_read(expected.size()) == expected);
-  CHECK(pair.server->writes_accepted() == writes);
-  CHECK(pair.server->flushes() <= writes / 8);
+  check_back_to_back_writes(pair);
 }
 
 TEST_CASE("a reader waiting on the socket lets a write go out within the call") {
