@@ -559,14 +559,7 @@ void websocket_session::close(uint16_t code, std::string reason, close_reason wh
 void websocket_session::begin_close() {
   // Our own close frame goes in order, after what is queued (on_write waits for it).
   ws_.next_layer().hold_close_frames(false);
-  if (phase_ == phase::open) {
-    phase_ = phase::closing;
-    public_phase_ = 2;
-    deadline().expires_after(state_->config.janitor.close_timeout);
-    deadline().async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (!ec) self->finish();
-    });
-  }
+  if (phase_ == phase::open) start_closing();
   if (writing_ || close_sent_) return;     // on_write comes back here when the queue is empty
   if (!queue_.empty()) return do_write();  // corked frames first, then the close
   // A zombie writes nothing (close_timeout ends it). A stall holds the messages, and so
@@ -609,6 +602,15 @@ void websocket_session::on_close_held() {
   });
 }
 
+void websocket_session::start_closing() {
+  phase_ = phase::closing;
+  public_phase_ = 2;
+  deadline().expires_after(state_->config.janitor.close_timeout);
+  deadline().async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec) self->finish();
+  });
+}
+
 void websocket_session::fail_with_close(uint16_t code, std::string_view reason) {
   // Beast has given the connection up: the close frame goes under it, then TCP closes.
   auto frame = std::make_shared<std::string>();
@@ -617,12 +619,7 @@ void websocket_session::fail_with_close(uint16_t code, std::string_view reason) 
   frame->push_back(static_cast<char>(code >> 8));
   frame->push_back(static_cast<char>(code & 0xff));
   frame->append(reason);
-  phase_ = phase::closing;
-  public_phase_ = 2;
-  deadline().expires_after(state_->config.janitor.close_timeout);
-  deadline().async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (!ec) self->finish();
-  });
+  if (phase_ == phase::open) start_closing();
   // Accepted is not yet written: the layer's teardown waits until it is, then shuts
   // the transport down (close_timeout bounds a peer that never ends it).
   ws_.next_layer().async_write_some(

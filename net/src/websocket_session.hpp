@@ -128,6 +128,8 @@ class websocket_session final : public session_port,
   void reset_now();
   double next_random();
   void begin_close();
+  // Open -> closing: the peer has close_timeout from now, then TCP closes.
+  void start_closing();
   // Beast failed the connection without a close frame of its own (a compressed message
   // that does not inflate): this one (reason under 124 bytes), then finish().
   void fail_with_close(uint16_t code, std::string_view reason);
